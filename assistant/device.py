@@ -1,0 +1,94 @@
+"""Device and precision, chosen in one place for every model the assistant loads.
+
+Policy (the benchmark ``finassist bench decode`` is where the CPU choice comes from):
+
+* CUDA: bf16 where the GPU supports it, else fp16 (mixed precision: weights and
+  activations in half precision, reductions in fp32 inside the kernels), SDPA
+  attention.
+* CPU: fp32. bf16 decodes about twice as fast on AVX512-BF16 CPUs, but its greedy
+  output diverges from fp32 after a few dozen tokens on SmolLM2-135M
+  (docs/benchmarks/decode.md), and the policy is "fastest with equal greedy output".
+
+``device``/``dtype`` arguments (``Assistant(device=..., dtype=...)``, ``--device``,
+``--dtype``) override the policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import DeviceError
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and in which precision a model runs."""
+
+    device: torch.device
+    dtype: torch.dtype
+    attn_implementation: str = "sdpa"
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def describe(self) -> str:
+        name = str(self.device)
+        if self.device.type == "cuda":
+            name += f" ({torch.cuda.get_device_name(self.device)})"
+        return f"{name}, {self.dtype_name}, attention={self.attn_implementation}"
+
+
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).lower().removeprefix("torch.")
+    if key == "auto":
+        return None
+    if key not in DTYPES:
+        raise DeviceError(f"unknown dtype {dtype!r}; use one of: auto, {', '.join(sorted(DTYPES))}")
+    return DTYPES[key]
+
+
+def parse_device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r} was asked for but CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeviceError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    if dev.type not in ("cpu", "cuda"):
+        raise DeviceError(f"device type {dev.type!r} is not supported; use cpu or cuda")
+    return dev
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def resolve_runtime(device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> Runtime:
+    """The one place that turns user overrides (or nothing) into a device and dtype."""
+    dev = parse_device(device)
+    chosen = parse_dtype(dtype) or default_dtype(dev)
+    if dev.type == "cuda" and chosen == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise DeviceError("bfloat16 was asked for but this GPU does not support it; use float16")
+    if dev.type == "cpu" and chosen == torch.float16:
+        raise DeviceError("float16 on CPU is slow and numerically fragile; use float32 or bfloat16")
+    return Runtime(device=dev, dtype=chosen, attn_implementation="sdpa")

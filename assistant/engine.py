@@ -1,0 +1,458 @@
+"""The engine: owns the loaded models and does every generation and encoding.
+
+The Python API, the CLI, the HTTP service and the web UI all call one
+``Engine``; none of them touches a model directly. Models load lazily on first
+use, so a chat never loads the encoder and a classification never loads the
+generator.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .device import Runtime, resolve_runtime
+from .errors import InputTooLongError, InvalidParameterError, ModelLoadError
+from .models import DEFAULT_ENCODER, DEFAULT_GENERATOR, ENCODER, GENERATOR, ResolvedModel, resolve_model
+from .prompts import load_prompt
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to generate. ``temperature == 0`` means greedy decoding (deterministic)."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    #: Extra strings that end generation (the model's own end-of-turn token always does).
+    stop: tuple[str, ...] = ()
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 32768:
+            raise InvalidParameterError(f"max_new_tokens must be an integer in 1..32768, got {self.max_new_tokens!r}")
+        if not 0.0 <= float(self.temperature) <= 5.0:
+            raise InvalidParameterError(f"temperature must be in 0..5, got {self.temperature!r}")
+        if not 0.0 < float(self.top_p) <= 1.0:
+            raise InvalidParameterError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not 0.5 <= float(self.repetition_penalty) <= 2.0:
+            raise InvalidParameterError(f"repetition_penalty must be in 0.5..2, got {self.repetition_penalty!r}")
+        object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
+
+    def generate_kwargs(self) -> dict:
+        kwargs: dict = {"max_new_tokens": self.max_new_tokens}
+        if self.temperature > 0:
+            kwargs.update(do_sample=True, temperature=float(self.temperature), top_p=float(self.top_p), top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if self.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = float(self.repetition_penalty)
+        return kwargs
+
+
+@dataclass
+class Generation:
+    """One finished generation, with the counts an OpenAI-style ``usage`` needs."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    #: "stop" (end of turn or a stop string), "length" (max_new_tokens), "cancelled".
+    finish_reason: str
+
+
+@dataclass
+class LoadedModel:
+    resolved: ResolvedModel
+    runtime: Runtime
+    model: torch.nn.Module
+    tokenizer: object
+    load_seconds: float
+
+    @property
+    def context_window(self) -> int:
+        cfg = self.model.config
+        for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            value = getattr(cfg, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 2048
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+class _CancelOnEvent:
+    """Stopping criterion: stop as soon as the consumer cancels (client gone, Stop pressed)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class GenerationStream:
+    """Iterate to get text pieces as they are generated; ``result`` is set at the end.
+
+    Leaving the loop early (``break``, an exception, ``close()``) or calling
+    ``cancel()`` stops the generation thread at the next token.
+    """
+
+    def __init__(self, engine: Engine, messages: Sequence[Message], params: SamplingParams) -> None:
+        from transformers import TextIteratorStreamer
+
+        self.result: Generation | None = None
+        self._cancel = threading.Event()
+        gen = engine.generator
+        prompt_ids = engine._encode_prompt(messages, params)
+        self._prompt_tokens = prompt_ids.shape[1]
+        self._streamer = TextIteratorStreamer(gen.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        self._output: dict = {}
+        self._stop = params.stop + engine.plain_stop_strings()
+
+        def run() -> None:
+            try:
+                self._output["ids"] = engine._generate_ids(prompt_ids, params, self._streamer, self._cancel)
+            except BaseException as exc:  # surfaced to the consumer in __iter__
+                self._output["error"] = exc
+                self._streamer.end()
+
+        self._thread = threading.Thread(target=run, name="finassist-generate", daemon=True)
+        self._thread.start()
+        self._engine = engine
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def __iter__(self) -> Iterator[str]:
+        emitted = ""
+        stop_hit = False
+        held = ""  # text that might be the start of a stop string: not shown until we know
+        exhausted = False
+        try:
+            for piece in self._streamer:
+                held += piece
+                text, hit = _cut_at_stop(held, self._stop)
+                if hit:
+                    stop_hit = True
+                    if text:
+                        emitted += text
+                        yield text
+                    self.cancel()
+                    held = ""
+                    break
+                safe = len(held) - _partial_stop_suffix(held, self._stop)
+                if safe > 0:
+                    emitted += held[:safe]
+                    yield held[:safe]
+                    held = held[safe:]
+            else:
+                exhausted = True
+            if held:
+                emitted += held
+                yield held
+        finally:
+            if not exhausted:  # consumer left early or a stop string matched: stop at the next token
+                self.cancel()
+            # The streamer's queue is unbounded, so the thread never blocks on us: joining is safe.
+            self._thread.join()
+        if "error" in self._output:
+            raise self._output["error"]
+        ids = self._output.get("ids")
+        self.result = self._engine._finish(
+            ids, self._prompt_tokens, self._stop, self._cancel.is_set() and not stop_hit, emitted, stop_hit
+        )
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _partial_stop_suffix(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
+    best = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:n]):
+                best = n
+                break
+    return best
+
+
+class Engine:
+    """Loads models lazily and runs generation and encoding on the chosen device."""
+
+    def __init__(
+        self,
+        generator: str | Path | None = None,
+        encoder: str | Path | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> None:
+        self.generator_spec = str(generator or DEFAULT_GENERATOR)
+        self.encoder_spec = str(encoder or DEFAULT_ENCODER)
+        self.runtime = resolve_runtime(device, dtype)
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ loading
+
+    @property
+    def generator(self) -> LoadedModel:
+        return self._load(GENERATOR)
+
+    @property
+    def encoder(self) -> LoadedModel:
+        return self._load(ENCODER)
+
+    def loaded(self, role: str) -> LoadedModel | None:
+        return self._models.get(role)
+
+    def _load(self, role: str) -> LoadedModel:
+        if role in self._models:
+            return self._models[role]
+        with self._lock:
+            if role not in self._models:
+                spec = self.generator_spec if role == GENERATOR else self.encoder_spec
+                self._models[role] = _load_model(resolve_model(spec, role), self.runtime)
+        return self._models[role]
+
+    # ----------------------------------------------------------------- generation
+
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        """The prompt text for a conversation: the model's chat template, or a plain one."""
+        tok = self.generator.tokenizer
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        plain = load_prompt("chat")["plain_template"]
+        roles = plain["roles"]
+        turns = [plain["turn"].format(role=roles[m["role"]], content=m["content"]) for m in messages]
+        return "".join(turns) + plain["generation_prompt"].format(role=roles["assistant"])
+
+    def plain_stop_strings(self) -> tuple[str, ...]:
+        """Stop strings for models without a chat template (they would write the next turn)."""
+        if getattr(self.generator.tokenizer, "chat_template", None):
+            return ()
+        return tuple(load_prompt("chat")["plain_template"]["stop"])
+
+    def count_tokens(self, text: str, role: str = GENERATOR) -> int:
+        tok = self._load(role).tokenizer
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    @property
+    def context_window(self) -> int:
+        return self.generator.context_window
+
+    def _encode_prompt(self, messages: Sequence[Message], params: SamplingParams) -> torch.Tensor:
+        gen = self.generator
+        prompt = self.render_chat(messages)
+        ids = gen.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        total = ids.shape[1] + params.max_new_tokens
+        if total > gen.context_window:
+            raise InputTooLongError(
+                f"the prompt is {ids.shape[1]} tokens and {params.max_new_tokens} new tokens were asked for, "
+                f"{total} in all, over the model's context window of {gen.context_window} tokens"
+            )
+        return ids
+
+    def _generate_ids(self, prompt_ids, params: SamplingParams, streamer=None, cancel: threading.Event | None = None):
+        from transformers import StoppingCriteriaList
+
+        gen = self.generator
+        kwargs = params.generate_kwargs()
+        stops = params.stop + self.plain_stop_strings()
+        if stops:
+            kwargs.update(stop_strings=list(stops), tokenizer=gen.tokenizer)
+        if cancel is not None:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_CancelOnEvent(cancel)])
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        pad = gen.tokenizer.pad_token_id
+        if pad is None:
+            pad = gen.model.generation_config.eos_token_id
+            pad = pad[0] if isinstance(pad, list) else pad
+        input_ids = prompt_ids.to(gen.runtime.device)
+        with torch.inference_mode():
+            out = gen.model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                pad_token_id=pad,
+                streamer=streamer,
+                **kwargs,
+            )
+        return out[0, prompt_ids.shape[1] :].cpu()
+
+    def _finish(
+        self,
+        new_ids,
+        prompt_tokens: int,
+        stops: Sequence[str],
+        cancelled: bool,
+        text: str | None = None,
+        stop_hit: bool = False,
+    ) -> Generation:
+        tok = self.generator.tokenizer
+        if text is None:
+            text = tok.decode(new_ids, skip_special_tokens=True)
+        text, hit = _cut_at_stop(text, tuple(stops) + self.plain_stop_strings())
+        eos = self.generator.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos])
+        n = int(new_ids.shape[0]) if new_ids is not None else 0
+        ended = hit or stop_hit or (n > 0 and int(new_ids[-1]) in eos)
+        reason = "stop" if ended else ("cancelled" if cancelled else "length")
+        return Generation(text=text.strip(), prompt_tokens=prompt_tokens, completion_tokens=n, finish_reason=reason)
+
+    def generate(self, messages: Sequence[Message], params: SamplingParams | None = None) -> Generation:
+        """Run one chat completion to the end."""
+        params = params or SamplingParams()
+        prompt_ids = self._encode_prompt(messages, params)
+        new_ids = self._generate_ids(prompt_ids, params)
+        return self._finish(new_ids, prompt_ids.shape[1], params.stop, cancelled=False)
+
+    def stream(self, messages: Sequence[Message], params: SamplingParams | None = None) -> GenerationStream:
+        """Start a chat completion and stream its text token by token."""
+        return GenerationStream(self, messages, params or SamplingParams())
+
+    # ------------------------------------------------------------------- encoding
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
+        """Sentence embeddings (L2-normalised), one row per text.
+
+        Texts longer than the encoder's window are not truncated: they are cut
+        into overlapping windows whose embeddings are averaged.
+        """
+        enc = self.encoder
+        tok, model = enc.tokenizer, enc.model
+        max_len = _encoder_max_length(enc)
+        pooled: list[torch.Tensor] = []
+        for start in range(0, len(texts), batch_size):
+            batch = list(texts[start : start + batch_size])
+            features = tok(
+                batch,
+                padding=True,
+                truncation=True,
+                max_length=max_len,
+                stride=max_len // 4,
+                return_overflowing_tokens=True,
+                return_tensors="pt",
+            )
+            owner = features.pop("overflow_to_sample_mapping")
+            features = {k: v.to(enc.runtime.device) for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            with torch.inference_mode():
+                hidden = model(**features).last_hidden_state
+            mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            if getattr(model.config, "finassist_pooling", "mean") == "cls":
+                windows = hidden[:, 0]
+            else:
+                windows = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            windows = windows.float().cpu()
+            per_text = torch.zeros(len(batch), windows.shape[1]).index_add_(0, owner, windows)
+            counts = torch.bincount(owner, minlength=len(batch)).clamp(min=1).unsqueeze(1)
+            pooled.append(torch.nn.functional.normalize(per_text / counts, dim=-1))
+        return torch.cat(pooled) if pooled else torch.empty(0)
+
+    # -------------------------------------------------------------------- report
+
+    def describe(self, load: bool = False) -> list[dict]:
+        """Which models resolved, from where, on which device and dtype (``finassist models``)."""
+        rows = []
+        for role, spec in ((GENERATOR, self.generator_spec), (ENCODER, self.encoder_spec)):
+            loaded = self._load(role) if load else self._models.get(role)
+            resolved = loaded.resolved if loaded else resolve_model(spec, role)
+            row = {
+                "role": role,
+                "name": resolved.name,
+                "origin": resolved.origin,
+                "location": resolved.location,
+                "device": str(self.runtime.device),
+                "dtype": self.runtime.dtype_name,
+                "attention": self.runtime.attn_implementation,
+                "loaded": loaded is not None,
+            }
+            config = _read_config(resolved)
+            row["architecture"] = (config.get("architectures") or [config.get("model_type", "?")])[0]
+            if loaded:
+                row["parameters"] = loaded.parameters
+                row["context_window"] = loaded.context_window
+                row["load_seconds"] = round(loaded.load_seconds, 2)
+            rows.append(row)
+        return rows
+
+
+def _read_config(resolved: ResolvedModel) -> dict:
+    path = Path(resolved.location) / "config.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(resolved.location, "config.json")
+        return json.loads(Path(hit).read_text()) if isinstance(hit, str) else {}
+    except Exception:
+        return {}
+
+
+def _encoder_max_length(enc: LoadedModel) -> int:
+    # sentence-transformers models record the window they were trained with (256 for MiniLM).
+    st_config = Path(enc.resolved.location) / "sentence_bert_config.json"
+    if st_config.is_file():
+        value = json.loads(st_config.read_text()).get("max_seq_length")
+        if value:
+            return int(value)
+    return min(enc.context_window, 512)
+
+
+def _load_model(resolved: ResolvedModel, runtime: Runtime) -> LoadedModel:
+    import time
+
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    auto = AutoModelForCausalLM if resolved.role == GENERATOR else AutoModel
+    common = {"local_files_only": resolved.local_files_only}
+    from transformers.utils import logging as hf_logging
+
+    # Loading safetensors takes a second or two: a progress bar would only be noise.
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.location, **common)
+        model = auto.from_pretrained(
+            resolved.location, dtype=runtime.dtype, attn_implementation=runtime.attn_implementation, **common
+        )
+    except (OSError, ValueError) as exc:
+        if "attn_implementation" in str(exc) or "sdpa" in str(exc).lower():
+            model = auto.from_pretrained(resolved.location, dtype=runtime.dtype, **common)
+        else:
+            raise ModelLoadError(f"could not load {resolved.role} {resolved.spec!r} from {resolved.origin}: {exc}") from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    model.to(runtime.device).eval()
+    if resolved.role == ENCODER:
+        _record_pooling(model, Path(resolved.location))
+    log.info("loaded %s %s on %s in %.1fs", resolved.role, resolved.name, runtime.describe(), time.perf_counter() - started)
+    return LoadedModel(resolved, runtime, model, tokenizer, time.perf_counter() - started)
+
+
+def _record_pooling(model, location: Path) -> None:
+    """Mean pooling unless a sentence-transformers pooling config asks for CLS."""
+    pooling = location / "1_Pooling" / "config.json"
+    mode = "mean"
+    if pooling.is_file() and json.loads(pooling.read_text()).get("pooling_mode_cls_token"):
+        mode = "cls"
+    model.config.finassist_pooling = mode

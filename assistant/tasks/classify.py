@@ -1,0 +1,104 @@
+"""Zero-shot classification with the encoder against label descriptions.
+
+A text's embedding is compared (cosine) with each label's embedding, the
+normalised mean of its descriptions in ``prompts/labels/<task>.toml``.
+Single-label tasks turn the similarities into probabilities with a softmax;
+multi-label tasks return every label whose similarity passes the threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..inputs import ensure_text, ensure_texts
+from ..prompts import LabelSet, load_label_set
+from .base import Task
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    label: str
+    score: float
+
+
+@dataclass
+class Classification:
+    """Scores for every label, best first, and the predicted labels."""
+
+    task: str
+    multi_label: bool
+    #: Every label with its score, sorted by score (highest first).
+    scores: list[LabelScore]
+    #: Predicted labels: the top one (single-label) or all above the threshold (multi-label).
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str | None:
+        """The best label (``None`` for a multi-label text that matches no label)."""
+        return self.labels[0] if self.labels else None
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "multi_label": self.multi_label,
+            "labels": self.labels,
+            "scores": [{"label": s.label, "score": round(s.score, 6)} for s in self.scores],
+        }
+
+    def __str__(self) -> str:
+        top = ", ".join(f"{s.label} {s.score:.2f}" for s in self.scores[:3])
+        return f"{', '.join(self.labels) or '(no label)'}  [{top}]"
+
+
+@dataclass
+class _Prepared:
+    texts: list[str]
+    label_set: LabelSet
+    single: bool
+    threshold: float
+
+
+class ClassifyTask(Task):
+    name = "classify"
+
+    def __init__(self, engine) -> None:
+        super().__init__(engine)
+        self._label_embeddings: dict[str, torch.Tensor] = {}
+
+    def preprocess(self, inputs, task: str = "sentiment", threshold: float | None = None) -> _Prepared:
+        label_set = load_label_set(task)
+        single = isinstance(inputs, (str, bytes))
+        texts = [ensure_text(inputs)] if single else ensure_texts(inputs)
+        return _Prepared(texts, label_set, single, label_set.threshold if threshold is None else float(threshold))
+
+    def label_embeddings(self, label_set: LabelSet) -> torch.Tensor:
+        """One row per label: the normalised mean of its description embeddings (cached)."""
+        if label_set.task not in self._label_embeddings:
+            rows = []
+            for label in label_set.labels:
+                desc = self.engine.encode([label_set.description_prefix + d for d in label.descriptions])
+                rows.append(torch.nn.functional.normalize(desc.mean(0), dim=-1))
+            self._label_embeddings[label_set.task] = torch.stack(rows)
+        return self._label_embeddings[label_set.task]
+
+    def forward(self, prepared: _Prepared) -> tuple[_Prepared, torch.Tensor]:
+        labels = self.label_embeddings(prepared.label_set)
+        return prepared, self.engine.encode(prepared.texts) @ labels.T
+
+    def postprocess(self, outputs: tuple[_Prepared, torch.Tensor]):
+        prepared, similarity = outputs
+        ls = prepared.label_set
+        results = []
+        for row in similarity:
+            if ls.multi_label:
+                values = row
+                chosen = [ls.names[i] for i in torch.argsort(row, descending=True).tolist() if row[i] >= prepared.threshold]
+            else:
+                values = torch.softmax(row / ls.temperature, dim=-1)
+                chosen = [ls.names[int(values.argmax())]]
+            order = torch.argsort(values, descending=True).tolist()
+            scores = [LabelScore(ls.names[i], float(values[i])) for i in order]
+            results.append(Classification(ls.task, ls.multi_label, scores, chosen))
+        return results[0] if prepared.single else results

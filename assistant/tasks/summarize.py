@@ -1,0 +1,187 @@
+"""Summarisation with the generator, long inputs handled by chunk-then-combine.
+
+A text that fits in one chunk is summarised directly. A longer one is split at
+paragraph and sentence boundaries into chunks; each chunk is turned into notes
+(map) and the notes are summarised in the requested style (reduce), repeating
+the map step while the notes are still too long. Nothing is silently cut.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from ..engine import SamplingParams
+from ..errors import InputTooLongError
+from ..inputs import ensure_choice, ensure_int, ensure_text
+from ..prompts import load_prompt
+from .base import Task
+
+STYLES = ("bullets", "headline", "paragraph")
+_BULLET = re.compile(r"^\s*(?:[-*•–·]|\d+[.)])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass
+class Summary:
+    text: str
+    style: str
+    bullets: list[str] = field(default_factory=list)
+    #: How many chunks the source was split into (1 = summarised in one pass).
+    chunks: int = 1
+    source_tokens: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("text", "style", "bullets", "chunks", "source_tokens", "seconds")}
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class _Prepared:
+    text: str
+    style: str
+    max_words: int
+    started: float
+
+
+class SummarizeTask(Task):
+    name = "summarize"
+
+    def __init__(self, engine) -> None:
+        super().__init__(engine)
+        self.config = load_prompt("summarize")
+
+    def preprocess(self, inputs, style: str = "bullets", max_words: int | None = None) -> _Prepared:
+        text = ensure_text(inputs)
+        style = ensure_choice(style, "style", STYLES)
+        if max_words is None:
+            max_words = self.config["styles"][style]["default_max_words"]
+        max_words = ensure_int(max_words, "max_words", 3, 1000)
+        return _Prepared(text, style, max_words, time.perf_counter())
+
+    # ------------------------------------------------------------------ forward
+
+    def _complete(self, instruction: str, max_new_tokens: int) -> str:
+        messages = [
+            {"role": "system", "content": self.config["system"]},
+            {"role": "user", "content": instruction},
+        ]
+        params = SamplingParams(
+            max_new_tokens=max_new_tokens,
+            repetition_penalty=self.config["generation"]["repetition_penalty"],
+        )
+        return self.engine.generate(messages, params).text
+
+    def _final_tokens(self, style: str, max_words: int) -> int:
+        return int(max_words * self.config["generation"]["tokens_per_word"]) + 16
+
+    def chunk_budget(self, max_new_tokens: int) -> int:
+        """Tokens of source text per chunk: the configured size, or less if the window is small."""
+        overhead = 200  # system prompt, instruction and chat markup
+        room = self.engine.context_window - overhead - max_new_tokens
+        return max(64, min(self.config["chunking"]["chunk_tokens"], room))
+
+    def split(self, text: str, budget: int) -> list[str]:
+        """Split at paragraph, then sentence, then word boundaries into pieces of at most ``budget`` tokens."""
+        count = self.engine.count_tokens
+        pieces: list[str] = []
+        for para in (p.strip() for p in text.split("\n")):
+            if not para:
+                continue
+            if count(para) <= budget:
+                pieces.append(para)
+                continue
+            for sentence in _SENTENCE_END.split(para):
+                if count(sentence) <= budget:
+                    pieces.append(sentence)
+                else:  # one enormous "sentence" (tables, lists without stops): cut by words
+                    words, step = sentence.split(), max(1, budget // 2)
+                    pieces.extend(" ".join(words[i : i + step]) for i in range(0, len(words), step))
+        chunks: list[str] = []
+        current: list[str] = []
+        used = 0
+        for piece in pieces:
+            n = count(piece) + 1
+            if current and used + n > budget:
+                chunks.append("\n".join(current))
+                current, used = [], 0
+            current.append(piece)
+            used += n
+        if current:
+            chunks.append("\n".join(current))
+        return chunks
+
+    def forward(self, prepared: _Prepared) -> tuple[_Prepared, str, int, int]:
+        style_cfg = self.config["styles"][prepared.style]
+        final_tokens = self._final_tokens(prepared.style, prepared.max_words)
+        map_cfg = self.config["map"]
+        source_tokens = self.engine.count_tokens(prepared.text)
+        text, chunks = prepared.text, 1
+        budget = self.chunk_budget(max(final_tokens, map_cfg["max_new_tokens"]))
+        size = source_tokens
+        while size > budget:
+            parts = self.split(text, budget)
+            chunks = max(chunks, len(parts))
+            notes = [
+                self._complete(map_cfg["instruction"].format(part=i, parts=len(parts), text=part), map_cfg["max_new_tokens"])
+                for i, part in enumerate(parts, 1)
+            ]
+            text = "\n".join(n for n in notes if n.strip())
+            shrunk = self.engine.count_tokens(text)
+            if shrunk >= size:  # notes as long as their source: this model's window is too small to summarise
+                raise InputTooLongError(
+                    f"the text ({source_tokens} tokens) cannot be summarised within this model's context window "
+                    f"({self.engine.context_window} tokens): the chunk notes do not get shorter"
+                )
+            size = shrunk
+        instruction = style_cfg["instruction"].format(text=text, max_words=prepared.max_words)
+        return prepared, self._complete(instruction, final_tokens), chunks, source_tokens
+
+    # -------------------------------------------------------------- postprocess
+
+    def postprocess(self, outputs: tuple[_Prepared, str, int, int]) -> Summary:
+        prepared, raw, chunks, source_tokens = outputs
+        budget = prepared.max_words
+        bullets: list[str] = []
+        if prepared.style == "bullets":
+            lines = [_BULLET.sub("", line).strip() for line in raw.splitlines()]
+            lines = [line for line in lines if line and not line.endswith(":")] or _SENTENCE_END.split(raw.strip())
+            for line in lines:
+                used = sum(len(b.split()) for b in bullets)
+                if bullets and used + len(line.split()) > budget:
+                    break
+                bullets.append(_cut_words(line, budget))
+            text = "\n".join(f"- {b}" for b in bullets)
+        elif prepared.style == "headline":
+            first = next((line for line in raw.splitlines() if line.strip()), raw)
+            first = re.sub(r"^\s*(headline|title)\s*:\s*", "", first, flags=re.I).strip().strip("\"'*# ")
+            text = _cut_words(first, budget)
+        else:
+            text = _cut_sentences(" ".join(raw.split()), budget)
+        return Summary(
+            text=text,
+            style=prepared.style,
+            bullets=bullets,
+            chunks=chunks,
+            source_tokens=source_tokens,
+            seconds=round(time.perf_counter() - prepared.started, 2),
+        )
+
+
+def _cut_words(text: str, limit: int) -> str:
+    words = text.split()
+    return text if len(words) <= limit else " ".join(words[:limit]) + " …"
+
+
+def _cut_sentences(text: str, limit: int) -> str:
+    """Keep whole sentences up to ``limit`` words (at least the first, cut by words if needed)."""
+    kept: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        if kept and len(" ".join(kept + [sentence]).split()) > limit:
+            break
+        kept.append(sentence)
+    return _cut_words(" ".join(kept), limit)
