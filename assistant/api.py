@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .engine import Engine, SamplingParams
+from .engine import Engine
 from .errors import UnknownTaskError
 from .prompts import available_label_sets
 from .tasks import TASKS, Task
@@ -63,11 +63,11 @@ class Assistant:
     def ask(self, question: str, history: Sequence | None = None, **sampling) -> Answer:
         """One chat turn. ``history``: earlier ``{"role", "content"}`` messages. ``sampling``:
         ``max_new_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``."""
-        return self.task("ask")(question, history=history, params=_params(sampling))
+        return self.task("ask")(question, history=history, **sampling)
 
     def ask_stream(self, question: str, history: Sequence | None = None, **sampling) -> Iterator[str]:
         """Like ``ask`` but yields the answer piece by piece as it is generated."""
-        return self.task("ask").stream(question, history=history, params=_params(sampling))
+        return self.task("ask").stream(question, history=history, **sampling)
 
     def classification_tasks(self) -> list[str]:
         return available_label_sets()
@@ -76,10 +76,3 @@ class Assistant:
         """Which models resolved, from where, on which device and dtype."""
         return self.engine.describe(load=load)
 
-
-def _params(sampling: dict) -> SamplingParams:
-    if "stop" in sampling and isinstance(sampling["stop"], str):
-        sampling = {**sampling, "stop": (sampling["stop"],)}
-    elif "stop" in sampling:
-        sampling = {**sampling, "stop": tuple(sampling["stop"] or ())}
-    return SamplingParams(**{"max_new_tokens": 256, **sampling})

@@ -122,6 +122,7 @@ def cmd_bench_decode(args: argparse.Namespace) -> None:
         new_tokens=args.tokens,
         repeats=args.repeats,
         out_dir=args.out,
+        dtype=args.dtype,
     )
 
 

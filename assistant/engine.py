@@ -48,7 +48,8 @@ class SamplingParams:
             raise InvalidParameterError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if not 0.5 <= float(self.repetition_penalty) <= 2.0:
             raise InvalidParameterError(f"repetition_penalty must be in 0.5..2, got {self.repetition_penalty!r}")
-        object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        object.__setattr__(self, "stop", tuple(s for s in stop if s))
 
     def generate_kwargs(self) -> dict:
         kwargs: dict = {"max_new_tokens": self.max_new_tokens}

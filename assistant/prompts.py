@@ -51,6 +51,10 @@ class LabelSet:
     temperature: float = 0.05
     #: Cosine similarity a label needs to be predicted (multi-label).
     threshold: float = 0.3
+    #: Multi-label: also within this much of the best label's similarity (None: threshold only).
+    #: Zero-shot similarities of unrelated labels sit close together, so an absolute
+    #: threshold alone predicts far too many labels.
+    margin: float | None = None
     #: Prefix put before every description when it is embedded.
     description_prefix: str = ""
     attribution: str = ""
@@ -77,7 +81,7 @@ def load_label_set(task: str) -> LabelSet:
     labels = tuple(
         Label(name=item["name"], descriptions=tuple(item["descriptions"])) for item in data.pop("labels")
     )
-    known = {"title", "multi_label", "temperature", "threshold", "description_prefix", "attribution"}
+    known = {"title", "multi_label", "temperature", "threshold", "margin", "description_prefix", "attribution"}
     return LabelSet(
         task=task,
         labels=labels,

@@ -82,13 +82,20 @@ class AskTask(Task):
     def asks_for_advice(self, question: str) -> bool:
         return any(p.search(question) for p in self._advice_patterns)
 
-    def preprocess(self, inputs, history=None, params: SamplingParams | None = None) -> _Prepared:
+    def sampling(self, overrides: dict) -> SamplingParams:
+        """The chat defaults from prompts/ask.toml, overridden by the caller's arguments."""
+        try:
+            return SamplingParams(**{**self.config["generation"], **overrides})
+        except TypeError as exc:  # an unknown keyword argument
+            raise InvalidParameterError(f"unknown sampling parameter: {exc}") from exc
+
+    def preprocess(self, inputs, history=None, **sampling) -> _Prepared:
         question = ensure_text(inputs, "question")
         messages = normalise_history(history)
         if not messages or messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": self.config["system"]})
         messages.append({"role": "user", "content": question})
-        return _Prepared(messages, params or SamplingParams(), self.asks_for_advice(question))
+        return _Prepared(messages, self.sampling(sampling), self.asks_for_advice(question))
 
     def forward(self, prepared: _Prepared) -> tuple[_Prepared, Generation]:
         return prepared, self.engine.generate(prepared.messages, prepared.params)
@@ -105,9 +112,9 @@ class AskTask(Task):
         notice = self.notice_for(prepared, generation.text)
         return Answer(generation.text + notice, bool(notice), generation)
 
-    def stream(self, inputs, history=None, params: SamplingParams | None = None) -> Iterator[str]:
+    def stream(self, inputs, history=None, **sampling) -> Iterator[str]:
         """Yield the answer piece by piece; the notice (if due) comes last."""
-        prepared = self.preprocess(inputs, history, params)
+        prepared = self.preprocess(inputs, history, **sampling)
         stream: GenerationStream = self.engine.stream(prepared.messages, prepared.params)
         text = ""
         for piece in stream:

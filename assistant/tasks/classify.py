@@ -3,7 +3,9 @@
 A text's embedding is compared (cosine) with each label's embedding, the
 normalised mean of its descriptions in ``prompts/labels/<task>.toml``.
 Single-label tasks turn the similarities into probabilities with a softmax;
-multi-label tasks return every label whose similarity passes the threshold.
+multi-label tasks score each label by its cosine similarity and return every
+label that passes the threshold (and, where the label set sets a margin, is
+within that margin of the best label).
 """
 
 from __future__ import annotations
@@ -94,7 +96,10 @@ class ClassifyTask(Task):
         for row in similarity:
             if ls.multi_label:
                 values = row
-                chosen = [ls.names[i] for i in torch.argsort(row, descending=True).tolist() if row[i] >= prepared.threshold]
+                floor = prepared.threshold
+                if ls.margin is not None:
+                    floor = max(floor, float(row.max()) - ls.margin)
+                chosen = [ls.names[i] for i in torch.argsort(row, descending=True).tolist() if row[i] >= floor]
             else:
                 values = torch.softmax(row / ls.temperature, dim=-1)
                 chosen = [ls.names[int(values.argmax())]]
