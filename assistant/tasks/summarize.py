@@ -12,7 +12,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from ..engine import SamplingParams
+from ..engine import Generation, SamplingParams
 from ..errors import InputTooLongError
 from ..inputs import ensure_choice, ensure_int, ensure_text
 from ..prompts import load_prompt
@@ -65,7 +65,7 @@ class SummarizeTask(Task):
 
     # ------------------------------------------------------------------ forward
 
-    def _complete(self, instruction: str, max_new_tokens: int) -> str:
+    def _complete(self, instruction: str, max_new_tokens: int) -> Generation:
         messages = [
             {"role": "system", "content": self.config["system"]},
             {"role": "user", "content": instruction},
@@ -74,7 +74,7 @@ class SummarizeTask(Task):
             max_new_tokens=max_new_tokens,
             repetition_penalty=self.config["generation"]["repetition_penalty"],
         )
-        return self.engine.generate(messages, params).text
+        return self.engine.generate(messages, params)
 
     def _final_tokens(self, style: str, max_words: int) -> int:
         return int(max_words * self.config["generation"]["tokens_per_word"]) + 16
@@ -115,7 +115,7 @@ class SummarizeTask(Task):
             chunks.append("\n".join(current))
         return chunks
 
-    def forward(self, prepared: _Prepared) -> tuple[_Prepared, str, int, int]:
+    def forward(self, prepared: _Prepared) -> tuple[_Prepared, Generation, int, int]:
         style_cfg = self.config["styles"][prepared.style]
         final_tokens = self._final_tokens(prepared.style, prepared.max_words)
         map_cfg = self.config["map"]
@@ -127,7 +127,9 @@ class SummarizeTask(Task):
             parts = self.split(text, budget)
             chunks = max(chunks, len(parts))
             notes = [
-                self._complete(map_cfg["instruction"].format(part=i, parts=len(parts), text=part), map_cfg["max_new_tokens"])
+                self._complete(
+                    map_cfg["instruction"].format(part=i, parts=len(parts), text=part), map_cfg["max_new_tokens"]
+                ).text
                 for i, part in enumerate(parts, 1)
             ]
             text = "\n".join(n for n in notes if n.strip())
@@ -143,13 +145,18 @@ class SummarizeTask(Task):
 
     # -------------------------------------------------------------- postprocess
 
-    def postprocess(self, outputs: tuple[_Prepared, str, int, int]) -> Summary:
-        prepared, raw, chunks, source_tokens = outputs
-        budget = prepared.max_words
+    def postprocess(self, outputs: tuple[_Prepared, Generation, int, int]) -> Summary:
+        prepared, generation, chunks, source_tokens = outputs
+        raw, budget = generation.text, prepared.max_words
+        cut_off = generation.finish_reason == "length"  # the last line or sentence may be unfinished
         bullets: list[str] = []
         if prepared.style == "bullets":
             lines = [_BULLET.sub("", line).strip() for line in raw.splitlines()]
             lines = [line for line in lines if line and not line.endswith(":")] or _SENTENCE_END.split(raw.strip())
+            # Small models loop: drop repeated bullets, keep the first occurrence.
+            lines = list(dict.fromkeys(lines))
+            if cut_off and len(lines) > 1:
+                lines = lines[:-1]
             for line in lines:
                 used = sum(len(b.split()) for b in bullets)
                 if bullets and used + len(line.split()) > budget:
@@ -161,7 +168,10 @@ class SummarizeTask(Task):
             first = re.sub(r"^\s*(headline|title)\s*:\s*", "", first, flags=re.I).strip().strip("\"'*# ")
             text = _cut_words(first, budget)
         else:
-            text = _cut_sentences(" ".join(raw.split()), budget)
+            sentences = _SENTENCE_END.split(" ".join(raw.split()))
+            if cut_off and len(sentences) > 1:
+                sentences = sentences[:-1]
+            text = _cut_sentences(" ".join(sentences), budget)
         return Summary(
             text=text,
             style=prepared.style,
