@@ -421,33 +421,33 @@ def _load_model(resolved: ResolvedModel, runtime: Runtime) -> LoadedModel:
     import time
 
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     started = time.perf_counter()
     auto = AutoModelForCausalLM if resolved.role == GENERATOR else AutoModel
-    common = {"local_files_only": resolved.local_files_only}
-    from transformers.utils import logging as hf_logging
-
+    common = {"local_files_only": resolved.local_files_only, "dtype": runtime.dtype}
     # Loading safetensors takes a second or two: a progress bar would only be noise.
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved.location, **common)
-        model = auto.from_pretrained(
-            resolved.location, dtype=runtime.dtype, attn_implementation=runtime.attn_implementation, **common
-        )
-    except (OSError, ValueError) as exc:
-        if "attn_implementation" in str(exc) or "sdpa" in str(exc).lower():
-            model = auto.from_pretrained(resolved.location, dtype=runtime.dtype, **common)
-        else:
-            raise ModelLoadError(f"could not load {resolved.role} {resolved.spec!r} from {resolved.origin}: {exc}") from exc
+        tokenizer = AutoTokenizer.from_pretrained(resolved.location, local_files_only=resolved.local_files_only)
+        try:
+            model = auto.from_pretrained(resolved.location, attn_implementation=runtime.attn_implementation, **common)
+        except ValueError as exc:  # an architecture without SDPA support: its default attention
+            if "attn_implementation" not in str(exc) and "sdpa" not in str(exc).lower():
+                raise
+            model = auto.from_pretrained(resolved.location, **common)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"could not load {resolved.role} {resolved.spec!r} from {resolved.origin}: {exc}") from exc
     finally:
         if bars:
             hf_logging.enable_progress_bar()
     model.to(runtime.device).eval()
     if resolved.role == ENCODER:
         _record_pooling(model, Path(resolved.location))
-    log.info("loaded %s %s on %s in %.1fs", resolved.role, resolved.name, runtime.describe(), time.perf_counter() - started)
-    return LoadedModel(resolved, runtime, model, tokenizer, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    log.info("loaded %s %s on %s in %.1fs", resolved.role, resolved.name, runtime.describe(), seconds)
+    return LoadedModel(resolved, runtime, model, tokenizer, seconds)
 
 
 def _record_pooling(model, location: Path) -> None:
