@@ -40,7 +40,8 @@ class SamplingParams:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 32768:
+        n = self.max_new_tokens
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 32768:
             raise InvalidParameterError(f"max_new_tokens must be an integer in 1..32768, got {self.max_new_tokens!r}")
         if not 0.0 <= float(self.temperature) <= 5.0:
             raise InvalidParameterError(f"temperature must be in 0..5, got {self.temperature!r}")
@@ -122,6 +123,7 @@ class GenerationStream:
         self._prompt_tokens = prompt_ids.shape[1]
         self._streamer = TextIteratorStreamer(gen.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         self._output: dict = {}
+        self._params = params
         self._stop = params.stop + engine.plain_stop_strings()
 
         def run() -> None:
@@ -173,9 +175,7 @@ class GenerationStream:
         if "error" in self._output:
             raise self._output["error"]
         ids = self._output.get("ids")
-        self.result = self._engine._finish(
-            ids, self._prompt_tokens, self._stop, self._cancel.is_set() and not stop_hit, emitted, stop_hit
-        )
+        self.result = self._engine._finish(ids, self._prompt_tokens, self._params, self._cancel.is_set(), emitted, stop_hit)
 
 
 def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
@@ -301,20 +301,23 @@ class Engine:
         self,
         new_ids,
         prompt_tokens: int,
-        stops: Sequence[str],
-        cancelled: bool,
+        params: SamplingParams,
+        cancelled: bool = False,
         text: str | None = None,
         stop_hit: bool = False,
     ) -> Generation:
-        tok = self.generator.tokenizer
         if text is None:
-            text = tok.decode(new_ids, skip_special_tokens=True)
-        text, hit = _cut_at_stop(text, tuple(stops) + self.plain_stop_strings())
+            text = self.generator.tokenizer.decode(new_ids, skip_special_tokens=True)
+        text, hit = _cut_at_stop(text, params.stop + self.plain_stop_strings())
         eos = self.generator.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [eos])
         n = int(new_ids.shape[0]) if new_ids is not None else 0
-        ended = hit or stop_hit or (n > 0 and int(new_ids[-1]) in eos)
-        reason = "stop" if ended else ("cancelled" if cancelled else "length")
+        if hit or stop_hit or (n > 0 and int(new_ids[-1]) in eos):
+            reason = "stop"
+        elif cancelled and n < params.max_new_tokens:
+            reason = "cancelled"
+        else:
+            reason = "length"
         return Generation(text=text.strip(), prompt_tokens=prompt_tokens, completion_tokens=n, finish_reason=reason)
 
     def generate(self, messages: Sequence[Message], params: SamplingParams | None = None) -> Generation:
@@ -322,7 +325,7 @@ class Engine:
         params = params or SamplingParams()
         prompt_ids = self._encode_prompt(messages, params)
         new_ids = self._generate_ids(prompt_ids, params)
-        return self._finish(new_ids, prompt_ids.shape[1], params.stop, cancelled=False)
+        return self._finish(new_ids, prompt_ids.shape[1], params)
 
     def stream(self, messages: Sequence[Message], params: SamplingParams | None = None) -> GenerationStream:
         """Start a chat completion and stream its text token by token."""

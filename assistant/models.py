@@ -173,6 +173,7 @@ def convert_gguf(gguf_path: Path) -> Path:
         started = time.perf_counter()
         partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".partial-"))
         try:
+            partial.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
             _write_converted(gguf_path, partial)
             (partial / _COMPLETE_MARKER).write_text(
                 json.dumps({"source": str(gguf_path), "seconds": round(time.perf_counter() - started, 1)})

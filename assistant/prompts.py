@@ -71,13 +71,13 @@ def available_label_sets() -> list[str]:
 
 @lru_cache(maxsize=None)
 def load_label_set(task: str) -> LabelSet:
-    path = prompts_root() / "labels" / f"{task}.toml"
-    if not path.is_file():
-        raise UnknownTaskError(
-            f"unknown classification task {task!r}; available: {', '.join(available_label_sets())}"
-        )
-    with path.open("rb") as fh:
+    available = available_label_sets()
+    if task not in available:  # also keeps names like "../ask" from reaching other files
+        raise UnknownTaskError(f"unknown classification task {task!r}; available: {', '.join(available)}")
+    with (prompts_root() / "labels" / f"{task}.toml").open("rb") as fh:
         data = tomllib.load(fh)
+    if not data.get("labels"):
+        raise UnknownTaskError(f"label set {task!r} defines no labels")
     labels = tuple(
         Label(name=item["name"], descriptions=tuple(item["descriptions"])) for item in data.pop("labels")
     )

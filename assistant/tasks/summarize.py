@@ -99,8 +99,7 @@ class SummarizeTask(Task):
                 if count(sentence) <= budget:
                     pieces.append(sentence)
                 else:  # one enormous "sentence" (tables, lists without stops): cut by words
-                    words, step = sentence.split(), max(1, budget // 2)
-                    pieces.extend(" ".join(words[i : i + step]) for i in range(0, len(words), step))
+                    pieces.extend(self._split_words(sentence, budget))
         chunks: list[str] = []
         current: list[str] = []
         used = 0
@@ -114,6 +113,24 @@ class SummarizeTask(Task):
         if current:
             chunks.append("\n".join(current))
         return chunks
+
+    def _split_words(self, sentence: str, budget: int) -> list[str]:
+        """Greedy runs of whole words within ``budget`` tokens (figures can cost many tokens a word)."""
+        tok = self.engine.generator.tokenizer
+        pieces: list[str] = []
+        current: list[str] = []
+        for word in sentence.split():
+            if current and self.engine.count_tokens(" ".join(current + [word])) > budget:
+                pieces.append(" ".join(current))
+                current = []
+            if self.engine.count_tokens(word) > budget:  # one "word" over budget: cut it by tokens
+                ids = tok(word, add_special_tokens=False)["input_ids"]
+                pieces.extend(tok.decode(ids[i : i + budget]) for i in range(0, len(ids), budget))
+                continue
+            current.append(word)
+        if current:
+            pieces.append(" ".join(current))
+        return pieces
 
     def forward(self, prepared: _Prepared) -> tuple[_Prepared, Generation, int, int]:
         style_cfg = self.config["styles"][prepared.style]
@@ -164,7 +181,9 @@ class SummarizeTask(Task):
                 bullets.append(_cut_words(line, budget))
             text = "\n".join(f"- {b}" for b in bullets)
         elif prepared.style == "headline":
-            first = next((line for line in raw.splitlines() if line.strip()), raw)
+            lines = [line for line in raw.splitlines() if line.strip()]
+            # Skip a lead-in such as "The headline for the text is:" when a headline follows it.
+            first = next((line for line in lines if not line.rstrip().endswith(":")), lines[0] if lines else raw)
             first = re.sub(r"^\s*(headline|title)\s*:\s*", "", first, flags=re.I).strip().strip("\"'*# ")
             text = _cut_words(first, budget)
         else:

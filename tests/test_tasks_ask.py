@@ -1,0 +1,226 @@
+"""The advisory chat turn (assistant/tasks/ask.py) on the tiny GPT-2: advice detection, the
+not-investment-advice notice, history normalisation, sampling defaults and streaming."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from assistant.engine import Generation, SamplingParams
+from assistant.errors import EmptyInputError, InvalidParameterError, NotTextError
+from assistant.prompts import load_prompt
+from assistant.tasks.ask import Answer, AskTask, normalise_history
+
+NOTICE = load_prompt("ask")["notice"]
+SYSTEM = load_prompt("ask")["system"]
+
+ADVICE = [
+    "Should I buy Nokia shares now?",
+    "Is Tesla a good investment?",
+    "What stocks should I buy this year?",
+    "Can you recommend some ETFs for my portfolio?",
+    "Where should I invest 10,000 euros?",
+    "How should I allocate my retirement savings?",
+    "would you sell bank stocks today?",
+]
+NOT_ADVICE = [
+    "What is EBITDA?",
+    "Explain the difference between operating profit and net profit.",
+    "What does a debt-to-equity ratio tell me?",
+    "Summarise the company's guidance for 2024 revenue.",
+    "Why did the central bank raise interest rates?",
+]
+
+
+@pytest.fixture(scope="module")
+def task(tiny_engine) -> AskTask:
+    return AskTask(tiny_engine)
+
+
+# ------------------------------------------------------------ advice detection
+
+
+@pytest.mark.parametrize("question", ADVICE)
+def test_advice_questions_are_detected(task, question):
+    assert task.asks_for_advice(question)
+
+
+@pytest.mark.parametrize("question", NOT_ADVICE)
+def test_factual_questions_are_not_advice(task, question):
+    assert not task.asks_for_advice(question)
+
+
+def test_advice_answer_ends_with_the_notice(task):
+    answer = task(ADVICE[0], max_new_tokens=12)
+    assert isinstance(answer, Answer)
+    assert answer.advice_notice is True
+    assert answer.generation.text  # the tiny model always writes something
+    assert answer.text == answer.generation.text + "\n\n" + NOTICE
+    assert answer.text.count(NOTICE) == 1
+
+
+def test_factual_answer_has_no_notice(task):
+    answer = task(NOT_ADVICE[0], max_new_tokens=12)
+    assert answer.advice_notice is False
+    assert NOTICE not in answer.text
+    assert answer.text == answer.generation.text
+
+
+def test_notice_is_not_repeated_when_the_answer_already_has_it(task):
+    prepared = task.preprocess(ADVICE[0])
+    generation = Generation(text="Buying is risky. " + NOTICE.upper(), prompt_tokens=5, completion_tokens=9,
+                            finish_reason="stop")
+    answer = task.postprocess((prepared, generation))
+    assert answer.advice_notice is False
+    assert answer.text == generation.text
+
+
+def test_notice_alone_for_an_empty_answer(task):
+    prepared = task.preprocess(ADVICE[0])
+    answer = task.postprocess((prepared, Generation(text="", prompt_tokens=5, completion_tokens=1, finish_reason="stop")))
+    assert answer.text == NOTICE and answer.advice_notice
+
+
+def test_answer_serialises_with_usage(task):
+    answer = task(NOT_ADVICE[1], max_new_tokens=6)
+    data = json.loads(json.dumps(answer.to_dict()))
+    assert data["text"] == str(answer)
+    assert data["advice_notice"] is False
+    assert data["finish_reason"] == answer.generation.finish_reason
+    assert data["usage"] == {"prompt_tokens": answer.generation.prompt_tokens, "completion_tokens": 6}
+
+
+# -------------------------------------------------------------------- prompts
+
+
+def test_system_prompt_is_added_when_missing(task):
+    prepared = task.preprocess("What is EBITDA?")
+    assert prepared.messages == [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "What is EBITDA?"},
+    ]
+
+
+def test_callers_system_prompt_is_kept(task):
+    history = [{"role": "system", "content": "Answer in one sentence."}]
+    prepared = task.preprocess("What is EBITDA?", history=history)
+    assert [m["role"] for m in prepared.messages] == ["system", "user"]
+    assert prepared.messages[0]["content"] == "Answer in one sentence."
+
+
+def test_history_goes_into_the_prompt(task):
+    history = [("What is EBITDA?", "Earnings before interest, taxes, depreciation and amortisation.")]
+    without = task("And EBIT?", max_new_tokens=2)
+    with_history = task("And EBIT?", history=history, max_new_tokens=2)
+    added = task.engine.count_tokens("What is EBITDA?") + task.engine.count_tokens(history[0][1])
+    assert with_history.generation.prompt_tokens >= without.generation.prompt_tokens + added
+
+
+# ------------------------------------------------------------------- sampling
+
+
+def test_sampling_defaults_come_from_the_prompt_file(task):
+    defaults = load_prompt("ask").get("generation", {})
+    params = task.sampling({})
+    assert params == SamplingParams(**defaults)
+    overridden = task.sampling({"max_new_tokens": 7, "stop": "\n"})
+    assert overridden.max_new_tokens == 7 and overridden.stop == ("\n",)
+
+
+def test_unknown_sampling_parameter_is_refused(task):
+    with pytest.raises(InvalidParameterError, match="unknown sampling parameter"):
+        task("What is EBITDA?", max_tokens=5)
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": -1}, {"max_new_tokens": 0}, {"top_p": 2}])
+def test_invalid_sampling_values_are_refused(task, kwargs):
+    with pytest.raises(InvalidParameterError):
+        task("What is EBITDA?", **kwargs)
+
+
+def test_max_new_tokens_bounds_the_answer(task):
+    answer = task(NOT_ADVICE[2], max_new_tokens=5)
+    assert answer.generation.completion_tokens <= 5
+
+
+@pytest.mark.parametrize("question", ["", "   ", None, b"\xff\xfe"])
+def test_bad_questions_are_refused(task, question):
+    with pytest.raises((EmptyInputError, NotTextError)):
+        task(question)
+
+
+# ---------------------------------------------------------- history handling
+
+
+def test_history_as_messages_is_kept():
+    history = [
+        {"role": "user", "content": " What is EBITDA? "},
+        {"role": "assistant", "content": "A measure of operating profit."},
+    ]
+    assert normalise_history(history) == [
+        {"role": "user", "content": "What is EBITDA?"},
+        {"role": "assistant", "content": "A measure of operating profit."},
+    ]
+
+
+def test_history_as_pairs_becomes_messages():
+    history = [("What is EBITDA?", "A measure of profit."), ["And EBIT?", None], ("", "Hello.")]
+    assert normalise_history(history) == [
+        {"role": "user", "content": "What is EBITDA?"},
+        {"role": "assistant", "content": "A measure of profit."},
+        {"role": "user", "content": "And EBIT?"},
+        {"role": "assistant", "content": "Hello."},
+    ]
+
+
+def test_no_history():
+    assert normalise_history(None) == [] and normalise_history([]) == []
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        [{"role": "moderator", "content": "hi"}],
+        [{"content": "no role"}],
+        [("a", "b", "c")],
+        ["just a string"],
+        "not a list",
+        {"role": "user", "content": "a dict, not a list"},
+        42,
+    ],
+)
+def test_malformed_history_is_refused(history):
+    with pytest.raises(InvalidParameterError):
+        normalise_history(history)
+
+
+def test_history_content_must_be_text():
+    with pytest.raises(EmptyInputError, match=r"history\[0\]"):
+        normalise_history([{"role": "user", "content": "  "}])
+    with pytest.raises(NotTextError):
+        normalise_history([{"role": "user", "content": 42}])
+
+
+# ------------------------------------------------------------------ streaming
+
+
+def test_stream_yields_pieces_and_the_notice_last(task):
+    pieces = list(task.stream(ADVICE[2], max_new_tokens=24))
+    assert len(pieces) > 2
+    assert pieces[-1] == "\n\n" + NOTICE
+    assert all(NOTICE not in p for p in pieces[:-1])
+    answer = task(ADVICE[2], max_new_tokens=24)
+    assert "".join(pieces[:-1]).strip() == answer.generation.text
+    assert answer.text.endswith(NOTICE)
+
+
+def test_stream_without_advice_has_no_notice(task):
+    pieces = list(task.stream(NOT_ADVICE[0], max_new_tokens=24))
+    assert pieces and not any(NOTICE in p for p in pieces)
+    assert "".join(pieces).strip() == task(NOT_ADVICE[0], max_new_tokens=24).text
+
+
+def test_stream_validates_before_generating(task):
+    with pytest.raises(EmptyInputError):
+        next(iter(task.stream("  ")))

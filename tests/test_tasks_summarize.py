@@ -1,0 +1,226 @@
+"""Summarisation (assistant/tasks/summarize.py) on the tiny GPT-2: validation, chunking without
+silent truncation, map-reduce over long inputs, and the shape of each style's result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from assistant.engine import Generation
+from assistant.errors import EmptyInputError, InvalidParameterError, NotTextError
+from assistant.prompts import load_prompt
+from assistant.tasks.summarize import STYLES, Summary, SummarizeTask
+
+SHORT = (
+    "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007. "
+    "Net sales increased by 5.2 % to EUR 205.5 mn."
+)
+
+
+@pytest.fixture(scope="module")
+def task(tiny_engine) -> SummarizeTask:
+    return SummarizeTask(tiny_engine)
+
+
+def _words(summary_text: str) -> list[str]:
+    return [w for w in summary_text.replace("- ", " ").split() if w != "…"]
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("style", ["poem", "Bullets", "", None])
+def test_unknown_style_is_refused(task, style):
+    with pytest.raises(InvalidParameterError, match="style"):
+        task(SHORT, style=style)
+
+
+@pytest.mark.parametrize("max_words", [0, 2, 1001, "50", 12.5, True])
+def test_max_words_out_of_range_is_refused(task, max_words):
+    with pytest.raises(InvalidParameterError, match="max_words"):
+        task(SHORT, style="paragraph", max_words=max_words)
+
+
+@pytest.mark.parametrize("text", ["", "   \n ", b"  "])
+def test_empty_text_is_refused(task, text):
+    with pytest.raises(EmptyInputError):
+        task(text)
+
+
+def test_non_text_is_refused(task):
+    with pytest.raises(NotTextError):
+        task(b"\xff\xfe binary")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_default_word_budget_comes_from_the_prompt_file(task, style):
+    prepared = task.preprocess(SHORT, style=style)
+    assert prepared.max_words == load_prompt("summarize")["styles"][style]["default_max_words"]
+    assert prepared.text == SHORT
+
+
+# ------------------------------------------------------------------ chunking
+
+
+def _assert_chunks_cover(task, text, chunks, budget):
+    for chunk in chunks:
+        assert chunk.strip()
+        assert task.engine.count_tokens(chunk) <= budget, f"chunk of {task.engine.count_tokens(chunk)} tokens"
+    # nothing dropped, nothing duplicated, order kept
+    assert " ".join(chunks).split() == text.split()
+
+
+@pytest.mark.parametrize("budget", [150, 400])
+def test_split_keeps_every_word_in_order_within_budget(task, shortest_transcript, budget):
+    text = shortest_transcript["transcript"]
+    chunks = task.split(text, budget)
+    assert len(chunks) > 1
+    _assert_chunks_cover(task, text, chunks, budget)
+
+
+def test_split_cuts_an_overlong_sentence_by_words(task, phrasebank):
+    # one paragraph, one "sentence" (no . ! ? followed by a space): only word cuts can split it
+    text = " ".join(r["sentence"].replace(".", ",") for r in phrasebank[:40])
+    assert task.engine.count_tokens(text) > 4 * 100
+    chunks = task.split(text, 100)
+    _assert_chunks_cover(task, text, chunks, 100)
+
+
+def test_split_respects_the_budget_for_number_tables(task):
+    """A table flattened to text (figures, no sentence ends) costs several tokens per word."""
+    row = " ".join(f"{(i * 7919) % 1_000_003:,}" for i in range(300))
+    assert task.engine.count_tokens(row) > 3 * len(row.split())  # many tokens per "word"
+    chunks = task.split(row, 120)
+    _assert_chunks_cover(task, row, chunks, 120)
+
+
+def test_split_keeps_a_short_text_whole(task):
+    assert task.split(SHORT, 400) == [SHORT]
+
+
+def test_chunk_budget_leaves_room_for_prompt_and_answer(task):
+    window = task.engine.context_window
+    configured = load_prompt("summarize")["chunking"]["chunk_tokens"]
+    for new_tokens in (48, 160, 256):
+        budget = task.chunk_budget(new_tokens)
+        assert 64 <= budget <= configured
+        assert budget + new_tokens <= window
+
+
+def test_long_text_is_summarised_chunk_by_chunk(task, shortest_transcript):
+    text = shortest_transcript["transcript"].strip()
+    budget = task.chunk_budget(max(task._final_tokens("bullets", 120), load_prompt("summarize")["map"]["max_new_tokens"]))
+    result = task(text, style="bullets")
+    assert isinstance(result, Summary)
+    assert result.source_tokens == task.engine.count_tokens(text)
+    assert result.source_tokens > budget
+    assert result.chunks == len(task.split(text, budget)) > 1
+    assert result.style == "bullets" and result.text and result.bullets
+
+
+def test_short_text_is_summarised_in_one_pass(task):
+    result = task(SHORT, style="paragraph", max_words=20)
+    assert result.chunks == 1
+    assert result.source_tokens == task.engine.count_tokens(SHORT)
+    assert result.seconds >= 0
+
+
+# ------------------------------------------------------- styles (end to end)
+
+
+@pytest.mark.parametrize("max_words", [5, 40])
+def test_bullets_result_shape(task, max_words):
+    result = task(SHORT, style="bullets", max_words=max_words)
+    assert result.style == "bullets"
+    assert result.bullets
+    assert result.text == "\n".join(f"- {b}" for b in result.bullets)
+    assert len(_words(result.text)) <= max_words
+
+
+@pytest.mark.parametrize("max_words", [3, 8])
+def test_headline_result_shape(task, max_words):
+    result = task(SHORT, style="headline", max_words=max_words)
+    assert result.style == "headline"
+    assert result.bullets == []
+    assert result.text and "\n" not in result.text
+    assert len(_words(result.text)) <= max_words
+
+
+def test_paragraph_result_shape(task):
+    result = task(SHORT, style="paragraph", max_words=30)
+    assert result.style == "paragraph"
+    assert result.bullets == []
+    assert result.text and "\n" not in result.text
+    assert len(_words(result.text)) <= 30
+
+
+def test_summary_serialises(task):
+    result = task(SHORT, style="headline")
+    data = json.loads(json.dumps(result.to_dict()))
+    assert set(data) == {"text", "style", "bullets", "chunks", "source_tokens", "seconds"}
+    assert data["text"] == str(result)
+
+
+# -------------------------------------------- postprocess on written outputs
+
+
+def _post(task, raw: str, style: str, max_words: int, finish_reason: str = "stop") -> Summary:
+    """Run the postprocess step on a hand-written model answer."""
+    prepared = task.preprocess(SHORT, style=style, max_words=max_words)
+    generation = Generation(text=raw, prompt_tokens=100, completion_tokens=50, finish_reason=finish_reason)
+    return task.postprocess((prepared, generation, 1, 10))
+
+
+def test_bullets_are_parsed_from_list_markers(task):
+    raw = "Here are the key points:\n1. Revenue rose 5%.\n- Profit fell to $3 million.\n* Guidance kept.\n\n• Dividend $0.10."
+    result = _post(task, raw, "bullets", 100)
+    assert result.bullets == ["Revenue rose 5%.", "Profit fell to $3 million.", "Guidance kept.", "Dividend $0.10."]
+    assert result.text.splitlines() == [f"- {b}" for b in result.bullets]
+
+
+def test_bullets_stop_at_the_word_budget(task):
+    raw = "- one two three four\n- five six seven eight\n- nine ten eleven twelve"
+    result = _post(task, raw, "bullets", 9)
+    assert result.bullets == ["one two three four", "five six seven eight"]
+
+
+def test_repeated_bullets_are_dropped(task):
+    raw = "- Revenue rose 5%.\n- Profit fell.\n- Revenue rose 5%.\n- Profit fell."
+    assert _post(task, raw, "bullets", 100).bullets == ["Revenue rose 5%.", "Profit fell."]
+
+
+def test_unfinished_last_bullet_is_dropped_when_cut_off(task):
+    raw = "- Revenue rose 5%.\n- Profit fell to EUR 3 mn.\n- Guidance for the full"
+    assert _post(task, raw, "bullets", 100, "length").bullets == ["Revenue rose 5%.", "Profit fell to EUR 3 mn."]
+    assert len(_post(task, raw, "bullets", 100, "stop").bullets) == 3
+
+
+def test_unfinished_last_sentence_is_dropped_when_cut_off(task):
+    raw = "Revenue rose 5%. Profit fell to EUR 3 mn. Guidance for the"
+    assert _post(task, raw, "paragraph", 100, "length").text == "Revenue rose 5%. Profit fell to EUR 3 mn."
+    assert _post(task, raw, "paragraph", 100, "stop").text == raw
+
+
+def test_headline_takes_the_first_line_without_label_or_quotes(task):
+    result = _post(task, '\nHeadline: "Nokia profit jumps 40% on strong phone sales"\nMore text.', "headline", 16)
+    assert result.text == "Nokia profit jumps 40% on strong phone sales"
+
+
+def test_headline_skips_a_preamble_line(task):
+    """Small models often introduce the answer ("The headline for the text is:") and put the
+    headline on the next line; like the bullets parser, a line ending in ":" is not content.
+    (SmolLM2-135M does this on ECTSum KEY_q2_2022, see the integration test.)"""
+    raw = 'The headline for the text is:\n"Nokia profit jumps 40% on strong phone sales"'
+    assert _post(task, raw, "headline", 16).text == "Nokia profit jumps 40% on strong phone sales"
+
+
+def test_headline_is_cut_to_the_word_budget(task):
+    result = _post(task, "one two three four five six seven", "headline", 4)
+    assert result.text == "one two three four …"
+
+
+def test_paragraph_keeps_whole_sentences_within_budget(task):
+    raw = "Revenue rose 5%.\nProfit fell to EUR 3 mn. Guidance was kept for the full year."
+    assert _post(task, raw, "paragraph", 9).text == "Revenue rose 5%. Profit fell to EUR 3 mn."
+    assert _post(task, raw, "paragraph", 8).text == "Revenue rose 5%."
