@@ -123,6 +123,7 @@ def cmd_bench_decode(args: argparse.Namespace) -> None:
         repeats=args.repeats,
         out_dir=args.out,
         dtype=args.dtype,
+        progress=not args.no_progress,
     )
 
 
@@ -183,10 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
         "decode", parents=[common], help="single-stream decode tokens/s: engine vs plain model.generate, per dtype"
     )
     p.set_defaults(func=cmd_bench_decode)
-    p.add_argument("--dtypes", default=None, help="comma-separated dtypes to compare (default: float32,bfloat16)")
+    p.add_argument(
+        "--dtypes", default=None, help="dtypes to compare, comma-separated (default: float32,bfloat16; +float16 on CUDA)"
+    )
     p.add_argument("--tokens", type=int, default=128, help="new tokens per run")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", default="docs/benchmarks", help="folder for the JSON and Markdown results")
+    p.add_argument("--out", default="docs/benchmarks", help="folder for decode.json, decode.md and decode.png")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 

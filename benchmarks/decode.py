@@ -34,7 +34,6 @@ or ``python -m benchmarks.decode`` with the same options.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -53,7 +52,7 @@ import torch
 
 from assistant.device import default_dtype, parse_device, parse_dtype
 from assistant.engine import Engine, LoadedModel, Message, SamplingParams
-from assistant.errors import AssistantError, DeviceError, InvalidParameterError
+from assistant.errors import DeviceError, InvalidParameterError
 from assistant.prompts import load_prompt
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -882,48 +881,10 @@ def run_decode_benchmark(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.decode",
-        description="Single-stream decode tokens/s: engine vs plain model.generate, and per dtype.",
-    )
-    parser.add_argument(
-        "--generator", help="generator: preset, Hugging Face id or path (default smollm2-135m-instruct)"
-    )
-    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    parser.add_argument("--dtype", help="dtype of the engine-vs-plain comparison (default: the device policy)")
-    parser.add_argument("--dtypes", default=None, help="comma-separated dtypes to compare (default: float32,bfloat16 "
-                        "on CPU; float32,bfloat16,float16 on CUDA)")
-    parser.add_argument("--tokens", type=int, default=128, help="new tokens per run")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="docs/benchmarks", help="folder for decode.json, decode.md, decode.png")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
-    args = parser.parse_args(argv)
-    if not args.verbose:
-        import logging
-        import warnings
+    """``python -m benchmarks.decode [options]`` is ``finassist bench decode [options]``: one parser, in the CLI."""
+    from assistant.cli import main as cli_main
 
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        logging.basicConfig(level=logging.WARNING, format="%(message)s")
-        warnings.filterwarnings("ignore")
-    try:
-        run_decode_benchmark(
-            generator=args.generator,
-            device=args.device,
-            dtypes=args.dtypes,
-            new_tokens=args.tokens,
-            repeats=args.repeats,
-            out_dir=args.out,
-            dtype=args.dtype,
-            progress=not args.no_progress,
-        )
-    except AssistantError as exc:
-        print(f"benchmarks.decode: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("benchmarks.decode: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return cli_main(["bench", "decode", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ One ``Assistant()`` with no model arguments is shared by the module so each mode
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -21,7 +20,7 @@ import torch
 
 from assistant import Assistant, Engine, SamplingParams
 from assistant.models import DEFAULT_ENCODER, DEFAULT_GENERATOR, GENERATOR
-from assistant.prompts import load_label_set, load_prompt
+from assistant.prompts import load_prompt
 
 pytestmark = pytest.mark.slow
 
