@@ -17,6 +17,7 @@ from .errors import (
     ModelLoadError,
     ModelNotFoundError,
     NotTextError,
+    QueueFullError,
     UnknownTaskError,
 )
 
@@ -36,5 +37,6 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "NotTextError",
+    "QueueFullError",
     "UnknownTaskError",
 ]

@@ -209,6 +209,9 @@ class Engine:
         self.runtime = resolve_runtime(device, dtype)
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
+        self._batcher = None
+        #: Settings of the batcher that serves concurrent requests (``Engine.batcher()``).
+        self.batch_settings = {"max_batch_size": 16, "max_queue": 64, "max_wait_ms": 5.0}
 
     # ------------------------------------------------------------------ loading
 
@@ -330,6 +333,16 @@ class Engine:
     def stream(self, messages: Sequence[Message], params: SamplingParams | None = None) -> GenerationStream:
         """Start a chat completion and stream its text token by token."""
         return GenerationStream(self, messages, params or SamplingParams())
+
+    def batcher(self):
+        """The dynamic batcher for concurrent chat requests (created on first use, one per engine)."""
+        if self._batcher is None:
+            with self._lock:
+                if self._batcher is None:
+                    from .batching import Batcher
+
+                    self._batcher = Batcher(self, **self.batch_settings)
+        return self._batcher
 
     # ------------------------------------------------------------------- encoding
 

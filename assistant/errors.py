@@ -58,3 +58,13 @@ class InputTooLongError(InvalidInputError):
 
 class InvalidParameterError(InvalidInputError):
     """A parameter (style, max_words, temperature, ...) is out of range."""
+
+
+class QueueFullError(AssistantError):
+    """The server's request queue is full: try again after ``retry_after`` seconds."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

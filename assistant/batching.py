@@ -1,0 +1,332 @@
+"""Dynamic batching of concurrent chat completions over ``model.generate``.
+
+Requests that arrive while the model is busy wait in a bounded queue; when the
+running batch ends, up to ``max_batch_size`` waiting requests with the same
+sampling settings are left-padded into one ``generate`` call. On a CPU or GPU,
+decoding a batch of 16 costs little more per step than decoding one sequence
+(each step reads all weights once), so aggregate throughput grows with the
+batch. Each request streams its own tokens, ends on its own end-of-turn token,
+stop string or ``max_new_tokens``, and can be cancelled: its row is marked
+finished and stops costing anything but padding.
+
+Why not transformers' continuous batching (``generate_batch`` /
+``init_continuous_batching``) here: it needs a paged-attention kernel and does
+not stream through ``generate``'s streamer; this batcher is the portable path
+that runs the same on CPU and GPU. Requests arriving mid-batch wait for the next
+batch (at most one generation's length).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+
+import torch
+
+from .engine import Engine, Generation, Message, SamplingParams, _cut_at_stop, _partial_stop_suffix
+from .errors import AssistantError, QueueFullError
+
+log = logging.getLogger(__name__)
+
+_END = object()
+_ids = itertools.count(1)
+
+
+class GenerationRequest:
+    """Handle of one submitted chat completion: iterate (sync or async) for its text pieces."""
+
+    def __init__(self, prompt_ids: torch.Tensor, params: SamplingParams, stops: tuple[str, ...]) -> None:
+        self.id = f"req-{next(_ids)}"
+        self.prompt_ids = prompt_ids
+        self.prompt_tokens = int(prompt_ids.shape[-1])
+        self.params = params
+        self.stops = stops
+        self.result: Generation | None = None
+        self.ttft_s: float | None = None
+        self.submitted = time.perf_counter()
+        self._pieces: queue.Queue = queue.Queue()
+        self._cancelled = threading.Event()
+        # Filled by the batcher thread while the request runs:
+        self.new_ids: list[int] = []
+        self.done = False
+        self._emitted = ""
+        self._held = ""
+        self._stop_hit = False
+
+    # -------------------------------------------------------------- consumer side
+
+    def cancel(self) -> None:
+        """The client went away: free this request's row at the next decoding step."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            item = self._pieces.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        while True:
+            try:
+                item = self._pieces.get_nowait()
+            except queue.Empty:
+                item = await asyncio.to_thread(self._pieces.get)
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    # -------------------------------------------------------------- batcher side
+
+    def _emit(self, text: str) -> None:
+        if text:
+            if self.ttft_s is None:
+                self.ttft_s = time.perf_counter() - self.submitted
+            self._emitted += text
+            self._pieces.put(text)
+
+    def _feed(self, token: int, tokenizer) -> None:
+        """Take one new token; emit the text that is now certain (not part of a possible stop string)."""
+        self.new_ids.append(token)
+        text = tokenizer.decode(self.new_ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the next token
+            return
+        fresh = text[len(self._emitted) + len(self._held) :]
+        self._held += fresh
+        cut, hit = _cut_at_stop(self._held, self.stops)
+        if hit:
+            self._emit(cut)
+            self._held = ""
+            self._stop_hit = True
+            self.done = True
+            return
+        safe = len(self._held) - _partial_stop_suffix(self._held, self.stops)
+        if safe > 0:
+            self._emit(self._held[:safe])
+            self._held = self._held[safe:]
+
+    def _finish(self, reason: str) -> None:
+        if not self._stop_hit:
+            self._emit(self._held)
+        self._held = ""
+        self.done = True
+        self.result = Generation(
+            text=self._emitted.strip(),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=len(self.new_ids),
+            finish_reason="stop" if self._stop_hit else reason,
+        )
+        self._pieces.put(_END)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.done = True
+        self._pieces.put(exc)
+        self._pieces.put(_END)
+
+
+class _BatchStreamer:
+    """``generate``'s streamer for a batch: routes each row's new token to its request."""
+
+    def __init__(self, requests: Sequence[GenerationRequest], tokenizer, eos: set[int]) -> None:
+        self.requests = requests
+        self.tokenizer = tokenizer
+        self.eos = eos
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # generate first hands over the prompt itself
+            self.prompt_seen = True
+            return
+        for req, token in zip(self.requests, value.reshape(-1).tolist()):
+            if req.done:
+                continue
+            if req.cancelled:
+                req._finish("cancelled")
+            elif token in self.eos:
+                req.new_ids.append(token)
+                req._finish("stop")
+            else:
+                req._feed(token, self.tokenizer)
+                if req.done:  # a stop string matched
+                    req._finish("stop")
+                elif len(req.new_ids) >= req.params.max_new_tokens:
+                    req._finish("length")
+
+    def end(self) -> None:
+        for req in self.requests:
+            if not req.done:
+                req._finish("cancelled" if req.cancelled else "length")
+
+
+class _RowsDone:
+    """Stopping criterion per row: a row is finished once its request is (stop string, cancel, own limit)."""
+
+    def __init__(self, requests: Sequence[GenerationRequest]) -> None:
+        self.requests = requests
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+        done = [r.done or r.cancelled for r in self.requests]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def _sampling_key(params: SamplingParams) -> tuple:
+    """Requests batch together only when one generate() call can honour all their settings."""
+    return (params.temperature, params.top_p, params.repetition_penalty, params.seed)
+
+
+class Batcher:
+    """Owns a worker thread that turns queued requests into batched ``generate`` calls."""
+
+    def __init__(self, engine: Engine, max_batch_size: int = 16, max_queue: int = 64, max_wait_ms: float = 5.0) -> None:
+        if max_batch_size < 1 or max_queue < 1:
+            raise ValueError("max_batch_size and max_queue must be at least 1")
+        self.engine = engine
+        self.max_batch_size = max_batch_size
+        self.max_queue = max_queue
+        self.max_wait_s = max_wait_ms / 1000
+        self.batch_listeners: list[Callable[[int], None]] = []
+        self._waiting: deque[GenerationRequest] = deque()
+        self._running: list[GenerationRequest] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._batch_seconds = 1.0  # running estimate, for Retry-After
+        self._thread = threading.Thread(target=self._loop, name="finassist-batcher", daemon=True)
+        self._thread.start()
+        # Stop the worker before the interpreter tears torch down under it.
+        atexit.register(self.close)
+
+    # ------------------------------------------------------------------ public
+
+    def submit(self, messages: Sequence[Message], params: SamplingParams) -> GenerationRequest:
+        prompt_ids = self.engine._encode_prompt(messages, params)  # raises InputTooLongError before queueing
+        request = GenerationRequest(prompt_ids[0], params, params.stop + self.engine.plain_stop_strings())
+        with self._cond:
+            if self._closed:
+                raise AssistantError("the generation service is shutting down")
+            if len(self._waiting) >= self.max_queue:
+                raise QueueFullError(
+                    f"the server is busy: {len(self._waiting)} requests are already waiting (limit {self.max_queue})",
+                    retry_after=max(1.0, round(self._batch_seconds, 1)),
+                )
+            self._waiting.append(request)
+            self._cond.notify()
+        return request
+
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    def active(self) -> int:
+        return sum(not r.done for r in self._running)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        with self._cond:
+            self._closed = True
+            for req in self._waiting:
+                req._fail(AssistantError("the generation service is shutting down"))
+            self._waiting.clear()
+            self._cond.notify_all()
+        for req in self._running:
+            req.cancel()
+        self._thread.join(timeout=30)
+
+    # ------------------------------------------------------------------ worker
+
+    def _take_batch(self) -> list[GenerationRequest]:
+        with self._cond:
+            while not self._waiting and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return []
+        if len(self._waiting) < self.max_batch_size and self.max_wait_s > 0:
+            time.sleep(self.max_wait_s)  # let near-simultaneous requests join this batch
+        with self._cond:
+            batch: list[GenerationRequest] = []
+            key = None
+            kept: deque[GenerationRequest] = deque()
+            while self._waiting:
+                req = self._waiting.popleft()
+                if req.cancelled:
+                    req._finish("cancelled")
+                    continue
+                if key is None:
+                    key = _sampling_key(req.params)
+                if len(batch) < self.max_batch_size and _sampling_key(req.params) == key:
+                    batch.append(req)
+                else:
+                    kept.append(req)
+            self._waiting.extendleft(reversed(kept))
+            return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if not batch:
+                if self._closed:
+                    return
+                continue
+            self._running = batch
+            for listener in self.batch_listeners:
+                try:
+                    listener(len(batch))
+                except Exception:  # a metrics hook must never take the batcher down
+                    log.exception("batch listener failed")
+            started = time.perf_counter()
+            try:
+                self._run(batch)
+            except BaseException as exc:
+                log.exception("batched generation failed")
+                for req in batch:
+                    if not req.done:
+                        req._fail(exc if isinstance(exc, AssistantError) else AssistantError(f"generation failed: {exc}"))
+            finally:
+                self._running = []
+            self._batch_seconds = 0.7 * self._batch_seconds + 0.3 * (time.perf_counter() - started)
+
+    def _run(self, batch: list[GenerationRequest]) -> None:
+        from transformers import StoppingCriteriaList
+
+        gen = self.engine.generator
+        pad = gen.tokenizer.pad_token_id
+        eos = gen.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos])
+        if pad is None:
+            pad = next(iter(eos_ids))
+        width = max(r.prompt_tokens for r in batch)
+        # Left padding: every row's next token goes in the same (last) column.
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, req in enumerate(batch):
+            input_ids[row, width - req.prompt_tokens :] = req.prompt_ids
+            attention[row, width - req.prompt_tokens :] = 1
+        params = batch[0].params
+        kwargs = params.generate_kwargs()
+        kwargs["max_new_tokens"] = max(r.params.max_new_tokens for r in batch)
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        device = gen.runtime.device
+        with torch.inference_mode():
+            gen.model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                pad_token_id=pad,
+                streamer=_BatchStreamer(batch, gen.tokenizer, eos_ids),
+                stopping_criteria=StoppingCriteriaList([_RowsDone(batch)]),
+                **kwargs,
+            )
