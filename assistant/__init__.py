@@ -11,6 +11,7 @@ from .errors import (
     AssistantError,
     DeviceError,
     EmptyInputError,
+    GenerationError,
     InputTooLongError,
     InvalidInputError,
     InvalidParameterError,
@@ -18,6 +19,7 @@ from .errors import (
     ModelNotFoundError,
     NotTextError,
     QueueFullError,
+    ServiceUnavailableError,
     UnknownTaskError,
 )
 
@@ -31,6 +33,7 @@ __all__ = [
     "AssistantError",
     "DeviceError",
     "EmptyInputError",
+    "GenerationError",
     "InputTooLongError",
     "InvalidInputError",
     "InvalidParameterError",
@@ -38,5 +41,6 @@ __all__ = [
     "ModelNotFoundError",
     "NotTextError",
     "QueueFullError",
+    "ServiceUnavailableError",
     "UnknownTaskError",
 ]

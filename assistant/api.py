@@ -30,6 +30,8 @@ class Assistant:
         device: ``"auto"`` (default), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         dtype: ``"auto"`` (default), ``"float32"``, ``"bfloat16"``, ``"float16"``.
         engine: share an existing engine instead of creating one.
+        upstream: base URL of an OpenAI-compatible server (vLLM, TGI, another
+            finassist) that does the generation; tasks, limits and front doors stay here.
     """
 
     def __init__(
@@ -39,8 +41,19 @@ class Assistant:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         engine: Engine | None = None,
+        upstream: str | None = None,
+        upstream_api_key: str | None = None,
+        upstream_model: str | None = None,
     ) -> None:
-        self.engine = engine or Engine(generator=generator, encoder=encoder, device=device, dtype=dtype)
+        self.engine = engine or Engine(
+            generator=generator,
+            encoder=encoder,
+            device=device,
+            dtype=dtype,
+            upstream=upstream,
+            upstream_api_key=upstream_api_key,
+            upstream_model=upstream_model,
+        )
         self._tasks: dict[str, Task] = {}
 
     def task(self, name: str) -> Task:

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 import torch
 
 from .engine import Engine, Generation, Message, SamplingParams, _cut_at_stop, _partial_stop_suffix
-from .errors import AssistantError, QueueFullError
+from .errors import AssistantError, GenerationError, QueueFullError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,10 @@ class GenerationRequest:
         self.ttft_s: float | None = None
         self.submitted = time.perf_counter()
         self._pieces: queue.Queue = queue.Queue()
+        # Set by __aiter__: pieces then go straight to the consumer's event loop, so a waiting
+        # async consumer holds no thread (a thread per waiting stream would starve the pool).
+        self._async: tuple[asyncio.AbstractEventLoop, asyncio.Queue] | None = None
+        self._handoff = threading.Lock()
         self._cancelled = threading.Event()
         # Filled by the batcher thread while the request runs:
         self.new_ids: list[int] = []
@@ -80,11 +84,14 @@ class GenerationRequest:
             yield item
 
     async def __aiter__(self) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue = asyncio.Queue()
+        with self._handoff:
+            while not self._pieces.empty():  # what arrived before we started listening
+                items.put_nowait(self._pieces.get_nowait())
+            self._async = (loop, items)
         while True:
-            try:
-                item = self._pieces.get_nowait()
-            except queue.Empty:
-                item = await asyncio.to_thread(self._pieces.get)
+            item = await items.get()
             if item is _END:
                 return
             if isinstance(item, BaseException):
@@ -93,12 +100,23 @@ class GenerationRequest:
 
     # -------------------------------------------------------------- batcher side
 
+    def _put(self, item: object) -> None:
+        with self._handoff:
+            if self._async is None:
+                self._pieces.put(item)
+                return
+            loop, items = self._async
+        try:
+            loop.call_soon_threadsafe(items.put_nowait, item)
+        except RuntimeError:  # the consumer's event loop is gone: nobody is listening
+            self.cancel()
+
     def _emit(self, text: str) -> None:
         if text:
             if self.ttft_s is None:
                 self.ttft_s = time.perf_counter() - self.submitted
             self._emitted += text
-            self._pieces.put(text)
+            self._put(text)
 
     def _feed(self, token: int, tokenizer) -> None:
         """Take one new token; emit the text that is now certain (not part of a possible stop string)."""
@@ -120,23 +138,24 @@ class GenerationRequest:
             self._emit(self._held[:safe])
             self._held = self._held[safe:]
 
-    def _finish(self, reason: str) -> None:
+    def _finish(self, reason: str, prompt_tokens: int | None = None, completion_tokens: int | None = None) -> None:
+        """End the request; an upstream server passes its own token counts."""
         if not self._stop_hit:
             self._emit(self._held)
         self._held = ""
         self.done = True
         self.result = Generation(
             text=self._emitted.strip(),
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=len(self.new_ids),
+            prompt_tokens=self.prompt_tokens if prompt_tokens is None else int(prompt_tokens),
+            completion_tokens=len(self.new_ids) if completion_tokens is None else int(completion_tokens),
             finish_reason="stop" if self._stop_hit else reason,
         )
-        self._pieces.put(_END)
+        self._put(_END)
 
     def _fail(self, exc: BaseException) -> None:
         self.done = True
-        self._pieces.put(exc)
-        self._pieces.put(_END)
+        self._put(exc)
+        self._put(_END)
 
 
 class _BatchStreamer:
@@ -217,7 +236,7 @@ class Batcher:
         request = GenerationRequest(prompt_ids[0], params, params.stop + self.engine.plain_stop_strings())
         with self._cond:
             if self._closed:
-                raise AssistantError("the generation service is shutting down")
+                raise ServiceUnavailableError("the generation service is shutting down")
             if len(self._waiting) >= self.max_queue:
                 raise QueueFullError(
                     f"the server is busy: {len(self._waiting)} requests are already waiting (limit {self.max_queue})",
@@ -239,7 +258,7 @@ class Batcher:
         with self._cond:
             self._closed = True
             for req in self._waiting:
-                req._fail(AssistantError("the generation service is shutting down"))
+                req._fail(ServiceUnavailableError("the generation service is shutting down"))
             self._waiting.clear()
             self._cond.notify_all()
         for req in self._running:
@@ -256,9 +275,11 @@ class Batcher:
                 return []
         if len(self._waiting) < self.max_batch_size and self.max_wait_s > 0:
             time.sleep(self.max_wait_s)  # let near-simultaneous requests join this batch
+        window = self.engine.context_window
         with self._cond:
             batch: list[GenerationRequest] = []
             key = None
+            longest_prompt = most_new = 0
             kept: deque[GenerationRequest] = deque()
             while self._waiting:
                 req = self._waiting.popleft()
@@ -267,8 +288,14 @@ class Batcher:
                     continue
                 if key is None:
                     key = _sampling_key(req.params)
-                if len(batch) < self.max_batch_size and _sampling_key(req.params) == key:
+                # Every row is padded to the longest prompt and runs for the largest max_new_tokens:
+                # the batch must fit the window as a whole, not only each request on its own.
+                prompt = max(longest_prompt, req.prompt_tokens)
+                new = max(most_new, req.params.max_new_tokens)
+                fits = not batch or prompt + new <= window
+                if len(batch) < self.max_batch_size and _sampling_key(req.params) == key and fits:
                     batch.append(req)
+                    longest_prompt, most_new = prompt, new
                 else:
                     kept.append(req)
             self._waiting.extendleft(reversed(kept))
@@ -294,7 +321,7 @@ class Batcher:
                 log.exception("batched generation failed")
                 for req in batch:
                     if not req.done:
-                        req._fail(exc if isinstance(exc, AssistantError) else AssistantError(f"generation failed: {exc}"))
+                        req._fail(exc if isinstance(exc, AssistantError) else GenerationError(f"generation failed: {exc}"))
             finally:
                 self._running = []
             self._batch_seconds = 0.7 * self._batch_seconds + 0.3 * (time.perf_counter() - started)

@@ -50,7 +50,15 @@ def _decode(data: bytes, where: str) -> str:
 def _assistant(args: argparse.Namespace):
     from .api import Assistant
 
-    return Assistant(generator=args.generator, encoder=args.encoder, device=args.device, dtype=args.dtype)
+    return Assistant(
+        generator=args.generator,
+        encoder=args.encoder,
+        device=args.device,
+        dtype=args.dtype,
+        upstream=args.upstream,
+        upstream_api_key=os.environ.get("FINASSIST_UPSTREAM_API_KEY"),
+        upstream_model=args.upstream_model,
+    )
 
 
 def _print_json(value) -> None:
@@ -127,7 +135,58 @@ def cmd_bench_decode(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_bench_serve(args: argparse.Namespace) -> None:
+    from benchmarks.serve import run_serve_benchmark
+
+    try:
+        levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    except ValueError:
+        raise CliInputError(f"--concurrency must be comma-separated integers, got {args.concurrency!r}") from None
+    run_serve_benchmark(
+        generator=args.generator,
+        device=args.device,
+        dtype=args.dtype,
+        concurrency=levels,
+        max_tokens=args.max_tokens,
+        naive_requests=args.naive_requests,
+        max_batch_size=args.max_batch_size,
+        out_dir=args.out,
+        progress=not args.no_progress,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .server import serve
+
+    assistant = _assistant(args)
+    assistant.engine.batch_settings.update(max_batch_size=args.max_batch_size, max_queue=args.max_queue)
+    serve(
+        assistant,
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key or os.environ.get("FINASSIST_API_KEY") or None,
+        max_tokens_limit=args.max_tokens,
+        max_input_tokens=args.max_input_tokens,
+        max_body_bytes=args.max_body_bytes,
+        request_timeout_s=args.timeout,
+        log_level="debug" if args.verbose else "info",
+    )
+
+
 # ----------------------------------------------------------------------- parser
+
+
+def _positive(kind: type) -> Callable[[str], int | float]:
+    def parse(value: str) -> int | float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+        return number
+
+    return parse
 
 
 def _model_options() -> argparse.ArgumentParser:
@@ -137,6 +196,9 @@ def _model_options() -> argparse.ArgumentParser:
     g.add_argument("--encoder", help="encoder: preset, Hugging Face id or path (default minilm-l6)")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     g.add_argument("--dtype", help="auto (default), float32, bfloat16, float16")
+    g.add_argument("--upstream", help="generate on this OpenAI-compatible server (base URL) instead of locally; "
+                   "key in $FINASSIST_UPSTREAM_API_KEY")
+    g.add_argument("--upstream-model", help="model name to ask the upstream server for")
     g.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
     return parent
 
@@ -178,6 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--load", action="store_true", help="also load them (parameters, load time)")
     p.add_argument("--json", action="store_true")
 
+    p = add("serve", cmd_serve, "run the HTTP service (OpenAI-compatible chat, summarize, classify)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    p.add_argument("--api-key", default=None,
+                   help="require Authorization: Bearer KEY (default: $FINASSIST_API_KEY; none: no key needed)")
+    p.add_argument("--max-batch-size", type=_positive(int), default=16, help="chat requests decoded together (default 16)")
+    p.add_argument("--max-queue", type=_positive(int), default=64, help="chat requests that may wait; more get 429 (default 64)")
+    p.add_argument("--max-tokens", type=_positive(int), default=1024, help="largest max_tokens a request may ask for")
+    p.add_argument("--max-input-tokens", type=_positive(int), default=None, help="longest chat prompt in tokens (default: the model's window)")
+    p.add_argument("--max-body-bytes", type=_positive(int), default=1_000_000, help="largest request body (default 1 MB)")
+    p.add_argument("--timeout", type=_positive(float), default=300, help="seconds before a request is answered 504")
+
     bench = sub.add_parser("bench", help="benchmarks (figures printed and written under docs/benchmarks)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     p = bench_sub.add_parser(
@@ -191,6 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default="docs/benchmarks", help="folder for decode.json, decode.md and decode.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = bench_sub.add_parser(
+        "serve", parents=[common], help="the HTTP service under concurrent streaming load vs naive sequential generate"
+    )
+    p.set_defaults(func=cmd_bench_serve)
+    p.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
+    p.add_argument("--max-tokens", type=_positive(int), default=128)
+    p.add_argument("--naive-requests", type=int, default=8, help="requests for the sequential baseline")
+    p.add_argument("--max-batch-size", type=_positive(int), default=16)
+    p.add_argument("--out", default="docs/benchmarks")
+    p.add_argument("--no-progress", action="store_true")
     return parser
 
 

@@ -203,7 +203,15 @@ class Engine:
         encoder: str | Path | None = None,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        upstream: str | None = None,
+        upstream_api_key: str | None = None,
+        upstream_model: str | None = None,
     ) -> None:
+        self.upstream = None
+        if upstream:  # chat completions go to an OpenAI-compatible server (assistant/upstream.py)
+            from .upstream import UpstreamClient
+
+            self.upstream = UpstreamClient(upstream, api_key=upstream_api_key, model=upstream_model)
         self.generator_spec = str(generator or DEFAULT_GENERATOR)
         self.encoder_spec = str(encoder or DEFAULT_ENCODER)
         self.runtime = resolve_runtime(device, dtype)
@@ -326,19 +334,27 @@ class Engine:
     def generate(self, messages: Sequence[Message], params: SamplingParams | None = None) -> Generation:
         """Run one chat completion to the end."""
         params = params or SamplingParams()
+        if self.upstream is not None:
+            return self.upstream.complete(messages, params)
         prompt_ids = self._encode_prompt(messages, params)
         new_ids = self._generate_ids(prompt_ids, params)
         return self._finish(new_ids, prompt_ids.shape[1], params)
 
     def stream(self, messages: Sequence[Message], params: SamplingParams | None = None) -> GenerationStream:
         """Start a chat completion and stream its text token by token."""
+        if self.upstream is not None:  # the upstream handle streams, cancels and reports like a local one
+            return self.batcher().submit(messages, params or SamplingParams())
         return GenerationStream(self, messages, params or SamplingParams())
 
     def batcher(self):
         """The dynamic batcher for concurrent chat requests (created on first use, one per engine)."""
         if self._batcher is None:
             with self._lock:
-                if self._batcher is None:
+                if self._batcher is None and self.upstream is not None:
+                    from .upstream import UpstreamBatcher
+
+                    self._batcher = UpstreamBatcher(self, self.upstream, **self.batch_settings)
+                elif self._batcher is None:
                     from .batching import Batcher
 
                     self._batcher = Batcher(self, **self.batch_settings)
@@ -400,6 +416,8 @@ class Engine:
                 "attention": self.runtime.attn_implementation,
                 "loaded": loaded is not None,
             }
+            if role == GENERATOR and self.upstream is not None:
+                row["upstream"] = self.upstream.base_url
             config = _read_config(resolved)
             row["architecture"] = (config.get("architectures") or [config.get("model_type", "?")])[0]
             if loaded:

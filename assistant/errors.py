@@ -68,3 +68,15 @@ class QueueFullError(AssistantError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class GenerationError(AssistantError):
+    """Generation failed on the server's side (not the request's fault)."""
+
+    http_status = 500
+
+
+class ServiceUnavailableError(AssistantError):
+    """The generation service is shutting down or not ready."""
+
+    http_status = 503

@@ -130,3 +130,20 @@ def test_async_iteration_yields_the_same_text(batcher):
 def test_engine_owns_one_batcher(fresh_engine):
     assert fresh_engine.batcher() is fresh_engine.batcher()
     fresh_engine.batcher().close()
+
+
+def test_requests_that_would_overflow_the_window_together_run_apart(tiny_engine, batcher):
+    window = tiny_engine.context_window
+    long_prompt = chat("Operating profit rose to EUR 13.1 mn. " * 60)
+    long_tokens = tiny_engine._encode_prompt(long_prompt, SamplingParams(max_new_tokens=8)).shape[1]
+    short_new = window - long_tokens  # fits alone, and the short prompt with many new tokens fits alone...
+    many_new = window - 40            # ...but padded to the long prompt, the second would overflow the window
+    assert long_tokens + many_new > window
+    sizes: list[int] = []
+    batcher.batch_listeners.append(sizes.append)
+    a = batcher.submit(long_prompt, SamplingParams(max_new_tokens=min(short_new, 8)))
+    b = batcher.submit(chat("Sales fell."), SamplingParams(max_new_tokens=many_new))
+    list(a), list(b)
+    assert a.result.completion_tokens == min(short_new, 8)
+    assert b.result.completion_tokens == many_new
+    assert sizes == [1, 1]

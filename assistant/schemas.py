@@ -1,0 +1,256 @@
+"""Request and response bodies of the HTTP service (``assistant/server.py``).
+
+The chat endpoints follow the OpenAI Chat Completions API closely enough for the
+official ``openai`` client and other OpenAI-compatible tools; ``/v1/summarize``
+and ``/v1/classify`` expose the assistant's own tasks. Validation is strict (no
+"5" for 5, no "true" for true): a wrong type is a 400 naming the field, never a
+silent conversion. Unknown fields are ignored, as OpenAI-compatible servers do.
+
+Only this module and ``server.py`` import pydantic and FastAPI: the engine and
+the Python API stay usable without them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# --------------------------------------------------------------------- common
+
+
+class _Request(BaseModel):
+    # strict: JSON types must match (a string is never coerced to a number or a bool);
+    # extra fields from newer OpenAI clients (logprobs, tools=None, ...) are ignored.
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Response):
+    message: str
+    #: "invalid_request_error", "authentication_error", "rate_limit_error", "server_error", "timeout_error".
+    type: str
+    #: The request field at fault (dotted path), when there is one.
+    param: str | None = None
+    #: Machine-readable cause, e.g. "model_not_found", "input_too_long", "queue_full".
+    code: str | None = None
+
+
+class ErrorResponse(_Response):
+    """OpenAI-style error body: ``{"error": {"message", "type", "param", "code"}}``."""
+
+    error: ErrorDetail
+
+
+# ----------------------------------------------------------------------- chat
+
+
+class TextContentPart(_Request):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Request):
+    #: "developer" is OpenAI's newer name for "system" and is treated as one.
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextContentPart] = Field(description="a string, or a list of {type: text, text} parts")
+
+    def as_engine_message(self) -> dict[str, str]:
+        """``{"role", "content"}`` with text parts joined, as ``Engine`` takes it."""
+        content = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        return {"role": "system" if self.role == "developer" else self.role, "content": content}
+
+
+class StreamOptions(_Request):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Request):
+    """``POST /v1/chat/completions``. ``model`` may be omitted (or ``"default"``): the served generator."""
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    #: ``max_completion_tokens`` (OpenAI's current name) wins over ``max_tokens`` when both are given.
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    seed: int | None = None
+    #: Only 1 is supported (one choice per request).
+    n: int | None = None
+    user: str | None = None
+    #: Not in the OpenAI API (vLLM and others accept it): penalise repeated tokens (1 = off).
+    repetition_penalty: Annotated[float, Field(ge=0.5, le=2.0)] | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _has_content(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if not any(m.as_engine_message()["content"].strip() for m in messages):
+            raise ValueError("every message is empty")
+        return messages
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, n: int | None) -> int | None:
+        if n is not None and n != 1:
+            raise ValueError(f"only n=1 is supported (one choice per request), got {n}")
+        return n
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+class ChatCompletionMessage(_Response):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatCompletionChoice(_Response):
+    index: int = 0
+    message: ChatCompletionMessage
+    #: "stop" (end of turn or a stop string) or "length" (max_tokens reached).
+    finish_reason: str
+    logprobs: None = None
+
+
+class Usage(_Response):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(_Response):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatCompletionChoice]
+    usage: Usage
+    system_fingerprint: str | None = None
+
+
+class ChoiceDelta(_Response):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatCompletionChunkChoice(_Response):
+    index: int = 0
+    delta: ChoiceDelta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(_Response):
+    """One Server-Sent Event of a streamed completion (``data: {...}``)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    #: Empty in the final usage chunk (``stream_options.include_usage``).
+    choices: list[ChatCompletionChunkChoice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+# --------------------------------------------------------------------- models
+
+
+class ModelCard(_Response):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "finassist"
+    #: "generator" (chat, summarize) or "encoder" (classify).
+    role: str
+    #: Where the weights came from (installed package, cache, local path).
+    origin: str
+    loaded: bool
+
+
+class ModelList(_Response):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+# ------------------------------------------------------------------ summarize
+
+
+class SummarizeRequest(_Request):
+    """``POST /v1/summarize``: the text, the style and a word budget (default depends on the style)."""
+
+    text: str
+    style: Literal["bullets", "headline", "paragraph"] = "bullets"
+    max_words: Annotated[int, Field(ge=3, le=1000)] | None = None
+
+
+class SummarizeResponse(_Response):
+    """``Summary.to_dict()`` and the model that wrote it."""
+
+    model: str
+    text: str
+    style: str
+    bullets: list[str]
+    #: How many chunks the source was split into (1 = summarised in one pass).
+    chunks: int
+    source_tokens: int
+    seconds: float
+
+
+# ------------------------------------------------------------------- classify
+
+
+class ClassifyRequest(_Request):
+    """``POST /v1/classify``: ``texts`` (a list, batched) or ``text`` (one string); exactly one of them."""
+
+    task: str = "sentiment"
+    texts: list[str] | None = None
+    text: str | None = None
+    #: Multi-label similarity threshold (default: the label set's own).
+    threshold: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_of_text_or_texts(self) -> ClassifyRequest:
+        if (self.texts is None) == (self.text is None):
+            raise ValueError("give exactly one of text (a string) or texts (a list of strings)")
+        return self
+
+    def inputs(self) -> str | list[str]:
+        return self.text if self.text is not None else list(self.texts or [])
+
+
+class LabelScoreModel(_Response):
+    label: str
+    score: float
+
+
+class ClassificationResult(_Response):
+    """``Classification.to_dict()``: every label with its score (best first) and the predicted labels."""
+
+    task: str
+    multi_label: bool
+    labels: list[str]
+    scores: list[LabelScoreModel]
+
+
+class ClassifyResponse(_Response):
+    model: str
+    task: str
+    #: One result per input text, in order (one element for ``text``).
+    results: list[ClassificationResult]
+
+
+# --------------------------------------------------------------------- health
+
+
+class Health(_Response):
+    #: "ok" when the models are loaded; "loading" or "error" (with ``detail``) otherwise (HTTP 503).
+    status: Literal["ok", "loading", "error"]
+    detail: str | None = None

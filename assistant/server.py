@@ -1,0 +1,771 @@
+"""The HTTP service: an OpenAI-compatible chat API plus the assistant's own tasks.
+
+``create_app(assistant)`` builds a FastAPI app over one ``Assistant`` (one
+``Engine``): ``finassist serve`` runs it with uvicorn, tests start it on a free
+loopback port. Routes:
+
+* ``POST /v1/chat/completions``: OpenAI Chat Completions, plain or streamed as
+  Server-Sent Events, through the engine's dynamic batcher (concurrent requests
+  share ``generate`` calls). A client that disconnects cancels its generation.
+* ``GET /v1/models``: the generator and encoder being served.
+* ``POST /v1/summarize``, ``POST /v1/classify``: ``Assistant.summarize`` and
+  ``Assistant.classify`` (blocking calls, run in a thread pool).
+* ``GET /healthz``: 200 once the models are loaded (they load in the background
+  at startup), 503 while loading or when loading failed.
+* ``GET /metrics``: Prometheus metrics, in a registry of this app's own.
+* ``GET /docs``: the OpenAPI documentation.
+
+Every error has an OpenAI-style body ``{"error": {"message", "type", "param",
+"code"}}``; an ``AssistantError`` answers with its ``http_status``; nothing
+ever answers with a traceback (unexpected errors are logged here and answered
+with a generic 500).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+import re
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .api import Assistant
+from .engine import SamplingParams
+from .errors import AssistantError, InputTooLongError, QueueFullError
+from .models import ENCODER, GENERATOR
+from .schemas import (
+    ChatCompletion,
+    ChatCompletionChoice,
+    ChatCompletionChunk,
+    ChatCompletionChunkChoice,
+    ChatCompletionMessage,
+    ChatCompletionRequest,
+    ChoiceDelta,
+    ClassificationResult,
+    ClassifyRequest,
+    ClassifyResponse,
+    ErrorResponse,
+    Health,
+    ModelCard,
+    ModelList,
+    SummarizeRequest,
+    SummarizeResponse,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+#: Model names a chat request may use for "whatever this server serves".
+DEFAULT_MODEL_ALIASES = ("", "default")
+#: Paths that need no API key (health checks, the documentation).
+OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+#: Largest max_new_tokens the engine accepts (``SamplingParams``).
+_ENGINE_MAX_NEW_TOKENS = 32768
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 429, 500, 503, 504)
+}
+
+
+# ----------------------------------------------------------------------- errors
+
+
+class APIError(Exception):
+    """An HTTP error answered with the OpenAI-style body (raised by the routes themselves)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.type = type or _error_type(status)
+        self.headers = headers
+
+
+def _error_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status == 504:
+        return "timeout_error"
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+def _error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def _error_response(exc: APIError) -> JSONResponse:
+    return JSONResponse(_error_body(exc.message, exc.type, exc.code, exc.param), exc.status, headers=exc.headers)
+
+
+def _error_code(exc: AssistantError) -> str:
+    """``InputTooLongError`` -> ``"input_too_long"``; the base class -> ``"assistant_error"``."""
+    if type(exc) is AssistantError:
+        return "assistant_error"
+    name = type(exc).__name__.removesuffix("Error")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _from_assistant_error(exc: AssistantError) -> APIError:
+    headers = None
+    if isinstance(exc, QueueFullError):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return APIError(exc.http_status, str(exc), code=_error_code(exc), headers=headers)
+
+
+def _validation_message(errors: list[dict]) -> tuple[str, str | None, str]:
+    """(message, param, code) for a RequestValidationError: every problem, naming its field."""
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        detail = (first.get("ctx") or {}).get("error", "invalid JSON")
+        position = first.get("loc", ("body", None))[-1]
+        return f"the request body is not valid JSON: {detail} (at character {position})", None, "invalid_json"
+    if first.get("loc") == ("body",) and isinstance(first.get("input"), (bytes, str)):
+        return "the request body must be a JSON object (send it with Content-Type: application/json)", None, "invalid_body"
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    if len(errors) > 5:
+        parts.append(f"and {len(errors) - 5} more problems")
+    param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+    return "invalid request: " + "; ".join(parts), param, "invalid_request"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(AssistantError)
+    async def assistant_error(request: Request, exc: AssistantError) -> JSONResponse:
+        return _error_response(_from_assistant_error(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param, code = _validation_message(list(exc.errors()))
+        return _error_response(APIError(400, message, code=code, param=param))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        error = APIError(exc.status_code, message, code=codes.get(exc.status_code), headers=exc.headers)
+        return _error_response(error)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises after answering, so uvicorn logs the traceback; the client sees none.
+        return _error_response(APIError(500, "internal server error (details are in the server log)"))
+
+
+# ------------------------------------------------------------------ middleware
+
+
+async def _send_error(send: Send, error: APIError) -> None:
+    response = _error_response(error)
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:  # pragma: no cover - JSONResponse never reads
+    return {"type": "http.disconnect"}
+
+
+class _BodyLimit:
+    """Refuses bodies over ``max_bytes`` (413: by Content-Length, and by what actually arrives) and
+    bodies that are not UTF-8 (400), before any parsing. Reads the body once and replays it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        too_big = APIError(413, f"the request body is over the limit of {self.max_bytes:,} bytes", code="body_too_large")
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                await _send_error(send, APIError(400, "invalid Content-Length header", code="invalid_body"))
+                return
+            if int(length) > self.max_bytes:
+                await _send_error(send, too_big)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _send_error(send, too_big)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            error = APIError(400, f"the request body is not UTF-8 text (byte {exc.start} cannot be decoded)", code="not_utf8")
+            await _send_error(send, error)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the client to go away
+
+        await self.app(scope, replay, send)
+
+
+class _BearerAuth:
+    """``Authorization: Bearer <key>`` on every path but ``OPEN_PATHS`` (401 otherwise)."""
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self.app = app
+        self.key = api_key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
+            message = "missing API key: send Authorization: Bearer <key>" if not header else "invalid API key"
+            error = APIError(401, message, code="invalid_api_key", type="invalid_request_error",
+                             headers={"WWW-Authenticate": "Bearer"})
+            await _send_error(send, error)
+            return
+        await self.app(scope, receive, send)
+
+
+class _Observe:
+    """Counts every request by route and status code and times it (streams: until the last byte)."""
+
+    def __init__(self, app: ASGIApp, metrics: _Metrics, route_paths: Callable[[], set[str]]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._route_paths = route_paths
+        self._known: set[str] | None = None
+
+    def route_paths(self) -> set[str]:
+        if self._known is None:  # the routes are all declared by the time the first request comes
+            self._known = self._route_paths()
+        return self._known
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def observe_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe_send)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or scope["path"]
+            label = path if path in self.route_paths() else "other"  # unknown paths: one label, not one each
+            self.metrics.requests.labels(label, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------- metrics
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "finassist_http_requests", "HTTP requests by route, method and status code",
+            ["route", "method", "status"], registry=r,
+        )
+        self.latency = Histogram(
+            "finassist_http_request_duration_seconds", "Time from request to the last byte of the response",
+            ["route"], registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+        )
+        self.ttft = Histogram(
+            "finassist_time_to_first_token_seconds", "Chat completions: time from submission to the first text",
+            registry=r, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.completion_tokens = Counter(
+            "finassist_generated_tokens", "Chat completion tokens generated", registry=r
+        )
+        self.prompt_tokens = Counter("finassist_prompt_tokens", "Chat completion prompt tokens", registry=r)
+        self.completions = Counter(
+            "finassist_chat_completions", "Finished chat completions by finish reason (cancelled: client gone)",
+            ["finish_reason"], registry=r,
+        )
+        self.batch_size = Histogram(
+            "finassist_batch_size", "Requests per batched generate call", registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )
+        self.queue_depth = Gauge("finassist_queue_depth", "Chat requests waiting for a batch", registry=r)
+        self.active = Gauge("finassist_active_requests", "Chat requests in the running batch", registry=r)
+        self.models_loaded = Gauge("finassist_models_loaded", "1 once the generator and encoder are loaded", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+# ----------------------------------------------------------------------- state
+
+
+class _Service:
+    """What the routes share: the assistant, its batcher, the limits, loading state and metrics."""
+
+    def __init__(self, assistant: Assistant, metrics: _Metrics, *, max_input_tokens: int | None,
+                 max_tokens_limit: int, request_timeout_s: float) -> None:
+        self.assistant = assistant
+        self.engine = assistant.engine
+        self.metrics = metrics
+        self.max_input_tokens = max_input_tokens
+        self.max_tokens_limit = max_tokens_limit
+        self.timeout = request_timeout_s
+        self.batcher = None
+        self._loaded: dict[str, asyncio.Future] = {}
+        self._listener = self.metrics.batch_size.observe
+        self._settling: set[asyncio.Task] = set()
+        self._settled: weakref.WeakSet = weakref.WeakSet()
+        metrics.queue_depth.set_function(lambda: self.batcher.queue_depth() if self.batcher else 0)
+        metrics.active.set_function(lambda: self.batcher.active() if self.batcher else 0)
+
+    # ---------------------------------------------------------------- loading
+
+    def start_loading(self) -> None:
+        """Load the generator (and start the batcher), then the encoder, in the background."""
+        loop = asyncio.get_running_loop()
+        self._loaded = {GENERATOR: loop.create_future(), ENCODER: loop.create_future()}
+        self._loader = asyncio.create_task(self._load_all())
+
+    async def _load_all(self) -> None:
+        for role in (GENERATOR, ENCODER):
+            future = self._loaded[role]
+            try:
+                await run_in_threadpool(getattr, self.engine, role)  # Engine.generator / .encoder load lazily
+                if role == GENERATOR:
+                    self.batcher = await run_in_threadpool(self.engine.batcher)
+                    self.batcher.batch_listeners.append(self._listener)
+            except Exception as exc:  # reported by /healthz and by every route that needs this model
+                if not isinstance(exc, AssistantError):
+                    log.exception("loading the %s failed", role)
+                future.set_exception(exc)
+                future.exception()  # retrieved: no "exception never retrieved" warning
+            else:
+                future.set_result(None)
+        self.metrics.models_loaded.set(1 if self.health()[0] == "ok" else 0)
+
+    def stop(self) -> None:
+        self._loader.cancel()  # a load still running finishes in its thread; nothing waits for it
+        if self.batcher is not None and self._listener in self.batcher.batch_listeners:
+            self.batcher.batch_listeners.remove(self._listener)
+        # The batcher belongs to the engine (it may serve another app): it is not closed here.
+
+    def health(self) -> tuple[str, str | None]:
+        for role, future in self._loaded.items():
+            if not future.done():
+                return "loading", f"loading the {role}"
+            if future.exception() is not None:
+                return "error", f"{role}: {future.exception()}"
+        return ("ok", None) if self._loaded else ("loading", "starting")
+
+    async def ready(self, role: str) -> None:
+        """Wait until ``role`` is loaded; its load error, if loading failed."""
+        future = self._loaded.get(role)
+        if future is None:
+            raise APIError(503, "the service is starting", code="not_ready")
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.timeout)
+        except TimeoutError:
+            raise APIError(503, f"the {role} is still loading", code="not_ready") from None
+
+    def model_name(self, role: str) -> str:
+        loaded = self.engine.loaded(role)
+        return loaded.resolved.name if loaded else (self.engine.generator_spec if role == GENERATOR else self.engine.encoder_spec)
+
+    # -------------------------------------------------------------- requests
+
+    async def blocking(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking assistant call in the thread pool, within the request timeout (504 after).
+        A call that times out runs on in its thread: a model call cannot be interrupted."""
+        try:
+            return await asyncio.wait_for(run_in_threadpool(func, *args, **kwargs), self.timeout)
+        except TimeoutError:
+            raise _timeout_error(self.timeout) from None
+
+    def sampling(self, body: ChatCompletionRequest, messages: list[dict[str, str]]) -> tuple[SamplingParams, int]:
+        """The request's sampling settings under this server's limits, and its prompt length (blocking:
+        tokenises the prompt)."""
+        requested = body.requested_max_tokens()
+        param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
+        if requested is not None and requested > self.max_tokens_limit:
+            raise APIError(400, f"{param} is {requested}; this server allows at most {self.max_tokens_limit}",
+                           code="max_tokens_too_large", param=param)
+        prompt_tokens = self.engine.count_tokens(self.engine.render_chat(messages))
+        if self.max_input_tokens is not None and prompt_tokens > self.max_input_tokens:
+            raise InputTooLongError(
+                f"the prompt is {prompt_tokens} tokens; this server accepts at most {self.max_input_tokens}"
+            )
+        room = self.engine.context_window - prompt_tokens
+        if requested is None:  # as OpenAI does: up to the context window (within this server's limit)
+            if room < 1:
+                raise InputTooLongError(
+                    f"the prompt is {prompt_tokens} tokens, which fills the model's context window "
+                    f"of {self.engine.context_window} tokens"
+                )
+            requested = min(room, self.max_tokens_limit, _ENGINE_MAX_NEW_TOKENS)
+        params = SamplingParams(
+            max_new_tokens=requested,
+            temperature=body.temperature if body.temperature is not None else 0.0,
+            top_p=body.top_p if body.top_p is not None else 1.0,
+            stop=(body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ()),
+            repetition_penalty=body.repetition_penalty if body.repetition_penalty is not None else 1.0,
+            seed=body.seed,
+        )
+        return params, prompt_tokens
+
+    def submit(self, body: ChatCompletionRequest, messages: list[dict[str, str]]):
+        params, _ = self.sampling(body, messages)
+        return self.batcher.submit(messages, params)
+
+    def settle(self, handle) -> None:
+        """A chat completion's consumer is done with it: record its metrics, first cancelling it if it has
+        not finished (client gone, timeout, error); a cancelled one is recorded when the batcher lets go.
+        Idempotent: a stream settles from its generator and again when its response closes."""
+        if handle in self._settled:
+            return
+        self._settled.add(handle)
+        if handle.result is not None:
+            self._record(handle)
+            return
+        handle.cancel()
+        task = asyncio.get_running_loop().create_task(self._record_when_settled(handle))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _record_when_settled(self, handle) -> None:
+        deadline = time.monotonic() + max(self.timeout, 60)
+        while handle.result is None and time.monotonic() < deadline:  # the batcher frees it at its next step
+            await asyncio.sleep(0.02)
+        self._record(handle)
+
+    def _record(self, handle) -> None:
+        m = self.metrics
+        if handle.ttft_s is not None:
+            m.ttft.observe(handle.ttft_s)
+        result = handle.result
+        if result is not None:
+            m.prompt_tokens.inc(result.prompt_tokens)
+            m.completion_tokens.inc(result.completion_tokens)
+            m.completions.labels(result.finish_reason).inc()
+
+
+async def _pieces(handle, timeout: float) -> AsyncIterator[str]:
+    """The handle's text pieces; ``TimeoutError`` once ``timeout`` seconds have passed since the first call.
+    (Each wait is bounded on its own: an ``asyncio.timeout`` block must not span a ``yield``.)"""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pieces = aiter(handle)
+    while True:
+        try:
+            piece = await asyncio.wait_for(anext(pieces), max(0.0, deadline - loop.time()))
+        except StopAsyncIteration:
+            return
+        yield piece
+
+
+def _timeout_error(seconds: float) -> APIError:
+    return APIError(504, f"the request took longer than this server's limit of {seconds:g} s", code="timeout")
+
+
+async def _cancel_on_disconnect(request: Request, handle) -> None:
+    """Cancel ``handle`` when the client goes away (the body has been read: only a disconnect comes)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            handle.cancel()
+            return
+
+
+class _EventStream(StreamingResponse):
+    """A Server-Sent Events response that always closes its generator, so that the generator's
+    ``finally`` (which cancels the generation) runs as soon as the client disconnects, wherever the
+    stream was suspended at that moment."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None]) -> None:
+        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+            await self.body_iterator.aclose()  # type: ignore[union-attr]
+
+
+def _sse(data: dict | str) -> str:
+    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"data: {payload}\n\n"
+
+
+def _chunk(completion_id: str, created: int, model: str, delta: ChoiceDelta | None = None,
+           finish_reason: str | None = None, usage: Usage | None = None) -> dict:
+    choices = [] if delta is None else [ChatCompletionChunkChoice(delta=delta, finish_reason=finish_reason)]
+    chunk = ChatCompletionChunk(id=completion_id, created=created, model=model, choices=choices, usage=usage)
+    data = chunk.model_dump(mode="json")
+    for choice in data["choices"]:  # OpenAI sends only the delta's fields that are set
+        choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
+    return data
+
+
+def _usage(result) -> Usage:
+    return Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                 total_tokens=result.prompt_tokens + result.completion_tokens)
+
+
+# ------------------------------------------------------------------------- app
+
+
+def create_app(
+    assistant: Assistant,
+    *,
+    api_key: str | None = None,
+    max_body_bytes: int = 1_000_000,
+    max_input_tokens: int | None = None,
+    max_tokens_limit: int = 1024,
+    request_timeout_s: float = 300,
+) -> FastAPI:
+    """The HTTP service over ``assistant``.
+
+    Args:
+        api_key: if set, every route but ``/healthz`` and the docs needs ``Authorization: Bearer <key>``.
+        max_body_bytes: larger request bodies are refused (413).
+        max_input_tokens: longest chat prompt accepted, in tokens (default: only the model's context window).
+        max_tokens_limit: largest ``max_tokens`` a chat request may ask for (and the default cap).
+        request_timeout_s: a request that takes longer is answered 504 (its generation is cancelled).
+
+    The models start loading in the background when the app starts; ``/healthz`` says when they are ready
+    and requests that arrive before wait for them (within ``request_timeout_s``). To generate on another
+    OpenAI-compatible server, give an ``Assistant(upstream=URL)``: the routes do not change.
+    """
+    if max_tokens_limit < 1 or max_body_bytes < 1 or request_timeout_s <= 0:
+        raise ValueError("max_tokens_limit, max_body_bytes and request_timeout_s must be positive")
+    metrics = _Metrics()
+    service = _Service(assistant, metrics, max_input_tokens=max_input_tokens,
+                       max_tokens_limit=max_tokens_limit, request_timeout_s=request_timeout_s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start_loading()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(
+        title="finassist",
+        version=_version(),
+        description="Offline-first financial text assistant: OpenAI-compatible chat, summarise and classify.",
+        lifespan=lifespan,
+        responses=_ERROR_RESPONSES,
+        strict_content_type=False,  # a JSON body without a Content-Type (curl -d ... -H omitted) is still JSON
+    )
+    app.state.service = service
+    _install_error_handlers(app)
+
+    # Middleware, outermost last: metrics see every answer (401 and 413 included).
+    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    if api_key:
+        app.add_middleware(_BearerAuth, api_key=api_key)
+    app.add_middleware(_Observe, metrics=metrics, route_paths=lambda: {getattr(r, "path", "") for r in app.routes})
+
+    # ------------------------------------------------------------------ chat
+
+    @app.post("/v1/chat/completions", response_model=ChatCompletion, tags=["chat"],
+              responses={200: {"content": {"text/event-stream": {}},
+                               "description": "a ChatCompletion, or with stream=true ChatCompletionChunk events"}})
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        """OpenAI Chat Completions. Sampling is greedy unless ``temperature`` > 0 (OpenAI's default is 1)."""
+        await service.ready(GENERATOR)
+        model = service.model_name(GENERATOR)
+        if body.model is not None and body.model not in (*DEFAULT_MODEL_ALIASES, model):
+            raise APIError(404, f"the model {body.model!r} does not exist here; this server chats with {model!r}",
+                           code="model_not_found", param="model")
+        messages = [m.as_engine_message() for m in body.messages]
+        handle = await run_in_threadpool(service.submit, body, messages)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            events = _stream_events(service, handle, completion_id, created, model, include_usage)
+            return _EventStream(events, on_close=lambda: service.settle(handle))
+
+        watcher = asyncio.create_task(_cancel_on_disconnect(request, handle))
+        try:
+            async for _ in _pieces(handle, service.timeout):
+                pass
+        except TimeoutError:
+            handle.cancel()
+            raise _timeout_error(service.timeout) from None
+        finally:
+            watcher.cancel()
+            service.settle(handle)
+        result = handle.result
+        return ChatCompletion(
+            id=completion_id,
+            created=created,
+            model=model,
+            choices=[ChatCompletionChoice(message=ChatCompletionMessage(content=result.text),
+                                          finish_reason=result.finish_reason)],
+            usage=_usage(result),
+        )
+
+    # ---------------------------------------------------------------- models
+
+    @app.get("/v1/models", response_model=ModelList, tags=["models"])
+    async def list_models() -> ModelList:
+        """The generator (chat, summarize) and the encoder (classify) this server runs."""
+        rows = await service.blocking(assistant.models)
+        return ModelList(data=[
+            ModelCard(id=row["name"], role=row["role"], origin=row["origin"], loaded=row["loaded"]) for row in rows
+        ])
+
+    # ----------------------------------------------------------------- tasks
+
+    @app.post("/v1/summarize", response_model=SummarizeResponse, tags=["tasks"])
+    async def summarize(body: SummarizeRequest) -> SummarizeResponse:
+        """Summarise a text as bullets, a headline or a paragraph (long texts are chunked, never cut)."""
+        await service.ready(GENERATOR)
+        summary = await service.blocking(assistant.summarize, body.text, style=body.style, max_words=body.max_words)
+        return SummarizeResponse(model=service.model_name(GENERATOR), **summary.to_dict())
+
+    @app.post("/v1/classify", response_model=ClassifyResponse, tags=["tasks"])
+    async def classify(body: ClassifyRequest) -> ClassifyResponse:
+        """Zero-shot classification (``sentiment``, ``contract-clause``, ...) of one text or a batch."""
+        await service.ready(ENCODER)
+        results = await service.blocking(assistant.classify, body.inputs(), task=body.task, threshold=body.threshold)
+        results = results if isinstance(results, list) else [results]
+        return ClassifyResponse(
+            model=service.model_name(ENCODER),
+            task=body.task,
+            results=[ClassificationResult.model_validate(r.to_dict()) for r in results],
+        )
+
+    # ------------------------------------------------------------- operations
+
+    @app.get("/healthz", response_model=Health, tags=["operations"], responses={503: {"model": Health}})
+    async def healthz():
+        """200 once the models are loaded; 503 while they load or when loading failed."""
+        status, detail = service.health()
+        return JSONResponse(Health(status=status, detail=detail).model_dump(), 200 if status == "ok" else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text format."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _stream_events(service: _Service, handle, completion_id: str, created: int, model: str,
+                         include_usage: bool) -> AsyncIterator[str]:
+    """The SSE body of a streamed completion: role, content deltas, finish reason, [usage], [DONE].
+    An error after the first event is sent as an ``{"error": ...}`` event (the status is already 200)."""
+    try:
+        yield _sse(_chunk(completion_id, created, model, ChoiceDelta(role="assistant", content="")))
+        async for piece in _pieces(handle, service.timeout):
+            yield _sse(_chunk(completion_id, created, model, ChoiceDelta(content=piece)))
+        result = handle.result
+        yield _sse(_chunk(completion_id, created, model, ChoiceDelta(), finish_reason=result.finish_reason))
+        if include_usage:
+            yield _sse(_chunk(completion_id, created, model, usage=_usage(result)))
+        yield _sse("[DONE]")
+    except TimeoutError:
+        handle.cancel()
+        yield _sse(_error_body(str(_timeout_error(service.timeout)), "timeout_error", "timeout"))
+    except AssistantError as exc:
+        error = _from_assistant_error(exc)
+        yield _sse(_error_body(error.message, error.type, error.code))
+    except Exception:
+        log.exception("streamed chat completion failed")
+        yield _sse(_error_body("internal server error (details are in the server log)", "server_error"))
+    finally:  # the client left, an error, or the end: free the batch slot, record the metrics
+        service.settle(handle)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# ----------------------------------------------------------------------- serve
+
+
+def serve(
+    assistant: Assistant,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    log_level: str = "info",
+    **options: Any,
+) -> None:
+    """Run the service with uvicorn until interrupted. ``options``: those of ``create_app``.
+
+    Listens on loopback only unless ``host`` says otherwise; one process (the models live in it).
+    """
+    import uvicorn
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not options.get("api_key"):
+        log.warning("serving on %s without an API key: anyone who can reach this port can use it", host)
+    app = create_app(assistant, **options)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)

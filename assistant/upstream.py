@@ -1,0 +1,176 @@
+"""Generation on an upstream OpenAI-compatible server (vLLM, TGI, another finassist).
+
+With ``Engine(upstream=URL)`` every chat completion — the chat endpoint, the
+summaries, the UI's chat — is sent to ``URL/chat/completions`` instead of the
+local generator, so the task logic, guardrails and front doors of this service
+run on top of a bigger cluster. The local generator's tokenizer still counts
+tokens for chunking and limits (an approximation when the upstream model uses
+another tokenizer). The upstream server does its own batching; here, each
+request is one streaming HTTP call on its own thread, bounded like the local
+batcher's queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from .engine import Generation, Message, SamplingParams
+from .errors import AssistantError, InputTooLongError, InvalidParameterError, ModelNotFoundError, QueueFullError
+
+log = logging.getLogger(__name__)
+
+
+class UpstreamError(AssistantError):
+    """The upstream server failed or could not be reached."""
+
+    http_status = 502
+
+
+def _raise_for(status: int, body: bytes, url: str) -> None:
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = body[:300].decode("utf-8", "replace")
+    text = f"upstream {url} answered {status}: {message}"
+    if status == 404:
+        raise ModelNotFoundError(text)
+    if status == 413:
+        raise InputTooLongError(text)
+    if status == 429:
+        raise QueueFullError(text)
+    if 400 <= status < 500:
+        raise InvalidParameterError(text)
+    raise UpstreamError(text)
+
+
+class UpstreamClient:
+    """A small OpenAI Chat Completions client over httpx (streaming and not)."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, model: str | None = None, timeout: float = 300.0):
+        import httpx
+
+        self.base_url = base_url.rstrip("/")
+        if not self.base_url.endswith("/v1"):
+            self.base_url += "/v1"
+        self.model = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), headers=headers)
+
+    def _body(self, messages: Sequence[Message], params: SamplingParams, stream: bool) -> dict:
+        body = {
+            "messages": list(messages),
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": stream,
+        }
+        if self.model:
+            body["model"] = self.model
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def complete(self, messages: Sequence[Message], params: SamplingParams) -> Generation:
+        import httpx
+
+        url = f"{self.base_url}/chat/completions"
+        try:
+            response = self._http.post(url, json=self._body(messages, params, stream=False))
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"upstream {url} unreachable: {exc}") from exc
+        if response.status_code != 200:
+            _raise_for(response.status_code, response.content, url)
+        data = response.json()
+        choice, usage = data["choices"][0], data.get("usage") or {}
+        return Generation(
+            text=(choice["message"].get("content") or "").strip(),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=choice.get("finish_reason") or "stop",
+        )
+
+    def stream_into(self, messages: Sequence[Message], params: SamplingParams, request) -> None:
+        """Stream a completion into a ``GenerationRequest`` (pieces, then its result)."""
+        import httpx
+
+        url = f"{self.base_url}/chat/completions"
+        reason, usage = "length", {}
+        try:
+            with self._http.stream("POST", url, json=self._body(messages, params, stream=True)) as response:
+                if response.status_code != 200:
+                    _raise_for(response.status_code, response.read(), url)
+                for line in response.iter_lines():
+                    if request.cancelled:
+                        reason = "cancelled"
+                        break
+                    if not line.startswith("data: ") or line.strip() == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[6:])
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or []:
+                        request._emit(choice.get("delta", {}).get("content") or "")
+                        reason = choice.get("finish_reason") or reason
+        except AssistantError as exc:
+            request._fail(exc)
+            return
+        except (httpx.HTTPError, ValueError) as exc:
+            request._fail(UpstreamError(f"upstream {url} failed: {exc}"))
+            return
+        request._finish(
+            reason,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class UpstreamBatcher:
+    """The batcher interface (``submit``, ``queue_depth``, ``active``) over an upstream server."""
+
+    def __init__(self, engine, client: UpstreamClient, max_batch_size: int = 16, max_queue: int = 64, **_) -> None:
+        self.engine = engine
+        self.client = client
+        self.limit = max_batch_size + max_queue
+        self.batch_listeners: list[Callable[[int], None]] = []
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    def submit(self, messages: Sequence[Message], params: SamplingParams):
+        from .batching import GenerationRequest
+
+        prompt_ids = self.engine._encode_prompt(messages, params)  # local limit check, prompt token estimate
+        request = GenerationRequest(prompt_ids[0], params, ())
+        with self._lock:
+            if self._in_flight >= self.limit:
+                raise QueueFullError(f"the server is busy: {self._in_flight} upstream requests in flight", 1.0)
+            self._in_flight += 1
+        for listener in self.batch_listeners:
+            listener(1)
+
+        def run() -> None:
+            try:
+                self.client.stream_into(messages, params, request)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+
+        threading.Thread(target=run, name=f"finassist-upstream-{request.id}", daemon=True).start()
+        return request
+
+    def queue_depth(self) -> int:
+        return 0  # nothing waits here: the upstream queues
+
+    def active(self) -> int:
+        return self._in_flight
+
+    def close(self) -> None:
+        self.client.close()
