@@ -224,6 +224,7 @@ def write_chart(result: dict, png: Path) -> str | None:
     bars = ax.bar(xs, [r["tokens_per_s"] for r in levels], color="tab:blue", label="server (batched)")
     ax.bar_label(bars, labels=[f"{r['tokens_per_s']:.0f}\n{r['vs_naive']:.1f}x" for r in levels], fontsize=8)
     ax.axhline(result["naive"]["tokens_per_s"], color="tab:red", linestyle="--", label="naive sequential generate")
+    ax.set_ylim(0, 1.2 * max(max(r["tokens_per_s"] for r in levels), result["naive"]["tokens_per_s"]))
     ax.set_xlabel("concurrent clients")
     ax.set_ylabel("aggregate tokens/s")
     ax.set_title(f"{result['model']} on {result['machine']['device']}: streaming chat completions")
