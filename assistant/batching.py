@@ -30,13 +30,29 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import torch
 
-from .engine import Engine, Generation, Message, SamplingParams, _cut_at_stop, _partial_stop_suffix
+from .engine import Engine, Generation, Message, SamplingParams
 from .errors import AssistantError, GenerationError, QueueFullError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 
 _END = object()
 _ids = itertools.count(1)
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _partial_stop_suffix(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
+    best = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:n]):
+                best = n
+                break
+    return best
 
 
 class GenerationRequest:
@@ -75,13 +91,20 @@ class GenerationRequest:
         return self._cancelled.is_set()
 
     def __iter__(self) -> Iterator[str]:
-        while True:
-            item = self._pieces.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        finished = False
+        try:
+            while True:
+                item = self._pieces.get()
+                if item is _END:
+                    finished = True
+                    return
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                yield item
+        finally:
+            if not finished:  # the consumer left early: free the row
+                self.cancel()
 
     async def __aiter__(self) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
@@ -90,13 +113,20 @@ class GenerationRequest:
             while not self._pieces.empty():  # what arrived before we started listening
                 items.put_nowait(self._pieces.get_nowait())
             self._async = (loop, items)
-        while True:
-            item = await items.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        finished = False
+        try:
+            while True:
+                item = await items.get()
+                if item is _END:
+                    finished = True
+                    return
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                yield item
+        finally:
+            if not finished:  # the consumer left early (client gone): free the row
+                self.cancel()
 
     # -------------------------------------------------------------- batcher side
 

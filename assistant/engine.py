@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,104 +96,6 @@ class LoadedModel:
         return sum(p.numel() for p in self.model.parameters())
 
 
-class _CancelOnEvent:
-    """Stopping criterion: stop as soon as the consumer cancels (client gone, Stop pressed)."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
-class GenerationStream:
-    """Iterate to get text pieces as they are generated; ``result`` is set at the end.
-
-    Leaving the loop early (``break``, an exception, ``close()``) or calling
-    ``cancel()`` stops the generation thread at the next token.
-    """
-
-    def __init__(self, engine: Engine, messages: Sequence[Message], params: SamplingParams) -> None:
-        from transformers import TextIteratorStreamer
-
-        self.result: Generation | None = None
-        self._cancel = threading.Event()
-        gen = engine.generator
-        prompt_ids = engine._encode_prompt(messages, params)
-        self._prompt_tokens = prompt_ids.shape[1]
-        self._streamer = TextIteratorStreamer(gen.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
-        self._output: dict = {}
-        self._params = params
-        self._stop = params.stop + engine.plain_stop_strings()
-
-        def run() -> None:
-            try:
-                self._output["ids"] = engine._generate_ids(prompt_ids, params, self._streamer, self._cancel)
-            except BaseException as exc:  # surfaced to the consumer in __iter__
-                self._output["error"] = exc
-                self._streamer.end()
-
-        self._thread = threading.Thread(target=run, name="finassist-generate", daemon=True)
-        self._thread.start()
-        self._engine = engine
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def __iter__(self) -> Iterator[str]:
-        emitted = ""
-        stop_hit = False
-        held = ""  # text that might be the start of a stop string: not shown until we know
-        exhausted = False
-        try:
-            for piece in self._streamer:
-                held += piece
-                text, hit = _cut_at_stop(held, self._stop)
-                if hit:
-                    stop_hit = True
-                    if text:
-                        emitted += text
-                        yield text
-                    self.cancel()
-                    held = ""
-                    break
-                safe = len(held) - _partial_stop_suffix(held, self._stop)
-                if safe > 0:
-                    emitted += held[:safe]
-                    yield held[:safe]
-                    held = held[safe:]
-            else:
-                exhausted = True
-            if held:
-                emitted += held
-                yield held
-        finally:
-            if not exhausted:  # consumer left early or a stop string matched: stop at the next token
-                self.cancel()
-            # The streamer's queue is unbounded, so the thread never blocks on us: joining is safe.
-            self._thread.join()
-        if "error" in self._output:
-            raise self._output["error"]
-        ids = self._output.get("ids")
-        self.result = self._engine._finish(ids, self._prompt_tokens, self._params, self._cancel.is_set(), emitted, stop_hit)
-
-
-def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def _partial_stop_suffix(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
-    best = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), best, -1):
-            if text.endswith(stop[:n]):
-                best = n
-                break
-    return best
-
-
 class Engine:
     """Loads models lazily and runs generation and encoding on the chosen device."""
 
@@ -270,6 +172,7 @@ class Engine:
         return self.generator.context_window
 
     def _encode_prompt(self, messages: Sequence[Message], params: SamplingParams) -> torch.Tensor:
+        """Prompt token ids (1, n); refused when prompt plus new tokens exceed the context window."""
         gen = self.generator
         prompt = self.render_chat(messages)
         ids = gen.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
@@ -281,70 +184,20 @@ class Engine:
             )
         return ids
 
-    def _generate_ids(self, prompt_ids, params: SamplingParams, streamer=None, cancel: threading.Event | None = None):
-        from transformers import StoppingCriteriaList
-
-        gen = self.generator
-        kwargs = params.generate_kwargs()
-        stops = params.stop + self.plain_stop_strings()
-        if stops:
-            kwargs.update(stop_strings=list(stops), tokenizer=gen.tokenizer)
-        if cancel is not None:
-            kwargs["stopping_criteria"] = StoppingCriteriaList([_CancelOnEvent(cancel)])
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
-        pad = gen.tokenizer.pad_token_id
-        if pad is None:
-            pad = gen.model.generation_config.eos_token_id
-            pad = pad[0] if isinstance(pad, list) else pad
-        input_ids = prompt_ids.to(gen.runtime.device)
-        with torch.inference_mode():
-            out = gen.model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                pad_token_id=pad,
-                streamer=streamer,
-                **kwargs,
-            )
-        return out[0, prompt_ids.shape[1] :].cpu()
-
-    def _finish(
-        self,
-        new_ids,
-        prompt_tokens: int,
-        params: SamplingParams,
-        cancelled: bool = False,
-        text: str | None = None,
-        stop_hit: bool = False,
-    ) -> Generation:
-        if text is None:
-            text = self.generator.tokenizer.decode(new_ids, skip_special_tokens=True)
-        text, hit = _cut_at_stop(text, params.stop + self.plain_stop_strings())
-        eos = self.generator.model.generation_config.eos_token_id
-        eos = set(eos if isinstance(eos, list) else [eos])
-        n = int(new_ids.shape[0]) if new_ids is not None else 0
-        if hit or stop_hit or (n > 0 and int(new_ids[-1]) in eos):
-            reason = "stop"
-        elif cancelled and n < params.max_new_tokens:
-            reason = "cancelled"
-        else:
-            reason = "length"
-        return Generation(text=text.strip(), prompt_tokens=prompt_tokens, completion_tokens=n, finish_reason=reason)
-
     def generate(self, messages: Sequence[Message], params: SamplingParams | None = None) -> Generation:
-        """Run one chat completion to the end."""
+        """Run one chat completion to the end (through the batcher: concurrent callers share batches)."""
         params = params or SamplingParams()
         if self.upstream is not None:
             return self.upstream.complete(messages, params)
-        prompt_ids = self._encode_prompt(messages, params)
-        new_ids = self._generate_ids(prompt_ids, params)
-        return self._finish(new_ids, prompt_ids.shape[1], params)
+        request = self.stream(messages, params)
+        for _ in request:
+            pass
+        return request.result
 
-    def stream(self, messages: Sequence[Message], params: SamplingParams | None = None) -> GenerationStream:
-        """Start a chat completion and stream its text token by token."""
-        if self.upstream is not None:  # the upstream handle streams, cancels and reports like a local one
-            return self.batcher().submit(messages, params or SamplingParams())
-        return GenerationStream(self, messages, params or SamplingParams())
+    def stream(self, messages: Sequence[Message], params: SamplingParams | None = None):
+        """Start a chat completion; iterate the returned ``GenerationRequest`` for its text as it is
+        generated (``cancel()`` or leaving the loop stops it; ``result`` holds the counts at the end)."""
+        return self.batcher().submit(messages, params or SamplingParams())
 
     def batcher(self):
         """The dynamic batcher for concurrent chat requests (created on first use, one per engine)."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 import pytest
 import torch
 
-from assistant.engine import Engine, Generation, GenerationStream, SamplingParams
+from assistant.batching import GenerationRequest
+from assistant.engine import Engine, Generation, SamplingParams
 from assistant.errors import InputTooLongError, InvalidParameterError
 from assistant.models import ENCODER, GENERATOR
 from assistant.prompts import load_prompt
@@ -126,7 +128,7 @@ def test_stream_concatenates_to_the_generate_text(tiny_engine):
     params = SamplingParams(max_new_tokens=60)
     expected = tiny_engine.generate(QUESTION, params)
     stream = tiny_engine.stream(QUESTION, params)
-    assert isinstance(stream, GenerationStream)
+    assert isinstance(stream, GenerationRequest)
     pieces = list(stream)
     assert len(pieces) > 1
     assert all(isinstance(p, str) and p for p in pieces)
@@ -148,22 +150,25 @@ def test_stream_honours_stop_strings_without_leaking_them(tiny_engine):
     assert stream.result.text == expected.text
 
 
-def test_breaking_out_of_a_stream_stops_the_generation_thread(tiny_engine):
-    before = set(threading.enumerate())
+def _wait_idle(engine: Engine) -> None:
+    deadline = time.monotonic() + 10
+    while engine.batcher().active() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.batcher().active() == 0, "the generation is still running"
+
+
+def test_breaking_out_of_a_stream_stops_the_generation(tiny_engine):
     stream = tiny_engine.stream(QUESTION, SamplingParams(max_new_tokens=900))
-    started = [t for t in threading.enumerate() if t not in before]
-    assert started, "the stream generates in a thread of its own"
     for _piece in stream:
         break
-    # leaving the loop closes the iterator: the thread is cancelled and joined before we get here
-    assert not any(t.is_alive() for t in started)
-    assert stream.result is None  # it did not run to the end
+    # leaving the loop closes the iterator, which cancels the request: its batch row is freed
+    _wait_idle(tiny_engine)
+    assert stream.result.finish_reason == "cancelled"
+    assert stream.result.completion_tokens < 900
 
 
 def test_cancel_ends_the_generation_early(tiny_engine):
-    before = set(threading.enumerate())
     stream = tiny_engine.stream(QUESTION, SamplingParams(max_new_tokens=900))
-    started = [t for t in threading.enumerate() if t not in before]
     pieces = []
     for piece in stream:
         pieces.append(piece)
@@ -172,7 +177,7 @@ def test_cancel_ends_the_generation_early(tiny_engine):
     assert stream.result.finish_reason == "cancelled"
     assert 1 <= stream.result.completion_tokens < 900
     assert stream.result.text == "".join(pieces).strip()
-    assert not any(t.is_alive() for t in started)
+    _wait_idle(tiny_engine)
 
 
 # ------------------------------------------------------------- context limit

@@ -33,10 +33,14 @@ def fp32_engine():
 
 
 def _greedy_ids(engine: Engine, question: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt ids and exactly ``n`` greedy new ids, from plain ``generate`` on the engine's model."""
     messages = [{"role": "user", "content": question}]
-    params = SamplingParams(max_new_tokens=n)
-    prompt = engine._encode_prompt(messages, params)
-    return prompt[0], engine._generate_ids(prompt, params)
+    prompt = engine._encode_prompt(messages, SamplingParams(max_new_tokens=n))
+    model = engine.generator.model
+    with torch.inference_mode():
+        out = model.generate(prompt.cuda(), attention_mask=torch.ones_like(prompt).cuda(), max_new_tokens=n,
+                             min_new_tokens=n, do_sample=False, pad_token_id=engine.generator.tokenizer.eos_token_id)
+    return prompt[0], out[0, prompt.shape[1]:].cpu()
 
 
 def test_default_policy_on_cuda_is_half_precision_with_sdpa():

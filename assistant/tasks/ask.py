@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from ..engine import Generation, GenerationStream, Message, SamplingParams
+from ..engine import Generation, Message, SamplingParams
 from ..errors import InvalidParameterError
 from ..inputs import ensure_text
 from ..prompts import load_prompt
@@ -115,7 +115,7 @@ class AskTask(Task):
     def stream(self, inputs, history=None, **sampling) -> Iterator[str]:
         """Yield the answer piece by piece; the notice (if due) comes last."""
         prepared = self.preprocess(inputs, history, **sampling)
-        stream: GenerationStream = self.engine.stream(prepared.messages, prepared.params)
+        stream = self.engine.stream(prepared.messages, prepared.params)
         text = ""
         for piece in stream:
             text += piece
