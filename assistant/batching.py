@@ -90,20 +90,19 @@ class GenerationRequest:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    @staticmethod
+    def _piece(item: object) -> str | None:
+        """A text piece, None at the end; a failure is raised."""
+        if isinstance(item, BaseException):
+            raise item
+        return None if item is _END else item  # type: ignore[return-value]
+
     def __iter__(self) -> Iterator[str]:
-        finished = False
         try:
-            while True:
-                item = self._pieces.get()
-                if item is _END:
-                    finished = True
-                    return
-                if isinstance(item, BaseException):
-                    finished = True
-                    raise item
-                yield item
+            while (piece := self._piece(self._pieces.get())) is not None:
+                yield piece
         finally:
-            if not finished:  # the consumer left early: free the row
+            if not self.done:  # the consumer left early: free the row
                 self.cancel()
 
     async def __aiter__(self) -> AsyncIterator[str]:
@@ -113,19 +112,11 @@ class GenerationRequest:
             while not self._pieces.empty():  # what arrived before we started listening
                 items.put_nowait(self._pieces.get_nowait())
             self._async = (loop, items)
-        finished = False
         try:
-            while True:
-                item = await items.get()
-                if item is _END:
-                    finished = True
-                    return
-                if isinstance(item, BaseException):
-                    finished = True
-                    raise item
-                yield item
+            while (piece := self._piece(await items.get())) is not None:
+                yield piece
         finally:
-            if not finished:  # the consumer left early (client gone): free the row
+            if not self.done:  # the consumer left early (client gone): free the row
                 self.cancel()
 
     # -------------------------------------------------------------- batcher side
@@ -261,8 +252,11 @@ class Batcher:
 
     # ------------------------------------------------------------------ public
 
-    def submit(self, messages: Sequence[Message], params: SamplingParams) -> GenerationRequest:
-        prompt_ids = self.engine._encode_prompt(messages, params)  # raises InputTooLongError before queueing
+    def submit(
+        self, messages: Sequence[Message], params: SamplingParams, prompt_ids: torch.Tensor | None = None
+    ) -> GenerationRequest:
+        """Queue a chat completion; ``prompt_ids`` (from ``Engine.prompt_ids``) saves tokenising it twice."""
+        prompt_ids = self.engine._encode_prompt(messages, params, prompt_ids)  # InputTooLongError before queueing
         request = GenerationRequest(prompt_ids[0], params, params.stop + self.engine.plain_stop_strings())
         with self._cond:
             if self._closed:

@@ -171,11 +171,20 @@ class Engine:
     def context_window(self) -> int:
         return self.generator.context_window
 
-    def _encode_prompt(self, messages: Sequence[Message], params: SamplingParams) -> torch.Tensor:
-        """Prompt token ids (1, n); refused when prompt plus new tokens exceed the context window."""
+    def prompt_ids(self, messages: Sequence[Message]) -> torch.Tensor:
+        """The conversation's prompt as token ids, shape (1, n)."""
+        return self.generator.tokenizer(self.render_chat(messages), return_tensors="pt", add_special_tokens=False)[
+            "input_ids"
+        ]
+
+    def _encode_prompt(
+        self, messages: Sequence[Message], params: SamplingParams, ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Prompt token ids (1, n) (``ids`` if the caller already has them); refused when prompt plus
+        new tokens exceed the context window."""
         gen = self.generator
-        prompt = self.render_chat(messages)
-        ids = gen.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        if ids is None:
+            ids = self.prompt_ids(messages)
         total = ids.shape[1] + params.max_new_tokens
         if total > gen.context_window:
             raise InputTooLongError(

@@ -439,15 +439,16 @@ class _Service:
         except TimeoutError:
             raise _timeout_error(self.timeout) from None
 
-    def sampling(self, body: ChatCompletionRequest, messages: list[dict[str, str]]) -> tuple[SamplingParams, int]:
-        """The request's sampling settings under this server's limits, and its prompt length (blocking:
+    def sampling(self, body: ChatCompletionRequest, messages: list[dict[str, str]]) -> tuple[SamplingParams, Any]:
+        """The request's sampling settings under this server's limits, and its prompt token ids (blocking:
         tokenises the prompt)."""
         requested = body.requested_max_tokens()
         param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
         if requested is not None and requested > self.max_tokens_limit:
             raise APIError(400, f"{param} is {requested}; this server allows at most {self.max_tokens_limit}",
                            code="max_tokens_too_large", param=param)
-        prompt_tokens = self.engine.count_tokens(self.engine.render_chat(messages))
+        prompt_ids = self.engine.prompt_ids(messages)
+        prompt_tokens = prompt_ids.shape[1]
         if self.max_input_tokens is not None and prompt_tokens > self.max_input_tokens:
             raise InputTooLongError(
                 f"the prompt is {prompt_tokens} tokens; this server accepts at most {self.max_input_tokens}"
@@ -468,11 +469,11 @@ class _Service:
             repetition_penalty=body.repetition_penalty if body.repetition_penalty is not None else 1.0,
             seed=body.seed,
         )
-        return params, prompt_tokens
+        return params, prompt_ids
 
     def submit(self, body: ChatCompletionRequest, messages: list[dict[str, str]]):
-        params, _ = self.sampling(body, messages)
-        return self.batcher.submit(messages, params)
+        params, prompt_ids = self.sampling(body, messages)
+        return self.batcher.submit(messages, params, prompt_ids)
 
     def settle(self, handle) -> None:
         """A chat completion's consumer is done with it: record its metrics, first cancelling it if it has

@@ -144,10 +144,11 @@ class UpstreamBatcher:
         self._in_flight = 0
         self._lock = threading.Lock()
 
-    def submit(self, messages: Sequence[Message], params: SamplingParams):
+    def submit(self, messages: Sequence[Message], params: SamplingParams, prompt_ids=None):
         from .batching import GenerationRequest
 
-        prompt_ids = self.engine._encode_prompt(messages, params)  # local limit check, prompt token estimate
+        # local limit check and prompt token estimate
+        prompt_ids = self.engine._encode_prompt(messages, params, prompt_ids)
         request = GenerationRequest(prompt_ids[0], params, ())
         with self._lock:
             if self._in_flight >= self.limit:
