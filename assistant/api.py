@@ -6,7 +6,7 @@ the same object, so behaviour cannot drift between them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -63,9 +63,11 @@ class Assistant:
             self._tasks[name] = TASKS[name](self.engine)
         return self._tasks[name]
 
-    def summarize(self, text: str, style: str = "bullets", max_words: int | None = None) -> Summary:
-        """Summarise ``text`` as ``bullets``, a ``headline`` or a ``paragraph`` of at most ``max_words``."""
-        return self.task("summarize")(text, style=style, max_words=max_words)
+    def summarize(self, text: str, style: str = "bullets", max_words: int | None = None,
+                  progress: Callable[[int, int, str], None] | None = None) -> Summary:
+        """Summarise ``text`` as ``bullets``, a ``headline`` or a ``paragraph`` of at most ``max_words``.
+        ``progress(done, total, what)`` is called as a long text is worked through."""
+        return self.task("summarize")(text, style=style, max_words=max_words, progress=progress)
 
     def classify(
         self, text: str | Sequence[str], task: str = "sentiment", threshold: float | None = None
@@ -81,6 +83,10 @@ class Assistant:
     def ask_stream(self, question: str, history: Sequence | None = None, **sampling) -> Iterator[str]:
         """Like ``ask`` but yields the answer piece by piece as it is generated."""
         return self.task("ask").stream(question, history=history, **sampling)
+
+    def ask_stream_async(self, question: str, history: Sequence | None = None, **sampling) -> AsyncIterator[str]:
+        """``ask_stream`` as an async iterator: for event loops; closing it early cancels the generation."""
+        return self.task("ask").astream(question, history=history, **sampling)
 
     def classification_tasks(self) -> list[str]:
         return available_label_sets()

@@ -169,6 +169,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         max_input_tokens=args.max_input_tokens,
         max_body_bytes=args.max_body_bytes,
         request_timeout_s=args.timeout,
+        ui=args.ui,
+        max_upload_bytes=args.max_upload_bytes,
         log_level="debug" if args.verbose else "info",
     )
 
@@ -251,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-input-tokens", type=_positive(int), default=None, help="longest chat prompt in tokens (default: the model's window)")
     p.add_argument("--max-body-bytes", type=_positive(int), default=1_000_000, help="largest request body (default 1 MB)")
     p.add_argument("--timeout", type=_positive(float), default=300, help="seconds before a request is answered 504")
+    p.add_argument("--ui", action="store_true", help="also serve the web UI at / (what app.py does)")
+    p.add_argument("--max-upload-bytes", type=_positive(int), default=20_000_000,
+                   help="largest file the web UI accepts (default 20 MB)")
 
     bench = sub.add_parser("bench", help="benchmarks (figures printed and written under docs/benchmarks)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")

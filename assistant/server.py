@@ -73,8 +73,10 @@ log = logging.getLogger(__name__)
 
 #: Model names a chat request may use for "whatever this server serves".
 DEFAULT_MODEL_ALIASES = ("", "default")
-#: Paths that need no API key (health checks, the documentation).
-OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+#: Paths under these prefixes are the API: they need the API key (when one is set) and their
+#: bodies are size-checked here. Health checks, the documentation and the web UI (which has
+#: its own login and upload limit) are outside.
+API_PREFIXES = ("/v1/", "/metrics")
 #: Largest max_new_tokens the engine accepts (``SamplingParams``).
 _ENGINE_MAX_NEW_TOKENS = 32768
 
@@ -202,6 +204,10 @@ async def _no_receive() -> Message:  # pragma: no cover - JSONResponse never rea
     return {"type": "http.disconnect"}
 
 
+def _is_api(scope: Scope) -> bool:
+    return scope["path"].startswith(API_PREFIXES)
+
+
 class _BodyLimit:
     """Refuses bodies over ``max_bytes`` (413: by Content-Length, and by what actually arrives) and
     bodies that are not UTF-8 (400), before any parsing. Reads the body once and replays it."""
@@ -211,7 +217,7 @@ class _BodyLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") or not _is_api(scope):
             await self.app(scope, receive, send)
             return
         too_big = APIError(413, f"the request body is over the limit of {self.max_bytes:,} bytes", code="body_too_large")
@@ -257,14 +263,14 @@ class _BodyLimit:
 
 
 class _BearerAuth:
-    """``Authorization: Bearer <key>`` on every path but ``OPEN_PATHS`` (401 otherwise)."""
+    """``Authorization: Bearer <key>`` on the API paths (401 otherwise)."""
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
         self.key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or not _is_api(scope):
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"")
@@ -584,6 +590,8 @@ def create_app(
     max_input_tokens: int | None = None,
     max_tokens_limit: int = 1024,
     request_timeout_s: float = 300,
+    ui: bool = False,
+    max_upload_bytes: int = 20_000_000,
 ) -> FastAPI:
     """The HTTP service over ``assistant``.
 
@@ -593,6 +601,8 @@ def create_app(
         max_input_tokens: longest chat prompt accepted, in tokens (default: only the model's context window).
         max_tokens_limit: largest ``max_tokens`` a chat request may ask for (and the default cap).
         request_timeout_s: a request that takes longer is answered 504 (its generation is cancelled).
+        ui: also serve the Gradio web UI at ``/`` (needs gradio; the API alone does not import it).
+        max_upload_bytes: largest file the UI accepts (its uploads are not API bodies).
 
     The models start loading in the background when the app starts; ``/healthz`` says when they are ready
     and requests that arrive before wait for them (within ``request_timeout_s``). To generate on another
@@ -714,6 +724,10 @@ def create_app(
         """Prometheus text format."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    if ui:  # last: the page is mounted at "/" and must not shadow the routes above
+        from .ui import mount_ui
+
+        mount_ui(app, assistant, api_key=api_key, max_file_bytes=max_upload_bytes)
     return app
 
 
@@ -769,4 +783,8 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1") and not options.get("api_key"):
         log.warning("serving on %s without an API key: anyone who can reach this port can use it", host)
     app = create_app(assistant, **options)
+    shown = f"[{host}]" if ":" in host else host
+    where = f"http://{shown}:{port}"
+    print(f"finassist: API at {where}/v1 (docs {where}/docs)"
+          + (f", web UI at {where}/" if options.get("ui") else ""), flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)

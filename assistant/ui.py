@@ -1,26 +1,49 @@
 """Gradio web UI: chat, summarise, classify — a thin front door over the same Assistant.
 
-No model logic here: every tab calls ``Assistant`` methods and shows their
-results. Errors of ours (``AssistantError``) appear as readable messages.
+No model logic here: every tab calls ``Assistant`` methods (the chat streams through
+the service's batcher) and shows their results. ``mount_ui`` puts the page on the
+HTTP service's FastAPI app, so the UI and the API share one process, one port and
+one engine. Problems of ours (``AssistantError``) show as readable messages in the
+page; anything else is logged and shown as a short "internal error" line.
 """
 
 from __future__ import annotations
 
+import csv
+import hmac
+import logging
 import os
+import tempfile
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: never phone home
 
 import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402  (gradio's own dependency: its plots take DataFrames)
 
 from .api import Assistant  # noqa: E402
-from .errors import AssistantError  # noqa: E402
+from .documents import DOCUMENT_TYPES, MAX_FILE_BYTES, read_document, read_texts_csv  # noqa: E402
+from .errors import AssistantError, EmptyInputError  # noqa: E402
 from .tasks.summarize import STYLES  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 CHAT_EXAMPLES = [
     "What does a debt-to-equity ratio tell me?",
     "Explain the difference between EBITDA and net income.",
     "Should I buy shares of a company whose revenue fell 20%?",
 ]
+#: Most texts the Classify tab takes at once (a CSV upload included).
+MAX_CLASSIFY_TEXTS = 2000
+#: Labels drawn in the bar chart (contract clauses have 41).
+CHART_LABELS = 10
+
+_CSS = """
+#finassist-header p { margin: 0; color: var(--body-text-color-subdued); }
+footer { display: none !important; }
+"""
 
 
 def _text_of(content) -> str:
@@ -34,55 +57,173 @@ def _text_of(content) -> str:
     return str(content or "")
 
 
-def build_ui(assistant: Assistant) -> gr.Blocks:
-    def chat(message: str, history: list[dict]):
+def _user_error(exc: AssistantError) -> gr.Error:
+    # A user's mistake is not a fault: shown in the page, not printed as a traceback in the log.
+    return gr.Error(str(exc), title="Cannot do that", print_exception=False)
+
+
+def _internal_error() -> gr.Error:
+    return gr.Error("internal error: the details are in the server log", title="Error", print_exception=False)
+
+
+def _readable_errors(fn: Callable) -> Callable:
+    """Our errors become a message in the page; anything else is logged, never shown as a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except AssistantError as exc:
+            raise _user_error(exc) from exc
+        except Exception as exc:
+            log.exception("UI handler %s failed", fn.__name__)
+            raise _internal_error() from exc
+
+    return wrapper
+
+
+def _model_line(assistant: Assistant) -> str:
+    rows = assistant.models()
+    return " · ".join(f"**{r['role']}**: {r['name']} on {r['device']} ({r['dtype']})" for r in rows)
+
+
+def _scores_frame(result) -> pd.DataFrame:
+    top = result.scores[:CHART_LABELS]
+    return pd.DataFrame({"label": [s.label for s in top], "probability": [round(s.score, 4) for s in top]})
+
+
+def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> gr.Blocks:
+    """The page: Chat, Summarise and Classify tabs over ``assistant``."""
+
+    async def chat(message: str, history: list[dict]):
         turns = [{"role": m["role"], "content": _text_of(m["content"])} for m in history if _text_of(m["content"])]
         answer = ""
         try:
-            for piece in assistant.ask_stream(message, history=turns):
+            # Async: a waiting chat holds no thread, and Stop (Gradio cancels this coroutine)
+            # closes the stream, which frees the request's row in the batch at the next token.
+            async for piece in assistant.ask_stream_async(message, history=turns):
                 answer += piece
                 yield answer
         except AssistantError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise _user_error(exc) from exc
+        except Exception as exc:
+            log.exception("chat failed")
+            raise _internal_error() from exc
 
-    def summarize(text: str, style: str, max_words: float):
-        try:
-            result = assistant.summarize(text, style=style, max_words=int(max_words))
-        except AssistantError as exc:
-            raise gr.Error(str(exc)) from exc
-        return result.text, f"{result.seconds:.1f} s, {result.chunks} chunk(s), {result.source_tokens} source tokens"
+    @_readable_errors
+    def load_document(file) -> str:
+        if file is None:
+            return gr.skip()
+        return read_document(file, max_bytes=max_file_bytes)
 
+    @_readable_errors
+    def summarize(text: str, style: str, max_words: float, progress=gr.Progress()):
+        progress(0, desc="Reading the text")
+
+        def report(done: int, total: int, what: str) -> None:
+            progress((done, total), desc=what.capitalize(), unit="steps")
+
+        result = assistant.summarize(text, style=style, max_words=int(max_words), progress=report)
+        detail = f"{result.chunks} part(s)" if result.chunks > 1 else "one pass"
+        return result.text, f"Took **{result.seconds:.1f} s** · {result.source_tokens:,} source tokens · {detail}"
+
+    @_readable_errors
+    def load_texts(file) -> str:
+        if file is None:
+            return gr.skip()
+        return "\n".join(read_texts_csv(file, max_rows=MAX_CLASSIFY_TEXTS, max_bytes=max_file_bytes))
+
+    @_readable_errors
     def classify(text: str, task: str):
-        texts = [line for line in (text or "").splitlines() if line.strip()] or [text]
-        try:
-            results = assistant.classify(texts, task=task)
-        except AssistantError as exc:
-            raise gr.Error(str(exc)) from exc
-        first = {s.label: s.score for s in results[0].scores}
-        table = [[t, ", ".join(r.labels) or "(none)", round(r.scores[0].score, 3)] for t, r in zip(texts, results)]
-        return first, table
+        texts = [line.strip() for line in (text or "").splitlines() if line.strip()]
+        if not texts:
+            raise EmptyInputError("enter a text to classify (one per line for many), or upload a CSV")
+        if len(texts) > MAX_CLASSIFY_TEXTS:
+            raise EmptyInputError(f"{len(texts):,} texts: the page takes at most {MAX_CLASSIFY_TEXTS:,} at once")
+        results = assistant.classify(texts, task=task)
+        table = pd.DataFrame({
+            "text": texts,
+            "labels": ["; ".join(r.labels) or "(none)" for r in results],
+            "top label": [r.scores[0].label for r in results],
+            "probability": [round(r.scores[0].score, 4) for r in results],
+        })
+        out = Path(tempfile.mkdtemp(prefix="finassist-classify-")) / f"{task}-labels.csv"
+        table.to_csv(out, index=False, quoting=csv.QUOTE_NONNUMERIC)
+        caption = f"First text: **{', '.join(results[0].labels) or '(no label)'}**"
+        return _scores_frame(results[0]), caption, table, gr.DownloadButton(value=str(out), visible=True)
 
-    rows = assistant.models()
-    info = " · ".join(f"{r['role']}: {r['name']} on {r['device']} ({r['dtype']})" for r in rows)
+    tasks = assistant.classification_tasks()
     with gr.Blocks(title="Financial text assistant", analytics_enabled=False) as demo:
-        gr.Markdown(f"## Financial text assistant\n{info}")
-        with gr.Tab("Chat"):
-            gr.ChatInterface(chat, examples=CHAT_EXAMPLES, run_examples_on_click=False, save_history=False)
-        with gr.Tab("Summarise"):
-            source = gr.Textbox(label="Text", lines=12, placeholder="Paste a news article or an earnings-call transcript")
+        with gr.Row(elem_id="finassist-header"):
+            gr.Markdown(f"## Financial text assistant\n{_model_line(assistant)}")
+        with gr.Tab("Chat", id="chat"):
+            gr.ChatInterface(
+                chat,
+                chatbot=gr.Chatbot(height=460, buttons=["copy"], placeholder="Ask about finance: ratios, "
+                                   "filings, earnings. Answers are information, not investment advice."),
+                textbox=gr.Textbox(placeholder="Ask a question", submit_btn="Send", stop_btn="Stop",
+                                   elem_id="chat-input"),
+                examples=CHAT_EXAMPLES,
+                run_examples_on_click=True,
+                save_history=False,
+                fill_height=False,
+            )
+        with gr.Tab("Summarise", id="summarise"):
             with gr.Row():
-                style = gr.Radio(list(STYLES), value="bullets", label="Style")
-                max_words = gr.Slider(5, 400, value=120, step=5, label="Max words")
-            go = gr.Button("Summarise", variant="primary")
-            summary = gr.Textbox(label="Summary", lines=8, buttons=["copy"])
-            timing = gr.Markdown()
-            go.click(summarize, [source, style, max_words], [summary, timing])
-        with gr.Tab("Classify"):
-            tasks = assistant.classification_tasks()
-            task = gr.Dropdown(tasks, value="sentiment" if "sentiment" in tasks else tasks[0], label="Task")
-            texts = gr.Textbox(label="Text (one per line for many)", lines=6)
-            go = gr.Button("Classify", variant="primary")
-            scores = gr.Label(label="First text", num_top_classes=5)
-            table = gr.Dataframe(headers=["text", "labels", "score"], label="All texts")
-            go.click(classify, [texts, task], [scores, table])
+                with gr.Column(scale=3):
+                    source = gr.Textbox(label="Text", lines=12, max_lines=24, elem_id="summary-source",
+                                        placeholder="Paste a news article or an earnings-call transcript")
+                    upload = gr.File(label="…or upload a .txt, .md or .pdf file", file_types=list(DOCUMENT_TYPES),
+                                     file_count="single", height=140, elem_id="summary-upload")
+                with gr.Column(scale=2):
+                    style = gr.Radio(list(STYLES), value="bullets", label="Style")
+                    max_words = gr.Slider(5, 400, value=120, step=5, label="Length (max words)")
+                    go = gr.Button("Summarise", variant="primary", elem_id="summarise-button")
+            summary = gr.Textbox(label="Summary", lines=8, buttons=["copy"], elem_id="summary-output")
+            timing = gr.Markdown(elem_id="summary-timing")
+            upload.upload(load_document, upload, source)
+            go.click(summarize, [source, style, max_words], [summary, timing], concurrency_limit=2)
+        with gr.Tab("Classify", id="classify"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    task = gr.Dropdown(tasks, value="sentiment" if "sentiment" in tasks else tasks[0], label="Task")
+                    texts = gr.Textbox(label="Text (one per line for many)", lines=6, elem_id="classify-input")
+                    texts_file = gr.File(label="…or upload a CSV (a 'text' column, else the first) or .txt",
+                                         file_types=[".csv", ".txt"], height=140, elem_id="classify-upload")
+                    go = gr.Button("Classify", variant="primary", elem_id="classify-button")
+                with gr.Column(scale=2):
+                    caption = gr.Markdown(elem_id="classify-caption")
+                    chart = gr.BarPlot(x="label", y="probability", sort="-y", y_lim=[0, 1], x_label_angle=-30,
+                                       label="Labels of the first text", elem_id="classify-chart", height=300)
+            table = gr.Dataframe(label="All texts", wrap=True, elem_id="classify-table", interactive=False,
+                                 column_widths=["58%", "17%", "15%", "10%"])
+            download = gr.DownloadButton("Download CSV", visible=False, elem_id="classify-download")
+            texts_file.upload(load_texts, texts_file, texts)
+            go.click(classify, [texts, task], [chart, caption, table, download])
     return demo
+
+
+def mount_ui(app, assistant: Assistant, *, path: str = "/", api_key: str | None = None,
+             max_file_bytes: int = MAX_FILE_BYTES):
+    """Serve the page on ``app`` (the HTTP service's FastAPI app) at ``path``.
+
+    Gradio's queue admits as many chats at once as the batcher batches (the batcher
+    does the real scheduling) and holds as many waiting as the service's queue does.
+    With an API key, the page asks for it as the password of a login form.
+    """
+    settings = assistant.engine.batch_settings
+    demo = build_ui(assistant, max_file_bytes=max_file_bytes)
+    demo.queue(default_concurrency_limit=settings["max_batch_size"], max_size=settings["max_queue"])
+    auth = None
+    if api_key:
+        def auth(username: str, password: str) -> bool:  # noqa: ARG001 - any user name, the key as password
+            return hmac.compare_digest(password.encode(), api_key.encode())
+    return gr.mount_gradio_app(
+        app, demo, path=path, auth=auth, auth_message="Enter the service's API key as the password.",
+        max_file_size=max_file_bytes, ssr_mode=False, footer_links=[], show_error=True,
+        # System fonts: the default theme's Google Fonts would be fetched from the internet.
+        theme=gr.themes.Soft(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
+        css=_CSS,
+    )

