@@ -13,17 +13,15 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
+from live_server import LiveServer
 
 from assistant import Assistant
 from assistant.engine import Engine
@@ -36,32 +34,6 @@ TEXT = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the correspondin
 #: Enough new tokens that a generation is still running while a test acts on it (the tiny GPT-2
 #: never ends by itself: its EOS row is zeroed).
 LONG = 900
-
-
-class LiveServer:
-    """A uvicorn server for ``app`` on a free loopback port, in a daemon thread."""
-
-    def __init__(self, app, wait_healthy: bool = True) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
-        if wait_healthy:
-            while httpx.get(f"{self.url}/healthz").status_code != 200:
-                assert time.monotonic() < deadline, "the models did not load"
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive(), "the server did not stop"
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,95 @@
+"""Reading uploaded files: text, Markdown, PDF (a real PDF written by matplotlib), CSV columns."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.documents import UnsupportedFileError, read_document, read_texts_csv
+from assistant.errors import EmptyInputError, InputTooLongError, InvalidInputError, NotTextError
+
+
+def _pdf(path, lines: list[str]) -> None:
+    """A one-page PDF with a real text layer."""
+    from matplotlib.backends.backend_pdf import FigureCanvasPdf
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.5, 11))
+    FigureCanvasPdf(fig)
+    for i, line in enumerate(lines):
+        fig.text(0.1, 0.9 - i * 0.05, line, fontsize=12)
+    fig.savefig(path, format="pdf")
+
+
+def test_text_and_markdown(tmp_path, phrasebank):
+    sentence = phrasebank[0]["sentence"]
+    (tmp_path / "a.txt").write_text(f"  {sentence}\n", encoding="utf-8")
+    (tmp_path / "b.md").write_text(f"# Note\n\n{sentence}", encoding="utf-8")
+    assert read_document(tmp_path / "a.txt") == sentence
+    assert read_document(tmp_path / "b.md").endswith(sentence)
+
+
+def test_pdf_text_layer(tmp_path):
+    path = tmp_path / "call.pdf"
+    _pdf(path, ["Revenue rose 12% to $1.5 billion.", "Operating margin was 21.3%."])
+    text = read_document(path)
+    assert "Revenue rose 12% to $1.5 billion." in text
+    assert "Operating margin was 21.3%." in text
+
+
+def test_pdf_without_text_and_broken_pdf(tmp_path):
+    empty = tmp_path / "scan.pdf"
+    _pdf(empty, [])
+    with pytest.raises(EmptyInputError, match="no text layer"):
+        read_document(empty)
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 this is not a pdf body")
+    with pytest.raises((NotTextError, EmptyInputError), match="broken.pdf"):
+        read_document(broken)
+
+
+@pytest.mark.parametrize("name", ["report.docx", "data.xlsx", "noextension"])
+def test_unsupported_types_are_named(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"something")
+    with pytest.raises(UnsupportedFileError, match="unsupported file type") as info:
+        read_document(path)
+    assert info.value.http_status == 415
+
+
+def test_empty_too_large_and_not_utf8(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    with pytest.raises(EmptyInputError, match="empty.txt is empty"):
+        read_document(tmp_path / "empty.txt")
+    (tmp_path / "big.txt").write_text("word " * 1000)
+    with pytest.raises(InputTooLongError, match="limit"):
+        read_document(tmp_path / "big.txt", max_bytes=100)
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 revenue".encode("latin-1"))
+    with pytest.raises(NotTextError, match="UTF-8"):
+        read_document(tmp_path / "latin1.txt")
+
+
+def test_csv_column_choice(tmp_path, phrasebank):
+    rows = phrasebank[:3]
+    path = tmp_path / "s.csv"
+    body = "\n".join(f'{r["id"]},"{r["sentence"]}",{r["label"]}' for r in rows)
+    path.write_text("id,Sentence,label\n" + body, encoding="utf-8")
+    assert read_texts_csv(path) == [" ".join(r["sentence"].split()) for r in rows]  # the 'sentence' column
+    assert read_texts_csv(path, column="label") == [r["label"] for r in rows]
+    with pytest.raises(InvalidInputError, match="no column 'text'"):
+        read_texts_csv(path, column="text")
+    with pytest.raises(InputTooLongError, match="3 texts"):
+        read_texts_csv(path, max_rows=2)
+
+
+def test_csv_first_column_multiline_cells_and_txt(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text('clause\n"Line one\nline two"\n"Second"\n', encoding="utf-8")
+    assert read_texts_csv(path) == ["Line one line two", "Second"]
+    txt = tmp_path / "x.txt"
+    txt.write_text("a\n\n b \n", encoding="utf-8")
+    assert read_texts_csv(txt) == ["a", "b"]
+    (tmp_path / "header.csv").write_text("text\n", encoding="utf-8")
+    with pytest.raises(EmptyInputError, match="no texts"):
+        read_texts_csv(tmp_path / "header.csv")
+    with pytest.raises(UnsupportedFileError):
+        read_texts_csv(tmp_path / "x.pdf")

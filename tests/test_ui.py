@@ -1,0 +1,137 @@
+"""The web UI mounted on the service (assistant/ui.py) over the tiny models, through real HTTP.
+
+The page's event handlers are called with Gradio's own client (``gradio_client``), the
+way the browser's JavaScript calls them; the browser itself is in test_ui_browser.py.
+The tiny models' weights are random: tests check structure, never what the model says.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from live_server import LiveServer
+
+from assistant import Assistant
+from assistant.engine import Engine
+from assistant.server import create_app
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # gradio_client would report its start to the hub
+gradio_client = pytest.importorskip("gradio_client")
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_gpt2_dir, tiny_bert_dir) -> Engine:
+    engine = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu")
+    engine.batch_settings.update(max_batch_size=4, max_queue=8)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def live(engine) -> Iterator[LiveServer]:
+    server = LiveServer(create_app(Assistant(engine=engine), ui=True, max_body_bytes=20_000,
+                                   max_upload_bytes=50_000))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def ui(live):
+    client = gradio_client.Client(f"{live.url}/", verbose=False)
+    yield client
+    client.close()  # its heartbeat stream would hold the server open
+
+
+def test_one_port_serves_page_and_api(live):
+    page = httpx.get(f"{live.url}/")
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    models = httpx.get(f"{live.url}/v1/models").json()
+    assert {m["role"] for m in models["data"]} == {"generator", "encoder"}
+    assert httpx.get(f"{live.url}/healthz").json()["status"] == "ok"
+    assert httpx.get(f"{live.url}/docs").status_code == 200
+    # The API's own limits still hold with the page mounted beside it.
+    too_big = httpx.post(f"{live.url}/v1/summarize", json={"text": "word " * 10_000})
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "body_too_large"
+
+
+def test_page_is_offline(live):
+    """No font, script or stylesheet from another host in the page's HTML."""
+    html = httpx.get(f"{live.url}/").text
+    for outside in ("fonts.googleapis.com", "fonts.gstatic.com", "cdn.jsdelivr.net", "unpkg.com", "cdnjs"):
+        assert outside not in html
+
+
+def test_chat_streams_through_the_batcher(ui, engine):
+    job = ui.submit("What is EBITDA?", api_name="/chat")
+    updates = list(job)
+    assert updates, "no streamed updates"
+    assert isinstance(job.result(), str) and job.result()
+    assert job.result().startswith(updates[0][:3])
+
+
+def test_summarize_and_its_timing(ui, phrasebank):
+    text = " ".join(r["sentence"] for r in phrasebank[:6])
+    summary, timing = ui.predict(text, "bullets", 40, api_name="/summarize")
+    assert summary.strip()
+    assert timing.startswith("Took **") and "source tokens" in timing
+
+
+def test_errors_are_readable_messages(ui):
+    with pytest.raises(gradio_client.exceptions.AppError, match="text is empty"):
+        ui.predict("   ", "bullets", 40, api_name="/summarize")
+    with pytest.raises(gradio_client.exceptions.AppError, match="not in the list of choices"):
+        ui.predict("Revenue rose.", "poem", 40, api_name="/summarize")
+    with pytest.raises(gradio_client.exceptions.AppError, match="enter a text"):
+        ui.predict("\n\n", "sentiment", api_name="/classify")
+    with pytest.raises(gradio_client.exceptions.AppError, match="not in the list of choices"):
+        ui.predict("Profit fell.", "no-such-task", api_name="/classify")
+
+
+def test_document_upload(ui, tmp_path, phrasebank):
+    path = tmp_path / "note.md"
+    path.write_text("# Results\n\n" + phrasebank[1]["sentence"], encoding="utf-8")
+    text = ui.predict(gradio_client.handle_file(str(path)), api_name="/load_document")
+    assert phrasebank[1]["sentence"] in text
+    wrong = tmp_path / "deck.pptx"
+    wrong.write_bytes(b"PK\x03\x04")
+    with pytest.raises(gradio_client.exceptions.AppError):  # Gradio's own file-type check, or ours
+        ui.predict(gradio_client.handle_file(str(wrong)), api_name="/load_document")
+
+
+def test_upload_over_the_limit_is_refused(ui, tmp_path):
+    path = tmp_path / "big.txt"
+    path.write_text("revenue " * 10_000, encoding="utf-8")  # 80 kB > the 50 kB limit
+    with pytest.raises(Exception, match="(?i)size|large|limit"):
+        ui.predict(gradio_client.handle_file(str(path)), api_name="/load_document")
+
+
+def test_classify_many_and_download(ui, phrasebank, tmp_path):
+    sentences = [r["sentence"] for r in phrasebank[:3]]
+    path = tmp_path / "s.csv"
+    path.write_text("text\n" + "\n".join(f'"{s}"' for s in sentences), encoding="utf-8")
+    loaded = ui.predict(gradio_client.handle_file(str(path)), api_name="/load_texts")
+    assert loaded.splitlines() == [" ".join(s.split()) for s in sentences]
+    chart, caption, table, download = ui.predict(loaded, "sentiment", api_name="/classify")
+    labels = {"positive", "negative", "neutral"}
+    assert {row[0] for row in chart["data"]} <= labels, chart
+    assert caption.startswith("First text: **")
+    assert len(table["data"]) == 3 and all(row[2] in labels for row in table["data"])
+    path = download["value"] if isinstance(download, dict) else download  # an update: {"value": path, ...}
+    with open(path, encoding="utf-8") as fh:
+        assert len(fh.read().splitlines()) == 4
+
+
+def test_api_key_guards_page_and_api(engine):
+    server = LiveServer(create_app(Assistant(engine=engine), ui=True, api_key="s3cret"))
+    try:
+        assert httpx.get(f"{server.url}/v1/models").status_code == 401
+        ok = httpx.get(f"{server.url}/v1/models", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        assert httpx.post(f"{server.url}/login", data={"username": "me", "password": "wrong"}).status_code == 400
+        login = httpx.post(f"{server.url}/login", data={"username": "me", "password": "s3cret"})
+        assert login.status_code == 200 and login.json().get("success") is True
+    finally:
+        server.stop()
