@@ -179,7 +179,7 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
                                      file_count="single", height=140, elem_id="summary-upload")
                 with gr.Column(scale=2):
                     style = gr.Radio(list(STYLES), value="bullets", label="Style")
-                    max_words = gr.Slider(5, 400, value=120, step=5, label="Length (max words)")
+                    max_words = gr.Slider(5, 400, value=120, step=5, label="Length (max words)", elem_id="summary-length")
                     go = gr.Button("Summarise", variant="primary", elem_id="summarise-button")
             summary = gr.Textbox(label="Summary", lines=8, buttons=["copy"], elem_id="summary-output")
             timing = gr.Markdown(elem_id="summary-timing")
