@@ -6,7 +6,7 @@ the same object, so behaviour cannot drift between them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -14,6 +14,7 @@ import torch
 from .engine import Engine
 from .errors import UnknownTaskError
 from .prompts import available_label_sets
+from .runs import discover_runs, runs_root
 from .tasks import TASKS, Task
 from .tasks.ask import Answer
 from .tasks.classify import Classification
@@ -32,6 +33,10 @@ class Assistant:
         engine: share an existing engine instead of creating one.
         upstream: base URL of an OpenAI-compatible server (vLLM, TGI, another
             finassist) that does the generation; tasks, limits and front doors stay here.
+        classifiers: fine-tuned run directories (``finassist finetune classify``) that serve
+            classification tasks instead of zero-shot: ``{"sentiment": "runs/fpb-minilm"}``,
+            or a list of run directories, each serving the task named in its run file. A task
+            without a zero-shot label set (``unfair-tos``) becomes available this way.
     """
 
     def __init__(
@@ -44,6 +49,7 @@ class Assistant:
         upstream: str | None = None,
         upstream_api_key: str | None = None,
         upstream_model: str | None = None,
+        classifiers: Mapping[str, str | Path] | Sequence[str | Path] | None = None,
     ) -> None:
         self.engine = engine or Engine(
             generator=generator,
@@ -54,6 +60,10 @@ class Assistant:
             upstream_api_key=upstream_api_key,
             upstream_model=upstream_model,
         )
+        if classifiers:
+            items = classifiers.items() if isinstance(classifiers, Mapping) else ((None, c) for c in classifiers)
+            for name, run in items:
+                self.engine.add_classifier(run, task=name)
         self._tasks: dict[str, Task] = {}
 
     def task(self, name: str) -> Task:
@@ -89,9 +99,31 @@ class Assistant:
         return self.task("ask").astream(question, history=history, **sampling)
 
     def classification_tasks(self) -> list[str]:
-        return available_label_sets()
+        """Zero-shot label sets and the tasks served by fine-tuned classifiers, sorted."""
+        return sorted(set(available_label_sets()) | set(self.engine.classifiers))
 
     def models(self, load: bool = False) -> list[dict]:
-        """Which models resolved, from where, on which device and dtype."""
-        return self.engine.describe(load=load)
+        """Which models resolved, from where, on which device and dtype; then the fine-tuned
+        classifiers in use, and the runs found under ``$FINASSIST_RUNS`` (default ``./runs``)
+        that are not in use (``configured: False``; pass them as ``classifiers`` to use them)."""
+        rows = self.engine.describe(load=load)
+        in_use = {c.path.resolve() for c in self.engine.classifiers.values()}
+        runtime = self.engine.runtime
+        for info in discover_runs():
+            if info.path.resolve() in in_use:
+                continue
+            rows.append({
+                "role": "classifier" if info.is_classifier else "run",
+                "name": info.path.name,
+                "origin": f"run found in {runs_root()}",
+                "location": str(info.path),
+                "device": str(runtime.device),
+                "dtype": runtime.dtype_name,
+                "attention": runtime.attn_implementation,
+                "architecture": info.kind,
+                "loaded": False,
+                "configured": False,
+                **info.describe(),
+            })
+        return rows
 

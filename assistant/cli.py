@@ -58,7 +58,25 @@ def _assistant(args: argparse.Namespace):
         upstream=args.upstream,
         upstream_api_key=os.environ.get("FINASSIST_UPSTREAM_API_KEY"),
         upstream_model=args.upstream_model,
+        classifiers=_classifiers(getattr(args, "classifier", None)),
     )
+
+
+def _classifiers(values: Sequence[str] | None) -> dict[str, str] | None:
+    """``--classifier TASK=RUN_DIR`` (or a bare RUN_DIR: its run file names the task)."""
+    if not values:
+        return None
+    from .runs import read_run
+
+    mapping: dict[str, str] = {}
+    for value in values:
+        task, sep, run = value.partition("=")
+        if not sep:
+            task, run = read_run(value).task, value
+        if not task.strip() or not run.strip():
+            raise CliInputError(f"--classifier expects TASK=RUN_DIR, got {value!r}")
+        mapping[task.strip()] = run.strip()
+    return mapping
 
 
 def _print_json(value) -> None:
@@ -103,13 +121,21 @@ def cmd_ask(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from .prompts import available_label_sets
-
-    rows = _assistant(args).models(load=args.load)
+    assistant = _assistant(args)
+    rows = assistant.models(load=args.load)
+    tasks = assistant.classification_tasks()
     if args.json:
-        _print_json({"models": rows, "classification_tasks": available_label_sets()})
+        _print_json({"models": rows, "classification_tasks": tasks})
         return
     for row in rows:
+        if row["role"] in ("classifier", "run"):
+            metric = row.get("metric")
+            score = f", {metric['name']} {metric['value']:.3f}" if metric else ""
+            use = "in use" if row.get("configured") else "not in use (--classifier TASK=PATH)"
+            print(f"{row['role']}: {row['name']}  ({row['kind']} for task {row['task']}{score}; {use})")
+            print(f"  base:   {row['base_model']}")
+            print(f"  path:   {row['location']}")
+            continue
         print(f"{row['role']}: {row['name']}  ({row['architecture']})")
         print(f"  from:   {row['origin']}")
         print(f"  path:   {row['location']}")
@@ -117,7 +143,7 @@ def cmd_models(args: argparse.Namespace) -> None:
         if row.get("parameters"):
             print(f"  loaded: {row['parameters'] / 1e6:.1f}M parameters in {row['load_seconds']} s, "
                   f"context {row['context_window']} tokens")
-    print(f"classification tasks: {', '.join(available_label_sets())}")
+    print(f"classification tasks: {', '.join(tasks)}")
 
 
 def cmd_bench_decode(args: argparse.Namespace) -> None:
@@ -159,7 +185,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from .server import serve
 
     assistant = _assistant(args)
-    assistant.engine.batch_settings.update(max_batch_size=args.max_batch_size, max_queue=args.max_queue)
+    assistant.engine.batch_settings.update(
+        max_batch_size=args.max_batch_size, max_queue=args.max_queue, backend=args.batching
+    )
     serve(
         assistant,
         host=args.host,
@@ -201,11 +229,15 @@ def _model_options() -> argparse.ArgumentParser:
     g.add_argument("--upstream", help="generate on this OpenAI-compatible server (base URL) instead of locally; "
                    "key in $FINASSIST_UPSTREAM_API_KEY")
     g.add_argument("--upstream-model", help="model name to ask the upstream server for")
+    g.add_argument("--classifier", action="append", metavar="TASK=RUN_DIR",
+                   help="serve TASK with a fine-tuned run directory (repeatable); see `finassist models`")
     g.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
+    """The whole CLI. ``training_options=False`` leaves out the options of ``finetune``/``eval``
+    (deriving them imports the training stack, which the other commands need not load)."""
     from .tasks.summarize import STYLES
 
     common = _model_options()
@@ -249,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require Authorization: Bearer KEY (default: $FINASSIST_API_KEY; none: no key needed)")
     p.add_argument("--max-batch-size", type=_positive(int), default=16, help="chat requests decoded together (default 16)")
     p.add_argument("--max-queue", type=_positive(int), default=64, help="chat requests that may wait; more get 429 (default 64)")
+    p.add_argument("--batching", choices=("auto", "dynamic", "continuous"), default="auto",
+                   help="dynamic: batches over generate; continuous: transformers' continuous batching (paged KV "
+                   "cache); auto (default): dynamic for now")
     p.add_argument("--max-tokens", type=_positive(int), default=1024, help="largest max_tokens a request may ask for")
     p.add_argument("--max-input-tokens", type=_positive(int), default=None, help="longest chat prompt in tokens (default: the model's window)")
     p.add_argument("--max-body-bytes", type=_positive(int), default=1_000_000, help="largest request body (default 1 MB)")
@@ -256,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ui", action="store_true", help="also serve the web UI at / (what app.py does)")
     p.add_argument("--max-upload-bytes", type=_positive(int), default=20_000_000,
                    help="largest file the web UI accepts (default 20 MB)")
+
+    # finetune/ and eval/: options derived from the training configs and eval functions (finetune/cli.py).
+    from finetune.cli import add_commands
+
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
+    add_commands(sub, parents=[verbose], options=training_options)
 
     bench = sub.add_parser("bench", help="benchmarks (figures printed and written under docs/benchmarks)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
@@ -293,7 +335,8 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(training_options=bool(argv) and argv[0] in ("finetune", "eval"))
     args = parser.parse_args(argv)
     if not args.verbose:
         _quiet_libraries()

@@ -10,7 +10,12 @@ Policy (the benchmark ``finassist bench decode`` is where the CPU choice comes f
   (docs/benchmarks/decode.md), and the policy is "fastest with equal greedy output".
 
 ``device``/``dtype`` arguments (``Assistant(device=..., dtype=...)``, ``--device``,
-``--dtype``) override the policy.
+``--dtype``) override the policy. ``dtype="int8"`` (CPU only) loads in fp32 and then
+quantises the generator's linear layers to int8 with torch's own dynamic quantisation
+(int8 weights, activations quantised per batch at run time): faster decoding where
+the CPU has fast int8 kernels, but greedy output differs from fp32 from the first
+tokens (``finassist bench decode --dtypes float32,int8`` measures both), so it is
+never chosen by default.
 """
 
 from __future__ import annotations
@@ -38,10 +43,13 @@ class Runtime:
     device: torch.device
     dtype: torch.dtype
     attn_implementation: str = "sdpa"
+    #: "int8": linear layers of the generator quantised after loading (``dtype`` is then the
+    #: precision of everything else, float32).
+    quantization: str | None = None
 
     @property
     def dtype_name(self) -> str:
-        return str(self.dtype).removeprefix("torch.")
+        return self.quantization or str(self.dtype).removeprefix("torch.")
 
     def describe(self) -> str:
         name = str(self.device)
@@ -50,14 +58,20 @@ class Runtime:
         return f"{name}, {self.dtype_name}, attention={self.attn_implementation}"
 
 
+#: Precisions that are a quantisation applied after loading, not a torch dtype to load in.
+QUANTIZED = ("int8",)
+
+
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     key = str(dtype).lower().removeprefix("torch.")
     if key == "auto":
         return None
+    if key in QUANTIZED:
+        return torch.float32  # loaded in fp32, quantised afterwards (resolve_runtime records it)
     if key not in DTYPES:
-        raise DeviceError(f"unknown dtype {dtype!r}; use one of: auto, {', '.join(sorted(DTYPES))}")
+        raise DeviceError(f"unknown dtype {dtype!r}; use one of: auto, {', '.join(sorted(DTYPES) + list(QUANTIZED))}")
     return DTYPES[key]
 
 
@@ -86,9 +100,12 @@ def default_dtype(device: torch.device) -> torch.dtype:
 def resolve_runtime(device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> Runtime:
     """The one place that turns user overrides (or nothing) into a device and dtype."""
     dev = parse_device(device)
+    quantization = str(dtype).lower() if isinstance(dtype, str) and dtype.lower() in QUANTIZED else None
+    if quantization and dev.type != "cpu":
+        raise DeviceError(f"dtype {quantization} is the CPU's dynamic quantisation; on CUDA use bfloat16 or float16")
     chosen = parse_dtype(dtype) or default_dtype(dev)
     if dev.type == "cuda" and chosen == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         raise DeviceError("bfloat16 was asked for but this GPU does not support it; use float16")
     if dev.type == "cpu" and chosen == torch.float16:
         raise DeviceError("float16 on CPU is slow and numerically fragile; use float32 or bfloat16")
-    return Runtime(device=dev, dtype=chosen, attn_implementation="sdpa")
+    return Runtime(device=dev, dtype=chosen, attn_implementation="sdpa", quantization=quantization)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +22,9 @@ from .device import Runtime, resolve_runtime
 from .errors import InputTooLongError, InvalidParameterError, ModelLoadError
 from .models import DEFAULT_ENCODER, DEFAULT_GENERATOR, ENCODER, GENERATOR, ResolvedModel, resolve_model
 from .prompts import load_prompt
+
+if TYPE_CHECKING:
+    from .classifiers import FineTunedClassifier
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +112,7 @@ class Engine:
         upstream: str | None = None,
         upstream_api_key: str | None = None,
         upstream_model: str | None = None,
+        classifiers: Mapping[str, str | Path] | Sequence[str | Path] | None = None,
     ) -> None:
         self.upstream = None
         if upstream:  # chat completions go to an OpenAI-compatible server (assistant/upstream.py)
@@ -121,7 +126,14 @@ class Engine:
         self._lock = threading.Lock()
         self._batcher = None
         #: Settings of the batcher that serves concurrent requests (``Engine.batcher()``).
-        self.batch_settings = {"max_batch_size": 16, "max_queue": 64, "max_wait_ms": 5.0}
+        #: ``backend``: "dynamic" (``assistant.batching``), "continuous" (``assistant.continuous``: transformers'
+        #: continuous batching) or "auto" (dynamic for now, see ``batcher()``).
+        self.batch_settings = {"backend": "auto", "max_batch_size": 16, "max_queue": 64, "max_wait_ms": 5.0}
+        #: Fine-tuned classifiers (run directories) by the task they serve; they load on first use.
+        self.classifiers: dict[str, FineTunedClassifier] = {}
+        items = classifiers.items() if isinstance(classifiers, Mapping) else ((None, c) for c in classifiers or ())
+        for task, run in items:
+            self.add_classifier(run, task=task)
 
     # ------------------------------------------------------------------ loading
 
@@ -136,6 +148,19 @@ class Engine:
     def loaded(self, role: str) -> LoadedModel | None:
         return self._models.get(role)
 
+    def add_classifier(self, run: str | Path, task: str | None = None) -> FineTunedClassifier:
+        """Serve ``task`` (default: the run's own task) with a fine-tuned run directory. The run
+        file is read now (a missing or corrupt run fails here); the weights load on first use."""
+        from .classifiers import FineTunedClassifier
+
+        classifier = FineTunedClassifier(run, runtime=self.runtime)
+        self.classifiers[str(task or classifier.task)] = classifier
+        return classifier
+
+    def classifier(self, task: str) -> FineTunedClassifier | None:
+        """The fine-tuned classifier serving ``task``, if one was configured."""
+        return self.classifiers.get(task)
+
     def _load(self, role: str) -> LoadedModel:
         if role in self._models:
             return self._models[role]
@@ -149,13 +174,7 @@ class Engine:
 
     def render_chat(self, messages: Sequence[Message]) -> str:
         """The prompt text for a conversation: the model's chat template, or a plain one."""
-        tok = self.generator.tokenizer
-        if getattr(tok, "chat_template", None):
-            return tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
-        plain = load_prompt("chat")["plain_template"]
-        roles = plain["roles"]
-        turns = [plain["turn"].format(role=roles[m["role"]], content=m["content"]) for m in messages]
-        return "".join(turns) + plain["generation_prompt"].format(role=roles["assistant"])
+        return render_chat(self.generator.tokenizer, messages)
 
     def plain_stop_strings(self) -> tuple[str, ...]:
         """Stop strings for models without a chat template (they would write the next turn)."""
@@ -209,17 +228,30 @@ class Engine:
         return self.batcher().submit(messages, params or SamplingParams())
 
     def batcher(self):
-        """The dynamic batcher for concurrent chat requests (created on first use, one per engine)."""
+        """The batcher for concurrent chat requests (created on first use, one per engine), chosen by
+        ``batch_settings["backend"]``."""
+        settings = dict(self.batch_settings)
+        backend = settings.pop("backend", "auto")
         if self._batcher is None:
+            if backend == "continuous" and self.upstream is None:
+                self._load(GENERATOR)  # it builds its cache from the model: load it now, outside the lock _load takes
             with self._lock:
                 if self._batcher is None and self.upstream is not None:
                     from .upstream import UpstreamBatcher
 
-                    self._batcher = UpstreamBatcher(self, self.upstream, **self.batch_settings)
-                elif self._batcher is None:
+                    self._batcher = UpstreamBatcher(self, self.upstream, **settings)
+                elif self._batcher is None and backend == "continuous":
+                    from .continuous import ContinuousBatcher
+
+                    self._batcher = ContinuousBatcher(self, **settings)
+                elif self._batcher is None and backend in ("auto", "dynamic"):
+                    # auto = dynamic on every device for now: continuous batching is unmeasured on a GPU here,
+                    # and on a CPU it is not clearly faster than the dynamic batcher (assistant/continuous.py).
                     from .batching import Batcher
 
-                    self._batcher = Batcher(self, **self.batch_settings)
+                    self._batcher = Batcher(self, **settings)
+                elif self._batcher is None:
+                    raise InvalidParameterError(f"unknown batching backend {backend!r}: auto, dynamic or continuous")
         return self._batcher
 
     # ------------------------------------------------------------------- encoding
@@ -287,7 +319,27 @@ class Engine:
                 row["context_window"] = loaded.context_window
                 row["load_seconds"] = round(loaded.load_seconds, 2)
             rows.append(row)
+        for task, classifier in self.classifiers.items():
+            if load:
+                classifier.load()
+            rows.append({**classifier.describe(), "task": task})
         return rows
+
+
+def render_chat(tokenizer, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
+    """A conversation as prompt text: the tokenizer's chat template, or the plain template of
+    ``prompts/chat.toml`` for models without one (GPT-2). One function for inference and for
+    fine-tuning (``finetune/generate.py``), so a model is trained on exactly the prompts it is
+    later asked with. ``add_generation_prompt=False`` renders a finished conversation (the last
+    turn included, as a training example ends)."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+    plain = load_prompt("chat")["plain_template"]
+    roles = plain["roles"]
+    turns = [plain["turn"].format(role=roles[m["role"]], content=m["content"]) for m in messages]
+    if not add_generation_prompt:
+        return "".join(turns)
+    return "".join(turns) + plain["generation_prompt"].format(role=roles["assistant"])
 
 
 def _read_config(resolved: ResolvedModel) -> dict:
@@ -339,11 +391,22 @@ def _load_model(resolved: ResolvedModel, runtime: Runtime) -> LoadedModel:
         if bars:
             hf_logging.enable_progress_bar()
     model.to(runtime.device).eval()
+    if runtime.quantization == "int8" and resolved.role == GENERATOR:
+        model = _quantize_int8(model)
     if resolved.role == ENCODER:
         _record_pooling(model, Path(resolved.location))
     seconds = time.perf_counter() - started
     log.info("loaded %s %s on %s in %.1fs", resolved.role, resolved.name, runtime.describe(), seconds)
     return LoadedModel(resolved, runtime, model, tokenizer, seconds)
+
+
+def _quantize_int8(model):
+    """int8 dynamic quantisation of the linear layers (torch's own; see assistant/device.py)."""
+    import warnings
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _record_pooling(model, location: Path) -> None:

@@ -701,12 +701,15 @@ def create_app(
 
     @app.post("/v1/classify", response_model=ClassifyResponse, tags=["tasks"])
     async def classify(body: ClassifyRequest) -> ClassifyResponse:
-        """Zero-shot classification (``sentiment``, ``contract-clause``, ...) of one text or a batch."""
-        await service.ready(ENCODER)
+        """Classification (``sentiment``, ``contract-clause``, ...) of one text or a batch: zero-shot
+        with the encoder, or by the fine-tuned run that serves the task (``--classifier``)."""
+        fine_tuned = assistant.engine.classifier(body.task)
+        if fine_tuned is None:
+            await service.ready(ENCODER)
         results = await service.blocking(assistant.classify, body.inputs(), task=body.task, threshold=body.threshold)
         results = results if isinstance(results, list) else [results]
         return ClassifyResponse(
-            model=service.model_name(ENCODER),
+            model=fine_tuned.info.path.name if fine_tuned is not None else service.model_name(ENCODER),
             task=body.task,
             results=[ClassificationResult.model_validate(r.to_dict()) for r in results],
         )

@@ -20,13 +20,13 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: never phone home
 
-import gradio as gr  # noqa: E402
-import pandas as pd  # noqa: E402  (gradio's own dependency: its plots take DataFrames)
+import gradio as gr
+import pandas as pd
 
-from .api import Assistant  # noqa: E402
-from .documents import DOCUMENT_TYPES, MAX_FILE_BYTES, read_document, read_texts_csv  # noqa: E402
-from .errors import AssistantError, EmptyInputError  # noqa: E402
-from .tasks.summarize import STYLES  # noqa: E402
+from .api import Assistant
+from .documents import DOCUMENT_TYPES, MAX_FILE_BYTES, read_document, read_texts_csv
+from .errors import AssistantError, EmptyInputError
+from .tasks.summarize import STYLES
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +136,13 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
         return "\n".join(read_texts_csv(file, max_rows=MAX_CLASSIFY_TEXTS, max_bytes=max_file_bytes))
 
     @_readable_errors
-    def classify(text: str, task: str):
+    def classify(text: str, task: str, progress=gr.Progress()):
         texts = [line.strip() for line in (text or "").splitlines() if line.strip()]
         if not texts:
             raise EmptyInputError("enter a text to classify (one per line for many), or upload a CSV")
         if len(texts) > MAX_CLASSIFY_TEXTS:
             raise EmptyInputError(f"{len(texts):,} texts: the page takes at most {MAX_CLASSIFY_TEXTS:,} at once")
+        progress(0, desc=f"Classifying {len(texts):,} text(s)")
         results = assistant.classify(texts, task=task)
         table = pd.DataFrame({
             "text": texts,
@@ -218,7 +219,7 @@ def mount_ui(app, assistant: Assistant, *, path: str = "/", api_key: str | None 
     demo.queue(default_concurrency_limit=settings["max_batch_size"], max_size=settings["max_queue"])
     auth = None
     if api_key:
-        def auth(username: str, password: str) -> bool:  # noqa: ARG001 - any user name, the key as password
+        def auth(username: str, password: str) -> bool:
             return hmac.compare_digest(password.encode(), api_key.encode())
     return gr.mount_gradio_app(
         app, demo, path=path, auth=auth, auth_message="Enter the service's API key as the password.",

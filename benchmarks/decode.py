@@ -50,7 +50,7 @@ from pathlib import Path
 
 import torch
 
-from assistant.device import default_dtype, parse_device, parse_dtype
+from assistant.device import QUANTIZED, default_dtype, parse_device, parse_dtype
 from assistant.engine import Engine, LoadedModel, Message, SamplingParams
 from assistant.errors import DeviceError, InvalidParameterError
 from assistant.prompts import load_prompt
@@ -712,10 +712,14 @@ def _dtype_list(dtypes: str | Sequence[str] | None, device: torch.device) -> lis
         raw = dtypes.split(",") if isinstance(dtypes, str) else list(dtypes)
         names = []
         for item in raw:
-            parsed = parse_dtype(str(item).strip()) if str(item).strip() else None
+            key = str(item).strip().lower()
+            if key in QUANTIZED:  # int8: fp32 weights quantised after loading (assistant/device.py)
+                names.append(key)
+                continue
+            parsed = parse_dtype(key) if key else None
             if parsed is None:
                 raise InvalidParameterError(
-                    f"--dtypes takes explicit dtypes (float32, bfloat16, float16), got {item!r}"
+                    f"--dtypes takes explicit dtypes (float32, bfloat16, float16, int8), got {item!r}"
                 )
             names.append(str(parsed).removeprefix("torch."))
     names = list(dict.fromkeys(names))

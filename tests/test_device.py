@@ -46,7 +46,7 @@ def test_float16_on_cpu_is_refused(dtype):
         resolve_runtime("cpu", dtype)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "int8", "half-ish", ""])
+@pytest.mark.parametrize("dtype", ["float64", "int4", "half-ish", ""])
 def test_unknown_dtype_is_a_device_error_listing_the_choices(dtype):
     with pytest.raises(DeviceError) as info:
         parse_dtype(dtype)
@@ -111,3 +111,22 @@ def test_cuda_policy_prefers_bfloat16_where_supported():
 def test_cuda_index_beyond_the_gpus_is_a_device_error():
     with pytest.raises(DeviceError, match="does not exist"):
         resolve_runtime(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_int8_is_a_cpu_quantisation_loaded_from_fp32():
+    runtime = resolve_runtime("cpu", "int8")
+    assert runtime.dtype == torch.float32 and runtime.quantization == "int8" and runtime.dtype_name == "int8"
+    assert resolve_runtime("cpu", "float32").quantization is None
+
+
+def test_int8_generator_has_quantised_linear_layers_and_generates(tiny_smollm2_dir):
+    from assistant.engine import Engine, SamplingParams
+
+    engine = Engine(generator=tiny_smollm2_dir, device="cpu", dtype="int8")
+    model = engine.generator.model
+    quantised = [m for m in model.modules() if "quantized" in type(m).__module__]
+    assert quantised, {type(m).__name__ for m in model.modules()}
+    assert not any(type(m) is torch.nn.Linear for m in model.modules()), "a linear layer was left in fp32"
+    out = engine.generate([{"role": "user", "content": "Revenue rose."}], SamplingParams(max_new_tokens=5))
+    assert out.completion_tokens == 5 or out.finish_reason == "stop"
+    assert engine.describe()[0]["dtype"] == "int8"

@@ -588,3 +588,20 @@ def test_cli_serve_rejects_bad_limits(run_cli):
 
 if os.name != "posix":  # pragma: no cover - SIGINT to a child process
     test_cli_serve = pytest.mark.skip("needs POSIX signals")(test_cli_serve)
+
+
+def test_classify_with_a_fine_tuned_run(engine, unfair_run):
+    """A task served by a fine-tuned run (one with no zero-shot label set) answers through the API."""
+    assistant = Assistant(engine=Engine(generator=engine.generator_spec, encoder=engine.encoder_spec, device="cpu"),
+                          classifiers={"unfair-tos": unfair_run})
+    server = LiveServer(create_app(assistant))
+    try:
+        body = httpx.post(f"{server.url}/v1/classify",
+                          json={"task": "unfair-tos", "texts": ["We may terminate your account at any time.",
+                                                                "Welcome to our service."]}).json()
+        assert body["model"] == unfair_run.name and body["task"] == "unfair-tos"
+        assert len(body["results"]) == 2 and all(r["multi_label"] for r in body["results"])
+        labels = {s["label"] for s in body["results"][0]["scores"]}
+        assert "Unilateral termination" in labels
+    finally:
+        server.stop()

@@ -8,6 +8,7 @@ The tiny models' weights are random: tests check structure, never what the model
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -135,3 +136,27 @@ def test_api_key_guards_page_and_api(engine):
         assert login.status_code == 200 and login.json().get("success") is True
     finally:
         server.stop()
+
+
+def _batch_histogram(url: str) -> tuple[float, float]:
+    """(batches run, batches of one request) from the service's Prometheus metrics."""
+    text = httpx.get(f"{url}/metrics").text
+    count = float(re.search(r"^finassist_batch_size_count (\S+)", text, re.MULTILINE).group(1))
+    ones = float(re.search(r'^finassist_batch_size_bucket\{le="1\.0"\} (\S+)', text, re.MULTILINE).group(1))
+    return count, ones
+
+
+def test_concurrent_chats_share_batches(live, engine, tiny_gpt2_dir):
+    """Several tabs chatting at once go through the service's batcher together."""
+    clients = [gradio_client.Client(f"{live.url}/", verbose=False) for _ in range(3)]
+    try:
+        before = _batch_histogram(live.url)
+        jobs = [c.submit(f"What is revenue number {i}?", api_name="/chat") for i, c in enumerate(clients)]
+        answers = [job.result(timeout=120) for job in jobs]
+        after = _batch_histogram(live.url)
+    finally:
+        for c in clients:
+            c.close()
+    assert all(isinstance(a, str) and a for a in answers)
+    batches, singles = after[0] - before[0], after[1] - before[1]
+    assert batches >= 1 and singles < 3, f"the chats ran one by one: {batches} batches, {singles} of one request"

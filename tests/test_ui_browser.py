@@ -160,7 +160,7 @@ def test_chat_streams_an_answer(page):
         if bot.count():
             lengths.append(len(bot.last.inner_text()))
         time.sleep(0.1)
-    seen = sorted(set(n for n in lengths if n))
+    seen = sorted({n for n in lengths if n})
     assert len(seen) >= 3, f"the answer did not arrive piece by piece: lengths seen {lengths}"
     answer = _wait_idle(page, '[data-testid="bot"]', ANSWER_S)
     assert len(answer.split()) >= 5
@@ -189,7 +189,7 @@ def test_stop_ends_the_generation(page, app_url):
     assert len(stopped_at.split()) < 200  # stopped well before the 256-token budget
     # The engine freed the row: no chat is running any more (without cancellation it would run ~10 s more).
     metrics = httpx.get(f"{app_url}/metrics").text
-    active = re.search(r"^finassist_active_requests (\S+)", metrics, re.M)
+    active = re.search(r"^finassist_active_requests (\S+)", metrics, re.MULTILINE)
     assert active and float(active.group(1)) == 0.0, metrics
     assert page.locator("#chat-input textarea").is_enabled()
 

@@ -6,17 +6,26 @@ Single-label tasks turn the similarities into probabilities with a softmax;
 multi-label tasks score each label by its cosine similarity and return every
 label that passes the threshold (and, where the label set sets a margin, is
 within that margin of the best label).
+
+A task served by a fine-tuned run (``Assistant(classifiers=...)``) uses that model instead:
+softmax probabilities and the top label (single-label), or sigmoid probabilities and every
+label over its tuned threshold (multi-label). The result type is the same.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
+from ..errors import UnknownTaskError
 from ..inputs import ensure_text, ensure_texts
-from ..prompts import LabelSet, load_label_set
+from ..prompts import LabelSet, available_label_sets, load_label_set
 from .base import Task
+
+if TYPE_CHECKING:
+    from ..classifiers import FineTunedClassifier
 
 
 @dataclass(frozen=True)
@@ -57,9 +66,12 @@ class Classification:
 @dataclass
 class _Prepared:
     texts: list[str]
-    label_set: LabelSet
+    label_set: LabelSet | None
     single: bool
-    threshold: float
+    threshold: float | None
+    #: The fine-tuned model serving the task (None: zero-shot with ``label_set``).
+    classifier: FineTunedClassifier | None = None
+    task: str = ""
 
 
 class ClassifyTask(Task):
@@ -70,10 +82,25 @@ class ClassifyTask(Task):
         self._label_embeddings: dict[str, torch.Tensor] = {}
 
     def preprocess(self, inputs, task: str = "sentiment", threshold: float | None = None) -> _Prepared:
-        label_set = load_label_set(task)
+        classifier = self.engine.classifier(task)
+        label_set = None if classifier is not None else self._label_set(task)
         single = isinstance(inputs, (str, bytes))
         texts = [ensure_text(inputs)] if single else ensure_texts(inputs)
-        return _Prepared(texts, label_set, single, label_set.threshold if threshold is None else float(threshold))
+        if threshold is None:
+            threshold = label_set.threshold if label_set is not None else None
+        threshold = None if threshold is None else float(threshold)
+        return _Prepared(texts, label_set, single, threshold, classifier, task)
+
+    def _label_set(self, task: str) -> LabelSet:
+        try:
+            return load_label_set(task)
+        except UnknownTaskError:
+            if not self.engine.classifiers:
+                raise
+            available = sorted(set(available_label_sets()) | set(self.engine.classifiers))
+            raise UnknownTaskError(
+                f"unknown classification task {task!r}; available: {', '.join(available)}"
+            ) from None
 
     def label_embeddings(self, label_set: LabelSet) -> torch.Tensor:
         """One row per label: the normalised mean of its description embeddings (cached)."""
@@ -86,11 +113,15 @@ class ClassifyTask(Task):
         return self._label_embeddings[label_set.task]
 
     def forward(self, prepared: _Prepared) -> tuple[_Prepared, torch.Tensor]:
+        if prepared.classifier is not None:
+            return prepared, prepared.classifier.predict_scores(prepared.texts)
         labels = self.label_embeddings(prepared.label_set)
         return prepared, self.engine.encode(prepared.texts) @ labels.T
 
     def postprocess(self, outputs: tuple[_Prepared, torch.Tensor]):
         prepared, similarity = outputs
+        if prepared.classifier is not None:
+            return self._fine_tuned(prepared, similarity)
         ls = prepared.label_set
         results = []
         for row in similarity:
@@ -106,4 +137,21 @@ class ClassifyTask(Task):
             order = torch.argsort(values, descending=True).tolist()
             scores = [LabelScore(ls.names[i], float(values[i])) for i in order]
             results.append(Classification(ls.task, ls.multi_label, scores, chosen))
+        return results[0] if prepared.single else results
+
+    def _fine_tuned(self, prepared: _Prepared, probs: torch.Tensor):
+        """Results of a fine-tuned model: ``probs`` are probabilities, one column per label.
+        An explicit ``threshold`` replaces the tuned per-label thresholds (multi-label)."""
+        clf = prepared.classifier
+        names = clf.labels
+        cut = torch.tensor([prepared.threshold if prepared.threshold is not None else clf.thresholds[n] for n in names])
+        results = []
+        for row in probs:
+            order = torch.argsort(row, descending=True).tolist()
+            if clf.multi_label:
+                chosen = [names[i] for i in order if row[i] >= cut[i]]
+            else:
+                chosen = [names[order[0]]]
+            scores = [LabelScore(names[i], float(row[i])) for i in order]
+            results.append(Classification(prepared.task, clf.multi_label, scores, chosen))
         return results[0] if prepared.single else results

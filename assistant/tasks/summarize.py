@@ -220,7 +220,7 @@ class SummarizeTask(Task):
             lines = [line for line in raw.splitlines() if line.strip()]
             # Skip a lead-in such as "The headline for the text is:" when a headline follows it.
             first = next((line for line in lines if not line.rstrip().endswith(":")), lines[0] if lines else raw)
-            first = re.sub(r"^\s*(headline|title)\s*:\s*", "", first, flags=re.I).strip().strip("\"'*# ")
+            first = re.sub(r"^\s*(headline|title)\s*:\s*", "", first, flags=re.IGNORECASE).strip().strip("\"'*# ")
             text = _cut_words(first, budget)
         else:
             sentences = _SENTENCE_END.split(" ".join(raw.split()))

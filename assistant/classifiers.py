@@ -1,0 +1,211 @@
+"""Fine-tuned classifiers: a run directory (``finassist finetune classify``) as a model the
+classify task can use instead of zero-shot label descriptions.
+
+Two kinds of run, one interface (``predict_scores`` → probabilities, one column per label):
+
+* ``classifier``: a fully fine-tuned encoder with a classification head, saved with
+  ``save_pretrained`` (loads with ``AutoModelForSequenceClassification``);
+* ``classifier-head``: a frozen encoder (copied into ``encoder/``) whose sentence embeddings
+  (``Engine.encode``, the same pooling as zero-shot) feed a linear head (``head.safetensors``).
+
+Texts longer than the window are not truncated: they are cut into overlapping windows,
+aggregated as in training (mean of logits for single-label, max of probabilities for
+multi-label: a clause anywhere in a long text counts).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .device import Runtime, resolve_runtime
+from .errors import ModelLoadError
+from .runs import RunInfo, read_run
+
+log = logging.getLogger(__name__)
+
+HEAD_FILE = "head.safetensors"
+ENCODER_DIR = "encoder"
+
+
+def aggregate_windows(logits: torch.Tensor, owner: torch.Tensor, n: int, multi_label: bool) -> torch.Tensor:
+    """Per-text probabilities from per-window logits: softmax of the mean logit (single-label),
+    max of the sigmoid over windows (multi-label). ``owner[i]``: the text of window ``i``."""
+    logits = logits.float()
+    owner = owner.long()
+    if multi_label:
+        probs = torch.sigmoid(logits)
+        index = owner.unsqueeze(1).expand_as(probs)
+        out = torch.zeros(n, logits.shape[1]).scatter_reduce_(0, index, probs, reduce="amax", include_self=False)
+        return out
+    sums = torch.zeros(n, logits.shape[1]).index_add_(0, owner, logits)
+    counts = torch.bincount(owner, minlength=n).clamp(min=1).unsqueeze(1)
+    return torch.softmax(sums / counts, dim=-1)
+
+
+def window_settings(info: RunInfo, context_window: int) -> tuple[int, int]:
+    """(max_length, stride) the run was trained with, fitted to the model's positions."""
+    max_length = int(info.config.get("max_length") or 512)
+    max_length = min(max_length, context_window)
+    stride = int(info.config.get("stride") or max_length // 4)
+    return max_length, min(stride, max_length // 2)
+
+
+class FineTunedClassifier:
+    """A classifier run, loaded lazily (on the first prediction) on the given runtime."""
+
+    def __init__(
+        self,
+        run: str | Path | RunInfo,
+        runtime: Runtime | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> None:
+        self.info = run if isinstance(run, RunInfo) else read_run(run)
+        if not self.info.is_classifier:
+            raise ModelLoadError(f"{self.info.path} is a {self.info.kind} run, not a classifier")
+        self.runtime = runtime or resolve_runtime(device, dtype)
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._model = None
+        self._tokenizer = None
+        self._engine = None
+        self._head: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.load_seconds: float | None = None
+
+    # ---------------------------------------------------------------- metadata
+
+    @property
+    def task(self) -> str:
+        return self.info.task
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.info.labels)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.info.multi_label
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Per-label decision thresholds (multi-label; 0.5 where the run has none)."""
+        return {label: float(self.info.thresholds.get(label, 0.5)) for label in self.labels}
+
+    @property
+    def path(self) -> Path:
+        return self.info.path
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self) -> FineTunedClassifier:
+        if not self._loaded:
+            with self._lock:
+                if not self._loaded:
+                    started = time.perf_counter()
+                    self._load_head() if self.info.kind == "classifier-head" else self._load_full()
+                    self.load_seconds = time.perf_counter() - started
+                    self._loaded = True
+                    log.info("loaded %s classifier %s in %.1fs", self.task, self.path, self.load_seconds)
+        return self
+
+    def _load_full(self) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                self.path, local_files_only=True, dtype=self.runtime.dtype
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"could not load the fine-tuned classifier in {self.path}: {exc}") from exc
+        if model.config.num_labels != len(self.labels):
+            raise ModelLoadError(
+                f"{self.path}: the model has {model.config.num_labels} outputs but the run file names "
+                f"{len(self.labels)} labels"
+            )
+        self._model = model.to(self.runtime.device).eval()
+        self._tokenizer = tokenizer
+
+    def _load_head(self) -> None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from .engine import Engine
+
+        head_file, encoder_dir = self.path / HEAD_FILE, self.path / ENCODER_DIR
+        if not head_file.is_file() or not (encoder_dir / "config.json").is_file():
+            raise ModelLoadError(f"{self.path} is incomplete: a head run needs {HEAD_FILE} and {ENCODER_DIR}/")
+        try:
+            tensors = load_file(str(head_file))
+        except (OSError, SafetensorError) as exc:
+            raise ModelLoadError(f"{head_file} cannot be read: {exc}") from exc
+        weight, bias = tensors.get("weight"), tensors.get("bias")
+        if weight is None or bias is None or weight.shape[0] != len(self.labels) or bias.shape != (len(self.labels),):
+            raise ModelLoadError(f"{head_file}: expected weight ({len(self.labels)}, dim) and bias ({len(self.labels)},)")
+        engine = Engine(encoder=encoder_dir, device=self.runtime.device, dtype=self.runtime.dtype)
+        encoder = engine.encoder  # loads now, so a broken encoder fails here with ModelLoadError
+        if encoder.model.config.hidden_size != weight.shape[1]:
+            raise ModelLoadError(
+                f"{self.path}: the head expects {weight.shape[1]}-dim embeddings, the encoder gives "
+                f"{encoder.model.config.hidden_size}"
+            )
+        self._engine = engine
+        self._head = (weight.float(), bias.float())
+
+    # --------------------------------------------------------------- prediction
+
+    @torch.inference_mode()
+    def predict_scores(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
+        """Probabilities, shape (len(texts), len(labels)), in ``labels`` order (float32, CPU)."""
+        self.load()
+        texts = list(texts)
+        if not texts:
+            return torch.empty(0, len(self.labels))
+        if self._head is not None:
+            weight, bias = self._head
+            logits = self._engine.encode(texts, batch_size=batch_size) @ weight.T + bias
+            return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+        return torch.cat([self._predict_full(texts[i : i + batch_size], batch_size)
+                          for i in range(0, len(texts), batch_size)])
+
+    def _predict_full(self, batch: list[str], batch_size: int) -> torch.Tensor:
+        model, tok = self._model, self._tokenizer
+        positions = getattr(model.config, "max_position_embeddings", 512)
+        max_length, stride = window_settings(self.info, positions)
+        features = tok(batch, truncation=True, max_length=max_length, stride=stride,
+                       return_overflowing_tokens=True, padding=True, return_tensors="pt")
+        owner = features.pop("overflow_to_sample_mapping")
+        inputs = {k: v for k, v in features.items() if k in tok.model_input_names}
+        logits = []
+        # A long text makes many windows: run them in slices of batch_size, not all at once.
+        for start in range(0, len(owner), batch_size):
+            part = {k: v[start : start + batch_size].to(self.runtime.device) for k, v in inputs.items()}
+            logits.append(model(**part).logits.float().cpu())
+        return aggregate_windows(torch.cat(logits), owner, len(batch), self.multi_label)
+
+    def describe(self) -> dict:
+        """A row for ``Assistant.models()``."""
+        return {
+            "role": "classifier",
+            "name": self.path.name,
+            "origin": f"fine-tuned run ({self.info.kind})",
+            "location": str(self.path),
+            "device": str(self.runtime.device),
+            "dtype": self.runtime.dtype_name,
+            "attention": self.runtime.attn_implementation,
+            "architecture": "linear head over sentence embeddings" if self.info.kind == "classifier-head"
+            else "sequence classification",
+            "loaded": self._loaded,
+            "configured": True,
+            **self.info.describe(),
+        }

@@ -1,0 +1,148 @@
+"""Reading fine-tuned run directories (the assistant side; ``finetune/runs.py`` writes them).
+
+A run directory is a model in its own right: its ``finassist-run.json`` says what kind of
+model it is, for which task, with which labels and decision thresholds, and how well it did.
+This module reads that file only; it never imports training code, so the assistant runs
+without the fine-tuning dependencies being used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelLoadError, ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+#: The file that makes a directory a finassist run.
+RUN_FILE = "finassist-run.json"
+#: Run kinds: a linear head over frozen encoder embeddings, a fully fine-tuned encoder, a generator.
+KINDS = ("classifier-head", "classifier", "generator")
+#: Where runs are looked for when no folder is given: ``$FINASSIST_RUNS`` or ``./runs``.
+RUNS_ENV = "FINASSIST_RUNS"
+
+
+@dataclass
+class RunInfo:
+    """What a run directory holds, as recorded in its run file."""
+
+    kind: str
+    task: str
+    path: Path
+    base_model: str
+    labels: list[str] = field(default_factory=list)
+    multi_label: bool = False
+    #: Multi-label: label -> decision threshold on the label's probability (tuned on validation).
+    thresholds: dict[str, float] = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    #: The training configuration (max_length, stride, ... for the classifier kinds).
+    config: dict = field(default_factory=dict)
+    created: str | None = None
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.kind in ("classifier", "classifier-head")
+
+    @property
+    def headline(self) -> tuple[str, float] | None:
+        """The metric a run is judged by: accuracy (single-label), macro-F1 (multi-label), else
+        the first number among the metrics."""
+        preferred = ("macro_f1", "micro_f1") if self.multi_label else ("accuracy", "macro_f1")
+        for name in preferred if self.is_classifier else ():
+            value = self.metrics.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return name, float(value)
+        for name, value in self.metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return name, float(value)
+        return None
+
+    def describe(self) -> dict:
+        """One row for ``finassist models``: kind, task, base model, headline metric."""
+        headline = self.headline
+        return {
+            "kind": self.kind,
+            "task": self.task,
+            "base_model": self.base_model,
+            "labels": list(self.labels),
+            "multi_label": self.multi_label,
+            "metric": {"name": headline[0], "value": round(headline[1], 4)} if headline else None,
+            "created": self.created,
+        }
+
+
+def is_run(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a run directory (or a run file)."""
+    p = Path(path).expanduser()
+    return (p / RUN_FILE).is_file() or (p.name == RUN_FILE and p.is_file())
+
+
+def read_run(path: str | os.PathLike) -> RunInfo:
+    """Read a run directory's run file. Missing → ``ModelNotFoundError``; unreadable or
+    incomplete → ``ModelLoadError``; both messages name the path."""
+    p = Path(path).expanduser()
+    if p.name == RUN_FILE and p.is_file():
+        p = p.parent
+    if not p.exists():
+        raise ModelNotFoundError(f"run directory {p} does not exist")
+    run_file = p / RUN_FILE
+    if not run_file.is_file():
+        raise ModelNotFoundError(
+            f"{p} is not a fine-tuned run: it has no {RUN_FILE} (train one with `finassist finetune classify`)"
+        )
+    try:
+        data = json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{run_file} cannot be read as JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{run_file}: expected a JSON object")
+    missing = [key for key in ("kind", "task", "base_model") if not data.get(key)]
+    if missing:
+        raise ModelLoadError(f"{run_file} is incomplete: missing {', '.join(missing)}")
+    if data["kind"] not in KINDS:
+        raise ModelLoadError(f"{run_file}: unknown run kind {data['kind']!r} (known: {', '.join(KINDS)})")
+    labels = data.get("labels") or []
+    thresholds = data.get("thresholds") or {}
+    if data["kind"] != "generator":
+        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+            raise ModelLoadError(f"{run_file}: a classifier run needs a non-empty list of label names")
+        if not isinstance(thresholds, dict) or any(not isinstance(v, (int, float)) for v in thresholds.values()):
+            raise ModelLoadError(f"{run_file}: thresholds must map labels to numbers")
+    return RunInfo(
+        kind=data["kind"],
+        task=str(data["task"]),
+        path=p,
+        base_model=str(data["base_model"]),
+        labels=list(labels),
+        multi_label=bool(data.get("multi_label", False)),
+        thresholds={str(k): float(v) for k, v in thresholds.items()},
+        metrics=dict(data.get("metrics") or {}),
+        config=dict(data.get("config") or {}),
+        created=data.get("created"),
+    )
+
+
+def runs_root() -> Path:
+    """``$FINASSIST_RUNS`` or ``./runs``."""
+    return Path(os.environ.get(RUNS_ENV) or "runs").expanduser()
+
+
+def discover_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
+    """Every run directory under ``root`` (default ``runs_root()``), sorted by path. A corrupt
+    run is skipped with a warning: listing models must not fail because of one bad folder."""
+    base = Path(root).expanduser() if root is not None else runs_root()
+    if not base.is_dir():
+        return []
+    found = []
+    for run_file in sorted(base.rglob(RUN_FILE)):
+        if "checkpoints" in run_file.relative_to(base).parts:
+            continue
+        try:
+            found.append(read_run(run_file.parent))
+        except (ModelNotFoundError, ModelLoadError) as exc:
+            log.warning("skipping run %s: %s", run_file.parent, exc)
+    return found

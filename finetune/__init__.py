@@ -1,0 +1,1 @@
+"""Fine-tuning and evaluation of the assistant's models (``finassist finetune`` / ``finassist eval``)."""

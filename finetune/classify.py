@@ -1,0 +1,700 @@
+"""Fine-tuning an encoder classifier on a user's labelled data (``finassist finetune classify``),
+and evaluating classifiers (``finassist eval classify``).
+
+Two ways to train, one result: a run directory the assistant loads for the task
+(``Assistant(classifiers={task: run_dir})``, ``--classifier TASK=RUN_DIR``).
+
+* Full fine-tuning (default): ``AutoModelForSequenceClassification`` trained with the
+  transformers ``Trainer`` (weighted loss for imbalanced labels, early stopping on the
+  validation metric, best checkpoint kept, exact resume from the last checkpoint). Saved with
+  ``save_pretrained``, so the run directory is also a plain transformers model.
+* Head only (``head_only=True``): the encoder stays frozen; its sentence embeddings (the
+  assistant's own pooling, ``Engine.encode``) train a scikit-learn logistic regression in
+  about a minute on a laptop CPU. Saved as ``head.safetensors`` plus a copy of the encoder.
+
+Texts longer than ``max_length`` tokens are cut into overlapping windows (``stride`` tokens of
+overlap). At training time every window is an example carrying its text's label; at prediction
+time window outputs are aggregated per text (mean logits for single-label, max probability for
+multi-label), the same code as the assistant uses (``assistant.classifiers``).
+
+After training, multi-label runs get per-label decision thresholds tuned on the validation split,
+and the validation split is evaluated with the evaluator of ``finetune.evaluation``; the report
+(JSON, Markdown, chart) goes to ``<out>/eval/``, the figures into the run file and model card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import re
+import shutil
+import time
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from assistant.classifiers import ENCODER_DIR, HEAD_FILE, aggregate_windows
+from assistant.errors import InvalidParameterError
+from assistant.runs import RUN_FILE, is_run
+
+from .data import DataError, check_labels, exclude, labels_of, load_records, split_validation, text_of
+from .runs import config_command, write_run
+
+log = logging.getLogger(__name__)
+
+PROGRAM = "finassist finetune classify"
+CHECKPOINTS = "checkpoints"
+EVAL_DIR = "eval"
+#: Cap on class weights / BCE pos_weight: a label with 26 positives in 13,000 sentences would
+#: otherwise get a weight in the hundreds and make training unstable.
+MAX_CLASS_WEIGHT = 10.0
+#: Inverse-regularisation strengths tried for the head-only logistic regression (picked on
+#: validation). Embeddings are L2-normalised, so useful values are large.
+HEAD_C_GRID = (0.3, 1.0, 3.0, 10.0)
+_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _opt(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class ClassifyTrainConfig:
+    """Everything a classifier fine-tuning run needs; each field is a CLI option."""
+
+    task: str = field(metadata={"help": "name of the classification task this model serves (sentiment, unfair-tos, ...)"})
+    train: str = field(metadata={"help": "training data: a .jsonl/.json/.csv file or a Hugging Face dataset id"})
+    out: str = field(metadata={"help": "run directory to write (the fine-tuned model, reports, model card)"})
+    model: str = _opt("minilm-l6", "base encoder: preset, Hugging Face id or local path")
+    text_field: str = _opt("text", "field holding the text")
+    label_field: str = _opt("label", "field holding the label (a list, or ';'-separated, for multi-label)")
+    val: str | None = _opt(None, "validation data (default: carved from the training data)")
+    val_fraction: float = _opt(0.1, "share of the training data held out for validation when --val is not given")
+    group_field: str | None = _opt(
+        None, "hold out whole groups for validation (e.g. 'document'), so no document is in both splits")
+    exclude: str | None = _opt(
+        None, "a data file whose texts are removed from the training data (e.g. a held-out test set)")
+    multi_label: bool = _opt(False, "each text has zero or more labels (default: exactly one)")
+    head_only: bool = _opt(False, "freeze the encoder and train only a linear head on its embeddings (fast on CPU)")
+    labels: str | None = _opt(
+        None, "comma-separated label set (default: the labels seen in the training data); "
+              "multi-label texts with no label are negatives")
+    epochs: float = _opt(5.0, "training epochs (early stopping may end sooner)")
+    max_steps: int | None = _opt(None, "stop after this many optimiser steps (overrides --epochs)")
+    batch_size: int = _opt(32, "training batch size")
+    learning_rate: float = _opt(5e-5, "peak learning rate (linear warm-up then linear decay)")
+    weight_decay: float = _opt(0.01, "AdamW weight decay")
+    warmup_ratio: float = _opt(0.1, "share of the training steps spent warming the learning rate up")
+    max_length: int = _opt(256, "tokens per window; longer texts are cut into overlapping windows")
+    stride: int = _opt(64, "tokens of overlap between consecutive windows of a long text")
+    class_weights: bool = _opt(
+        True, "weight the loss against label imbalance (weighted cross-entropy / BCE pos_weight, capped)")
+    early_stopping_patience: int = _opt(
+        2, "stop after this many evaluations without improvement of the validation metric (0: never)")
+    eval_steps: int | None = _opt(None, "evaluate every N steps (default: every epoch)")
+    save_steps: int | None = _opt(None, "checkpoint every N steps (default: at every evaluation)")
+    seed: int = _opt(0, "random seed (data split, initialisation, data order)")
+    resume: bool = _opt(False, "continue from the last checkpoint in <out>/checkpoints")
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
+    max_train_samples: int | None = _opt(None, "train on a seeded random subset of this many records")
+    limit_val: int | None = _opt(None, "validate on a seeded random subset of this many records")
+    progress: bool = _opt(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        def bad(message: str) -> None:
+            raise InvalidParameterError(message)
+
+        for name in ("task", "train", "out"):
+            if not str(getattr(self, name) or "").strip():
+                bad(f"{name} is required")
+        if not _TASK_NAME.match(self.task):
+            bad(f"task name {self.task!r} must be letters, digits, '-', '_' or '.'")
+        if not 0 < self.val_fraction < 1:
+            bad(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        if not self.epochs > 0:
+            bad(f"epochs must be positive, got {self.epochs}")
+        if not self.learning_rate > 0:
+            bad(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            bad(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        for name in ("batch_size", "max_steps", "eval_steps", "save_steps", "max_train_samples", "limit_val"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                bad(f"{name} must be a positive integer, got {value!r}")
+        if self.early_stopping_patience < 0:
+            bad(f"early_stopping_patience must be 0 or more, got {self.early_stopping_patience}")
+        if self.max_length < 16:
+            bad(f"max_length must be at least 16 tokens, got {self.max_length}")
+        if not 0 <= self.stride <= self.max_length // 2:
+            bad(f"stride must be between 0 and max_length/2 ({self.max_length // 2}), got {self.stride}")
+        if self.eval_steps and self.save_steps and self.save_steps % self.eval_steps:
+            bad(f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}): "
+                "the best checkpoint is chosen at evaluations")
+
+    @property
+    def metric(self) -> str:
+        """The validation metric the best checkpoint is chosen by."""
+        return "macro_f1" if self.multi_label else "accuracy"
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class _Data:
+    """Texts and labels of both splits, with where they came from (for the model card)."""
+
+    labels: list[str]
+    train_texts: list[str]
+    train_labels: list[list[str]]
+    val_texts: list[str]
+    val_labels: list[list[str]]
+    sources: list[dict]
+
+
+def _subset(records: list[dict], n: int | None, seed: int) -> list[dict]:
+    if n is None or n >= len(records):
+        return records
+    keep = set(random.Random(seed).sample(range(len(records)), n))
+    return [r for i, r in enumerate(records) if i in keep]
+
+
+def _parse_labels(spec: str) -> list[str]:
+    labels = [x.strip() for x in spec.split(",") if x.strip()]
+    if len(set(labels)) != len(labels):
+        raise InvalidParameterError(f"labels has duplicates: {spec!r}")
+    return labels
+
+
+def load_data(config: ClassifyTrainConfig) -> _Data:
+    """Read, check and split the data. Every problem is a ``DataError`` naming file and line."""
+    required = (config.text_field, config.label_field)
+    train = load_records(config.train, split="train", required=required)
+    sources = [{"source": config.train, "role": "train", "records": len(train)}]
+    if config.exclude:
+        others = load_records(config.exclude, split="train", required=(config.text_field,))
+        before = len(train)
+        train = exclude(train, others, config.text_field)
+        sources.append({"source": config.exclude, "role": f"excluded from train ({before - len(train)} records)",
+                        "records": len(others)})
+        if not train:
+            raise DataError(f"{config.train}: no records left after excluding the texts of {config.exclude}")
+    # The label set is what the training file holds, before any split: a label whose only examples
+    # land in the validation split still belongs to the task.
+    seen = sorted({label for r in train for label in labels_of(r, config.label_field, config.multi_label)})
+    if config.val:
+        val = load_records(config.val, split="validation", required=required)
+        sources.append({"source": config.val, "role": "validation", "records": len(val)})
+    else:
+        stratify = None if config.multi_label or config.group_field else config.label_field
+        train, val = split_validation(train, config.val_fraction, config.seed,
+                                      group_field=config.group_field, stratify_field=stratify)
+        how = f"by {config.group_field!r}" if config.group_field else ("stratified" if stratify else "random")
+        sources[0]["role"] = f"train ({len(train)}) and validation ({len(val)}, {how}, seed {config.seed})"
+    train = _subset(train, config.max_train_samples, config.seed)
+    val = _subset(val, config.limit_val, config.seed)
+    labels = _parse_labels(config.labels) if config.labels else seen
+    if not labels:
+        raise DataError(f"{config.train}: no labels found in field {config.label_field!r}")
+    if len(labels) < 2 and not config.multi_label:
+        raise DataError(f"{config.train}: a single-label classifier needs at least 2 labels, found {labels}")
+    if not config.multi_label and len({labels_of(r, config.label_field, False)[0] for r in train}) < 2:
+        raise DataError(f"{config.train}: the training split holds only one label: nothing to tell apart")
+    check_labels(train, config.label_field, config.multi_label, labels)
+    check_labels(val, config.label_field, config.multi_label, labels)
+
+    def texts(records: list[dict]) -> list[str]:
+        return [text_of(r, config.text_field) for r in records]
+
+    def golds(records: list[dict]) -> list[list[str]]:
+        return [labels_of(r, config.label_field, config.multi_label) for r in records]
+
+    return _Data(labels, texts(train), golds(train), texts(val), golds(val), sources)
+
+
+def _class_weights(data: _Data, multi_label: bool) -> torch.Tensor:
+    """Single-label: square root of sklearn's "balanced" weights (full balancing costs accuracy,
+    the metric single-label runs are judged by). Multi-label: BCE ``pos_weight`` = negatives /
+    positives per label, square-rooted for the same reason. Both capped at MAX_CLASS_WEIGHT."""
+    n, k = len(data.train_labels), len(data.labels)
+    counts = Counter(label for gold in data.train_labels for label in gold)
+    if multi_label:
+        raw = [(n - counts[x]) / counts[x] if counts[x] else 1.0 for x in data.labels]
+    else:
+        raw = [n / (k * counts[x]) if counts[x] else 1.0 for x in data.labels]
+    return torch.tensor([min(math.sqrt(w), MAX_CLASS_WEIGHT) for w in raw], dtype=torch.float32)
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _check_out(config: ClassifyTrainConfig) -> Path:
+    """The run directory, refused when it holds an earlier run that ``resume`` does not continue."""
+    out = Path(config.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InvalidParameterError(f"out {out} exists and is not a directory")
+    if not config.resume and (is_run(out) or _last_checkpoint(out / CHECKPOINTS)):
+        raise InvalidParameterError(
+            f"{out} already holds a run or its checkpoints: pass resume (--resume) to continue it, "
+            "or choose another out folder"
+        )
+    return out
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint (one killed while saving has no trainer state)."""
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    steps = [(int(p.name.rsplit("-", 1)[1]), p) for p in done if p.name.rsplit("-", 1)[1].isdigit()]
+    return max(steps)[1] if steps else None
+
+
+def _evaluate_predictions(config: ClassifyTrainConfig, data: _Data, probs: np.ndarray, **extra):
+    """Validation report from per-text probabilities; multi-label thresholds tuned here."""
+    from .evaluation import ClassificationEvaluator, apply_thresholds, tune_thresholds
+
+    evaluator = ClassificationEvaluator(data.labels, multi_label=config.multi_label, task=config.task)
+    if not config.multi_label:
+        preds = [data.labels[i] for i in probs.argmax(axis=1)]
+        return evaluator([g[0] for g in data.val_labels], preds, **extra), None, {}
+    thresholds = tune_thresholds(data.val_labels, probs, data.labels)
+    report = evaluator(data.val_labels, apply_thresholds(probs, data.labels, thresholds),
+                       thresholds=thresholds, thresholds_tuned_on="this validation split", **extra)
+    at_half = evaluator(data.val_labels, apply_thresholds(probs, data.labels, 0.5))
+    untuned = {"micro_f1": at_half.micro_f1, "macro_f1": at_half.macro_f1, "accuracy": at_half.accuracy}
+    return report, thresholds, {"validation_at_threshold_0.5": untuned}
+
+
+def _finish(config: ClassifyTrainConfig, out: Path, data: _Data, kind: str, probs: np.ndarray, started: float,
+            extra_metrics: dict, effective: dict | None = None) -> Path:
+    """Evaluate validation, write the report and the run. ``effective``: settings that differ from
+    the config as run (a window fitted to the model); the run file records those, the command
+    line records what was asked for."""
+    report, thresholds, more = _evaluate_predictions(config, data, probs, model=str(out), split="validation")
+    report.save(out / EVAL_DIR, "validation")
+    metrics = {
+        "accuracy": report.accuracy,
+        "micro_f1": report.micro_f1,
+        "macro_f1": report.macro_f1,
+        "validation_records": len(data.val_texts),
+        "train_records": len(data.train_texts),
+        **extra_metrics,
+        **more,
+    }
+    seconds = time.perf_counter() - started
+    write_run(out, kind=kind, task=config.task, base_model=config.model,
+              config={**asdict(config), **(effective or {})}, data=data.sources, metrics=metrics,
+              command=config_command(PROGRAM, config), labels=data.labels, multi_label=config.multi_label,
+              thresholds=thresholds, seconds=seconds)
+    log.info("%s run written to %s: %s %.4f", config.task, out, config.metric, metrics[config.metric])
+    return out
+
+
+# ------------------------------------------------------------------ full fine-tuning
+
+
+def _tokenise(tokenizer, texts: list[str], targets: list, max_length: int, stride: int, progress: bool):
+    """A ``datasets.Dataset`` of windows: every window carries its text's target and its
+    text's index (``owner``) so window outputs can be aggregated per text."""
+    import datasets
+
+    def windows(batch: dict) -> dict:
+        enc = tokenizer(batch["text"], truncation=True, max_length=max_length, stride=stride,
+                        return_overflowing_tokens=True)
+        owner = enc.pop("overflow_to_sample_mapping")
+        enc["labels"] = [batch["labels"][i] for i in owner]
+        enc["owner"] = [batch["owner"][i] for i in owner]
+        return enc
+
+    ds = datasets.Dataset.from_dict({"text": texts, "labels": targets, "owner": list(range(len(texts)))})
+    if not progress:
+        datasets.disable_progress_bars()
+    try:
+        return ds.map(windows, batched=True, remove_columns=ds.column_names, desc="tokenising")
+    finally:
+        if not progress:
+            datasets.enable_progress_bars()
+
+
+def _targets(data_labels: list[list[str]], labels: list[str], multi_label: bool) -> list:
+    index = {label: i for i, label in enumerate(labels)}
+    if not multi_label:
+        return [index[g[0]] for g in data_labels]
+    rows = []
+    for gold in data_labels:
+        row = [0.0] * len(labels)
+        for label in gold:
+            row[index[label]] = 1.0
+        rows.append(row)
+    return rows
+
+
+def _weighted_trainer_class():
+    from transformers import Trainer
+
+    class WeightedLossTrainer(Trainer):
+        """Trainer whose loss is weighted against label imbalance (the only reason to subclass)."""
+
+        #: The loss below is a per-batch mean: let the Trainer scale it for gradient accumulation.
+        loss_is_scaled_for_ga = False
+
+        def __init__(self, *args, loss_fn, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.loss_fn = loss_fn
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = self.loss_fn(outputs.logits.float(), labels)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedLossTrainer
+
+
+def _loss_fn(weights: torch.Tensor, multi_label: bool):
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        w = weights.to(logits.device)
+        if multi_label:
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=w)
+        return torch.nn.functional.cross_entropy(logits, labels.long(), weight=w)
+
+    return loss
+
+
+def _check_resume_labels(checkpoint: Path, labels: list[str]) -> None:
+    config = json.loads((checkpoint / "config.json").read_text()) if (checkpoint / "config.json").is_file() else {}
+    saved = [config.get("id2label", {}).get(str(i)) for i in range(len(config.get("id2label", {})))]
+    if saved and saved != labels:
+        raise InvalidParameterError(
+            f"cannot resume from {checkpoint}: it was trained on labels {saved}, this run has {labels}"
+        )
+
+
+def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: float,
+                callbacks: Sequence = ()) -> Path:
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        EarlyStoppingCallback,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    from assistant.device import resolve_runtime
+    from assistant.models import ENCODER, resolve_model
+
+    runtime = resolve_runtime(config.device, None)
+    resolved = resolve_model(config.model, ENCODER)
+    labels, multi = data.labels, config.multi_label
+    set_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(resolved.location, local_files_only=resolved.local_files_only)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        resolved.location,
+        local_files_only=resolved.local_files_only,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        problem_type="multi_label_classification" if multi else "single_label_classification",
+    )
+    positions = getattr(model.config, "max_position_embeddings", config.max_length)
+    max_length = min(config.max_length, positions)
+    stride = min(config.stride, max_length // 2)
+    if max_length < config.max_length:
+        log.warning("max_length %d is longer than the model's %d positions: using %d", config.max_length,
+                    positions, max_length)
+    train_ds = _tokenise(tokenizer, data.train_texts, _targets(data.train_labels, labels, multi), max_length,
+                         stride, config.progress)
+    val_ds = _tokenise(tokenizer, data.val_texts, _targets(data.val_labels, labels, multi), max_length, stride,
+                       config.progress)
+    val_owner = torch.tensor(list(val_ds["owner"]))
+    n_val = len(data.val_texts)
+
+    def val_probs(logits) -> np.ndarray:
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        return aggregate_windows(torch.as_tensor(np.asarray(logits)), val_owner, n_val, multi).numpy()
+
+    def compute_metrics(prediction) -> dict:
+        from .evaluation import ClassificationEvaluator, apply_thresholds
+
+        probs = val_probs(prediction.predictions)
+        evaluator = ClassificationEvaluator(labels, multi_label=multi, task=config.task)
+        if multi:  # thresholds are tuned once, after training; model selection uses 0.5
+            report = evaluator(data.val_labels, apply_thresholds(probs, labels, 0.5))
+        else:
+            report = evaluator([g[0] for g in data.val_labels], [labels[i] for i in probs.argmax(axis=1)])
+        return {"accuracy": report.accuracy, "micro_f1": report.micro_f1, "macro_f1": report.macro_f1}
+
+    cuda = runtime.device.type == "cuda"
+    if cuda and runtime.device.index is not None:
+        torch.cuda.set_device(runtime.device)
+    strategy = "steps" if (config.eval_steps or config.save_steps) else "epoch"
+    eval_steps = config.eval_steps or config.save_steps
+    args = TrainingArguments(
+        output_dir=str(out / CHECKPOINTS),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size * 2,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the training steps
+        lr_scheduler_type="linear",
+        eval_strategy=strategy,
+        eval_steps=eval_steps,
+        save_strategy=strategy,
+        save_steps=config.save_steps or eval_steps,
+        save_total_limit=2,  # the newest checkpoint (resume) and the best one (load_best_model_at_end)
+        load_best_model_at_end=True,
+        metric_for_best_model=config.metric,
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=max(1, min(50, eval_steps or 50)),
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        use_cpu=not cuda,
+        disable_tqdm=not config.progress,
+        dataloader_num_workers=0,
+    )
+    trainer_callbacks = list(callbacks)
+    if config.early_stopping_patience:
+        trainer_callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    common = {"model": model, "args": args, "train_dataset": train_ds, "eval_dataset": val_ds,
+              "processing_class": tokenizer, "compute_metrics": compute_metrics, "callbacks": trainer_callbacks}
+    if config.class_weights:
+        trainer = _weighted_trainer_class()(**common, loss_fn=_loss_fn(_class_weights(data, multi), multi))
+    else:
+        trainer = Trainer(**common)
+    checkpoint = _last_checkpoint(out / CHECKPOINTS) if config.resume else None
+    if config.resume and checkpoint is None:
+        log.warning("nothing to resume in %s: training from the start", out / CHECKPOINTS)
+    if checkpoint is not None:
+        _check_resume_labels(checkpoint, labels)
+        log.info("resuming from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    trainer.save_model(str(out))  # the best model (load_best_model_at_end), with its tokenizer
+    probs = val_probs(trainer.predict(val_ds).predictions)
+    state = trainer.state
+    extra = {
+        "train_windows": len(train_ds),
+        "validation_windows": len(val_ds),
+        "steps": state.global_step,
+        "epochs_trained": round(float(state.epoch or 0), 3),
+        "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+        "resumed_from": checkpoint.name if checkpoint else None,
+        "train_loss": round(float(result.training_loss), 6),
+    }
+    # The effective window goes into the run's config: the assistant predicts with it.
+    return _finish(config, out, data, "classifier", probs, started, extra, {"max_length": max_length, "stride": stride})
+
+
+# ------------------------------------------------------------------------ head only
+
+
+def _encode(engine, texts: list[str], progress: bool, desc: str) -> np.ndarray:
+    from tqdm.auto import tqdm
+
+    chunk = 256  # progress granularity; the engine batches inside each chunk
+    parts = [engine.encode(texts[i : i + chunk], batch_size=64)
+             for i in tqdm(range(0, len(texts), chunk), desc=desc, disable=not progress, unit="chunk")]
+    return torch.cat(parts).numpy() if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def _head_weights(clf, labels: list[str], dim: int, multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(weight (n_labels, dim), bias (n_labels,)) in ``labels`` order from a fitted sklearn model,
+    so prediction needs only a matrix product (no pickled scikit-learn objects in the run)."""
+    weight = np.zeros((len(labels), dim), dtype=np.float32)
+    bias = np.full(len(labels), -30.0, dtype=np.float32)  # a label never seen in training is never predicted
+    if multi_label:
+        for j, est in enumerate(clf.estimators_):
+            if hasattr(est, "coef_"):
+                weight[j], bias[j] = est.coef_[0], est.intercept_[0]
+            else:  # a label that is always or never present: sklearn keeps a constant
+                bias[j] = 30.0 if float(np.ravel(est.predict(np.zeros((1, dim))))[0]) > 0.5 else -30.0
+        return weight, bias
+    classes = list(clf.classes_)
+    index = [labels.index(c) for c in classes]
+    if len(classes) == 2:  # sklearn's binary model has one row: softmax([0, z]) == sigmoid(z)
+        weight[index[0]], bias[index[0]] = 0.0, 0.0
+        weight[index[1]], bias[index[1]] = clf.coef_[0], clf.intercept_[0]
+    else:
+        for row, j in enumerate(index):
+            weight[j], bias[j] = clf.coef_[row], clf.intercept_[row]
+    return weight, bias
+
+
+def _head_probs(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, multi_label: bool) -> np.ndarray:
+    logits = torch.from_numpy(x @ weight.T + bias)
+    return (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).numpy()
+
+
+def _save_encoder(engine, target: Path) -> None:
+    """A self-contained copy of the encoder: weights, tokenizer and the sentence-transformers
+    files that decide pooling and window (so the run embeds exactly as it was trained)."""
+    enc = engine.encoder
+    enc.model.save_pretrained(target)
+    enc.tokenizer.save_pretrained(target)
+    source = Path(enc.resolved.location)
+    for name in ("sentence_bert_config.json", "modules.json", "config_sentence_transformers.json"):
+        if (source / name).is_file():
+            shutil.copy2(source / name, target / name)
+    if (source / "1_Pooling").is_dir():
+        shutil.copytree(source / "1_Pooling", target / "1_Pooling", dirs_exist_ok=True)
+
+
+def _train_head(config: ClassifyTrainConfig, out: Path, data: _Data, started: float) -> Path:
+    from safetensors.torch import save_file
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    from assistant.engine import Engine
+
+    from .evaluation import ClassificationEvaluator, apply_thresholds
+
+    engine = Engine(encoder=config.model, device=config.device)
+    x_train = _encode(engine, data.train_texts, config.progress, "embedding train")
+    x_val = _encode(engine, data.val_texts, config.progress, "embedding validation")
+    dim = x_train.shape[1]
+    multi, labels = config.multi_label, data.labels
+    weighting = "balanced" if config.class_weights else None
+    if multi:
+        y = MultiLabelBinarizer(classes=labels).fit_transform(data.train_labels)
+    else:
+        y = np.array([g[0] for g in data.train_labels])
+    evaluator = ClassificationEvaluator(labels, multi_label=multi, task=config.task)
+    best = None
+    for c in HEAD_C_GRID:  # a small search on validation: cheap, and C matters here
+        base = LogisticRegression(C=c, class_weight=weighting, max_iter=2000, random_state=config.seed)
+        with warnings.catch_warnings():  # a label without training positives: handled in _head_weights
+            warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
+            clf = (OneVsRestClassifier(base) if multi else base).fit(x_train, y)
+        weight, bias = _head_weights(clf, labels, dim, multi)
+        probs = _head_probs(x_val, weight, bias, multi)
+        if multi:
+            score = evaluator(data.val_labels, apply_thresholds(probs, labels, 0.5)).macro_f1
+        else:
+            score = evaluator([g[0] for g in data.val_labels], [labels[i] for i in probs.argmax(1)]).accuracy
+        log.info("head C=%g: validation %s %.4f", c, config.metric, score)
+        if best is None or score > best[0]:
+            best = (score, c, weight, bias, probs)
+    _, c, weight, bias, probs = best
+    save_file({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)}, str(out / HEAD_FILE),
+              metadata={"labels": json.dumps(labels), "multi_label": str(multi)})
+    _save_encoder(engine, out / ENCODER_DIR)
+    extra = {"head_C": c, "embedding_dim": dim}
+    return _finish(config, out, data, "classifier-head", probs, started, extra)
+
+
+# ------------------------------------------------------------------------- public
+
+
+def train_classifier(config: ClassifyTrainConfig, callbacks: Sequence = ()) -> Path:
+    """Train a classifier as ``config`` says and write the run directory; returns its path.
+
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects (full fine-tuning only).
+    """
+    started = time.perf_counter()
+    out = _check_out(config)
+    data = load_data(config)  # before anything is written: bad data leaves no folder behind
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("%s: %d training and %d validation texts, labels %s", config.task, len(data.train_texts),
+             len(data.val_texts), data.labels)
+    if config.head_only:
+        return _train_head(config, out, data, started)
+    return _train_full(config, out, data, started, callbacks)
+
+
+def evaluate_classifier(
+    model: str,
+    data: str,
+    task: str | None = None,
+    text_field: str = "text",
+    label_field: str = "label",
+    multi_label: bool | None = None,
+    out: str | None = None,
+    limit: int | None = None,
+    split: str = "validation",
+    device: str = "auto",
+    name: str | None = None,
+    progress: bool = True,
+):
+    """Evaluate a classifier on labelled data; returns a ``ClassificationReport``.
+
+    ``model``: a run directory (fine-tuned, either kind; ``task`` defaults to its task) or an
+    encoder (preset, id or path) evaluated zero-shot with the task's label set
+    (``prompts/labels/<task>.toml``), through ``Assistant.classify`` like a user's request.
+    ``limit``: a seeded random sample of that many records (the same every time). ``out``:
+    also write ``<name>.json``, ``.md`` and a chart there (``name`` defaults to the task).
+    """
+    from tqdm.auto import tqdm
+
+    from assistant.classifiers import FineTunedClassifier
+    from assistant.runs import read_run
+
+    from .evaluation import ClassificationEvaluator, apply_thresholds
+
+    started = time.perf_counter()
+    if is_run(model):
+        clf = FineTunedClassifier(read_run(model), device=device)
+        task = task or clf.task
+        labels, run_multi, kind = clf.labels, clf.multi_label, clf.info.kind
+    else:
+        from assistant.prompts import load_label_set
+
+        if not task:
+            raise InvalidParameterError("task is required to evaluate an encoder zero-shot (e.g. sentiment)")
+        clf = None
+        label_set = load_label_set(task)
+        labels, run_multi, kind = label_set.names, label_set.multi_label, "zero-shot"
+    if multi_label is not None and multi_label != run_multi:
+        raise InvalidParameterError(
+            f"{model} is a {'multi' if run_multi else 'single'}-label classifier, but multi_label={multi_label} "
+            "was asked for"
+        )
+    records = load_records(data, split=split, required=(text_field, label_field))
+    records = _subset(records, limit, 0)
+    check_labels(records, label_field, run_multi, labels)
+    texts = [text_of(r, text_field) for r in records]
+    gold = [labels_of(r, label_field, run_multi) for r in records]
+    chunk = 256
+    starts = tqdm(range(0, len(texts), chunk), desc=f"classifying {task}", disable=not progress, unit="chunk")
+    extra: dict = {"model": str(model), "kind": kind, "data": str(data), "split": split}
+    if clf is not None:
+        probs = torch.cat([clf.predict_scores(texts[i : i + chunk]) for i in starts]).numpy()
+        if run_multi:
+            preds = apply_thresholds(probs, labels, clf.thresholds)
+            extra["thresholds"] = clf.thresholds
+        else:
+            preds = [labels[i] for i in probs.argmax(axis=1)]
+    else:
+        from assistant import Assistant
+
+        assistant = Assistant(encoder=model, device=device)
+        results = [r for i in starts for r in assistant.classify(texts[i : i + chunk], task=task)]
+        preds = [r.labels if run_multi else r.label for r in results]
+    extra["seconds"] = round(time.perf_counter() - started, 2)
+    try:
+        from .evaluation.report import machine_info
+
+        extra["machine"] = machine_info()
+    except ImportError:
+        pass
+    y_true = gold if run_multi else [g[0] for g in gold]
+    report = ClassificationEvaluator(labels, multi_label=run_multi, task=task)(y_true, preds, **extra)
+    if out:
+        report.save(Path(out), name or task)
+    return report
+
+
+__all__ = ["RUN_FILE", "ClassifyTrainConfig", "evaluate_classifier", "load_data", "train_classifier"]

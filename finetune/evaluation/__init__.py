@@ -1,0 +1,35 @@
+"""Pure evaluators for the assistant's tasks (no model loading): classification metrics and
+threshold tuning, summarisation ROUGE with numeric precision, and report writers."""
+
+from __future__ import annotations
+
+from .classification import ClassificationEvaluator, ClassificationReport, apply_thresholds, tune_thresholds
+from .numbers import extract_numbers, numeric_precision
+from .report import machine_info, markdown_table, write_json, write_markdown
+from .summarization import (
+    SummarizationEvaluator,
+    SummarizationReport,
+    compare_markdown,
+    lead_n,
+    save_reports,
+    split_sentences,
+)
+
+__all__ = [
+    "ClassificationEvaluator",
+    "ClassificationReport",
+    "SummarizationEvaluator",
+    "SummarizationReport",
+    "apply_thresholds",
+    "compare_markdown",
+    "extract_numbers",
+    "lead_n",
+    "machine_info",
+    "markdown_table",
+    "numeric_precision",
+    "save_reports",
+    "split_sentences",
+    "tune_thresholds",
+    "write_json",
+    "write_markdown",
+]

@@ -1,0 +1,664 @@
+"""Fine-tuning a causal LM on input -> target pairs, and evaluating summarisers.
+
+``train_generator`` (``finassist finetune generate``) teaches a generator (SmolLM2 by default,
+GPT-2 or any causal LM) to answer a task's prompt with the reference output. Each pair is
+written as a conversation with the same function the engine renders prompts with
+(``assistant.engine.render_chat``: the model's chat template, or the plain template of
+``prompts/chat.toml`` for models without one), with the task's system prompt and instruction
+from ``prompts/<task>.toml``, so the model is trained on exactly the prompt the assistant later
+sends it. The loss is on the answer only (prompt tokens are labelled -100) and on the
+end-of-turn token, so the model learns where to stop. Training is transformers' ``Trainer``
+(checkpoints, exact resume, mixed precision on CUDA, ``accelerate launch`` for several GPUs);
+LoRA adapters (peft) are merged into the weights when saved, so a run directory is a plain
+model directory: ``Assistant(generator="runs/ectsum-smollm2")`` loads it like any other.
+
+``evaluate_summarizer`` (``finassist eval summarize``) scores LEAD-3, the zero-shot base model
+and a fine-tuned run on the same examples in one run, through the product's own summariser
+(``Assistant.summarize``: chunking, prompts, post-processing), so the numbers are what a user
+gets.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from assistant.errors import InvalidParameterError, ModelLoadError
+from assistant.models import DEFAULT_GENERATOR, GENERATOR
+
+from .data import ORIGIN, DataError, load_records, split_validation, text_of
+
+log = logging.getLogger(__name__)
+
+#: Truncation sides for long inputs: "end" drops the end (keeps the beginning), "start" the beginning.
+TRUNCATE_SIDES = ("end", "start")
+#: The training configuration saved beside the checkpoints (``--resume`` checks it is unchanged).
+_CONFIG_FILE = "generate-config.json"
+
+
+def _opt(default, help: str, **extra):
+    """A config field: its default, and the help text the CLI shows for it."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class GenerateTrainConfig:
+    """Everything ``train_generator`` needs; each field is a ``finassist finetune generate`` option."""
+
+    task: str = _opt("summarize", "task whose system prompt and default instruction are used (prompts/<task>.toml)")
+    train: str = _opt("", "training data: a .jsonl/.json/.csv file or a Hugging Face dataset id", required=True)
+    out: str = _opt("", "run directory: the trained model, tokenizer, run file and checkpoints/", required=True)
+    model: str = _opt("smollm2-135m-instruct", "base causal LM: a preset, Hugging Face id or local directory")
+    input_field: str = _opt("input", "field holding the input text (e.g. transcript)")
+    target_field: str = _opt("target", "field holding the target text the model learns to write (e.g. summary)")
+    val: str | None = _opt(None, "validation data (same format); default: --val-fraction of the training data")
+    val_fraction: float = _opt(0.05, "share of the training records held out for validation when --val is not "
+                                     "given (0: no validation)")
+    instruction: str | None = _opt(None, "user-turn instruction; {text} marks where the input goes (else it is "
+                                         "appended). Default: the task's [finetune] instruction in "
+                                         "prompts/<task>.toml (summarize: the summariser's bullets prompt)")
+    max_input_tokens: int = _opt(600, "input tokens kept per example (default 600: the summariser's chunk size, the "
+                                      "most source text it puts into one prompt at inference)")
+    truncate_side: str = _opt("end", "which side of a long input is cut: 'end' keeps the beginning (earnings calls "
+                                     "state their results first), 'start' keeps the end")
+    max_target_tokens: int = _opt(256, "target tokens kept per example (the end is cut; a cut target gets no "
+                                       "end-of-turn token, so the model never learns to stop mid-sentence)")
+    lora: bool = _opt(False, "train LoRA adapters instead of all weights; merged into the weights when saved")
+    lora_r: int = _opt(16, "LoRA rank")
+    lora_alpha: int = _opt(32, "LoRA scaling (alpha)")
+    lora_dropout: float = _opt(0.05, "dropout on the LoRA path")
+    lora_target_modules: str | None = _opt(None, "comma-separated module names, or 'all-linear'; default: peft's "
+                                                 "choice for the architecture, else all-linear")
+    epochs: float = _opt(1.0, "training epochs (ignored when --max-steps is set)")
+    max_steps: int = _opt(-1, "optimizer steps to train for (-1: --epochs decides)")
+    batch_size: int = _opt(1, "examples per device per step")
+    gradient_accumulation_steps: int = _opt(8, "batches accumulated per optimizer step")
+    learning_rate: float | None = _opt(None, "peak learning rate (default: 2e-4 with --lora, 5e-5 without)")
+    warmup_ratio: float = _opt(0.03, "share of the steps spent warming the learning rate up")
+    weight_decay: float = _opt(0.0, "AdamW weight decay")
+    save_steps: int = _opt(200, "save a checkpoint every N steps under <out>/checkpoints (the last 2 are kept)")
+    eval_steps: int = _opt(200, "validation loss every N steps (0: only at the end)")
+    logging_steps: int = _opt(10, "log the training loss every N steps")
+    baseline_eval: bool = _opt(True, "measure the validation loss of the untrained model first, so the run file "
+                                     "shows the improvement")
+    seed: int = _opt(0, "seed for weights (LoRA), data order and dropout")
+    resume: bool = _opt(False, "continue from the last checkpoint in <out>/checkpoints (same configuration)")
+    device: str = _opt("auto", "auto, cpu or cuda (several GPUs: accelerate launch -m finetune ...)")
+    max_train_samples: int | None = _opt(None, "use only the first N training records (quick runs)")
+    max_val_samples: int | None = _opt(None, "use only the first N validation records")
+    gradient_checkpointing: bool = _opt(False, "recompute activations in the backward pass: less memory, ~20% slower")
+
+    @property
+    def effective_learning_rate(self) -> float:
+        """LoRA adapters start at zero and need a larger step than full fine-tuning."""
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return 2e-4 if self.lora else 5e-5
+
+    def validate(self) -> None:
+        """Refuse settings that cannot work, before any model is loaded."""
+        if not str(self.train).strip():
+            raise InvalidParameterError("no training data: give --train (a file or a dataset id)")
+        if not str(self.out).strip():
+            raise InvalidParameterError("no run directory: give --out")
+        if self.truncate_side not in TRUNCATE_SIDES:
+            raise InvalidParameterError(f"truncate_side must be one of {', '.join(TRUNCATE_SIDES)}, "
+                                        f"got {self.truncate_side!r}")
+        for name in ("max_input_tokens", "max_target_tokens", "batch_size", "gradient_accumulation_steps",
+                     "save_steps", "logging_steps", "lora_r", "lora_alpha"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidParameterError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.eval_steps < 0:
+            raise InvalidParameterError(f"eval_steps must be 0 or more, got {self.eval_steps}")
+        if not 0 <= self.val_fraction < 1:
+            raise InvalidParameterError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise InvalidParameterError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0 <= self.lora_dropout < 1:
+            raise InvalidParameterError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise InvalidParameterError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise InvalidParameterError(f"max_steps must be -1 (use --epochs) or positive, got {self.max_steps}")
+        if self.max_steps == -1 and self.epochs <= 0:
+            raise InvalidParameterError(f"epochs must be positive, got {self.epochs}")
+        for name in ("max_train_samples", "max_val_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InvalidParameterError(f"{name} must be at least 1, got {value}")
+
+
+# ------------------------------------------------------------------- prompts
+
+
+@dataclass(frozen=True)
+class TaskPrompt:
+    """How a task's training pairs are worded: system prompt, instruction, word budget."""
+
+    system: str | None = None
+    #: ``{text}`` marks the input; ``None``: the user turn is the input alone.
+    instruction: str | None = None
+    max_words: int | None = None
+
+    def user_turn(self, text: str) -> str:
+        """The user message for one input. Literal replacement, so braces in the input are safe."""
+        if not self.instruction:
+            return text
+        if "{text}" not in self.instruction:
+            return self.instruction.rstrip() + "\n\n" + text
+        words = "" if self.max_words is None else str(self.max_words)
+        return self.instruction.replace("{max_words}", words).replace("{text}", text)
+
+    def messages(self, text: str) -> list[dict[str, str]]:
+        turns = [{"role": "system", "content": self.system}] if self.system else []
+        return turns + [{"role": "user", "content": self.user_turn(text)}]
+
+
+def task_prompt(task: str, instruction: str | None = None) -> TaskPrompt:
+    """The task's system prompt and ``[finetune]`` instruction from ``prompts/<task>.toml`` (a
+    task without a prompt file has neither); ``instruction`` replaces the file's."""
+    from assistant.prompts import load_prompt
+
+    config: dict = {}
+    if re.fullmatch(r"[a-z0-9][a-z0-9_-]*", task or ""):  # never a path: "../x" reads no other file
+        try:
+            config = load_prompt(task)
+        except FileNotFoundError:
+            config = {}
+    system = config.get("system") if isinstance(config.get("system"), str) else None
+    finetune = config.get("finetune") or {}
+    return TaskPrompt(system=system, instruction=instruction or finetune.get("instruction"),
+                      max_words=finetune.get("max_words"))
+
+
+# ----------------------------------------------------------------- encoding
+
+
+class PairEncoder:
+    """Turns one (input, target) pair into ``input_ids``/``attention_mask``/``labels``.
+
+    The prompt is ``render_chat(tokenizer, messages)``, tokenised exactly as the engine
+    tokenises prompts at inference; the answer is what the chat template writes for an
+    assistant turn after that prompt, cut after the end-of-sequence token (the plain template:
+    the target and EOS). Prompt tokens get label -100, so the loss is on the answer only.
+    """
+
+    def __init__(self, tokenizer, prompt: TaskPrompt, max_input_tokens: int = 600, max_target_tokens: int = 256,
+                 truncate_side: str = "end", context_window: int | None = None) -> None:
+        if truncate_side not in TRUNCATE_SIDES:
+            raise InvalidParameterError(f"truncate_side must be one of {', '.join(TRUNCATE_SIDES)}, "
+                                        f"got {truncate_side!r}")
+        if not tokenizer.eos_token:
+            raise ModelLoadError("the tokenizer has no end-of-sequence token: the model could not learn to stop")
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.max_input_tokens = max_input_tokens
+        self.max_target_tokens = max_target_tokens
+        self.truncate_side = truncate_side
+        self.context_window = context_window
+
+    def count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def truncate(self, text: str, max_tokens: int, side: str = "end") -> tuple[str, bool]:
+        """``text`` cut to ``max_tokens`` tokens at a token boundary: ``side="end"`` keeps the
+        beginning, ``"start"`` keeps the end. Cut on the original characters (offsets), so what is
+        kept is the source text itself, not a decode of it."""
+        tok = self.tokenizer
+        if getattr(tok, "is_fast", False):
+            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)  # long is expected
+            ids, offsets = enc["input_ids"], enc["offset_mapping"]
+            if len(ids) <= max_tokens:
+                return text, False
+            if side == "end":
+                return text[: offsets[max_tokens][0]].rstrip(), True
+            return text[offsets[len(ids) - max_tokens][0]:].lstrip(), True
+        ids = tok(text, add_special_tokens=False, verbose=False)["input_ids"]
+        if len(ids) <= max_tokens:
+            return text, False
+        kept = ids[:max_tokens] if side == "end" else ids[len(ids) - max_tokens:]
+        return tok.decode(kept).strip(), True
+
+    def answer_text(self, messages: list[dict[str, str]], target: str, complete: bool = True) -> tuple[str, str]:
+        """(prompt, answer) as text: the answer is what follows the generation prompt when the
+        conversation goes on with ``target`` as the assistant's turn, ending with EOS. A target
+        that was cut (``complete=False``) ends where the cut is, with no EOS."""
+        from assistant.engine import render_chat
+
+        tok = self.tokenizer
+        prompt = render_chat(tok, messages)
+        full = render_chat(tok, [*messages, {"role": "assistant", "content": target}], add_generation_prompt=False)
+        answer = full[len(prompt):] if full.startswith(prompt) and target in full[len(prompt):] else target
+        if not complete:
+            return prompt, answer[: answer.index(target) + len(target)]
+        if tok.eos_token in answer:  # the template ends the turn with EOS (<|im_end|>): stop right after it
+            return prompt, answer[: answer.index(tok.eos_token) + len(tok.eos_token)]
+        return prompt, answer.rstrip() + tok.eos_token
+
+    def __call__(self, input_text: str, target_text: str) -> dict:
+        """Features of one pair, plus ``input_truncated``/``target_truncated`` flags."""
+        source, target = input_text.strip(), target_text.strip()
+        target, target_cut = self.truncate(target, self.max_target_tokens, "end")
+        budget = self.max_input_tokens
+        for _ in range(3):  # shrink the input if prompt and answer overflow the context window
+            text, input_cut = self.truncate(source, budget, self.truncate_side)
+            prompt, answer = self.answer_text(self.prompt.messages(text), target, complete=not target_cut)
+            prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            answer_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+            total = len(prompt_ids) + len(answer_ids)
+            if self.context_window is None or total <= self.context_window:
+                break
+            budget = max(1, min(budget, self.count(source)) - (total - self.context_window))
+        else:
+            raise DataError(f"an example of {total} tokens does not fit the model's context window of "
+                            f"{self.context_window} tokens: lower --max-target-tokens")
+        return {
+            "input_ids": prompt_ids + answer_ids,
+            "attention_mask": [1] * total,
+            "labels": [-100] * len(prompt_ids) + answer_ids,
+            "input_truncated": input_cut,
+            "target_truncated": target_cut,
+        }
+
+
+# ------------------------------------------------------------------- training
+
+
+def _context_window(config) -> int | None:
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _pairs(records: Sequence[dict], input_field: str, target_field: str) -> list[dict]:
+    """Input/target text of every record; a missing, empty or non-text field names file and line."""
+    return [{"input": text_of(r, input_field), "target": text_of(r, target_field), "origin": r.get(ORIGIN, "?")}
+            for r in records]
+
+
+def _load_data(config: GenerateTrainConfig) -> tuple[list[dict], list[dict], str]:
+    """Training and validation pairs, and where the validation pairs came from."""
+    required = (config.input_field, config.target_field)
+    records = load_records(config.train, split="train", required=required)
+    if config.val:
+        val_records, val_source = load_records(config.val, split="validation", required=required), config.val
+    elif config.val_fraction > 0:
+        records, val_records = split_validation(records, fraction=config.val_fraction, seed=config.seed)
+        val_source = f"{config.train} (held out: {config.val_fraction:g} of the records, seed {config.seed})"
+    else:
+        val_records, val_source = [], ""
+    if config.max_train_samples:
+        records = records[: config.max_train_samples]
+    if config.max_val_samples:
+        val_records = val_records[: config.max_val_samples]
+    train = _pairs(records, config.input_field, config.target_field)
+    val = _pairs(val_records, config.input_field, config.target_field)
+    return train, val, val_source
+
+
+def _tokenize(pairs: list[dict], encoder: PairEncoder, desc: str):
+    """A ``datasets.Dataset`` of features (``.map``; a progress bar for large sets)."""
+    import datasets
+
+    def encode(row: dict) -> dict:
+        try:
+            return encoder(row["input"], row["target"])
+        except DataError as exc:  # name the record, as every data problem does
+            raise DataError(f"{row['origin']}: {exc}") from exc
+
+    dataset = datasets.Dataset.from_list(pairs)
+    return dataset.map(encode, remove_columns=dataset.column_names, desc=desc)
+
+
+def _lora_targets(value: str | None) -> str | list[str] | None:
+    if value is None or not value.strip():
+        return None
+    if value.strip() == "all-linear":
+        return "all-linear"
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _apply_lora(model, config: GenerateTrainConfig):
+    """Wrap ``model`` with LoRA adapters: peft's default target modules for the architecture,
+    or every linear layer for architectures peft has no default for."""
+    from peft import LoraConfig, get_peft_model
+    from transformers.pytorch_utils import Conv1D
+
+    targets = _lora_targets(config.lora_target_modules)
+    # GPT-2's layers are Conv1D (weights stored transposed): peft must be told, or it warns and guesses.
+    transposed = any(isinstance(m, Conv1D) for m in model.modules())
+
+    def wrap(target_modules):
+        lora = LoraConfig(task_type="CAUSAL_LM", r=config.lora_r, lora_alpha=config.lora_alpha,
+                          lora_dropout=config.lora_dropout, target_modules=target_modules,
+                          fan_in_fan_out=transposed)
+        return get_peft_model(model, lora)
+
+    try:
+        peft_model = wrap(targets)
+    except ValueError as exc:
+        if targets is not None:
+            raise InvalidParameterError(f"LoRA target modules {config.lora_target_modules!r}: {exc}") from exc
+        peft_model = wrap("all-linear")  # "Please specify target_modules": no default for this architecture
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    log.info("LoRA: %d of %d parameters trainable (%.2f%%)", trainable, total, 100 * trainable / max(total, 1))
+    return peft_model
+
+
+def _precision(device: str) -> dict:
+    """TrainingArguments device/precision flags from the project's one device policy
+    (``assistant.device``): bf16 on CUDA where supported, else fp16; fp32 on CPU."""
+    import torch
+
+    from assistant.device import resolve_runtime
+
+    runtime = resolve_runtime(None if device in ("", "auto") else device, None)
+    if runtime.device.type == "cuda" and runtime.device.index not in (None, 0):
+        raise InvalidParameterError(f"device {device!r}: choose the GPU with CUDA_VISIBLE_DEVICES="
+                                    f"{runtime.device.index} and --device cuda (Trainer trains on the first visible)")
+    cuda = runtime.device.type == "cuda"
+    return {"use_cpu": not cuda, "bf16": cuda and runtime.dtype == torch.bfloat16,
+            "fp16": cuda and runtime.dtype == torch.float16}
+
+
+def _check_resume(config: GenerateTrainConfig, checkpoints: Path) -> str | None:
+    """The checkpoint to resume from (``--resume``), or None for a fresh run. A fresh run never
+    mixes into an earlier run's checkpoints, and a resumed one must keep its configuration."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if not config.resume:
+        if last is not None:
+            raise InvalidParameterError(f"{checkpoints} holds checkpoints of an earlier run ({Path(last).name}): "
+                                        f"pass --resume to continue it, or choose another --out")
+        return None
+    if last is None:
+        raise InvalidParameterError(f"--resume: no checkpoint to resume from in {checkpoints}")
+    saved = checkpoints / _CONFIG_FILE
+    if saved.is_file():
+        before = json.loads(saved.read_text())
+        now = asdict(config)
+        changed = [k for k in now if k not in ("resume", "device") and before.get(k) != now[k]]
+        if changed:
+            raise InvalidParameterError(
+                "--resume needs the configuration the run started with; changed: "
+                + ", ".join(f"{k} ({before.get(k)!r} -> {now[k]!r})" for k in changed))
+    return last
+
+
+def train_generator(config: GenerateTrainConfig, *, callbacks: Sequence | None = None,
+                    command: str | None = None) -> Path:
+    """Fine-tune ``config.model`` on ``config.train`` and save a plain model directory in
+    ``config.out`` (LoRA merged), with its tokenizer and run file. Returns the run directory.
+
+    ``callbacks``: extra ``transformers.TrainerCallback``s (progress in a UI, early stop).
+    ``command``: the command line recorded in the run file (default: the ``finassist finetune
+    generate`` options that reproduce ``config``).
+    """
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from assistant.models import resolve_model
+
+    config.validate()
+    started = time.perf_counter()
+    out = Path(config.out).expanduser()
+    checkpoints = out / "checkpoints"
+    resume_from = _check_resume(config, checkpoints)
+    precision = _precision(config.device)
+
+    train_pairs, val_pairs, val_source = _load_data(config)
+    transformers.set_seed(config.seed)
+    resolved = resolve_model(config.model, GENERATOR)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.location, local_files_only=resolved.local_files_only)
+        model = AutoModelForCausalLM.from_pretrained(resolved.location, local_files_only=resolved.local_files_only,
+                                                     dtype=torch.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"could not load generator {config.model!r} from {resolved.origin}: {exc}") from exc
+    if tokenizer.pad_token is None:  # GPT-2: pad with EOS (padding is masked out of attention and loss)
+        tokenizer.pad_token = tokenizer.eos_token
+
+    encoder = PairEncoder(tokenizer, task_prompt(config.task, config.instruction), config.max_input_tokens,
+                          config.max_target_tokens, config.truncate_side, _context_window(model.config))
+    train_set = _tokenize(train_pairs, encoder, "tokenising training pairs")
+    val_set = _tokenize(val_pairs, encoder, "tokenising validation pairs") if val_pairs else None
+    truncated = {"inputs_truncated": int(sum(train_set["input_truncated"])),
+                 "targets_truncated": int(sum(train_set["target_truncated"]))}
+    train_set = train_set.remove_columns(["input_truncated", "target_truncated"])
+    if val_set is not None:
+        val_set = val_set.remove_columns(["input_truncated", "target_truncated"])
+
+    model.config.use_cache = False  # the KV cache is useless (and wasted memory) in training
+    if config.lora:
+        if config.gradient_checkpointing:
+            model.enable_input_require_grads()  # frozen embeddings: let checkpointed blocks get gradients
+        model = _apply_lora(model, config)
+
+    eval_during = val_set is not None and config.eval_steps > 0
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.effective_learning_rate,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        lr_scheduler_type="linear",
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if eval_during else "no",
+        eval_steps=config.eval_steps if eval_during else None,
+        seed=config.seed,
+        data_seed=config.seed,
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        report_to="none",
+        **precision,
+    )
+    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100,
+                                      pad_to_multiple_of=8 if not precision["use_cpu"] else None)
+    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set, data_collator=collator,
+                      processing_class=tokenizer, callbacks=list(callbacks or []))
+
+    before: dict = {}
+    if trainer.is_world_process_zero():
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        (checkpoints / _CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
+    if val_set is not None and config.baseline_eval and resume_from is None:
+        before["eval_loss_before"] = float(trainer.evaluate()["eval_loss"])
+        before["perplexity_before"] = _perplexity(before["eval_loss_before"])
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    metrics: dict = {}  # validation loss first: it is the run's headline metric (assistant/runs.py)
+    if val_set is not None:
+        metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+        metrics["perplexity"] = _perplexity(metrics["eval_loss"])
+    metrics.update(before)
+    metrics.update({"train_loss": float(result.training_loss), "global_step": int(result.global_step),
+                    "epochs": float(trainer.state.epoch or 0.0)})
+    metrics.update(train_examples=len(train_set), val_examples=len(val_set) if val_set is not None else 0,
+                   resumed_from=Path(resume_from).name if resume_from else None, **truncated)
+
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        _save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out, config.lora)
+        _write_run_file(config, out, resolved, metrics, len(train_pairs), len(val_pairs), val_source,
+                        command, time.perf_counter() - started)
+    trainer.accelerator.wait_for_everyone()
+    return out
+
+
+def _perplexity(loss: float) -> float | None:
+    """exp(loss), or None where it overflows (a diverged run): JSON has no infinity."""
+    try:
+        return float(math.exp(loss))
+    except OverflowError:
+        return None
+
+
+def _save_model(model, tokenizer, out: Path, lora: bool) -> None:
+    """A plain transformers model directory: LoRA merged into the weights, the KV cache back on,
+    and the tokenizer with its chat template, so the engine loads it by path."""
+    if lora:
+        model = model.merge_and_unload()
+    model.config.use_cache = True
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def _write_run_file(config: GenerateTrainConfig, out: Path, resolved, metrics: dict, n_train: int, n_val: int,
+                    val_source: str, command: str | None, seconds: float) -> Path:
+    from .runs import config_command, write_run
+
+    data = [{"source": config.train, "records": n_train, "role": "train"}]
+    if n_val:
+        data.append({"source": val_source, "records": n_val, "role": "validation"})
+    return write_run(
+        out,
+        kind="generator",
+        task=config.task,
+        base_model=config.model,
+        config={**asdict(config), "learning_rate": config.effective_learning_rate,
+                "base_model_location": resolved.location, "base_model_origin": resolved.origin},
+        data=data,
+        metrics=metrics,
+        command=command or config_command("finassist finetune generate", config),
+        seconds=round(seconds, 1),
+    )
+
+
+def config_fields() -> list[tuple[str, object, str]]:
+    """(name, default, help) of every ``GenerateTrainConfig`` option, for building a CLI."""
+    return [(f.name, f.default, f.metadata.get("help", "")) for f in fields(GenerateTrainConfig)]
+
+
+# ----------------------------------------------------------------- evaluation
+
+
+def _generator_run(model: str | Path | None):
+    """The ``RunInfo`` of a fine-tuned generator run directory, None for any other model spec."""
+    from assistant.runs import is_run, read_run
+
+    if not model or not is_run(model):
+        return None
+    info = read_run(model)
+    if info.kind != "generator":
+        raise InvalidParameterError(f"{model} is a {info.kind} run, not a generator: it cannot summarise")
+    return info
+
+
+def _base_of(info) -> str:
+    """The model a run was fine-tuned from, as given; or where it was found at training time
+    when that spec is a path that no longer resolves from here (a relative path)."""
+    location = info.config.get("base_model_location")
+    if location and not Path(info.base_model).expanduser().exists() and Path(location).exists():
+        from assistant.models import PRESETS
+
+        if info.base_model.lower() not in PRESETS:
+            return str(location)
+    return info.base_model
+
+
+def _summarize_all(generator: str, sources: Sequence[str], style: str, max_words: int | None, device: str | None,
+                   desc: str) -> tuple[list[str], dict]:
+    """Summaries of ``sources`` by the product's summariser with ``generator``. An example that
+    fails (a user-fixable AssistantError) scores as an empty summary and is counted."""
+    from tqdm.auto import tqdm
+
+    from assistant import Assistant
+    from assistant.errors import AssistantError
+
+    assistant = Assistant(generator=generator, device=None if device in (None, "", "auto") else device)
+    predictions: list[str] = []
+    failures: list[str] = []
+    started = time.perf_counter()
+    try:
+        for source in tqdm(sources, desc=desc, unit="doc"):
+            try:
+                predictions.append(assistant.summarize(source, style=style, max_words=max_words).text)
+            except AssistantError as exc:
+                predictions.append("")
+                failures.append(str(exc))
+        seconds = time.perf_counter() - started
+        gen = assistant.engine.loaded(GENERATOR)
+        info = {"generator": generator, "origin": gen.resolved.origin if gen else None,
+                "device": str(assistant.engine.runtime.device), "dtype": assistant.engine.runtime.dtype_name,
+                "seconds": round(seconds, 1), "seconds_per_example": round(seconds / max(len(sources), 1), 2),
+                "failures": len(failures), "first_failure": failures[0] if failures else None}
+    finally:
+        del assistant  # free the model before the next system loads its own
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return predictions, info
+
+
+def evaluate_summarizer(model: str | None, data: str, input_field: str = "transcript", target_field: str = "summary",
+                        out: str | None = None, limit: int | None = None, baselines: bool = True,
+                        max_words: int | None = None, style: str = "bullets", device: str | None = None,
+                        split: str = "validation") -> list:
+    """Score summarisers on ``data`` with ROUGE and numeric precision, side by side.
+
+    Systems, in order: LEAD-3 (the first three sentences); with ``baselines`` and a fine-tuned
+    run as ``model``, that run's base model zero-shot; then ``model`` itself (a run, preset, hub
+    id or path; ``None``: the default generator, zero-shot). Generators go through
+    ``Assistant.summarize`` (``style``, ``max_words``). ``limit``: the first N records only.
+    With ``out``, ``save_reports`` writes ``summarization.json``/``.md``/``.png`` there.
+    Returns one ``SummarizationReport`` per system.
+    """
+    from finetune.evaluation import SummarizationEvaluator, lead_n, save_reports
+
+    if limit is not None and limit < 1:
+        raise InvalidParameterError(f"limit must be at least 1, got {limit}")
+    records = load_records(data, split=split, required=(input_field, target_field))
+    if limit is not None:
+        records = records[:limit]
+    sources = [text_of(r, input_field) for r in records]
+    references = [text_of(r, target_field) for r in records]
+    ids = [str(r.get("id", r.get(ORIGIN, i))) for i, r in enumerate(records)]
+
+    info = _generator_run(model)
+    systems: list[tuple[str, str | None]] = [("LEAD-3", None)]
+    if info is not None and baselines:
+        base = _base_of(info)
+        systems.append((f"zero-shot {base}", base))
+    name = str(model or DEFAULT_GENERATOR)
+    systems.append((f"fine-tuned {name}" if info is not None else f"zero-shot {name}", name))
+
+    evaluator = SummarizationEvaluator(rouge_types=("rouge1", "rouge2", "rougeL", "rougeLsum"))
+    common = {"data": str(data), "input_field": input_field, "target_field": target_field, "limit": limit}
+    reports = []
+    for system, generator in systems:
+        if generator is None:
+            predictions, extra = [lead_n(s, 3) for s in sources], {"baseline": "first 3 sentences"}
+        else:
+            predictions, extra = _summarize_all(generator, sources, style, max_words, device, system)
+            extra.update(style=style, max_words=max_words)
+        report = evaluator(predictions, references, sources=sources, ids=ids, system=system, **common, **extra)
+        for row, prediction in zip(report.per_example, predictions):
+            row["prediction"] = prediction
+        reports.append(report)
+        log.info("%s: ROUGE-1 %.4f ROUGE-2 %.4f ROUGE-L %.4f", system, report.rouge1 or 0, report.rouge2 or 0,
+                 report.rougeL or 0)
+    if out:
+        save_reports(reports, Path(out).expanduser(), "summarization")
+    return reports

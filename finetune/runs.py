@@ -1,0 +1,247 @@
+"""Writing run directories: the run file the assistant reads, and a model card for people.
+
+Shared by every kind of fine-tuning (classifier head, full classifier, generator). The run
+file (``finassist-run.json``) is written last, atomically: a directory that has one is a
+finished model (``assistant/runs.py`` reads it); a run killed half-way has none.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, fields, is_dataclass
+from pathlib import Path
+
+from assistant.runs import KINDS, RUN_FILE
+
+__all__ = ["KINDS", "RUN_FILE", "UNKNOWN_LICENCE", "config_command", "licence_of", "write_run"]
+
+#: Format version of the run file.
+RUN_FORMAT = 1
+UNKNOWN_LICENCE = "unknown (check the data's source)"
+
+#: Licences of the datasets in ../shared/data, by a fragment of their path or hub id
+#: (as stated by each source; see ../shared/data/README.md).
+_KNOWN_LICENCES: tuple[tuple[str, str], ...] = (
+    ("financial_phrasebank", "CC BY-NC-SA 3.0 (non-commercial)"),
+    ("claudette", "CC BY 4.0"),
+    ("cuad", "CC BY 4.0"),
+    ("ectsum", "GPL-3.0"),
+    ("twitter_financial_news", "MIT"),
+    ("tatqa", "CC BY 4.0"),
+    ("tat_qa", "CC BY 4.0"),
+    ("reuters", "research use (Reuters-21578 README)"),
+    ("fiqa", "research use"),
+)
+
+
+def licence_of(source: str | os.PathLike) -> str:
+    """The licence of a known dataset, found by a fragment of its path or id, else ``UNKNOWN_LICENCE``."""
+    key = str(source).lower().replace("-", "_")
+    for fragment, licence in _KNOWN_LICENCES:
+        if fragment in key:
+            return licence
+    return UNKNOWN_LICENCE
+
+
+def config_command(program: str, config) -> str:
+    """The command line that reproduces ``config`` (a dataclass): every field that differs from
+    its default as ``--field-name value``; booleans as ``--flag`` / ``--no-flag``."""
+    args = shlex.split(program)
+    for f in fields(config):
+        value = getattr(config, f.name)
+        default = f.default if f.default is not MISSING else None
+        if f.default is not MISSING and value == default:
+            continue
+        option = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(option if value else "--no-" + f.name.replace("_", "-"))
+        elif value is not None:
+            args += [option, str(value)]
+    return shlex.join(args)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a run folder is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _machine() -> dict:
+    try:
+        from .evaluation.report import machine_info
+    except ImportError:  # the evaluation package is optional for writing a run
+        return {"python": platform.python_version(), "platform": platform.platform()}
+    return machine_info()
+
+
+def _hub_id(base_model: str) -> str:
+    """A preset's Hugging Face id (what model-card metadata expects), else the name as given."""
+    from assistant.models import PRESETS
+
+    preset = PRESETS.get(str(base_model).lower())
+    return preset.hub_id if preset else str(base_model)
+
+
+def _flat_metrics(metrics: Mapping, prefix: str = "") -> list[tuple[str, object]]:
+    rows: list[tuple[str, object]] = []
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            rows += _flat_metrics(value, name + ".")
+        elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            rows.append((name, value))
+    return rows
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _yaml_list(items: Sequence[str]) -> str:
+    return "\n".join(f"  - {json.dumps(item, ensure_ascii=False)}" for item in items) or "  []"
+
+
+_USE = {
+    "classifier": "Classifies {task} texts into the labels below; loaded by the assistant with "
+                  "`Assistant(classifiers={{\"{task}\": \"<this folder>\"}})` or "
+                  "`finassist classify --classifier {task}=<this folder>`.",
+    "classifier-head": "Classifies {task} texts with a linear head over the frozen encoder's sentence "
+                       "embeddings; loaded like any run: `--classifier {task}=<this folder>`.",
+    "generator": "Generates text for the {task} task; see the data below for what it was adapted to.",
+}
+
+
+def _model_card(run: dict, license: str | None) -> str:
+    datasets = [str(d.get("source")) for d in run["data"]]
+    base_id = _hub_id(run["base_model"])
+    tags = ["finassist", run["kind"], run["task"]]
+    if run["kind"] != "generator":
+        tags.append("text-classification")
+    front = "\n".join([
+        "---",
+        f"base_model: {json.dumps(base_id)}",
+        "library_name: transformers",
+        f"license: {json.dumps(license or 'unknown')}",
+        "tags:",
+        _yaml_list(tags),
+        "datasets:",
+        _yaml_list(datasets),
+        "---",
+    ])
+    lines = [front, "", f"# {run['task']} ({run['kind']}) on {run['base_model']}", ""]
+    lines += [_USE.get(run["kind"], "").format(task=run["task"]), ""]
+    lines += ["## Base model", "", f"`{run['base_model']}`" + (f" ({base_id})" if base_id != run["base_model"] else ""), ""]
+    if run.get("labels"):
+        kind = "multi-label: every label over its threshold" if run["multi_label"] else "single-label: the top label"
+        lines += [f"## Labels ({kind})", ""]
+        for label in run["labels"]:
+            t = (run.get("thresholds") or {}).get(label)
+            lines.append(f"- {label}" + (f" (threshold {t:.2f})" if t is not None else ""))
+        lines.append("")
+    lines += ["## Data", "", "| source | role | records | licence |", "|---|---|---:|---|"]
+    for d in run["data"]:
+        lines.append(f"| {d.get('source')} | {d.get('role', '')} | {d.get('records', '')} | {d.get('licence')} |")
+    lines += ["", ("The model inherits the terms of its data: a non-commercial licence on the data means the "
+              "model is for non-commercial use too."), ""]
+    lines += ["## Command", "", "```bash", run["command"], "```", ""]
+    metrics = _flat_metrics(run.get("metrics") or {})
+    if metrics:
+        lines += ["## Metrics", "", "| metric | value |", "|---|---:|"]
+        lines += [f"| {name} | {_fmt(value)} |" for name, value in metrics]
+        lines.append("")
+    machine = run.get("machine") or {}
+    hardware = machine.get("cuda_device") or machine.get("cpu") or machine.get("platform") or "?"
+    cores = machine.get("cpu_cores_available")
+    lines += [
+        "## Training",
+        "",
+        f"- date: {run['created']}",
+        f"- hardware: {hardware}" + (f" ({cores} cores available)" if cores and not machine.get("cuda_device") else ""),
+        f"- software: torch {machine.get('torch', '?')}, transformers {machine.get('transformers', '?')}",
+    ]
+    if run.get("seconds") is not None:
+        lines.append(f"- training time: {run['seconds']:.0f} s")
+    lines += [
+        "",
+        "## Intended use and limitations",
+        "",
+        "- A research and productivity aid for financial and legal text; not financial, investment or legal advice.",
+        ("- Figures above are on the validation data named here; check the model on your own data before relying "
+        "on it, especially text unlike its training data (other domains, languages or periods)."),
+        ("- Errors are not evenly spread: rare labels are the least reliable (see the per-label results in "
+        "`eval/`, when present)."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_run(
+    out_dir: str | os.PathLike,
+    *,
+    kind: str,
+    task: str,
+    base_model: str,
+    config: Mapping | object,
+    data: Sequence[Mapping],
+    metrics: Mapping,
+    command: str,
+    labels: Sequence[str] | None = None,
+    multi_label: bool = False,
+    thresholds: Mapping[str, float] | None = None,
+    seconds: float | None = None,
+    license: str | None = None,
+) -> Path:
+    """Write the model card (``README.md``) and then the run file into ``out_dir``; returns the
+    run file's path.
+
+    ``data``: one entry per dataset used, ``{"source", "records", "role"?, "licence"?}``; a
+    missing licence is looked up by the source's path (``licence_of``). ``config`` is a dict or a
+    dataclass (stored as a dict). ``license``: the model's own licence for the card's metadata
+    (default ``unknown``: the data's terms decide).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown run kind {kind!r} (known: {', '.join(KINDS)})")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if is_dataclass(config) and not isinstance(config, type):
+        config = {f.name: getattr(config, f.name) for f in fields(config)}
+    entries = []
+    for d in data:
+        entry = dict(d)
+        entry.setdefault("licence", licence_of(entry.get("source", "")))
+        entries.append(entry)
+    from assistant import __version__
+
+    run = {
+        "format": RUN_FORMAT,
+        "kind": kind,
+        "task": task,
+        "base_model": str(base_model),
+        "labels": list(labels) if labels is not None else None,
+        "multi_label": bool(multi_label),
+        "thresholds": {k: float(v) for k, v in thresholds.items()} if thresholds else None,
+        "metrics": dict(metrics),
+        "config": dict(config),
+        "data": entries,
+        "command": command,
+        "seconds": round(seconds, 1) if seconds is not None else None,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "finassist_version": __version__,
+        "machine": _machine(),
+    }
+    _atomic_write(out / "README.md", _model_card(run, license))
+    run_file = out / RUN_FILE
+    _atomic_write(run_file, json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")
+    return run_file

@@ -1,0 +1,309 @@
+"""The pure evaluators of finetune.evaluation: hand-computed metrics, number normalisation,
+sentence splitting, ROUGE bounds on real ECTSum data and the files reports write."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from finetune.evaluation import (
+    ClassificationEvaluator,
+    SummarizationEvaluator,
+    apply_thresholds,
+    compare_markdown,
+    extract_numbers,
+    lead_n,
+    machine_info,
+    markdown_table,
+    numeric_precision,
+    save_reports,
+    split_sentences,
+    tune_thresholds,
+    write_json,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SENTIMENT = ["negative", "neutral", "positive"]
+
+# ------------------------------------------------------------- single-label
+#
+# true:  neg neg neu neu pos pos
+# pred:  neg neu neu neu pos neg
+#
+# confusion (rows true, cols pred):  neg [1 1 0]   neu [0 2 0]   pos [1 0 1]
+# accuracy = 4/6
+# negative: TP 1, FP 1, FN 1 -> P 1/2, R 1/2, F1 1/2
+# neutral:  TP 2, FP 1, FN 0 -> P 2/3, R 1,   F1 4/5
+# positive: TP 1, FP 0, FN 1 -> P 1,   R 1/2, F1 2/3
+# macro-F1 = (1/2 + 4/5 + 2/3) / 3 = 59/90; micro-F1 = accuracy = 4/6
+# ignoring "neutral": micro over neg+pos: TP 2, FP 1, FN 2 -> P 2/3, R 1/2, F1 4/7; macro (1/2 + 2/3)/2 = 7/12
+Y_TRUE = ["negative", "negative", "neutral", "neutral", "positive", "positive"]
+Y_PRED = ["negative", "neutral", "neutral", "neutral", "positive", "negative"]
+
+
+def test_single_label_hand_computed():
+    r = ClassificationEvaluator(SENTIMENT, task="sentiment")(Y_TRUE, Y_PRED, model="m")
+    assert r.n == 6 and not r.multi_label and r.labels == SENTIMENT
+    assert r.accuracy == pytest.approx(4 / 6)
+    assert r.micro_f1 == pytest.approx(4 / 6)
+    assert r.macro_f1 == pytest.approx(59 / 90)
+    assert r.confusion == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert r.per_label["neutral"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
+    assert r.per_label["positive"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
+    assert r.extra["model"] == "m" and r.extra["unknown_predictions"] == 0
+
+
+def test_ignore_labels_leave_the_averages_but_not_the_table():
+    r = ClassificationEvaluator(SENTIMENT, ignore_labels=["neutral"])(Y_TRUE, Y_PRED)
+    assert r.micro_f1 == pytest.approx(4 / 7)
+    assert r.macro_f1 == pytest.approx(7 / 12)
+    assert r.accuracy == pytest.approx(4 / 6)
+    assert set(r.per_label) == set(SENTIMENT)
+    assert "neutral (ignored)" in r.to_markdown()
+
+
+def test_unknown_prediction_is_an_error_not_a_crash():
+    # Item 0 was right ("negative"); predicting "bullish" (not a label) makes it wrong: 3/6.
+    pred = ["bullish", *Y_PRED[1:]]
+    r = ClassificationEvaluator(SENTIMENT)(Y_TRUE, pred)
+    assert r.accuracy == pytest.approx(3 / 6)
+    assert r.per_label["negative"]["recall"] == pytest.approx(0.0)  # both negatives missed now
+    assert r.extra["unknown_predictions"] == 1
+    assert sum(map(sum, r.confusion)) == 5  # the unknown prediction has no column
+
+
+# -------------------------------------------------------------- multi-label
+#
+# true:  {a}  {a,b}  {}   {c}
+# pred:  {a}  {b}    {}   {c,a}
+# a: TP 1, FP 1 (item 3), FN 1 (item 1) -> F1 1/2;  b: TP 1 -> F1 1;  c: TP 1 -> F1 1
+# micro: TP 3, FP 1, FN 1 -> F1 3/4;  macro (1/2 + 1 + 1)/3 = 5/6;  exact match: items 0 and 2 -> 2/4
+ML_TRUE = [["a"], ["a", "b"], [], ["c"]]
+ML_PRED = [["a"], ["b"], [], {"c", "a"}]
+
+
+def test_multi_label_hand_computed():
+    r = ClassificationEvaluator(["a", "b", "c"], multi_label=True, task="clauses")(ML_TRUE, ML_PRED)
+    assert r.multi_label and r.confusion is None
+    assert r.accuracy == pytest.approx(0.5)
+    assert r.micro_f1 == pytest.approx(0.75)
+    assert r.macro_f1 == pytest.approx(5 / 6)
+    assert r.per_label["a"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+
+
+def test_multi_label_unknown_and_ignored_labels():
+    # Item 2 predicts an unknown label: exact match drops to 1/4, per-label scores are unchanged.
+    pred = [["a"], ["b"], ["made-up"], ["c", "a"]]
+    r = ClassificationEvaluator(["a", "b", "c"], multi_label=True)(ML_TRUE, pred)
+    assert r.accuracy == pytest.approx(0.25)
+    assert r.micro_f1 == pytest.approx(0.75)
+    assert r.extra["unknown_predictions"] == 1
+    # Ignoring "a": micro over b and c: TP 2, FP 0, FN 0 -> 1.0
+    r = ClassificationEvaluator(["a", "b", "c"], multi_label=True, ignore_labels=["a"])(ML_TRUE, ML_PRED)
+    assert r.micro_f1 == pytest.approx(1.0) and r.macro_f1 == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, y_true, y_pred, match",
+    [
+        ({}, ["negative"], ["negative", "neutral"], "1 items but y_pred has 2"),
+        ({}, [], [], "empty"),
+        ({}, ["bearish"], ["negative"], "outside"),
+        ({}, [["negative"]], ["negative"], "label string"),
+        ({"multi_label": True}, ["negative"], [["negative"]], "list or set"),
+        ({"multi_label": True}, [["nope"]], [["negative"]], "outside"),
+    ],
+)
+def test_classification_bad_inputs(kwargs, y_true, y_pred, match):
+    with pytest.raises(ValueError, match=match):
+        ClassificationEvaluator(SENTIMENT, **kwargs)(y_true, y_pred)
+
+
+def test_classification_bad_label_sets():
+    with pytest.raises(ValueError, match="duplicates"):
+        ClassificationEvaluator(["a", "a"])
+    with pytest.raises(ValueError, match="not in labels"):
+        ClassificationEvaluator(["a", "b"], ignore_labels=["z"])
+    with pytest.raises(ValueError, match="no label"):
+        ClassificationEvaluator(["a"], ignore_labels=["a"])
+
+
+# ---------------------------------------------------------------- thresholds
+#
+# a: positives score 0.62, 0.70, 0.90; negatives 0.10, 0.58 -> only t in (0.58, 0.62] is perfect: grid point 0.60
+# b: positives 0.8, negatives 0.2 -> any t in (0.2, 0.8] is perfect
+# c: no positive example -> the default
+TH_LABELS = ["a", "b", "c"]
+TH_TRUE = [["a", "b"], ["a"], ["a", "b"], [], ["b"]]
+TH_SCORES = np.array([
+    [0.62, 0.8, 0.3],
+    [0.70, 0.2, 0.1],
+    [0.90, 0.8, 0.9],
+    [0.10, 0.2, 0.0],
+    [0.58, 0.8, 0.2],
+])
+
+
+def test_tune_thresholds_recovers_the_separating_threshold():
+    th = tune_thresholds(TH_TRUE, TH_SCORES, TH_LABELS, default=0.5)
+    assert th["a"] == pytest.approx(0.60)
+    assert 0.2 < th["b"] <= 0.8
+    assert th["c"] == 0.5
+    assert apply_thresholds(TH_SCORES, TH_LABELS, th) == [["a", "b"], ["a"], ["a", "b", "c"], [], ["b"]]
+    # One global threshold of 0.5 would let item 4's 0.58 through as "a".
+    assert apply_thresholds(TH_SCORES, TH_LABELS, 0.5)[4] == ["a", "b"]
+
+
+def test_threshold_bad_inputs():
+    with pytest.raises(ValueError, match="shape"):
+        tune_thresholds(TH_TRUE, TH_SCORES[:, :2], TH_LABELS)
+    with pytest.raises(ValueError, match="rows"):
+        tune_thresholds(TH_TRUE[:3], TH_SCORES, TH_LABELS)
+    with pytest.raises(ValueError, match="no value"):
+        apply_thresholds(TH_SCORES, TH_LABELS, {"a": 0.5})
+
+
+# ------------------------------------------------------------------- numbers
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("$1.5bn", 1.5e9),
+        ("1.5 billion", 1.5e9),
+        ("1,500 million", 1.5e9),
+        ("$1,500m", 1.5e9),
+        ("1.5B", 1.5e9),
+        ("1.5 bln", 1.5e9),
+        ("€3.2 million", 3.2e6),
+        ("EUR 3.2 mn", 3.2e6),
+        ("3.2 mln", 3.2e6),
+        ("1.2 trillion", 1.2e12),
+        ("3.4k", 3400.0),
+        ("3.4 thousand", 3400.0),
+        ("12%", 12.0),
+        ("12 percent", 12.0),
+        ("$0.45", 0.45),
+        ("(2.3)", -2.3),
+        ("-2.3", -2.3),
+        ("2021", 2021.0),
+    ],
+)
+def test_extract_numbers_normalises(text, expected):
+    assert extract_numbers(f"Revenue was {text} in the quarter.") == [pytest.approx(expected)]
+
+
+def test_extract_numbers_in_context():
+    text = "Q1 2021 EPS of $1.10, up 7.5% vs. the 4th quarter; guidance $3.00 to $3.25 for 2020-2021."
+    assert extract_numbers(text) == pytest.approx([2021, 1.10, 7.5, 3.00, 3.25, 2020, 2021])
+    assert extract_numbers("no figures here") == []
+
+
+def test_numeric_precision():
+    source = "Revenue rose to $1.534 billion; EPS was $0.45 and margin 8.3%."
+    # 1.5 billion rounds from 1.534 billion, 0.45 is there, 9% is not -> 2/3
+    assert numeric_precision("Revenue $1.5bn, EPS $0.45, margin 9%.", source) == pytest.approx(2 / 3)
+    assert numeric_precision("Revenue of 1,534 million and EPS 0.45.", source) == pytest.approx(1.0)
+    assert numeric_precision("Revenue of $1.6 billion.", source) == 0.0
+    assert numeric_precision("Revenue rose.", source) is None
+    assert numeric_precision("Margin fell 8.3%.", "margin of (8.3)%") == 1.0  # signs are ignored
+
+
+# ----------------------------------------------------------------- sentences
+
+
+def test_lead_n_keeps_decimals_and_abbreviations():
+    text = ("Acme Inc. reported revenue of $1.5 billion. Mr. Smith said margins rose 3.2% in the U.S. market. "
+            "Costs fell. Guidance was raised.")
+    assert split_sentences(text) == [
+        "Acme Inc. reported revenue of $1.5 billion.",
+        "Mr. Smith said margins rose 3.2% in the U.S. market.",
+        "Costs fell.",
+        "Guidance was raised.",
+    ]
+    assert lead_n(text, 3).splitlines() == split_sentences(text)[:3]
+    assert lead_n("One.\nTwo. Three.\nFour.", 2) == "One.\nTwo."
+    with pytest.raises(ValueError):
+        lead_n(text, 0)
+
+
+# ---------------------------------------------------------------------- ROUGE
+
+
+def test_rouge_identical_and_disjoint():
+    ev = SummarizationEvaluator()
+    same = ev(["revenue grew ten percent"], ["revenue grew ten percent"])
+    assert (same.rouge1, same.rouge2, same.rougeL) == (pytest.approx(1.0),) * 3
+    apart = ev(["alpha beta gamma"], ["delta epsilon zeta"])
+    assert (apart.rouge1, apart.rouge2, apart.rougeL) == (0.0, 0.0, 0.0)
+    assert apart.numeric_precision is None and apart.words_mean == 3.0
+
+
+def test_summarization_bad_inputs():
+    ev = SummarizationEvaluator()
+    with pytest.raises(ValueError, match="2 predictions but 1 references"):
+        ev(["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="empty"):
+        ev([], [])
+    with pytest.raises(ValueError, match="sources"):
+        ev(["a"], ["a"], sources=["x", "y"])
+    with pytest.raises(ValueError, match="rouge_types"):
+        SummarizationEvaluator(rouge_types=["rouge9"])
+
+
+def test_lead3_on_real_ectsum(ectsum_val, tmp_path):
+    rows = ectsum_val[:3]
+    sources = [r["transcript"] for r in rows]
+    refs = [r["summary"] for r in rows]
+    ids = [r["id"] for r in rows]
+    ev = SummarizationEvaluator()
+    lead = ev([lead_n(s, 3) for s in sources], refs, sources=sources, ids=ids, system="LEAD-3")
+    assert 0.05 < lead.rouge1 < 0.6
+    assert 0.0 <= lead.rouge2 <= lead.rouge1
+    # Every number of a lead is copied from its transcript.
+    assert lead.numeric_precision in (None, pytest.approx(1.0))
+    assert [e["id"] for e in lead.per_example] == ids
+    oracle = ev(refs, refs, sources=sources, ids=ids, system="reference")
+    assert oracle.rouge1 == pytest.approx(1.0)
+
+    table = compare_markdown([lead, oracle])
+    assert table.count("\n") == 4 and "| LEAD-3 |" in table and "| reference |" in table
+    paths = save_reports([lead, oracle], tmp_path)
+    assert paths["png"].read_bytes()[:8] == PNG_MAGIC
+    data = json.loads(paths["json"].read_text())
+    assert [r["system"] for r in data["reports"]] == ["LEAD-3", "reference"]
+    assert "LEAD-3" in paths["md"].read_text()
+
+
+# -------------------------------------------------------------------- reports
+
+
+def test_classification_report_save(tmp_path):
+    single = ClassificationEvaluator(SENTIMENT, task="sentiment")(Y_TRUE, Y_PRED, seconds=1.5)
+    paths = single.save(tmp_path / "out", "sentiment")
+    assert sorted(p.name for p in paths.values()) == ["sentiment-confusion.png", "sentiment.json", "sentiment.md"]
+    assert paths["png"].read_bytes()[:8] == PNG_MAGIC
+    assert json.loads(paths["json"].read_text()) == single.to_dict()
+    md = paths["md"].read_text()
+    assert "| macro-F1 | 0.6556 |" in md and "| neutral | 0 | 2 | 0 |" in md
+
+    multi = ClassificationEvaluator(["a", "b", "c"], multi_label=True)(ML_TRUE, ML_PRED,
+                                                                      thresholds={"a": 0.4, "b": 0.5, "c": 0.6})
+    paths = multi.save(tmp_path / "out", "clauses")
+    assert paths["png"].name == "clauses-f1.png" and paths["png"].read_bytes()[:8] == PNG_MAGIC
+    assert "| threshold |" in paths["md"].read_text()
+    assert not list((tmp_path / "out").glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_report_helpers(tmp_path):
+    path = write_json({"x": np.float32(0.5), "v": np.arange(3), "p": tmp_path}, tmp_path / "a" / "r.json")
+    assert json.loads(path.read_text()) == {"x": 0.5, "v": [0, 1, 2], "p": str(tmp_path)}
+    assert markdown_table(["k", "v"], [["a|b", 0.5], ["c", None]]) == (
+        "| k | v |\n| --- | ---: |\n| a\\|b | 0.5000 |\n| c | – |"
+    )
+    with pytest.raises(ValueError, match="cells"):
+        markdown_table(["k", "v"], [["only one"]])
+    info = machine_info()
+    assert info["python"].count(".") == 2 and info["cpu_cores"] >= 1 and "torch" in info

@@ -1,0 +1,199 @@
+"""Fine-tuned classifiers in the assistant (assistant/classifiers.py and the classify task):
+runs of both kinds loaded through ``Assistant(classifiers=...)`` and ``--classifier``, window
+aggregation, thresholds, model listing and errors. The runs are session fixtures trained on
+the tiny random BERT (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from assistant import Assistant
+from assistant.classifiers import FineTunedClassifier, aggregate_windows
+from assistant.errors import ModelLoadError, ModelNotFoundError, UnknownTaskError
+from assistant.runs import RUN_FILE, read_run
+from assistant.tasks.classify import Classification
+
+SENTENCES = [
+    "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007.",
+    "The company reported a net loss and will cut 150 jobs.",
+    "The annual general meeting will be held on 3 April in Helsinki.",
+]
+TOS = [
+    "We may terminate your account at any time without notice.",
+    "Any dispute shall be resolved by binding arbitration in California.",
+    "Welcome to our service.",
+]
+
+
+def test_aggregate_windows_single_label_means_logits():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 3.0]])
+    owner = torch.tensor([0, 0, 1])
+    probs = aggregate_windows(logits, owner, 2, multi_label=False)
+    assert torch.allclose(probs[0], torch.softmax(torch.tensor([1.0, 1.0]), -1))
+    assert torch.allclose(probs[1], torch.softmax(torch.tensor([1.0, 3.0]), -1))
+
+
+def test_aggregate_windows_multi_label_takes_the_max():
+    logits = torch.tensor([[3.0, -3.0], [-3.0, 0.0], [0.0, 0.0]])
+    probs = aggregate_windows(logits, torch.tensor([0, 0, 1]), 2, multi_label=True)
+    assert torch.allclose(probs[0], torch.sigmoid(torch.tensor([3.0, 0.0])))
+    assert torch.allclose(probs[1], torch.tensor([0.5, 0.5]))
+
+
+@pytest.fixture(scope="module")
+def assistant(tiny_gpt2_dir, tiny_bert_dir, sentiment_run, unfair_run):
+    return Assistant(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu",
+                     classifiers={"sentiment": sentiment_run, "unfair-tos": unfair_run})
+
+
+def test_predict_scores_are_probabilities_and_windows_do_not_leak(sentiment_run):
+    clf = FineTunedClassifier(sentiment_run, device="cpu")
+    assert not clf.loaded and clf.labels == ["negative", "neutral", "positive"]
+    long_text = " ".join(SENTENCES * 30)  # hundreds of tokens: many 32-token windows
+    probs = clf.predict_scores(SENTENCES + [long_text])
+    assert clf.loaded and probs.shape == (4, 3)
+    assert torch.allclose(probs.sum(1), torch.ones(4), atol=1e-5)
+    alone = torch.cat([clf.predict_scores([t]) for t in SENTENCES + [long_text]])
+    assert torch.allclose(probs, alone, atol=1e-5), "a text's scores must not depend on its batch"
+    assert clf.predict_scores([]).shape == (0, 3)
+
+
+def test_fine_tuned_single_label_classification(assistant):
+    result = assistant.classify(SENTENCES[0], task="sentiment")
+    assert isinstance(result, Classification) and result.task == "sentiment" and not result.multi_label
+    assert sorted(s.label for s in result.scores) == ["negative", "neutral", "positive"]
+    values = [s.score for s in result.scores]
+    assert values == sorted(values, reverse=True) and sum(values) == pytest.approx(1.0, abs=1e-5)
+    assert result.labels == [result.scores[0].label]
+    many = assistant.classify(SENTENCES, task="sentiment")
+    assert len(many) == 3 and many[0].labels == result.labels
+    assert many[0].scores[0].score == pytest.approx(result.scores[0].score, abs=1e-5)
+    assert assistant.engine.loaded("encoder") is None, "a fine-tuned run needs no zero-shot encoder"
+
+
+def test_fine_tuned_multi_label_uses_tuned_thresholds(assistant, unfair_run):
+    info = read_run(unfair_run)
+    results = assistant.classify(TOS, task="unfair-tos")
+    for r in results:
+        assert r.task == "unfair-tos" and r.multi_label
+        assert {s.label for s in r.scores} == set(info.labels)
+        assert r.labels == [s.label for s in r.scores if s.score >= info.thresholds[s.label]]
+        assert all(0.0 <= s.score <= 1.0 for s in r.scores)
+    everything = assistant.classify(TOS[0], task="unfair-tos", threshold=0.0)
+    assert set(everything.labels) == set(info.labels)
+    assert assistant.classify(TOS[0], task="unfair-tos", threshold=1.01).labels == []
+
+
+def test_run_tasks_are_listed(assistant):
+    tasks = assistant.classification_tasks()
+    assert "unfair-tos" in tasks and {"sentiment", "contract-clause"} <= set(tasks)
+    assert tasks == sorted(tasks)
+    with pytest.raises(UnknownTaskError, match="unfair-tos"):
+        assistant.classify("text", task="nope")
+
+
+def test_zero_shot_tasks_still_work_beside_runs(assistant):
+    result = assistant.classify("The governing law is New York.", task="contract-clause")
+    assert result.task == "contract-clause" and result.multi_label
+
+
+def test_head_run_from_a_list_of_runs(sentiment_head_run, tiny_bert_dir):
+    a = Assistant(encoder=tiny_bert_dir, device="cpu", classifiers=[sentiment_head_run])
+    results = a.classify(SENTENCES, task="sentiment")
+    assert all(r.labels and r.labels[0] in {"negative", "neutral", "positive"} for r in results)
+    assert all(sum(s.score for s in r.scores) == pytest.approx(1.0, abs=1e-5) for r in results)
+    # The head embeds with the run's own copy of the encoder, exactly as in training.
+    clf = a.engine.classifier("sentiment")
+    assert clf.info.kind == "classifier-head"
+
+
+def test_models_lists_configured_and_discovered_runs(assistant, runs_dir, sentiment_head_run, monkeypatch):
+    monkeypatch.setenv("FINASSIST_RUNS", str(runs_dir))
+    rows = assistant.models()
+    assert [r["role"] for r in rows[:2]] == ["generator", "encoder"]
+    runs = {r["location"]: r for r in rows if r["role"] == "classifier"}
+    configured = [r for r in runs.values() if r["configured"]]
+    assert {r["task"] for r in configured} == {"sentiment", "unfair-tos"}
+    for r in configured:
+        assert r["kind"] == "classifier" and r["base_model"] and r["metric"]["name"] in ("accuracy", "macro_f1")
+        assert r["device"] == "cpu" and r["dtype"] == "float32"
+    found = runs[str(sentiment_head_run)]
+    assert found["configured"] is False and found["kind"] == "classifier-head" and found["loaded"] is False
+    assert len(runs) == len({r["location"] for r in rows if r["role"] == "classifier"}), "no run listed twice"
+
+
+def test_missing_or_broken_runs(tmp_path, sentiment_run):
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        Assistant(classifiers={"sentiment": tmp_path / "nowhere"})
+    with pytest.raises(ModelNotFoundError, match=RUN_FILE):
+        Assistant(classifiers={"sentiment": tmp_path})
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / RUN_FILE).write_text("{not json")
+    with pytest.raises(ModelLoadError, match="JSON"):
+        Assistant(classifiers=[corrupt])
+    # A run file whose weights are gone: found, but cannot load (on first use).
+    hollow = tmp_path / "hollow"
+    hollow.mkdir()
+    shutil.copy(sentiment_run / RUN_FILE, hollow / RUN_FILE)
+    a = Assistant(classifiers=[hollow], device="cpu")
+    with pytest.raises(ModelLoadError, match="hollow"):
+        a.classify("Profit rose.", task="sentiment")
+
+
+def test_broken_head_file(tmp_path, sentiment_head_run):
+    broken = tmp_path / "broken"
+    shutil.copytree(sentiment_head_run, broken)
+    (broken / "head.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelLoadError, match="head.safetensors"):
+        FineTunedClassifier(broken, device="cpu").predict_scores(["Profit rose."])
+
+
+def test_label_count_mismatch(tmp_path, sentiment_run):
+    tampered = tmp_path / "tampered"
+    shutil.copytree(sentiment_run, tampered, ignore=shutil.ignore_patterns("checkpoints"))
+    run = json.loads((tampered / RUN_FILE).read_text())
+    run["labels"] = ["negative", "positive"]
+    (tampered / RUN_FILE).write_text(json.dumps(run))
+    with pytest.raises(ModelLoadError, match="3 outputs"):
+        FineTunedClassifier(tampered, device="cpu").load()
+
+
+def test_cli_classifier_option(run_cli, tiny_bert_dir, sentiment_run, unfair_run):
+    proc = run_cli("classify", "--encoder", tiny_bert_dir, "--device", "cpu", "--classifier",
+                   f"sentiment={sentiment_run}", "--classifier", str(unfair_run), "--task", "unfair-tos",
+                   "--json", TOS[0])
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["task"] == "unfair-tos" and data["multi_label"] is True
+    assert {s["label"] for s in data["scores"]} == set(read_run(unfair_run).labels)
+
+
+def test_cli_bad_classifier_is_a_user_error(capsys, tmp_path):
+    from assistant.cli import main
+
+    # -v: no library silencing, so this in-process call leaves logging and warnings as they were.
+    assert main(["classify", "-v", "--classifier", f"sentiment={tmp_path / 'none'}", "text"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["models", "-v", "--classifier", "=x"]) == 1
+    assert "TASK=RUN_DIR" in capsys.readouterr().err
+
+
+def test_cli_models_lists_runs(capsys, tiny_gpt2_dir, tiny_bert_dir, sentiment_run, unfair_run):
+    from assistant.cli import main
+
+    args = ["models", "-v", "--generator", str(tiny_gpt2_dir), "--encoder", str(tiny_bert_dir), "--device", "cpu",
+            "--classifier", f"sentiment={sentiment_run}", "--classifier", str(unfair_run)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"classifier: {sentiment_run.name}  (classifier for task sentiment, accuracy " in out
+    assert "for task unfair-tos, macro_f1 " in out and "in use" in out
+    assert out.strip().splitlines()[-1] == "classification tasks: contract-clause, sentiment, unfair-tos"
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["classification_tasks"] == ["contract-clause", "sentiment", "unfair-tos"]
+    assert {r["task"] for r in data["models"] if r["role"] == "classifier"} == {"sentiment", "unfair-tos"}

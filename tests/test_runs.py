@@ -1,0 +1,118 @@
+"""The run directory format: written by finetune/runs.py, read by assistant/runs.py (which must
+not import training code)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from assistant.errors import ModelLoadError, ModelNotFoundError
+from assistant.runs import RUN_FILE, discover_runs, is_run, read_run
+from finetune.runs import config_command, write_run
+
+
+def _write(out, **overrides):
+    kwargs = {
+        "kind": "classifier",
+        "task": "unfair-tos",
+        "base_model": "minilm-l6",
+        "config": {"max_length": 128, "stride": 32},
+        "data": [{"source": "../shared/data/legal/claudette_tos/train.jsonl", "records": 13567, "role": "train"},
+                 {"source": "mine.csv", "records": 10, "role": "validation"}],
+        "metrics": {"macro_f1": 0.71, "micro_f1": 0.8, "per_split": {"n": 3}},
+        "command": "finassist finetune classify --task unfair-tos --train x.jsonl --out runs/u --multi-label",
+        "labels": ["Arbitration", "Jurisdiction"],
+        "multi_label": True,
+        "thresholds": {"Arbitration": 0.35, "Jurisdiction": 0.6},
+        "seconds": 12.34,
+    }
+    kwargs.update(overrides)
+    return write_run(out, **kwargs)
+
+
+def test_write_then_read(tmp_path):
+    run_file = _write(tmp_path / "u")
+    assert run_file == tmp_path / "u" / RUN_FILE and is_run(tmp_path / "u") and is_run(run_file)
+    info = read_run(tmp_path / "u")
+    assert (info.kind, info.task, info.base_model, info.multi_label) == ("classifier", "unfair-tos", "minilm-l6", True)
+    assert info.labels == ["Arbitration", "Jurisdiction"] and info.thresholds["Jurisdiction"] == 0.6
+    assert info.config["max_length"] == 128 and info.path == tmp_path / "u"
+    assert info.headline == ("macro_f1", 0.71)
+    data = json.loads(run_file.read_text())
+    assert [d["licence"] for d in data["data"]] == ["CC BY 4.0", "unknown (check the data's source)"]
+    assert data["seconds"] == 12.3 and data["created"] and data["machine"]["python"]
+
+
+def test_model_card(tmp_path):
+    _write(tmp_path / "u", license="apache-2.0")
+    card = (tmp_path / "u" / "README.md").read_text()
+    front = card.split("---\n")[1]
+    assert 'base_model: "sentence-transformers/all-MiniLM-L6-v2"' in front  # the preset's hub id
+    assert 'license: "apache-2.0"' in front and '"finassist"' in front
+    assert '"../shared/data/legal/claudette_tos/train.jsonl"' in front
+    assert "minilm-l6" in card and "CC BY 4.0" in card
+    assert "finassist finetune classify --task unfair-tos" in card
+    assert "| macro_f1 | 0.7100 |" in card and "| per_split.n | 3 |" in card
+    assert "Jurisdiction (threshold 0.60)" in card and "hardware:" in card
+    assert "Intended use and limitations" in card
+
+
+def test_generator_run_needs_no_labels(tmp_path):
+    _write(tmp_path / "g", kind="generator", task="summarize", labels=None, thresholds=None, multi_label=False,
+           metrics={"rougeL": 0.3})
+    info = read_run(tmp_path / "g")
+    assert info.kind == "generator" and not info.is_classifier and info.headline == ("rougeL", 0.3)
+    with pytest.raises(ValueError, match="kind"):
+        _write(tmp_path / "x", kind="regressor")
+
+
+def test_read_errors(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        read_run(tmp_path / "missing")
+    with pytest.raises(ModelNotFoundError, match=RUN_FILE):
+        read_run(tmp_path)
+    (tmp_path / RUN_FILE).write_text("[1, 2")
+    with pytest.raises(ModelLoadError, match="JSON"):
+        read_run(tmp_path)
+    (tmp_path / RUN_FILE).write_text(json.dumps({"kind": "classifier", "task": "t"}))
+    with pytest.raises(ModelLoadError, match="base_model"):
+        read_run(tmp_path)
+    (tmp_path / RUN_FILE).write_text(json.dumps({"kind": "classifier", "task": "t", "base_model": "m"}))
+    with pytest.raises(ModelLoadError, match="label"):
+        read_run(tmp_path)
+
+
+def test_discover_runs(tmp_path, monkeypatch):
+    _write(tmp_path / "a")
+    _write(tmp_path / "nested" / "b", task="sentiment", multi_label=False, thresholds=None,
+           metrics={"accuracy": 0.9, "macro_f1": 0.8})
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / RUN_FILE).write_text("{")
+    (tmp_path / "a" / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    found = discover_runs(tmp_path)
+    assert [r.path for r in found] == [tmp_path / "a", tmp_path / "nested" / "b"]  # the broken one is skipped
+    assert found[1].headline == ("accuracy", 0.9)
+    monkeypatch.setenv("FINASSIST_RUNS", str(tmp_path / "nested"))
+    assert [r.task for r in discover_runs()] == ["sentiment"]
+    assert discover_runs(tmp_path / "nope") == []
+
+
+def test_config_command_lists_what_differs_from_the_defaults():
+    from finetune.classify import ClassifyTrainConfig
+
+    config = ClassifyTrainConfig(task="unfair-tos", train="c.jsonl", out="runs/u", multi_label=True,
+                                 class_weights=False, learning_rate=1e-4, group_field="document")
+    assert config_command("finassist finetune classify", config) == (
+        "finassist finetune classify --task unfair-tos --train c.jsonl --out runs/u --group-field document "
+        "--multi-label --learning-rate 0.0001 --no-class-weights"
+    )
+
+
+def test_the_assistant_reads_runs_without_training_code():
+    code = ("import sys, assistant.runs, assistant.classifiers, assistant.api; "
+            "print(sorted(m for m in sys.modules if m == 'finetune' or m.startswith('finetune.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
