@@ -40,6 +40,17 @@ _KNOWN_LICENCES: tuple[tuple[str, str], ...] = (
 )
 
 
+#: Hugging Face model-card licence ids of those licences (the card's metadata wants an id).
+_LICENCE_IDS = {"CC BY-NC-SA 3.0 (non-commercial)": "cc-by-nc-sa-3.0", "CC BY 4.0": "cc-by-4.0",
+                "GPL-3.0": "gpl-3.0", "MIT": "mit"}
+
+
+def _card_licence(run: dict) -> str:
+    """The data's licence as a card id when all the data shares one known licence, else "unknown"."""
+    ids = {_LICENCE_IDS.get(d.get("licence", "")) for d in run.get("data", [])}
+    return ids.pop() if len(ids) == 1 and None not in ids else "unknown"
+
+
 def licence_of(source: str | os.PathLike) -> str:
     """The licence of a known dataset, found by a fragment of its path or id, else ``UNKNOWN_LICENCE``."""
     key = str(source).lower().replace("-", "_")
@@ -133,7 +144,7 @@ def _model_card(run: dict, license: str | None) -> str:
         "---",
         f"base_model: {json.dumps(base_id)}",
         "library_name: transformers",
-        f"license: {json.dumps(license or 'unknown')}",
+        f"license: {json.dumps(license or _card_licence(run))}",
         "tags:",
         _yaml_list(tags),
         "datasets:",

@@ -68,7 +68,7 @@ def test_run_file_and_model_card(sentiment_run, tiny_bert_dir, classify_data):
     assert run["seconds"] > 0 and run["machine"]["torch"]
     card = (sentiment_run / "README.md").read_text()
     front, body = card.split("---\n")[1], card.split("---\n", 2)[2]
-    assert f'base_model: "{tiny_bert_dir}"' in front and 'license: "unknown"' in front
+    assert f'base_model: "{tiny_bert_dir}"' in front and 'license: "cc-by-nc-sa-3.0"' in front  # the data's
     assert str(classify_data["fpb_train"]) in front  # datasets
     assert "CC BY-NC-SA 3.0" in body and run["command"] in body
     assert "| accuracy |" in body and "Intended use and limitations" in body
