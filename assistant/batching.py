@@ -9,11 +9,12 @@ batch. Each request streams its own tokens, ends on its own end-of-turn token,
 stop string or ``max_new_tokens``, and can be cancelled: its row is marked
 finished and stops costing anything but padding.
 
-Why not transformers' continuous batching (``generate_batch`` /
-``init_continuous_batching``) here: it needs a paged-attention kernel and does
-not stream through ``generate``'s streamer; this batcher is the portable path
-that runs the same on CPU and GPU. Requests arriving mid-batch wait for the next
-batch (at most one generation's length).
+transformers' own continuous batching (paged KV cache; requests join and leave a
+running batch at every step) is the other backend, ``assistant/continuous.py``,
+chosen with ``--batching continuous``. This one stays the default (``auto``): it
+runs the same on CPU and GPU, and on this project's 2-core CPU neither backend was
+clearly faster; continuous batching is unmeasured on a GPU so far. Here, requests
+arriving mid-batch wait for the next batch (at most one generation's length).
 """
 
 from __future__ import annotations

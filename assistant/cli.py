@@ -178,6 +178,7 @@ def cmd_bench_serve(args: argparse.Namespace) -> None:
         max_batch_size=args.max_batch_size,
         out_dir=args.out,
         progress=not args.no_progress,
+        batching=args.batching,
     )
 
 
@@ -321,6 +322,8 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=_positive(int), default=128)
     p.add_argument("--naive-requests", type=int, default=8, help="requests for the sequential baseline")
     p.add_argument("--max-batch-size", type=_positive(int), default=16)
+    p.add_argument("--batching", choices=("auto", "dynamic", "continuous"), default="auto",
+                   help="the server's batcher (see finassist serve --help)")
     p.add_argument("--out", default="docs/benchmarks")
     p.add_argument("--no-progress", action="store_true")
     return parser

@@ -245,6 +245,7 @@ def run_serve_benchmark(
     max_batch_size: int = 16,
     out_dir: str | Path = "docs/benchmarks",
     progress: bool = True,
+    batching: str = "auto",
 ) -> dict:
     from tqdm import tqdm
 
@@ -253,7 +254,8 @@ def run_serve_benchmark(
 
     assistant = Assistant(generator=generator, device=device, dtype=dtype)
     engine = assistant.engine
-    engine.batch_settings.update(max_batch_size=max_batch_size, max_queue=max(64, 2 * max(concurrency)))
+    engine.batch_settings.update(max_batch_size=max_batch_size, max_queue=max(64, 2 * max(concurrency)),
+                                 backend=batching)
     model_name = engine.describe()[0]["name"]
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -276,7 +278,7 @@ def run_serve_benchmark(
         "machine": machine_info(engine.runtime.device),
         "model": model_name,
         "settings": {"dtype": engine.runtime.dtype_name, "max_tokens": max_tokens, "max_batch_size": max_batch_size,
-                     "concurrency": list(concurrency)},
+                     "batching": batching, "concurrency": list(concurrency)},
         "levels": levels,
         "naive": naive,
     }
