@@ -2,7 +2,8 @@
 
     python docs/zero_shot_check.py
 
-Issue 5 moves this into the evaluation package (`finassist eval`)."""
+It checks the label-set design rules (dev set, top-k, threshold vs margin); plain
+scoring of a label set is `finassist eval classify --model minilm-l6 ...` (docs/zero-shot.md)."""
 import collections, json, random
 from assistant import Assistant
 
