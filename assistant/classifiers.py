@@ -120,7 +120,11 @@ class FineTunedClassifier:
 
     def _load_full(self) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        # A second-long load: its progress bar would only be noise in the CLI's output (as in the engine).
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
         try:
             tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
             model = AutoModelForSequenceClassification.from_pretrained(
@@ -128,6 +132,9 @@ class FineTunedClassifier:
             )
         except (OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(f"could not load the fine-tuned classifier in {self.path}: {exc}") from exc
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         if model.config.num_labels != len(self.labels):
             raise ModelLoadError(
                 f"{self.path}: the model has {model.config.num_labels} outputs but the run file names "
