@@ -13,22 +13,12 @@ import time
 
 import pytest
 import torch
+from test_batching import PROMPTS, chat  # the same prompts as the dynamic batcher's tests
 
 from assistant.batching import Batcher
 from assistant.continuous import ContinuousBatcher
 from assistant.engine import Engine, SamplingParams
 from assistant.errors import InputTooLongError, InvalidParameterError, QueueFullError, ServiceUnavailableError
-
-PROMPTS = [
-    "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.",
-    "Sales fell.",
-    "The company is based in Helsinki and employs 200 people in Finland and Sweden.",
-    "Net sales increased by 5 % to EUR 30 mn in the period from January to March.",
-]
-
-
-def chat(text: str) -> list[dict]:
-    return [{"role": "user", "content": text}]
 
 
 def wait_until(predicate, timeout: float = 5.0) -> bool:
