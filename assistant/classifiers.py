@@ -6,7 +6,10 @@ Two kinds of run, one interface (``predict_scores`` → probabilities, one colum
 * ``classifier``: a fully fine-tuned encoder with a classification head, saved with
   ``save_pretrained`` (loads with ``AutoModelForSequenceClassification``);
 * ``classifier-head``: a frozen encoder (copied into ``encoder/``) whose sentence embeddings
-  (``Engine.encode``, the same pooling as zero-shot) feed a linear head (``head.safetensors``).
+  (``Engine.encode``, the same pooling as zero-shot) feed a linear head (``head.safetensors``);
+  optionally with TF-IDF word and bigram features beside them (``words.json``: vocabulary and
+  IDF, stored as data, not pickled objects), which legal clause types need (their wording
+  is formulaic: "arbitration", "governing law").
 
 Texts longer than the window are not truncated: they are cut into overlapping windows,
 aggregated as in training (mean of logits for single-label, max of probabilities for
@@ -31,6 +34,34 @@ log = logging.getLogger(__name__)
 
 HEAD_FILE = "head.safetensors"
 ENCODER_DIR = "encoder"
+WORDS_FILE = "words.json"
+#: How word features are computed (scikit-learn ``TfidfVectorizer`` arguments), shared by training
+#: and prediction. Sublinear TF and L2-normalised rows put them on the embeddings' scale.
+WORD_FEATURE_SETTINGS = {"ngram_range": [1, 2], "min_df": 2, "max_features": 50000, "sublinear_tf": True,
+                         "strip_accents": "unicode", "lowercase": True}
+
+
+def word_vectorizer(settings: dict | None = None, vocabulary: Sequence[str] | None = None, idf=None):
+    """A ``TfidfVectorizer`` with the word-feature settings: unfitted (training), or rebuilt from a
+    saved vocabulary and IDF (prediction), giving the same features as the fitted one."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    settings = dict(settings or WORD_FEATURE_SETTINGS)
+    settings["ngram_range"] = tuple(settings["ngram_range"])
+    if vocabulary is None:
+        return TfidfVectorizer(dtype=np.float32, **settings)
+    settings.pop("min_df", None), settings.pop("max_features", None)  # fitting-time choices only
+    vectorizer = TfidfVectorizer(dtype=np.float32, vocabulary=list(vocabulary), **settings)
+    vectorizer.idf_ = np.asarray(idf, dtype=np.float64)
+    return vectorizer
+
+
+def word_vectorizer_state(vectorizer) -> dict:
+    """What ``word_vectorizer`` needs to rebuild a fitted vectorizer, as JSON-able data."""
+    order = sorted(vectorizer.vocabulary_.items(), key=lambda item: item[1])
+    return {"settings": dict(WORD_FEATURE_SETTINGS), "vocabulary": [term for term, _ in order],
+            "idf": vectorizer.idf_.tolist()}
 
 
 def aggregate_windows(logits: torch.Tensor, owner: torch.Tensor, n: int, multi_label: bool) -> torch.Tensor:
@@ -76,6 +107,7 @@ class FineTunedClassifier:
         self._tokenizer = None
         self._engine = None
         self._head: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._words = None  # (vectorizer, weight (n_labels, vocabulary)) for runs with word features
         self.load_seconds: float | None = None
 
     # ---------------------------------------------------------------- metadata
@@ -166,8 +198,24 @@ class FineTunedClassifier:
                 f"{self.path}: the head expects {weight.shape[1]}-dim embeddings, the encoder gives "
                 f"{encoder.model.config.hidden_size}"
             )
+        words_file = self.path / WORDS_FILE
+        if words_file.is_file():
+            self._words = self._load_words(words_file, tensors.get("word_weight"))
         self._engine = engine
         self._head = (weight.float(), bias.float())
+
+    def _load_words(self, words_file: Path, word_weight: torch.Tensor | None):
+        import json
+
+        try:
+            state = json.loads(words_file.read_text())
+            vectorizer = word_vectorizer(state["settings"], state["vocabulary"], state["idf"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelLoadError(f"{words_file} cannot be read: {exc}") from exc
+        shape = (len(self.labels), len(state["vocabulary"]))
+        if word_weight is None or tuple(word_weight.shape) != shape:
+            raise ModelLoadError(f"{self.path / HEAD_FILE}: expected word_weight {shape} for {words_file.name}")
+        return vectorizer, word_weight.float().numpy()
 
     # --------------------------------------------------------------- prediction
 
@@ -181,6 +229,9 @@ class FineTunedClassifier:
         if self._head is not None:
             weight, bias = self._head
             logits = self._engine.encode(texts, batch_size=batch_size) @ weight.T + bias
+            if self._words is not None:
+                vectorizer, word_weight = self._words
+                logits = logits + torch.from_numpy(vectorizer.transform(texts) @ word_weight.T)
             return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
         return torch.cat([self._predict_full(texts[i : i + batch_size], batch_size)
                           for i in range(0, len(texts), batch_size)])
@@ -200,6 +251,13 @@ class FineTunedClassifier:
             logits.append(model(**part).logits.float().cpu())
         return aggregate_windows(torch.cat(logits), owner, len(batch), self.multi_label)
 
+    def _architecture(self) -> str:
+        if self.info.kind != "classifier-head":
+            return "sequence classification"
+        if (self.path / WORDS_FILE).is_file():
+            return "linear head over sentence embeddings and TF-IDF words"
+        return "linear head over sentence embeddings"
+
     def describe(self) -> dict:
         """A row for ``Assistant.models()``."""
         return {
@@ -210,8 +268,7 @@ class FineTunedClassifier:
             "device": str(self.runtime.device),
             "dtype": self.runtime.dtype_name,
             "attention": self.runtime.attn_implementation,
-            "architecture": "linear head over sentence embeddings" if self.info.kind == "classifier-head"
-            else "sequence classification",
+            "architecture": self._architecture(),
             "loaded": self._loaded,
             "configured": True,
             **self.info.describe(),

@@ -35,6 +35,7 @@ import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,17 @@ from assistant.classifiers import ENCODER_DIR, HEAD_FILE, aggregate_windows
 from assistant.errors import InvalidParameterError
 from assistant.runs import RUN_FILE, is_run
 
-from .data import DataError, check_labels, exclude, labels_of, load_records, split_validation, text_of
+from .data import (
+    DataError,
+    check_field,
+    check_labels,
+    exclude,
+    labels_of,
+    load_records,
+    split_validation,
+    text_of,
+    weight_of,
+)
 from .runs import config_command, write_run
 
 log = logging.getLogger(__name__)
@@ -57,7 +68,8 @@ EVAL_DIR = "eval"
 MAX_CLASS_WEIGHT = 10.0
 #: Inverse-regularisation strengths tried for the head-only logistic regression (picked on
 #: validation). Embeddings are L2-normalised, so useful values are large.
-HEAD_C_GRID = (0.3, 1.0, 3.0, 10.0)
+HEAD_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
+HEAD_FEATURES = ("embedding", "embedding+words")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -75,6 +87,9 @@ class ClassifyTrainConfig:
     model: str = _opt("minilm-l6", "base encoder: preset, Hugging Face id or local path")
     text_field: str = _opt("text", "field holding the text")
     label_field: str = _opt("label", "field holding the label (a list, or ';'-separated, for multi-label)")
+    weight_field: str | None = _opt(
+        None, "field holding each training example's loss weight, a number 0 or more (e.g. annotator "
+              "agreement, so ambiguous examples count less); default: every example weighs 1")
     val: str | None = _opt(None, "validation data (default: carved from the training data)")
     val_fraction: float = _opt(0.1, "share of the training data held out for validation when --val is not given")
     group_field: str | None = _opt(
@@ -83,6 +98,13 @@ class ClassifyTrainConfig:
         None, "a data file whose texts are removed from the training data (e.g. a held-out test set)")
     multi_label: bool = _opt(False, "each text has zero or more labels (default: exactly one)")
     head_only: bool = _opt(False, "freeze the encoder and train only a linear head on its embeddings (fast on CPU)")
+    features: str = _opt(
+        "embedding", "head-only inputs: 'embedding' (sentence embeddings) or 'embedding+words' (plus TF-IDF words "
+                     "and bigrams: better for formulaic text such as legal clauses)")
+    cv_folds: int = _opt(
+        0, "head-only: pick the regularisation and the thresholds by K-fold cross-validation over all the "
+           "training data (whole groups per fold with --group-field), then train on all of it; 0: use a "
+           "validation split")
     labels: str | None = _opt(
         None, "comma-separated label set (default: the labels seen in the training data); "
               "multi-label texts with no label are negatives")
@@ -134,6 +156,18 @@ class ClassifyTrainConfig:
             bad(f"max_length must be at least 16 tokens, got {self.max_length}")
         if not 0 <= self.stride <= self.max_length // 2:
             bad(f"stride must be between 0 and max_length/2 ({self.max_length // 2}), got {self.stride}")
+        if self.features not in HEAD_FEATURES:
+            bad(f"features must be one of {', '.join(HEAD_FEATURES)}, got {self.features!r}")
+        if self.features != "embedding" and not self.head_only:
+            bad(f"features {self.features!r} is a head-only setting: add head_only (--head-only)")
+        if isinstance(self.cv_folds, bool) or int(self.cv_folds) != self.cv_folds or self.cv_folds == 1 \
+                or self.cv_folds < 0:
+            bad(f"cv_folds must be 0 (no cross-validation) or 2 or more, got {self.cv_folds!r}")
+        if self.cv_folds and not self.head_only:
+            bad("cv_folds is a head-only setting (a full fine-tune per fold would take K times as long): "
+                "add head_only (--head-only)")
+        if self.cv_folds and self.val:
+            bad("cv_folds replaces the validation split: give val or cv_folds, not both")
         if self.eval_steps and self.save_steps and self.save_steps % self.eval_steps:
             bad(f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}): "
                 "the best checkpoint is chosen at evaluations")
@@ -157,6 +191,10 @@ class _Data:
     val_texts: list[str]
     val_labels: list[list[str]]
     sources: list[dict]
+    #: Per-example training loss weights (``weight_field``); None: all 1.
+    train_weights: list[float] | None = None
+    #: Each training text's group (``group_field``), for cross-validation folds.
+    train_groups: list[str] | None = None
 
 
 def _subset(records: list[dict], n: int | None, seed: int) -> list[dict]:
@@ -176,7 +214,10 @@ def _parse_labels(spec: str) -> list[str]:
 def load_data(config: ClassifyTrainConfig) -> _Data:
     """Read, check and split the data. Every problem is a ``DataError`` naming file and line."""
     required = (config.text_field, config.label_field)
-    train = load_records(config.train, split="train", required=required)
+    train = load_records(config.train, split="train",
+                         required=required + ((config.weight_field,) if config.weight_field else ()))
+    for record in train if config.weight_field else ():
+        weight_of(record, config.weight_field)  # a bad weight is named by its line before anything else
     sources = [{"source": config.train, "role": "train", "records": len(train)}]
     if config.exclude:
         others = load_records(config.exclude, split="train", required=(config.text_field,))
@@ -192,6 +233,10 @@ def load_data(config: ClassifyTrainConfig) -> _Data:
     if config.val:
         val = load_records(config.val, split="validation", required=required)
         sources.append({"source": config.val, "role": "validation", "records": len(val)})
+    elif config.cv_folds:
+        val = []  # every record is validated out of fold
+        how = f"whole {config.group_field!r} groups per fold" if config.group_field else "seeded folds"
+        sources[0]["role"] = f"train, {config.cv_folds}-fold cross-validation ({how}, seed {config.seed})"
     else:
         stratify = None if config.multi_label or config.group_field else config.label_field
         train, val = split_validation(train, config.val_fraction, config.seed,
@@ -209,6 +254,13 @@ def load_data(config: ClassifyTrainConfig) -> _Data:
         raise DataError(f"{config.train}: the training split holds only one label: nothing to tell apart")
     check_labels(train, config.label_field, config.multi_label, labels)
     check_labels(val, config.label_field, config.multi_label, labels)
+    groups = None
+    if config.cv_folds and config.group_field:
+        check_field(train, config.group_field)
+        groups = [str(r[config.group_field]) for r in train]
+        if len(set(groups)) < config.cv_folds:
+            raise DataError(f"{config.train}: {len(set(groups))} {config.group_field!r} groups are too few for "
+                            f"{config.cv_folds} folds")
 
     def texts(records: list[dict]) -> list[str]:
         return [text_of(r, config.text_field) for r in records]
@@ -216,7 +268,12 @@ def load_data(config: ClassifyTrainConfig) -> _Data:
     def golds(records: list[dict]) -> list[list[str]]:
         return [labels_of(r, config.label_field, config.multi_label) for r in records]
 
-    return _Data(labels, texts(train), golds(train), texts(val), golds(val), sources)
+    weights = None
+    if config.weight_field:
+        weights = [weight_of(r, config.weight_field) for r in train]
+        if not any(weights):
+            raise DataError(f"{config.train}: every training example has weight 0 in field {config.weight_field!r}")
+    return _Data(labels, texts(train), golds(train), texts(val), golds(val), sources, weights, groups)
 
 
 def _class_weights(data: _Data, multi_label: bool) -> torch.Tensor:
@@ -301,9 +358,11 @@ def _finish(config: ClassifyTrainConfig, out: Path, data: _Data, kind: str, prob
 # ------------------------------------------------------------------ full fine-tuning
 
 
-def _tokenise(tokenizer, texts: list[str], targets: list, max_length: int, stride: int, progress: bool):
-    """A ``datasets.Dataset`` of windows: every window carries its text's target and its
-    text's index (``owner``) so window outputs can be aggregated per text."""
+def _tokenise(tokenizer, texts: list[str], targets: list, max_length: int, stride: int, progress: bool,
+              weights: list[float] | None = None):
+    """A ``datasets.Dataset`` of windows: every window carries its text's target, its text's
+    index (``owner``) so window outputs can be aggregated per text, and, when ``weights`` are
+    given, its text's loss weight (``weight``)."""
     import datasets
 
     def windows(batch: dict) -> dict:
@@ -312,9 +371,14 @@ def _tokenise(tokenizer, texts: list[str], targets: list, max_length: int, strid
         owner = enc.pop("overflow_to_sample_mapping")
         enc["labels"] = [batch["labels"][i] for i in owner]
         enc["owner"] = [batch["owner"][i] for i in owner]
+        if "weight" in batch:
+            enc["weight"] = [batch["weight"][i] for i in owner]
         return enc
 
-    ds = datasets.Dataset.from_dict({"text": texts, "labels": targets, "owner": list(range(len(texts)))})
+    columns = {"text": texts, "labels": targets, "owner": list(range(len(texts)))}
+    if weights is not None:
+        columns["weight"] = weights
+    ds = datasets.Dataset.from_dict(columns)
     if not progress:
         datasets.disable_progress_bars()
     try:
@@ -341,7 +405,8 @@ def _weighted_trainer_class():
     from transformers import Trainer
 
     class WeightedLossTrainer(Trainer):
-        """Trainer whose loss is weighted against label imbalance (the only reason to subclass)."""
+        """Trainer whose loss is weighted against label imbalance and by per-example weights
+        (the only reason to subclass)."""
 
         #: The loss below is a per-batch mean: let the Trainer scale it for gradient accumulation.
         loss_is_scaled_for_ga = False
@@ -352,19 +417,30 @@ def _weighted_trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
+            weight = inputs.pop("weight", None)
             outputs = model(**inputs)
-            loss = self.loss_fn(outputs.logits.float(), labels)
+            loss = self.loss_fn(outputs.logits.float(), labels, weight)
             return (loss, outputs) if return_outputs else loss
 
     return WeightedLossTrainer
 
 
-def _loss_fn(weights: torch.Tensor, multi_label: bool):
-    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        w = weights.to(logits.device)
+def _loss_fn(class_weights: torch.Tensor | None, multi_label: bool):
+    """Loss from logits, targets and optional per-example weights. With all example weights 1 it
+    is the usual mean loss (weighted cross-entropy normalises by the targets' class weights)."""
+    from torch.nn import functional as F
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor, example_weights: torch.Tensor | None = None) -> torch.Tensor:
+        w = class_weights.to(logits.device) if class_weights is not None else None
         if multi_label:
-            return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=w)
-        return torch.nn.functional.cross_entropy(logits, labels.long(), weight=w)
+            per = F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=w, reduction="none").mean(1)
+            return per.mean() if example_weights is None else (per * example_weights.to(per.dtype)).mean()
+        targets = labels.long()
+        per = F.cross_entropy(logits, targets, weight=w, reduction="none")
+        denominator = w[targets].sum() if w is not None else torch.tensor(float(len(targets)), device=logits.device)
+        if example_weights is not None:
+            per = per * example_weights.to(per.dtype)
+        return per.sum() / denominator
 
     return loss
 
@@ -411,10 +487,13 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
     if max_length < config.max_length:
         log.warning("max_length %d is longer than the model's %d positions: using %d", config.max_length,
                     positions, max_length)
+    weighted = data.train_weights is not None
     train_ds = _tokenise(tokenizer, data.train_texts, _targets(data.train_labels, labels, multi), max_length,
-                         stride, config.progress)
+                         stride, config.progress, data.train_weights)
+    # Validation examples weigh 1: the reported loss and metrics are the plain ones.
+    val_weights = [1.0] * len(data.val_texts) if weighted else None
     val_ds = _tokenise(tokenizer, data.val_texts, _targets(data.val_labels, labels, multi), max_length, stride,
-                       config.progress)
+                       config.progress, val_weights)
     val_owner = torch.tensor(list(val_ds["owner"]))
     n_val = len(data.val_texts)
 
@@ -465,14 +544,17 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
         use_cpu=not cuda,
         disable_tqdm=not config.progress,
         dataloader_num_workers=0,
+        # "weight" is not a model input: naming it a label keeps the Trainer from dropping the column.
+        label_names=["labels", "weight"] if weighted else None,
     )
     trainer_callbacks = list(callbacks)
     if config.early_stopping_patience:
         trainer_callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     common = {"model": model, "args": args, "train_dataset": train_ds, "eval_dataset": val_ds,
               "processing_class": tokenizer, "compute_metrics": compute_metrics, "callbacks": trainer_callbacks}
-    if config.class_weights:
-        trainer = _weighted_trainer_class()(**common, loss_fn=_loss_fn(_class_weights(data, multi), multi))
+    if config.class_weights or weighted:
+        class_weights = _class_weights(data, multi) if config.class_weights else None
+        trainer = _weighted_trainer_class()(**common, loss_fn=_loss_fn(class_weights, multi))
     else:
         trainer = Trainer(**common)
     checkpoint = _last_checkpoint(out / CHECKPOINTS) if config.resume else None
@@ -533,8 +615,8 @@ def _head_weights(clf, labels: list[str], dim: int, multi_label: bool) -> tuple[
     return weight, bias
 
 
-def _head_probs(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, multi_label: bool) -> np.ndarray:
-    logits = torch.from_numpy(x @ weight.T + bias)
+def _head_probs(x, weight: np.ndarray, bias: np.ndarray, multi_label: bool) -> np.ndarray:
+    logits = torch.from_numpy(np.asarray(x @ weight.T + bias, dtype=np.float32))
     return (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).numpy()
 
 
@@ -552,48 +634,159 @@ def _save_encoder(engine, target: Path) -> None:
         shutil.copytree(source / "1_Pooling", target / "1_Pooling", dirs_exist_ok=True)
 
 
-def _train_head(config: ClassifyTrainConfig, out: Path, data: _Data, started: float) -> Path:
-    from safetensors.torch import save_file
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.preprocessing import MultiLabelBinarizer
+class _HeadFitter:
+    """Fits the head-only logistic regression on embeddings (and TF-IDF words) of chosen texts.
 
+    ``inputs(rows)`` builds the feature matrix of the texts at ``rows`` (word features fitted on
+    those rows only, so a cross-validation fold never sees the vocabulary of the texts it is
+    scored on); ``fit`` trains a head on it for one C; ``probs`` scores other texts.
+    A head is (weight over the feature columns, bias, word vectorizer or None).
+    """
+
+    def __init__(self, config: ClassifyTrainConfig, data: _Data, embeddings: np.ndarray) -> None:
+        from sklearn.preprocessing import MultiLabelBinarizer
+
+        self.config, self.data, self.embeddings = config, data, embeddings
+        self.multi, self.labels = config.multi_label, data.labels
+        self.words = config.features == "embedding+words"
+        if self.multi:
+            self.y = MultiLabelBinarizer(classes=self.labels).fit_transform(data.train_labels)
+        else:
+            self.y = np.array([g[0] for g in data.train_labels])
+        self.weights = None if data.train_weights is None else np.asarray(data.train_weights)
+
+    def inputs(self, rows: np.ndarray):
+        """(feature matrix of the texts at ``rows``, the word vectorizer fitted on them or None)."""
+        texts = [self.data.train_texts[i] for i in rows]
+        vectorizer = None
+        if self.words:
+            from assistant.classifiers import word_vectorizer
+
+            vectorizer = word_vectorizer().fit(texts)
+        return self.features(self.embeddings[rows], texts, vectorizer), vectorizer
+
+    def features(self, embeddings: np.ndarray, texts: list[str], vectorizer):
+        if vectorizer is None:
+            return embeddings
+        from scipy import sparse
+
+        return sparse.hstack([sparse.csr_matrix(embeddings), vectorizer.transform(texts)], format="csr")
+
+    def fit(self, inputs, rows: np.ndarray, c: float):
+        import sklearn
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+
+        x, vectorizer = inputs
+        fit_params = {} if self.weights is None else {"sample_weight": self.weights[rows]}
+        weighting = "balanced" if self.config.class_weights else None
+        # liblinear suits the one-vs-rest binary problems (sparse word columns too); lbfgs the multinomial one.
+        solver = "liblinear" if self.multi else "lbfgs"
+        # Metadata routing is how scikit-learn passes sample weights through OneVsRestClassifier.
+        with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True):
+            warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
+            base = LogisticRegression(C=c, class_weight=weighting, max_iter=3000, solver=solver,
+                                      random_state=self.config.seed)
+            base.set_fit_request(sample_weight=True)
+            clf = (OneVsRestClassifier(base) if self.multi else base).fit(x, self.y[rows], **fit_params)
+        weight, bias = _head_weights(clf, self.labels, x.shape[1], self.multi)
+        return weight, bias, vectorizer
+
+    def probs(self, head, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
+        weight, bias, vectorizer = head
+        return _head_probs(self.features(embeddings, texts, vectorizer), weight, bias, self.multi)
+
+    def score(self, gold: list[list[str]], probs: np.ndarray) -> float:
+        """The validation metric, at thresholds tuned on these predictions for multi-label (as the
+        saved run will be): C is chosen for the metric the run will actually get."""
+        from .evaluation import ClassificationEvaluator, apply_thresholds, tune_thresholds
+
+        evaluator = ClassificationEvaluator(self.labels, multi_label=self.multi, task=self.config.task)
+        if self.multi:
+            thresholds = tune_thresholds(gold, probs, self.labels)
+            return evaluator(gold, apply_thresholds(probs, self.labels, thresholds)).macro_f1
+        return evaluator([g[0] for g in gold], [self.labels[i] for i in probs.argmax(1)]).accuracy
+
+
+def _cv_folds(config: ClassifyTrainConfig, data: _Data) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+
+    n = len(data.train_texts)
+    if data.train_groups is not None:
+        splits = GroupKFold(n_splits=config.cv_folds).split(np.zeros(n), groups=data.train_groups)
+    elif config.multi_label:
+        splits = KFold(n_splits=config.cv_folds, shuffle=True, random_state=config.seed).split(np.zeros(n))
+    else:
+        y = [g[0] for g in data.train_labels]
+        splits = StratifiedKFold(n_splits=config.cv_folds, shuffle=True, random_state=config.seed).split(np.zeros(n), y)
+    try:
+        return [(np.asarray(a), np.asarray(b)) for a, b in splits]
+    except ValueError as exc:  # fewer texts than folds
+        raise DataError(f"{config.train}: cannot make {config.cv_folds} folds: {exc}") from exc
+
+
+def _train_head(config: ClassifyTrainConfig, out: Path, data: _Data, started: float) -> Path:
+    from dataclasses import replace
+
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    from assistant.classifiers import WORDS_FILE, word_vectorizer_state
     from assistant.engine import Engine
 
-    from .evaluation import ClassificationEvaluator, apply_thresholds
+    from .evaluation.report import write_json
 
     engine = Engine(encoder=config.model, device=config.device)
     x_train = _encode(engine, data.train_texts, config.progress, "embedding train")
-    x_val = _encode(engine, data.val_texts, config.progress, "embedding validation")
     dim = x_train.shape[1]
-    multi, labels = config.multi_label, data.labels
-    weighting = "balanced" if config.class_weights else None
-    if multi:
-        y = MultiLabelBinarizer(classes=labels).fit_transform(data.train_labels)
+    fitter = _HeadFitter(config, data, x_train)
+    everything = np.arange(len(data.train_texts))
+    bar = partial(tqdm, desc="fitting head", unit="fit", disable=not config.progress)
+    scores: dict[float, float] = {}
+    if config.cv_folds:
+        # Every training text is scored by a head that did not see it (nor its group): C and the
+        # thresholds are chosen on all the data, then the head is refitted on all of it.
+        folds = _cv_folds(config, data)
+        oof = {c: np.zeros((len(everything), len(data.labels)), dtype=np.float32) for c in HEAD_C_GRID}
+        with bar(total=len(folds) * len(HEAD_C_GRID)) as progress:
+            for fit_rows, held_rows in folds:
+                held_texts = [data.train_texts[i] for i in held_rows]
+                inputs = fitter.inputs(fit_rows)
+                for c in HEAD_C_GRID:
+                    head = fitter.fit(inputs, fit_rows, c)
+                    oof[c][held_rows] = fitter.probs(head, x_train[held_rows], held_texts)
+                    progress.update()
+        scores = {c: fitter.score(data.train_labels, oof[c]) for c in HEAD_C_GRID}
+        c = max(scores, key=scores.get)
+        head, probs = fitter.fit(fitter.inputs(everything), everything, c), oof[c]
+        reported = replace(data, val_texts=data.train_texts, val_labels=data.train_labels)
     else:
-        y = np.array([g[0] for g in data.train_labels])
-    evaluator = ClassificationEvaluator(labels, multi_label=multi, task=config.task)
-    best = None
-    for c in HEAD_C_GRID:  # a small search on validation: cheap, and C matters here
-        base = LogisticRegression(C=c, class_weight=weighting, max_iter=2000, random_state=config.seed)
-        with warnings.catch_warnings():  # a label without training positives: handled in _head_weights
-            warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
-            clf = (OneVsRestClassifier(base) if multi else base).fit(x_train, y)
-        weight, bias = _head_weights(clf, labels, dim, multi)
-        probs = _head_probs(x_val, weight, bias, multi)
-        if multi:
-            score = evaluator(data.val_labels, apply_thresholds(probs, labels, 0.5)).macro_f1
-        else:
-            score = evaluator([g[0] for g in data.val_labels], [labels[i] for i in probs.argmax(1)]).accuracy
-        log.info("head C=%g: validation %s %.4f", c, config.metric, score)
-        if best is None or score > best[0]:
-            best = (score, c, weight, bias, probs)
-    _, c, weight, bias, probs = best
-    save_file({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)}, str(out / HEAD_FILE),
-              metadata={"labels": json.dumps(labels), "multi_label": str(multi)})
+        x_val = _encode(engine, data.val_texts, config.progress, "embedding validation")
+        best, inputs = None, fitter.inputs(everything)
+        for c in bar(HEAD_C_GRID):  # a small search on validation: cheap, and C matters here
+            head = fitter.fit(inputs, everything, c)
+            probs = fitter.probs(head, x_val, data.val_texts)
+            scores[c] = fitter.score(data.val_labels, probs)
+            if best is None or scores[c] > scores[best[0]]:
+                best = (c, head, probs)
+        c, head, probs = best
+        reported = data
+    for value, score in scores.items():
+        log.info("head C=%g: validation %s %.4f", value, config.metric, score)
+    weight, bias, vectorizer = head
+    tensors = {"weight": torch.from_numpy(weight[:, :dim].copy()), "bias": torch.from_numpy(bias)}
+    if vectorizer is not None:
+        tensors["word_weight"] = torch.from_numpy(weight[:, dim:].copy())
+        write_json(word_vectorizer_state(vectorizer), out / WORDS_FILE)
+    save_file(tensors, str(out / HEAD_FILE),
+              metadata={"labels": json.dumps(data.labels), "multi_label": str(config.multi_label)})
     _save_encoder(engine, out / ENCODER_DIR)
-    extra = {"head_C": c, "embedding_dim": dim}
-    return _finish(config, out, data, "classifier-head", probs, started, extra)
+    extra = {"head_C": c, "embedding_dim": dim, "head_C_scores": {str(k): round(v, 4) for k, v in scores.items()}}
+    if vectorizer is not None:
+        extra["word_features"] = len(vectorizer.vocabulary_)
+    if config.cv_folds:
+        extra["validation"] = f"{config.cv_folds}-fold cross-validation, out-of-fold predictions"
+    return _finish(config, out, reported, "classifier-head", probs, started, extra)
 
 
 # ------------------------------------------------------------------------- public

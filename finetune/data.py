@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -112,6 +113,18 @@ def text_of(record: dict, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise DataError(f"{record.get(ORIGIN, '?')}: field {field!r} must be non-empty text, got {value!r}")
     return value
+
+
+def weight_of(record: dict, field: str) -> float:
+    """The record's training weight: a finite number, 0 or more (a JSON number or numeric text)."""
+    value = record.get(field)
+    try:
+        weight = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        weight = None
+    if weight is None or not math.isfinite(weight) or weight < 0:
+        raise DataError(f"{record.get(ORIGIN, '?')}: field {field!r} must be a number, 0 or more, got {value!r}")
+    return weight
 
 
 def labels_of(record: dict, field: str, multi_label: bool) -> list[str]:

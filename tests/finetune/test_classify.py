@@ -17,9 +17,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, TrainerCallback
 
+from assistant.classifiers import FineTunedClassifier
 from assistant.errors import InvalidParameterError
 from assistant.runs import RUN_FILE, read_run
-from finetune.classify import ClassifyTrainConfig, evaluate_classifier, load_data, train_classifier
+from finetune.classify import ClassifyTrainConfig, _loss_fn, evaluate_classifier, load_data, train_classifier
 from finetune.data import DataError
 from finetune.runs import licence_of
 
@@ -140,6 +141,98 @@ def test_head_only_multi_label(tiny_bert_dir, classify_data, tmp_path):
     assert load_file(str(out / "head.safetensors"))["weight"].shape == (len(info.labels), 32)
 
 
+# -------------------------------------------------------------- example weights
+
+
+def test_loss_weights_examples():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.3, -2.0]])
+    labels = torch.tensor([0, 2])
+    plain = _loss_fn(None, multi_label=False)
+    ce = torch.nn.functional.cross_entropy
+    assert plain(logits, labels) == pytest.approx(ce(logits, labels).item())
+    assert plain(logits, labels, torch.ones(2)) == pytest.approx(ce(logits, labels).item())
+    # A weight-0 example adds nothing; the mean stays over the batch.
+    assert plain(logits, labels, torch.tensor([2.0, 0.0])) == pytest.approx(ce(logits[:1], labels[:1]).item())
+    class_weighted = _loss_fn(torch.tensor([1.0, 2.0, 3.0]), multi_label=False)
+    expected = ce(logits, labels, weight=torch.tensor([1.0, 2.0, 3.0])).item()
+    assert class_weighted(logits, labels, torch.ones(2)) == pytest.approx(expected)
+    targets = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    multi = _loss_fn(None, multi_label=True)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    assert multi(logits, targets, torch.tensor([0.0, 2.0])) == pytest.approx(bce(logits[1:], targets[1:]).item())
+
+
+def _weighted_copy(rows: list[dict], path, weight) -> str:
+    path.write_text("".join(json.dumps({**r, "w": weight(r)}) + "\n" for r in rows))
+    return str(path)
+
+
+def test_example_weights_reach_the_trainer_loss(tiny_bert_dir, classify_data, tmp_path, read_jsonl):
+    rows = read_jsonl(classify_data["fpb_train"])
+    common = {"task": "sentiment", "model": str(tiny_bert_dir), "text_field": "sentence", "batch_size": 8,
+              "max_steps": 1, "progress": False, "device": "cpu", "early_stopping_patience": 0}
+    plain = train_classifier(ClassifyTrainConfig(train=str(classify_data["fpb_train"]),
+                                                 out=str(tmp_path / "plain"), **common))
+    doubled = train_classifier(ClassifyTrainConfig(
+        train=_weighted_copy(rows, tmp_path / "w.jsonl", lambda r: 2), weight_field="w",
+        out=str(tmp_path / "doubled"), **common))
+    # Same seed, same first batch: every example counting twice doubles the first step's loss.
+    first, second = (read_run(r).metrics["train_loss"] for r in (plain, doubled))
+    assert second == pytest.approx(2 * first, rel=1e-4)
+    assert read_run(doubled).config["weight_field"] == "w"
+
+
+def test_head_only_ignores_weight_zero_examples(tiny_bert_dir, classify_data, tmp_path, read_jsonl):
+    rows = read_jsonl(classify_data["fpb_train"])
+    train = _weighted_copy(rows, tmp_path / "w.jsonl", lambda r: 0 if r["label"] == "neutral" else 1)
+    out = train_classifier(ClassifyTrainConfig(
+        task="sentiment", train=train, weight_field="w", out=str(tmp_path / "run"), model=str(tiny_bert_dir),
+        text_field="sentence", head_only=True, class_weights=False, progress=False, device="cpu"))
+    # Neutral sentences weigh nothing, so the head never learns to predict neutral.
+    report = json.loads((out / "eval" / "validation.json").read_text())
+    neutral = report["labels"].index("neutral")
+    assert report["per_label"]["neutral"]["recall"] == 0
+    assert sum(row[neutral] for row in report["confusion"]) == 0
+
+
+def test_bad_weight_names_file_and_line(tmp_path, classify_data, read_jsonl):
+    rows = read_jsonl(classify_data["fpb_train"])[:6]
+    path = tmp_path / "train.jsonl"
+    _weighted_copy(rows, path, lambda r: -1 if r is rows[3] else 0.5)
+    with pytest.raises(DataError, match=rf"{path}:4: field 'w' must be a number, 0 or more, got -1"):
+        train_classifier(_config(path, tmp_path / "out", weight_field="w"))
+    _weighted_copy(rows, path, lambda r: "high")
+    with pytest.raises(DataError, match=rf"{path}:1: field 'w' must be a number"):
+        train_classifier(_config(path, tmp_path / "out", weight_field="w"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_head_with_word_features_and_cross_validation(tiny_bert_dir, classify_data, tmp_path):
+    out = train_classifier(ClassifyTrainConfig(
+        task="unfair-tos", train=str(classify_data["claudette"]), out=str(tmp_path / "run"),
+        model=str(tiny_bert_dir), label_field="unfair_categories", multi_label=True, head_only=True,
+        features="embedding+words", cv_folds=3, group_field="document", progress=False, device="cpu"))
+    info = read_run(out)
+    m = info.metrics
+    # Cross-validation scores every training sentence out of fold, then the head is refitted on all.
+    assert m["validation"] == "3-fold cross-validation, out-of-fold predictions"
+    assert m["validation_records"] == m["train_records"] == len(classify_data["claudette"].read_text().splitlines())
+    assert set(info.thresholds) == set(info.labels)
+    words = json.loads((out / "words.json").read_text())
+    head = load_file(str(out / "head.safetensors"))
+    assert head["weight"].shape == (len(info.labels), 32)
+    assert head["word_weight"].shape == (len(info.labels), len(words["vocabulary"])) == (len(info.labels),
+                                                                                        m["word_features"])
+    assert "arbitration" in words["vocabulary"] and len(words["idf"]) == len(words["vocabulary"])
+    # The random tiny encoder knows no words; the TF-IDF columns carry the clause wording.
+    clf = FineTunedClassifier(out, device="cpu")
+    scores = clf.predict_scores(["Any dispute shall be settled by binding arbitration.",
+                                 "These terms are governed by the laws of England."])
+    assert clf.labels[int(scores[0].argmax())] == "Arbitration"
+    assert clf.labels[int(scores[1].argmax())] == "Choice of law"
+    assert "TF-IDF" in clf.describe()["architecture"]
+
+
 # ----------------------------------------------------------------------- resume
 
 
@@ -231,7 +324,9 @@ def test_single_label_field_with_two_labels(tmp_path, classify_data, read_jsonl)
 
 
 @pytest.mark.parametrize("bad", [{"stride": 200}, {"val_fraction": 1.5}, {"batch_size": 0}, {"task": "../x"},
-                                 {"eval_steps": 3, "save_steps": 4}])
+                                 {"eval_steps": 3, "save_steps": 4}, {"features": "words", "head_only": True},
+                                 {"features": "embedding+words"}, {"cv_folds": 1, "head_only": True},
+                                 {"cv_folds": 3}, {"cv_folds": 3, "head_only": True, "val": "v.jsonl"}])
 def test_bad_settings(bad, tmp_path):
     kwargs = {"task": "sentiment", "train": "t.jsonl", "out": str(tmp_path), **bad}
     with pytest.raises(InvalidParameterError):
