@@ -67,8 +67,8 @@ EVAL_DIR = "eval"
 #: otherwise get a weight in the hundreds and make training unstable.
 MAX_CLASS_WEIGHT = 10.0
 #: Inverse-regularisation strengths tried for the head-only logistic regression (picked on
-#: validation). Embeddings are L2-normalised, so useful values are large.
-HEAD_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
+#: validation). Embeddings and TF-IDF rows are L2-normalised, so useful values are large.
+HEAD_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 HEAD_FEATURES = ("embedding", "embedding+words")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -195,6 +195,9 @@ class _Data:
     train_weights: list[float] | None = None
     #: Each training text's group (``group_field``), for cross-validation folds.
     train_groups: list[str] | None = None
+    #: Validation weights (``weight_field``, when the validation records have it): the metric
+    #: that picks the best checkpoint is weighted by them too.
+    val_weights: list[float] | None = None
 
 
 def _subset(records: list[dict], n: int | None, seed: int) -> list[dict]:
@@ -268,12 +271,15 @@ def load_data(config: ClassifyTrainConfig) -> _Data:
     def golds(records: list[dict]) -> list[list[str]]:
         return [labels_of(r, config.label_field, config.multi_label) for r in records]
 
-    weights = None
+    weights = val_weights = None
     if config.weight_field:
         weights = [weight_of(r, config.weight_field) for r in train]
         if not any(weights):
             raise DataError(f"{config.train}: every training example has weight 0 in field {config.weight_field!r}")
-    return _Data(labels, texts(train), golds(train), texts(val), golds(val), sources, weights, groups)
+        if val and all(config.weight_field in r for r in val):
+            val_weights = [weight_of(r, config.weight_field) for r in val]
+            val_weights = val_weights if any(val_weights) else None
+    return _Data(labels, texts(train), golds(train), texts(val), golds(val), sources, weights, groups, val_weights)
 
 
 def _class_weights(data: _Data, multi_label: bool) -> torch.Tensor:
@@ -445,6 +451,23 @@ def _loss_fn(class_weights: torch.Tensor | None, multi_label: bool):
     return loss
 
 
+def _weighted_metrics(gold: list, preds: list, labels: list[str], multi_label: bool,
+                      weights: list[float]) -> dict[str, float]:
+    """Accuracy and F1 with each validation example counted by its weight (scikit-learn's
+    ``sample_weight``): examples annotators agreed on can count more in model selection."""
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    if multi_label:
+        binarizer = MultiLabelBinarizer(classes=labels)
+        gold, preds, scored = binarizer.fit_transform(gold), binarizer.transform(preds), None
+    else:
+        scored = labels
+    f1 = partial(f1_score, gold, preds, labels=scored, sample_weight=weights, zero_division=0)
+    return {"weighted_accuracy": float(accuracy_score(gold, preds, sample_weight=weights)),
+            "weighted_micro_f1": float(f1(average="micro")), "weighted_macro_f1": float(f1(average="macro"))}
+
+
 def _check_resume_labels(checkpoint: Path, labels: list[str]) -> None:
     config = json.loads((checkpoint / "config.json").read_text()) if (checkpoint / "config.json").is_file() else {}
     saved = [config.get("id2label", {}).get(str(i)) for i in range(len(config.get("id2label", {})))]
@@ -491,7 +514,7 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
     train_ds = _tokenise(tokenizer, data.train_texts, _targets(data.train_labels, labels, multi), max_length,
                          stride, config.progress, data.train_weights)
     # Validation examples weigh 1: the reported loss and metrics are the plain ones.
-    val_weights = [1.0] * len(data.val_texts) if weighted else None
+    val_weights = (data.val_weights or [1.0] * len(data.val_texts)) if weighted else None
     val_ds = _tokenise(tokenizer, data.val_texts, _targets(data.val_labels, labels, multi), max_length, stride,
                        config.progress, val_weights)
     val_owner = torch.tensor(list(val_ds["owner"]))
@@ -507,10 +530,17 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
         probs = val_probs(prediction.predictions)
         evaluator = ClassificationEvaluator(labels, multi_label=multi, task=config.task)
         if multi:  # thresholds are tuned once, after training; model selection uses 0.5
-            report = evaluator(data.val_labels, apply_thresholds(probs, labels, 0.5))
+            gold, preds = data.val_labels, apply_thresholds(probs, labels, 0.5)
         else:
-            report = evaluator([g[0] for g in data.val_labels], [labels[i] for i in probs.argmax(axis=1)])
-        return {"accuracy": report.accuracy, "micro_f1": report.micro_f1, "macro_f1": report.macro_f1}
+            gold, preds = [g[0] for g in data.val_labels], [labels[i] for i in probs.argmax(axis=1)]
+        report = evaluator(gold, preds)
+        metrics = {"accuracy": report.accuracy, "micro_f1": report.micro_f1, "macro_f1": report.macro_f1}
+        if data.val_weights:
+            metrics.update(_weighted_metrics(gold, preds, labels, multi, data.val_weights))
+        return metrics
+
+    # With validation weights, the checkpoint kept is the best on the weighted metric.
+    selection = f"weighted_{config.metric}" if data.val_weights else config.metric
 
     cuda = runtime.device.type == "cuda"
     if cuda and runtime.device.index is not None:
@@ -533,7 +563,7 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
         save_steps=config.save_steps or eval_steps,
         save_total_limit=2,  # the newest checkpoint (resume) and the best one (load_best_model_at_end)
         load_best_model_at_end=True,
-        metric_for_best_model=config.metric,
+        metric_for_best_model=selection,
         greater_is_better=True,
         logging_strategy="steps",
         logging_steps=max(1, min(50, eval_steps or 50)),
@@ -575,6 +605,7 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
         "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
         "resumed_from": checkpoint.name if checkpoint else None,
         "train_loss": round(float(result.training_loss), 6),
+        "selected_by": f"validation {selection}",
     }
     # The effective window goes into the run's config: the assistant predicts with it.
     return _finish(config, out, data, "classifier", probs, started, extra, {"max_length": max_length, "stride": stride})

@@ -20,7 +20,15 @@ from transformers import AutoModelForSequenceClassification, TrainerCallback
 from assistant.classifiers import FineTunedClassifier
 from assistant.errors import InvalidParameterError
 from assistant.runs import RUN_FILE, read_run
-from finetune.classify import ClassifyTrainConfig, _loss_fn, evaluate_classifier, load_data, train_classifier
+from finetune.classify import (
+    HEAD_C_GRID,
+    ClassifyTrainConfig,
+    _loss_fn,
+    _weighted_metrics,
+    evaluate_classifier,
+    load_data,
+    train_classifier,
+)
 from finetune.data import DataError
 from finetune.runs import licence_of
 
@@ -126,7 +134,7 @@ def test_head_only_run(sentiment_head_run, tiny_bert_dir):
     assert torch.isfinite(head["weight"]).all()
     encoder = sentiment_head_run / "encoder"
     assert (encoder / "config.json").is_file() and (encoder / "model.safetensors").is_file()
-    assert info.metrics["head_C"] in (0.3, 1.0, 3.0, 10.0)
+    assert info.metrics["head_C"] in HEAD_C_GRID
     assert not (sentiment_head_run / "checkpoints").exists()
 
 
@@ -180,6 +188,18 @@ def test_example_weights_reach_the_trainer_loss(tiny_bert_dir, classify_data, tm
     first, second = (read_run(r).metrics["train_loss"] for r in (plain, doubled))
     assert second == pytest.approx(2 * first, rel=1e-4)
     assert read_run(doubled).config["weight_field"] == "w"
+    # The validation split carries the weights too, and the checkpoint is chosen on the weighted metric.
+    assert read_run(plain).metrics["selected_by"] == "validation accuracy"
+    assert read_run(doubled).metrics["selected_by"] == "validation weighted_accuracy"
+
+
+def test_weighted_validation_metrics():
+    single = _weighted_metrics(["a", "b", "a"], ["a", "a", "b"], ["a", "b"], False, [2.0, 1.0, 0.0])
+    assert single["weighted_accuracy"] == pytest.approx(2 / 3)
+    # a: tp 2, fp 1, fn 0 -> F1 0.8; b: tp 0 -> 0
+    assert single["weighted_macro_f1"] == pytest.approx(0.4)
+    multi = _weighted_metrics([["x"], ["x", "y"], []], [["x"], ["x"], ["y"]], ["x", "y"], True, [1.0, 0.0, 1.0])
+    assert multi["weighted_accuracy"] == pytest.approx(0.5)  # the weight-0 miss does not count
 
 
 def test_head_only_ignores_weight_zero_examples(tiny_bert_dir, classify_data, tmp_path, read_jsonl):
