@@ -129,7 +129,7 @@ _USE = {
                   "`Assistant(classifiers={{\"{task}\": \"<this folder>\"}})` or "
                   "`finassist classify --classifier {task}=<this folder>`.",
     "classifier-head": "Classifies {task} texts with a linear head over the frozen encoder's sentence "
-                       "embeddings; loaded like any run: `--classifier {task}=<this folder>`.",
+                       "embeddings{words}; loaded like any run: `--classifier {task}=<this folder>`.",
     "generator": "Generates text for the {task} task; see the data below for what it was adapted to.",
 }
 
@@ -152,7 +152,9 @@ def _model_card(run: dict, license: str | None) -> str:
         "---",
     ])
     lines = [front, "", f"# {run['task']} ({run['kind']}) on {run['base_model']}", ""]
-    lines += [_USE.get(run["kind"], "").format(task=run["task"]), ""]
+    # Head runs may also read TF-IDF words (finetune classify --features embedding+words).
+    words = " and TF-IDF words and bigrams" if "words" in str(run.get("config", {}).get("features", "")) else ""
+    lines += [_USE.get(run["kind"], "").format(task=run["task"], words=words), ""]
     lines += ["## Base model", "", f"`{run['base_model']}`" + (f" ({base_id})" if base_id != run["base_model"] else ""), ""]
     if run.get("labels"):
         kind = "multi-label: every label over its threshold" if run["multi_label"] else "single-label: the top label"

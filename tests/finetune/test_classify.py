@@ -251,6 +251,7 @@ def test_head_with_word_features_and_cross_validation(tiny_bert_dir, classify_da
     assert clf.labels[int(scores[0].argmax())] == "Arbitration"
     assert clf.labels[int(scores[1].argmax())] == "Choice of law"
     assert "TF-IDF" in clf.describe()["architecture"]
+    assert "sentence embeddings and TF-IDF words and bigrams" in (out / "README.md").read_text()
 
 
 # ----------------------------------------------------------------------- resume
