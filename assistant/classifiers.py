@@ -51,7 +51,8 @@ def word_vectorizer(settings: dict | None = None, vocabulary: Sequence[str] | No
     settings["ngram_range"] = tuple(settings["ngram_range"])
     if vocabulary is None:
         return TfidfVectorizer(dtype=np.float32, **settings)
-    settings.pop("min_df", None), settings.pop("max_features", None)  # fitting-time choices only
+    for fitting_only in ("min_df", "max_features"):  # they chose the vocabulary, which is given here
+        settings.pop(fitting_only, None)
     vectorizer = TfidfVectorizer(dtype=np.float32, vocabulary=list(vocabulary), **settings)
     vectorizer.idf_ = np.asarray(idf, dtype=np.float64)
     return vectorizer

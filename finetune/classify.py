@@ -220,7 +220,8 @@ def load_data(config: ClassifyTrainConfig) -> _Data:
     train = load_records(config.train, split="train",
                          required=required + ((config.weight_field,) if config.weight_field else ()))
     for record in train if config.weight_field else ():
-        weight_of(record, config.weight_field)  # a bad weight is named by its line before anything else
+        # Parsed once, here: a bad weight is named by its line before anything else is checked.
+        record[config.weight_field] = weight_of(record, config.weight_field)
     sources = [{"source": config.train, "role": "train", "records": len(train)}]
     if config.exclude:
         others = load_records(config.exclude, split="train", required=(config.text_field,))
@@ -273,7 +274,7 @@ def load_data(config: ClassifyTrainConfig) -> _Data:
 
     weights = val_weights = None
     if config.weight_field:
-        weights = [weight_of(r, config.weight_field) for r in train]
+        weights = [r[config.weight_field] for r in train]
         if not any(weights):
             raise DataError(f"{config.train}: every training example has weight 0 in field {config.weight_field!r}")
         if val and all(config.weight_field in r for r in val):
@@ -513,7 +514,8 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
     weighted = data.train_weights is not None
     train_ds = _tokenise(tokenizer, data.train_texts, _targets(data.train_labels, labels, multi), max_length,
                          stride, config.progress, data.train_weights)
-    # Validation examples weigh 1: the reported loss and metrics are the plain ones.
+    # Validation examples carry their own weights (1 where they have none): the eval loss is weighted
+    # like the training loss; the reported metrics stay unweighted.
     val_weights = (data.val_weights or [1.0] * len(data.val_texts)) if weighted else None
     val_ds = _tokenise(tokenizer, data.val_texts, _targets(data.val_labels, labels, multi), max_length, stride,
                        config.progress, val_weights)
