@@ -153,7 +153,7 @@ def _model_card(run: dict, license: str | None) -> str:
     ])
     lines = [front, "", f"# {run['task']} ({run['kind']}) on {run['base_model']}", ""]
     # Head runs may also read TF-IDF words (finetune classify --features embedding+words).
-    words = " and TF-IDF words and bigrams" if "words" in str(run.get("config", {}).get("features", "")) else ""
+    words = " and TF-IDF words and bigrams" if run.get("config", {}).get("features") == "embedding+words" else ""
     lines += [_USE.get(run["kind"], "").format(task=run["task"], words=words), ""]
     lines += ["## Base model", "", f"`{run['base_model']}`" + (f" ({base_id})" if base_id != run["base_model"] else ""), ""]
     if run.get("labels"):
