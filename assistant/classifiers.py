@@ -131,6 +131,11 @@ class FineTunedClassifier:
         return {label: float(self.info.thresholds.get(label, 0.5)) for label in self.labels}
 
     @property
+    def min_labels(self) -> int:
+        """Multi-label: the fewest labels a prediction has (0: only those over their thresholds)."""
+        return self.info.min_labels if self.multi_label else 0
+
+    @property
     def path(self) -> Path:
         return self.info.path
 

@@ -38,6 +38,9 @@ class RunInfo:
     multi_label: bool = False
     #: Multi-label: label -> decision threshold on the label's probability (tuned on validation).
     thresholds: dict[str, float] = field(default_factory=dict)
+    #: Multi-label: the fewest labels a prediction has; the best-scoring ones fill up when too few
+    #: pass their thresholds (1 for data where every text has a label, such as contract clauses).
+    min_labels: int = 0
     metrics: dict = field(default_factory=dict)
     #: The training configuration (max_length, stride, ... for the classifier kinds).
     config: dict = field(default_factory=dict)
@@ -112,6 +115,9 @@ def read_run(path: str | os.PathLike) -> RunInfo:
             raise ModelLoadError(f"{run_file}: a classifier run needs a non-empty list of label names")
         if not isinstance(thresholds, dict) or any(not isinstance(v, (int, float)) for v in thresholds.values()):
             raise ModelLoadError(f"{run_file}: thresholds must map labels to numbers")
+    min_labels = data.get("min_labels") or 0
+    if isinstance(min_labels, bool) or not isinstance(min_labels, int) or min_labels < 0:
+        raise ModelLoadError(f"{run_file}: min_labels must be a whole number, 0 or more, got {min_labels!r}")
     return RunInfo(
         kind=data["kind"],
         task=str(data["task"]),
@@ -120,6 +126,7 @@ def read_run(path: str | os.PathLike) -> RunInfo:
         labels=list(labels),
         multi_label=bool(data.get("multi_label", False)),
         thresholds={str(k): float(v) for k, v in thresholds.items()},
+        min_labels=min_labels,
         metrics=dict(data.get("metrics") or {}),
         config=dict(data.get("config") or {}),
         created=data.get("created"),

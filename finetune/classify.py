@@ -105,6 +105,10 @@ class ClassifyTrainConfig:
         0, "head-only: pick the regularisation and the thresholds by K-fold cross-validation over all the "
            "training data (whole groups per fold with --group-field), then train on all of it; 0: use a "
            "validation split")
+    min_labels: int | None = _opt(
+        None, "multi-label: every text gets at least this many labels, its best-scoring ones when too few "
+              "pass their thresholds (default: the fewest labels any training text has, so 1 when every "
+              "training text has a label, as contract clauses do, and 0 when some have none)")
     labels: str | None = _opt(
         None, "comma-separated label set (default: the labels seen in the training data); "
               "multi-label texts with no label are negatives")
@@ -166,6 +170,12 @@ class ClassifyTrainConfig:
         if self.cv_folds and not self.head_only:
             bad("cv_folds is a head-only setting (a full fine-tune per fold would take K times as long): "
                 "add head_only (--head-only)")
+        if self.min_labels is not None:
+            if isinstance(self.min_labels, bool) or int(self.min_labels) != self.min_labels or self.min_labels < 0:
+                bad(f"min_labels must be 0 or more, got {self.min_labels!r}")
+            if not self.multi_label:
+                bad("min_labels is a multi-label setting (a single-label model always gives one label): "
+                    "add multi_label (--multi-label) or leave it out")
         if self.cv_folds and self.val:
             bad("cv_folds replaces the validation split: give val or cv_folds, not both")
         if self.eval_steps and self.save_steps and self.save_steps % self.eval_steps:
@@ -198,6 +208,8 @@ class _Data:
     #: Validation weights (``weight_field``, when the validation records have it): the metric
     #: that picks the best checkpoint is weighted by them too.
     val_weights: list[float] | None = None
+    #: Multi-label: the fewest labels a prediction has (``min_labels``, or learned from the training data).
+    min_labels: int = 0
 
 
 def _subset(records: list[dict], n: int | None, seed: int) -> list[dict]:
@@ -280,7 +292,12 @@ def load_data(config: ClassifyTrainConfig) -> _Data:
         if val and all(config.weight_field in r for r in val):
             val_weights = [weight_of(r, config.weight_field) for r in val]
             val_weights = val_weights if any(val_weights) else None
-    return _Data(labels, texts(train), golds(train), texts(val), golds(val), sources, weights, groups, val_weights)
+    train_labels = golds(train)
+    min_labels = 0
+    if config.multi_label:
+        min_labels = config.min_labels if config.min_labels is not None else min(map(len, train_labels), default=0)
+    return _Data(labels, texts(train), train_labels, texts(val), golds(val), sources, weights, groups, val_weights,
+                 min_labels)
 
 
 def _class_weights(data: _Data, multi_label: bool) -> torch.Tensor:
@@ -330,9 +347,10 @@ def _evaluate_predictions(config: ClassifyTrainConfig, data: _Data, probs: np.nd
         preds = [data.labels[i] for i in probs.argmax(axis=1)]
         return evaluator([g[0] for g in data.val_labels], preds, **extra), None, {}
     thresholds = tune_thresholds(data.val_labels, probs, data.labels)
-    report = evaluator(data.val_labels, apply_thresholds(probs, data.labels, thresholds),
-                       thresholds=thresholds, thresholds_tuned_on="this validation split", **extra)
-    at_half = evaluator(data.val_labels, apply_thresholds(probs, data.labels, 0.5))
+    report = evaluator(data.val_labels, apply_thresholds(probs, data.labels, thresholds, data.min_labels),
+                       thresholds=thresholds, thresholds_tuned_on="this validation split",
+                       min_labels=data.min_labels, **extra)
+    at_half = evaluator(data.val_labels, apply_thresholds(probs, data.labels, 0.5, data.min_labels))
     untuned = {"micro_f1": at_half.micro_f1, "macro_f1": at_half.macro_f1, "accuracy": at_half.accuracy}
     return report, thresholds, {"validation_at_threshold_0.5": untuned}
 
@@ -357,7 +375,7 @@ def _finish(config: ClassifyTrainConfig, out: Path, data: _Data, kind: str, prob
     write_run(out, kind=kind, task=config.task, base_model=config.model,
               config={**asdict(config), **(effective or {})}, data=data.sources, metrics=metrics,
               command=config_command(PROGRAM, config), labels=data.labels, multi_label=config.multi_label,
-              thresholds=thresholds, seconds=seconds)
+              thresholds=thresholds, min_labels=data.min_labels, seconds=seconds)
     log.info("%s run written to %s: %s %.4f", config.task, out, config.metric, metrics[config.metric])
     return out
 
@@ -532,7 +550,7 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
         probs = val_probs(prediction.predictions)
         evaluator = ClassificationEvaluator(labels, multi_label=multi, task=config.task)
         if multi:  # thresholds are tuned once, after training; model selection uses 0.5
-            gold, preds = data.val_labels, apply_thresholds(probs, labels, 0.5)
+            gold, preds = data.val_labels, apply_thresholds(probs, labels, 0.5, data.min_labels)
         else:
             gold, preds = [g[0] for g in data.val_labels], [labels[i] for i in probs.argmax(axis=1)]
         report = evaluator(gold, preds)
@@ -737,7 +755,7 @@ class _HeadFitter:
         evaluator = ClassificationEvaluator(self.labels, multi_label=self.multi, task=self.config.task)
         if self.multi:
             thresholds = tune_thresholds(gold, probs, self.labels)
-            return evaluator(gold, apply_thresholds(probs, self.labels, thresholds)).macro_f1
+            return evaluator(gold, apply_thresholds(probs, self.labels, thresholds, self.data.min_labels)).macro_f1
         return evaluator([g[0] for g in gold], [self.labels[i] for i in probs.argmax(1)]).accuracy
 
 
@@ -899,8 +917,9 @@ def evaluate_classifier(
     if clf is not None:
         probs = torch.cat([clf.predict_scores(texts[i : i + chunk]) for i in starts]).numpy()
         if run_multi:
-            preds = apply_thresholds(probs, labels, clf.thresholds)
+            preds = apply_thresholds(probs, labels, clf.thresholds, clf.min_labels)
             extra["thresholds"] = clf.thresholds
+            extra["min_labels"] = clf.min_labels
         else:
             preds = [labels[i] for i in probs.argmax(axis=1)]
     else:

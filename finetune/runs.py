@@ -158,6 +158,9 @@ def _model_card(run: dict, license: str | None) -> str:
     lines += ["## Base model", "", f"`{run['base_model']}`" + (f" ({base_id})" if base_id != run["base_model"] else ""), ""]
     if run.get("labels"):
         kind = "multi-label: every label over its threshold" if run["multi_label"] else "single-label: the top label"
+        floor = run.get("min_labels") or 0
+        if run["multi_label"] and floor:
+            kind += f", and at least the best {floor}" if floor > 1 else ", and the best label when none is"
         lines += [f"## Labels ({kind})", ""]
         for label in run["labels"]:
             t = (run.get("thresholds") or {}).get(label)
@@ -213,6 +216,7 @@ def write_run(
     labels: Sequence[str] | None = None,
     multi_label: bool = False,
     thresholds: Mapping[str, float] | None = None,
+    min_labels: int = 0,
     seconds: float | None = None,
     license: str | None = None,
 ) -> Path:
@@ -222,7 +226,8 @@ def write_run(
     ``data``: one entry per dataset used, ``{"source", "records", "role"?, "licence"?}``; a
     missing licence is looked up by the source's path (``licence_of``). ``config`` is a dict or a
     dataclass (stored as a dict). ``license``: the model's own licence for the card's metadata
-    (default ``unknown``: the data's terms decide).
+    (default ``unknown``: the data's terms decide). ``min_labels``: multi-label, the fewest labels
+    a prediction has (the best-scoring ones when too few pass their thresholds).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown run kind {kind!r} (known: {', '.join(KINDS)})")
@@ -245,6 +250,7 @@ def write_run(
         "labels": list(labels) if labels is not None else None,
         "multi_label": bool(multi_label),
         "thresholds": {k: float(v) for k, v in thresholds.items()} if thresholds else None,
+        "min_labels": int(min_labels),
         "metrics": dict(metrics),
         "config": dict(config),
         "data": entries,

@@ -150,6 +150,8 @@ class ClassifyTask(Task):
             order = torch.argsort(row, descending=True).tolist()
             if clf.multi_label:
                 chosen = [names[i] for i in order if row[i] >= cut[i]]
+                # Runs trained on data where every text has a label top up with the best-scoring ones.
+                chosen += [names[i] for i in order if row[i] < cut[i]][: max(0, clf.min_labels - len(chosen))]
             else:
                 chosen = [names[order[0]]]
             scores = [LabelScore(names[i], float(row[i])) for i in order]

@@ -292,9 +292,12 @@ def tune_thresholds(y_true: list[list[str]], scores, labels: Sequence[str], grid
     return out
 
 
-def apply_thresholds(scores, labels: Sequence[str], thresholds: Mapping[str, float] | float) -> list[list[str]]:
+def apply_thresholds(scores, labels: Sequence[str], thresholds: Mapping[str, float] | float,
+                     min_labels: int = 0) -> list[list[str]]:
     """Label sets from scores: every label whose score reaches its threshold (``>=``), in
-    ``labels`` order. ``thresholds`` is a per-label mapping or one number for all."""
+    ``labels`` order. ``thresholds`` is a per-label mapping or one number for all. A text with
+    fewer than ``min_labels`` such labels gets its highest-scoring ones instead (for data where
+    every text has a label, such as contract clauses)."""
     labels = _check_labels(labels)
     scores = _check_scores(scores, labels)
     if isinstance(thresholds, Mapping):
@@ -305,4 +308,7 @@ def apply_thresholds(scores, labels: Sequence[str], thresholds: Mapping[str, flo
     else:
         cut = np.full(len(labels), float(thresholds))
     hits = scores >= cut[None, :]
+    for i in np.flatnonzero(hits.sum(axis=1) < min_labels):  # top up with the best labels not yet chosen
+        missing = min_labels - int(hits[i].sum())
+        hits[i, [j for j in np.argsort(-scores[i], kind="stable") if not hits[i, j]][:missing]] = True
     return [[labels[j] for j in np.flatnonzero(row)] for row in hits]

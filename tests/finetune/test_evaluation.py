@@ -156,6 +156,17 @@ def test_tune_thresholds_recovers_the_separating_threshold():
     assert apply_thresholds(TH_SCORES, TH_LABELS, 0.5)[4] == ["a", "b"]
 
 
+def test_min_labels_tops_up_with_the_best_scoring_labels():
+    th = {"a": 0.95, "b": 0.5, "c": 0.5}
+    assert apply_thresholds(TH_SCORES, TH_LABELS, th) == [["b"], [], ["b", "c"], [], ["b"]]
+    # Row 1 has nothing over its threshold: its best label "a" (0.70) is given; row 3 gets "b" (0.2 beats 0.1, 0.0).
+    assert apply_thresholds(TH_SCORES, TH_LABELS, th, min_labels=1) == [["b"], ["a"], ["b", "c"], ["b"], ["b"]]
+    # Two at least: labels already over their thresholds stay, the best of the others fill up.
+    assert apply_thresholds(TH_SCORES, TH_LABELS, th, min_labels=2) == [
+        ["a", "b"], ["a", "b"], ["b", "c"], ["a", "b"], ["a", "b"]]
+    assert apply_thresholds(TH_SCORES, TH_LABELS, th, min_labels=5)[0] == TH_LABELS
+
+
 def test_threshold_bad_inputs():
     with pytest.raises(ValueError, match="shape"):
         tune_thresholds(TH_TRUE, TH_SCORES[:, :2], TH_LABELS)
