@@ -7,9 +7,10 @@ Two kinds of run, one interface (``predict_scores`` → probabilities, one colum
   ``save_pretrained`` (loads with ``AutoModelForSequenceClassification``);
 * ``classifier-head``: a frozen encoder (copied into ``encoder/``) whose sentence embeddings
   (``Engine.encode``, the same pooling as zero-shot) feed a linear head (``head.safetensors``);
-  optionally with TF-IDF word and bigram features beside them (``words.json``: vocabulary and
-  IDF, stored as data, not pickled objects), which legal clause types need (their wording
-  is formulaic: "arbitration", "governing law").
+  optionally with TF-IDF text features beside them: words and bigrams (``words.json``) and
+  character 3-5-grams (``chars.json``), each stored as vocabulary and IDF (data, not pickled
+  objects). Legal clause types need them: their wording is formulaic ("arbitration",
+  "governing law"), and character n-grams also catch inflections and defined terms.
 
 Texts longer than the window are not truncated: they are cut into overlapping windows,
 aggregated as in training (mean of logits for single-label, max of probabilities for
@@ -22,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,11 +41,35 @@ WORDS_FILE = "words.json"
 #: and prediction. Sublinear TF and L2-normalised rows put them on the embeddings' scale.
 WORD_FEATURE_SETTINGS = {"ngram_range": [1, 2], "min_df": 2, "max_features": 50000, "sublinear_tf": True,
                          "strip_accents": "unicode", "lowercase": True}
+#: Character 3-5-grams inside word boundaries: "terminat" matches terminate, termination, terminating.
+CHAR_FEATURE_SETTINGS = {"analyzer": "char_wb", "ngram_range": [3, 5], "min_df": 3, "max_features": 100000,
+                         "sublinear_tf": True, "lowercase": True}
+
+
+@dataclass(frozen=True)
+class TextFeature:
+    """One kind of TF-IDF input a head run may read beside the embeddings."""
+
+    name: str
+    #: The vectorizer's state (settings, vocabulary, IDF) in the run directory.
+    file: str
+    #: Its columns of the head in ``head.safetensors``: (n_labels, vocabulary).
+    tensor: str
+    settings: dict
+    description: str
+
+
+#: The text features, in the order their columns follow the embedding columns.
+TEXT_FEATURES = {
+    "words": TextFeature("words", WORDS_FILE, "word_weight", WORD_FEATURE_SETTINGS, "TF-IDF words and bigrams"),
+    "chars": TextFeature("chars", "chars.json", "char_weight", CHAR_FEATURE_SETTINGS, "character 3-5-grams"),
+}
 
 
 def word_vectorizer(settings: dict | None = None, vocabulary: Sequence[str] | None = None, idf=None):
-    """A ``TfidfVectorizer`` with the word-feature settings: unfitted (training), or rebuilt from a
-    saved vocabulary and IDF (prediction), giving the same features as the fitted one."""
+    """A ``TfidfVectorizer`` with the given settings (default: the word features): unfitted
+    (training), or rebuilt from a saved vocabulary and IDF (prediction), giving the same features
+    as the fitted one."""
     import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -58,10 +84,11 @@ def word_vectorizer(settings: dict | None = None, vocabulary: Sequence[str] | No
     return vectorizer
 
 
-def word_vectorizer_state(vectorizer) -> dict:
-    """What ``word_vectorizer`` needs to rebuild a fitted vectorizer, as JSON-able data."""
+def word_vectorizer_state(vectorizer, settings: dict | None = None) -> dict:
+    """What ``word_vectorizer`` needs to rebuild a vectorizer fitted with ``settings`` (default:
+    the word features), as JSON-able data."""
     order = sorted(vectorizer.vocabulary_.items(), key=lambda item: item[1])
-    return {"settings": dict(WORD_FEATURE_SETTINGS), "vocabulary": [term for term, _ in order],
+    return {"settings": dict(settings or WORD_FEATURE_SETTINGS), "vocabulary": [term for term, _ in order],
             "idf": vectorizer.idf_.tolist()}
 
 
@@ -108,7 +135,8 @@ class FineTunedClassifier:
         self._tokenizer = None
         self._engine = None
         self._head: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._words = None  # (vectorizer, weight (n_labels, vocabulary)) for runs with word features
+        # (feature, vectorizer, weight (n_labels, vocabulary)) per text feature the head reads
+        self._text_features: list[tuple[TextFeature, object, object]] = []
         self.load_seconds: float | None = None
 
     # ---------------------------------------------------------------- metadata
@@ -204,24 +232,24 @@ class FineTunedClassifier:
                 f"{self.path}: the head expects {weight.shape[1]}-dim embeddings, the encoder gives "
                 f"{encoder.model.config.hidden_size}"
             )
-        words_file = self.path / WORDS_FILE
-        if words_file.is_file():
-            self._words = self._load_words(words_file, tensors.get("word_weight"))
+        self._text_features = [(f, *self._load_text_feature(f, tensors.get(f.tensor)))
+                               for f in TEXT_FEATURES.values() if (self.path / f.file).is_file()]
         self._engine = engine
         self._head = (weight.float(), bias.float())
 
-    def _load_words(self, words_file: Path, word_weight: torch.Tensor | None):
+    def _load_text_feature(self, feature: TextFeature, weight: torch.Tensor | None):
         import json
 
+        state_file = self.path / feature.file
         try:
-            state = json.loads(words_file.read_text())
+            state = json.loads(state_file.read_text())
             vectorizer = word_vectorizer(state["settings"], state["vocabulary"], state["idf"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"{words_file} cannot be read: {exc}") from exc
+            raise ModelLoadError(f"{state_file} cannot be read: {exc}") from exc
         shape = (len(self.labels), len(state["vocabulary"]))
-        if word_weight is None or tuple(word_weight.shape) != shape:
-            raise ModelLoadError(f"{self.path / HEAD_FILE}: expected word_weight {shape} for {words_file.name}")
-        return vectorizer, word_weight.float().numpy()
+        if weight is None or tuple(weight.shape) != shape:
+            raise ModelLoadError(f"{self.path / HEAD_FILE}: expected {feature.tensor} {shape} for {feature.file}")
+        return vectorizer, weight.float().numpy()
 
     # --------------------------------------------------------------- prediction
 
@@ -235,9 +263,8 @@ class FineTunedClassifier:
         if self._head is not None:
             weight, bias = self._head
             logits = self._engine.encode(texts, batch_size=batch_size) @ weight.T + bias
-            if self._words is not None:
-                vectorizer, word_weight = self._words
-                logits = logits + torch.from_numpy(vectorizer.transform(texts) @ word_weight.T)
+            for _, vectorizer, feature_weight in self._text_features:
+                logits = logits + torch.from_numpy(vectorizer.transform(texts) @ feature_weight.T)
             return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
         return torch.cat([self._predict_full(texts[i : i + batch_size], batch_size)
                           for i in range(0, len(texts), batch_size)])
@@ -260,9 +287,8 @@ class FineTunedClassifier:
     def _architecture(self) -> str:
         if self.info.kind != "classifier-head":
             return "sequence classification"
-        if (self.path / WORDS_FILE).is_file():
-            return "linear head over sentence embeddings and TF-IDF words"
-        return "linear head over sentence embeddings"
+        read = [f.description for f in TEXT_FEATURES.values() if (self.path / f.file).is_file()]
+        return " and ".join(["linear head over sentence embeddings", *read])
 
     def describe(self) -> dict:
         """A row for ``Assistant.models()``."""

@@ -69,7 +69,8 @@ MAX_CLASS_WEIGHT = 10.0
 #: Inverse-regularisation strengths tried for the head-only logistic regression (picked on
 #: validation). Embeddings and TF-IDF rows are L2-normalised, so useful values are large.
 HEAD_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-HEAD_FEATURES = ("embedding", "embedding+words")
+#: Head-only inputs: the sentence embedding, plus TF-IDF text features (``assistant.classifiers.TEXT_FEATURES``).
+HEAD_FEATURES = ("embedding", "embedding+words", "embedding+words+chars")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -99,8 +100,9 @@ class ClassifyTrainConfig:
     multi_label: bool = _opt(False, "each text has zero or more labels (default: exactly one)")
     head_only: bool = _opt(False, "freeze the encoder and train only a linear head on its embeddings (fast on CPU)")
     features: str = _opt(
-        "embedding", "head-only inputs: 'embedding' (sentence embeddings) or 'embedding+words' (plus TF-IDF words "
-                     "and bigrams: better for formulaic text such as legal clauses)")
+        "embedding", "head-only inputs: 'embedding' (sentence embeddings), 'embedding+words' (plus TF-IDF words "
+                     "and bigrams: better for formulaic text such as legal clauses) or 'embedding+words+chars' "
+                     "(plus character 3-5-grams too: slower to fit, best on contract clauses)")
     cv_folds: int = _opt(
         0, "head-only: pick the regularisation and the thresholds by K-fold cross-validation over all the "
            "training data (whole groups per fold with --group-field), then train on all of it; 0: use a "
@@ -686,12 +688,13 @@ def _save_encoder(engine, target: Path) -> None:
 
 
 class _HeadFitter:
-    """Fits the head-only logistic regression on embeddings (and TF-IDF words) of chosen texts.
+    """Fits the head-only logistic regression on embeddings (and TF-IDF text features) of chosen texts.
 
-    ``inputs(rows)`` builds the feature matrix of the texts at ``rows`` (word features fitted on
+    ``inputs(rows)`` builds the feature matrix of the texts at ``rows`` (text features fitted on
     those rows only, so a cross-validation fold never sees the vocabulary of the texts it is
     scored on); ``fit`` trains a head on it for one C; ``probs`` scores other texts.
-    A head is (weight over the feature columns, bias, word vectorizer or None).
+    A head is (weight over the feature columns, bias, the fitted text vectorizers in
+    ``text_features`` order).
     """
 
     def __init__(self, config: ClassifyTrainConfig, data: _Data, embeddings: np.ndarray) -> None:
@@ -699,7 +702,9 @@ class _HeadFitter:
 
         self.config, self.data, self.embeddings = config, data, embeddings
         self.multi, self.labels = config.multi_label, data.labels
-        self.words = config.features == "embedding+words"
+        from assistant.classifiers import TEXT_FEATURES
+
+        self.text_features = [TEXT_FEATURES[name] for name in config.features.split("+")[1:]]
         if self.multi:
             self.y = MultiLabelBinarizer(classes=self.labels).fit_transform(data.train_labels)
         else:
@@ -707,45 +712,48 @@ class _HeadFitter:
         self.weights = None if data.train_weights is None else np.asarray(data.train_weights)
 
     def inputs(self, rows: np.ndarray):
-        """(feature matrix of the texts at ``rows``, the word vectorizer fitted on them or None)."""
+        """(feature matrix of the texts at ``rows``, the text vectorizers fitted on them)."""
+        from assistant.classifiers import word_vectorizer
+
         texts = [self.data.train_texts[i] for i in rows]
-        vectorizer = None
-        if self.words:
-            from assistant.classifiers import word_vectorizer
+        vectorizers = [word_vectorizer(f.settings).fit(texts) for f in self.text_features]
+        return self.features(self.embeddings[rows], texts, vectorizers), vectorizers
 
-            vectorizer = word_vectorizer().fit(texts)
-        return self.features(self.embeddings[rows], texts, vectorizer), vectorizer
-
-    def features(self, embeddings: np.ndarray, texts: list[str], vectorizer):
-        if vectorizer is None:
+    def features(self, embeddings: np.ndarray, texts: list[str], vectorizers: list):
+        if not vectorizers:
             return embeddings
         from scipy import sparse
 
-        return sparse.hstack([sparse.csr_matrix(embeddings), vectorizer.transform(texts)], format="csr")
+        blocks = [sparse.csr_matrix(embeddings)] + [v.transform(texts) for v in vectorizers]
+        return sparse.hstack(blocks, format="csr")
 
     def fit(self, inputs, rows: np.ndarray, c: float):
+        import joblib
         import sklearn
         from sklearn.linear_model import LogisticRegression
         from sklearn.multiclass import OneVsRestClassifier
 
-        x, vectorizer = inputs
+        x, vectorizers = inputs
         fit_params = {} if self.weights is None else {"sample_weight": self.weights[rows]}
         weighting = "balanced" if self.config.class_weights else None
         # liblinear suits the one-vs-rest binary problems (sparse word columns too); lbfgs the multinomial one.
         solver = "liblinear" if self.multi else "lbfgs"
         # Metadata routing is how scikit-learn passes sample weights through OneVsRestClassifier.
-        with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True):
+        # The per-label fits run in threads: liblinear releases the GIL, so they use every core, and
+        # its primal L2 logistic solver is deterministic, so the result does not depend on the order.
+        with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True), \
+                joblib.parallel_config(backend="threading"):
             warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
             base = LogisticRegression(C=c, class_weight=weighting, max_iter=3000, solver=solver,
                                       random_state=self.config.seed)
             base.set_fit_request(sample_weight=True)
-            clf = (OneVsRestClassifier(base) if self.multi else base).fit(x, self.y[rows], **fit_params)
+            clf = (OneVsRestClassifier(base, n_jobs=-1) if self.multi else base).fit(x, self.y[rows], **fit_params)
         weight, bias = _head_weights(clf, self.labels, x.shape[1], self.multi)
-        return weight, bias, vectorizer
+        return weight, bias, vectorizers
 
     def probs(self, head, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
-        weight, bias, vectorizer = head
-        return _head_probs(self.features(embeddings, texts, vectorizer), weight, bias, self.multi)
+        weight, bias, vectorizers = head
+        return _head_probs(self.features(embeddings, texts, vectorizers), weight, bias, self.multi)
 
     def score(self, gold: list[list[str]], probs: np.ndarray) -> float:
         """The validation metric, at thresholds tuned on these predictions for multi-label (as the
@@ -782,7 +790,7 @@ def _train_head(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from assistant.classifiers import WORDS_FILE, word_vectorizer_state
+    from assistant.classifiers import word_vectorizer_state
     from assistant.engine import Engine
 
     from .evaluation.report import write_json
@@ -824,17 +832,20 @@ def _train_head(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
         reported = data
     for value, score in scores.items():
         log.info("head C=%g: validation %s %.4f", value, config.metric, score)
-    weight, bias, vectorizer = head
+    weight, bias, vectorizers = head
     tensors = {"weight": torch.from_numpy(weight[:, :dim].copy()), "bias": torch.from_numpy(bias)}
-    if vectorizer is not None:
-        tensors["word_weight"] = torch.from_numpy(weight[:, dim:].copy())
-        write_json(word_vectorizer_state(vectorizer), out / WORDS_FILE)
+    extra: dict = {}
+    start = dim  # each text feature's columns follow the embedding's, in order
+    for feature, vectorizer in zip(fitter.text_features, vectorizers, strict=True):
+        size = len(vectorizer.vocabulary_)
+        tensors[feature.tensor] = torch.from_numpy(weight[:, start : start + size].copy())
+        write_json(word_vectorizer_state(vectorizer, feature.settings), out / feature.file)
+        extra[feature.tensor.removesuffix("_weight") + "_features"] = size  # word_features, char_features
+        start += size
     save_file(tensors, str(out / HEAD_FILE),
               metadata={"labels": json.dumps(data.labels), "multi_label": str(config.multi_label)})
     _save_encoder(engine, out / ENCODER_DIR)
-    extra = {"head_C": c, "embedding_dim": dim, "head_C_scores": {str(k): round(v, 4) for k, v in scores.items()}}
-    if vectorizer is not None:
-        extra["word_features"] = len(vectorizer.vocabulary_)
+    extra.update(head_C=c, embedding_dim=dim, head_C_scores={str(k): round(v, 4) for k, v in scores.items()})
     if config.cv_folds:
         extra["validation"] = f"{config.cv_folds}-fold cross-validation, out-of-fold predictions"
     return _finish(config, out, reported, "classifier-head", probs, started, extra)

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
+from assistant.classifiers import TEXT_FEATURES
 from assistant.runs import KINDS, RUN_FILE
 
 __all__ = ["KINDS", "RUN_FILE", "UNKNOWN_LICENCE", "config_command", "licence_of", "write_run"]
@@ -152,8 +153,9 @@ def _model_card(run: dict, license: str | None) -> str:
         "---",
     ])
     lines = [front, "", f"# {run['task']} ({run['kind']}) on {run['base_model']}", ""]
-    # Head runs may also read TF-IDF words (finetune classify --features embedding+words).
-    words = " and TF-IDF words and bigrams" if run.get("config", {}).get("features") == "embedding+words" else ""
+    # Head runs may also read TF-IDF text features (finetune classify --features embedding+words[+chars]).
+    names = str(run.get("config", {}).get("features") or "").split("+")[1:] if run["kind"] == "classifier-head" else []
+    words = "".join(f" and {TEXT_FEATURES[n].description}" for n in names if n in TEXT_FEATURES)
     lines += [_USE.get(run["kind"], "").format(task=run["task"], words=words), ""]
     lines += ["## Base model", "", f"`{run['base_model']}`" + (f" ({base_id})" if base_id != run["base_model"] else ""), ""]
     if run.get("labels"):

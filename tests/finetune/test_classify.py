@@ -258,28 +258,36 @@ def test_head_with_word_features_and_cross_validation(tiny_bert_dir, classify_da
 CUAD_CATEGORIES = ("Governing Law", "Audit Rights", "Insurance", "Expiration Date", "Anti-Assignment")
 
 
-def test_every_text_labelled_means_at_least_one_label(tiny_bert_dir, data_file, read_jsonl, tmp_path):
+def test_contract_clauses_with_char_features_and_at_least_one_label(tiny_bert_dir, data_file, read_jsonl, tmp_path):
     """Real CUAD clauses all carry a category: the run learns min_labels 1 from its training data,
-    so evaluation, the engine and an explicit threshold all give every clause its best category."""
+    so evaluation, the engine and an explicit threshold all give every clause its best category.
+    The head reads words and character n-grams; saved and reloaded, they classify unseen clauses."""
     rows = read_jsonl(data_file("legal", "cuad", "train.jsonl"))
     picked = [r for c in CUAD_CATEGORIES for r in [r for r in rows if r["labels"] == [c]][:12]]
     train = tmp_path / "cuad" / "train.jsonl"
     train.parent.mkdir()
     train.write_text("".join(json.dumps(r) + "\n" for r in picked))
     config = dict(task="contract-clause", train=str(train), model=str(tiny_bert_dir), label_field="labels",
-                  multi_label=True, head_only=True, features="embedding+words", cv_folds=3, group_field="contract",
+                  multi_label=True, head_only=True, features="embedding+words+chars", cv_folds=3, group_field="contract",
                   progress=False, device="cpu")
     assert load_data(ClassifyTrainConfig(out="unused", **config)).min_labels == 1
     assert load_data(ClassifyTrainConfig(out="unused", min_labels=0, **config)).min_labels == 0
     out = train_classifier(ClassifyTrainConfig(out=str(tmp_path / "run"), **config))
     info = read_run(out)
     assert info.min_labels == 1 and _run_file(out)["config"]["min_labels"] is None
-    assert "the best label when none is" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "the best label when none is" in card and "TF-IDF words and bigrams and character 3-5-grams" in card
+    head, chars = load_file(str(out / "head.safetensors")), json.loads((out / "chars.json").read_text())
+    assert chars["settings"]["analyzer"] == "char_wb" and len(chars["idf"]) == len(chars["vocabulary"])
+    assert tuple(head["char_weight"].shape) == (len(info.labels), len(chars["vocabulary"]))
+    assert info.metrics["char_features"] == len(chars["vocabulary"])
     val = [r for r in read_jsonl(data_file("legal", "cuad", "val.jsonl")) if set(r["labels"]) <= set(info.labels)]
     held = tmp_path / "val.jsonl"
     held.write_text("".join(json.dumps(r) + "\n" for r in val))
     report = evaluate_classifier(str(out), str(held), label_field="labels", progress=False, device="cpu")
     assert report.extra["min_labels"] == 1 and report.n == len(val) >= 10
+    # The random tiny encoder knows nothing: the word and character columns do the classifying.
+    assert report.micro_f1 >= 0.7, report.to_markdown()
     assistant = Assistant(classifiers={"contract-clause": out}, device="cpu")
     for result in assistant.classify([r["text"] for r in val[:5]], task="contract-clause", threshold=1.01):
         assert result.labels == [result.scores[0].label], "nothing reaches 1.01: the best label is given"
@@ -386,7 +394,8 @@ def test_single_label_field_with_two_labels(tmp_path, classify_data, read_jsonl)
                                  {"eval_steps": 3, "save_steps": 4}, {"features": "words", "head_only": True},
                                  {"features": "embedding+words"}, {"cv_folds": 1, "head_only": True},
                                  {"cv_folds": 3}, {"cv_folds": 3, "head_only": True, "val": "v.jsonl"},
-                                 {"min_labels": 1}, {"min_labels": -1, "multi_label": True}])
+                                 {"min_labels": 1}, {"min_labels": -1, "multi_label": True},
+                                 {"features": "embedding+words+chars"}, {"features": "embedding+chars", "head_only": True}])
 def test_bad_settings(bad, tmp_path):
     kwargs = {"task": "sentiment", "train": "t.jsonl", "out": str(tmp_path), **bad}
     with pytest.raises(InvalidParameterError):
