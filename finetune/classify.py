@@ -883,6 +883,7 @@ def evaluate_classifier(
     device: str = "auto",
     name: str | None = None,
     progress: bool = True,
+    min_labels: int | None = None,
 ):
     """Evaluate a classifier on labelled data; returns a ``ClassificationReport``.
 
@@ -891,6 +892,7 @@ def evaluate_classifier(
     (``prompts/labels/<task>.toml``), through ``Assistant.classify`` like a user's request.
     ``limit``: a seeded random sample of that many records (the same every time). ``out``:
     also write ``<name>.json``, ``.md`` and a chart there (``name`` defaults to the task).
+    ``min_labels``: replaces a multi-label run's own floor on labels per text (0: thresholds only).
     """
     from tqdm.auto import tqdm
 
@@ -912,6 +914,10 @@ def evaluate_classifier(
         clf = None
         label_set = load_label_set(task)
         labels, run_multi, kind = label_set.names, label_set.multi_label, "zero-shot"
+    if min_labels is not None and (clf is None or not run_multi):
+        raise InvalidParameterError("min_labels applies to multi-label fine-tuned runs only")
+    if min_labels is not None and (isinstance(min_labels, bool) or not isinstance(min_labels, int) or min_labels < 0):
+        raise InvalidParameterError(f"min_labels must be 0 or more, got {min_labels!r}")
     if multi_label is not None and multi_label != run_multi:
         raise InvalidParameterError(
             f"{model} is a {'multi' if run_multi else 'single'}-label classifier, but multi_label={multi_label} "
@@ -928,9 +934,10 @@ def evaluate_classifier(
     if clf is not None:
         probs = torch.cat([clf.predict_scores(texts[i : i + chunk]) for i in starts]).numpy()
         if run_multi:
-            preds = apply_thresholds(probs, labels, clf.thresholds, clf.min_labels)
+            floor = clf.min_labels if min_labels is None else min_labels
+            preds = apply_thresholds(probs, labels, clf.thresholds, floor)
             extra["thresholds"] = clf.thresholds
-            extra["min_labels"] = clf.min_labels
+            extra["min_labels"] = floor
         else:
             preds = [labels[i] for i in probs.argmax(axis=1)]
     else:

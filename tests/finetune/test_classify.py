@@ -288,6 +288,10 @@ def test_contract_clauses_with_char_features_and_at_least_one_label(tiny_bert_di
     assert report.extra["min_labels"] == 1 and report.n == len(val) >= 10
     # The random tiny encoder knows nothing: the word and character columns do the classifying.
     assert report.micro_f1 >= 0.7, report.to_markdown()
+    no_floor = evaluate_classifier(str(out), str(held), label_field="labels", min_labels=0, progress=False)
+    assert no_floor.extra["min_labels"] == 0 and no_floor.n == report.n
+    with pytest.raises(InvalidParameterError, match="min_labels"):
+        evaluate_classifier(str(out), str(held), label_field="labels", min_labels=-1, progress=False)
     assistant = Assistant(classifiers={"contract-clause": out}, device="cpu")
     for result in assistant.classify([r["text"] for r in val[:5]], task="contract-clause", threshold=1.01):
         assert result.labels == [result.scores[0].label], "nothing reaches 1.01: the best label is given"
@@ -435,6 +439,9 @@ def test_evaluate_multi_label_run_uses_its_thresholds(unfair_run, classify_data)
 def test_evaluate_an_encoder_zero_shot(tiny_bert_dir, classify_data):
     report = evaluate_classifier(str(tiny_bert_dir), str(classify_data["fpb_heldout"]), task="sentiment",
                                  text_field="sentence", limit=9, progress=False, device="cpu")
+    with pytest.raises(InvalidParameterError, match="min_labels"):
+        evaluate_classifier(str(tiny_bert_dir), str(classify_data["fpb_heldout"]), task="sentiment",
+                            text_field="sentence", min_labels=1, progress=False)
     assert report.extra["kind"] == "zero-shot" and report.n == 9
     assert report.labels == ["positive", "negative", "neutral"]  # the label set's order
 
