@@ -41,7 +41,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from assistant.classifiers import ENCODER_DIR, HEAD_FILE, aggregate_windows
+from assistant.classifiers import (
+    ENCODER_DIR,
+    HEAD_FILE,
+    TEXT_FEATURES,
+    aggregate_windows,
+    word_vectorizer,
+    word_vectorizer_state,
+)
 from assistant.errors import InvalidParameterError
 from assistant.runs import RUN_FILE, is_run
 
@@ -702,8 +709,6 @@ class _HeadFitter:
 
         self.config, self.data, self.embeddings = config, data, embeddings
         self.multi, self.labels = config.multi_label, data.labels
-        from assistant.classifiers import TEXT_FEATURES
-
         self.text_features = [TEXT_FEATURES[name] for name in config.features.split("+")[1:]]
         if self.multi:
             self.y = MultiLabelBinarizer(classes=self.labels).fit_transform(data.train_labels)
@@ -713,8 +718,6 @@ class _HeadFitter:
 
     def inputs(self, rows: np.ndarray):
         """(feature matrix of the texts at ``rows``, the text vectorizers fitted on them)."""
-        from assistant.classifiers import word_vectorizer
-
         texts = [self.data.train_texts[i] for i in rows]
         vectorizers = [word_vectorizer(f.settings).fit(texts) for f in self.text_features]
         return self.features(self.embeddings[rows], texts, vectorizers), vectorizers
@@ -790,7 +793,6 @@ def _train_head(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from assistant.classifiers import word_vectorizer_state
     from assistant.engine import Engine
 
     from .evaluation.report import write_json
