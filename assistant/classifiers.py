@@ -92,6 +92,20 @@ def word_vectorizer_state(vectorizer, settings: dict | None = None) -> dict:
             "idf": vectorizer.idf_.tolist()}
 
 
+def chosen_labels(scores, cut, min_labels: int = 0):
+    """The multi-label decision, shared by the engine and evaluation: a boolean mask (n, labels)
+    of every label whose score reaches its threshold in ``cut``, topped up with the best-scoring
+    others for a text with fewer than ``min_labels``."""
+    import numpy as np
+
+    scores = np.asarray(scores, dtype=float)
+    hits = scores >= np.asarray(cut, dtype=float)[None, :]
+    for i in np.flatnonzero(hits.sum(axis=1) < min_labels):
+        missing = min_labels - int(hits[i].sum())
+        hits[i, [j for j in np.argsort(-scores[i], kind="stable") if not hits[i, j]][:missing]] = True
+    return hits
+
+
 def aggregate_windows(logits: torch.Tensor, owner: torch.Tensor, n: int, multi_label: bool) -> torch.Tensor:
     """Per-text probabilities from per-window logits: softmax of the mean logit (single-label),
     max of the sigmoid over windows (multi-label). ``owner[i]``: the text of window ``i``."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..classifiers import chosen_labels
 from ..errors import UnknownTaskError
 from ..inputs import ensure_text, ensure_texts
 from ..prompts import LabelSet, available_label_sets, load_label_set
@@ -144,14 +145,14 @@ class ClassifyTask(Task):
         An explicit ``threshold`` replaces the tuned per-label thresholds (multi-label)."""
         clf = prepared.classifier
         names = clf.labels
-        cut = torch.tensor([prepared.threshold if prepared.threshold is not None else clf.thresholds[n] for n in names])
+        cut = [prepared.threshold if prepared.threshold is not None else clf.thresholds[n] for n in names]
+        # Runs trained on data where every text has a label top up with the best-scoring ones.
+        hits = chosen_labels(probs.numpy(), cut, clf.min_labels) if clf.multi_label else None
         results = []
-        for row in probs:
+        for k, row in enumerate(probs):
             order = torch.argsort(row, descending=True).tolist()
             if clf.multi_label:
-                chosen = [names[i] for i in order if row[i] >= cut[i]]
-                # Runs trained on data where every text has a label top up with the best-scoring ones.
-                chosen += [names[i] for i in order if row[i] < cut[i]][: max(0, clf.min_labels - len(chosen))]
+                chosen = [names[i] for i in order if hits[k, i]]
             else:
                 chosen = [names[order[0]]]
             scores = [LabelScore(names[i], float(row[i])) for i in order]

@@ -12,6 +12,8 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from sklearn.preprocessing import MultiLabelBinarizer
 
+from assistant.classifiers import chosen_labels
+
 from .report import markdown_table, new_figure, save_figure, write_json, write_markdown
 
 #: Stands in for predicted labels outside the label set: it matches no true label, so such a
@@ -307,8 +309,5 @@ def apply_thresholds(scores, labels: Sequence[str], thresholds: Mapping[str, flo
         cut = np.array([float(thresholds[label]) for label in labels])
     else:
         cut = np.full(len(labels), float(thresholds))
-    hits = scores >= cut[None, :]
-    for i in np.flatnonzero(hits.sum(axis=1) < min_labels):  # top up with the best labels not yet chosen
-        missing = min_labels - int(hits[i].sum())
-        hits[i, [j for j in np.argsort(-scores[i], kind="stable") if not hits[i, j]][:missing]] = True
+    hits = chosen_labels(scores, cut, min_labels)
     return [[labels[j] for j in np.flatnonzero(row)] for row in hits]
