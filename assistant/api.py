@@ -34,9 +34,12 @@ class Assistant:
         upstream: base URL of an OpenAI-compatible server (vLLM, TGI, another
             finassist) that does the generation; tasks, limits and front doors stay here.
         classifiers: fine-tuned run directories (``finassist finetune classify``) that serve
-            classification tasks instead of zero-shot: ``{"sentiment": "runs/fpb-minilm"}``,
-            or a list of run directories, each serving the task named in its run file. A task
-            without a zero-shot label set (``unfair-tos``) becomes available this way.
+            classification tasks: ``{"sentiment": "runs/fpb-minilm"}``, or a list of run
+            directories, each serving the task named in its run file; each replaces the shipped
+            classifier of its task.
+        shipped_classifiers: serve ``sentiment``, ``contract-clause`` and ``unfair-tos`` with the
+            fine-tuned classifiers shipped in the package (default); False: zero-shot label
+            descriptions unless ``classifiers`` gives a run.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class Assistant:
         upstream_api_key: str | None = None,
         upstream_model: str | None = None,
         classifiers: Mapping[str, str | Path] | Sequence[str | Path] | None = None,
+        shipped_classifiers: bool = True,
     ) -> None:
         self.engine = engine or Engine(
             generator=generator,
@@ -59,6 +63,7 @@ class Assistant:
             upstream=upstream,
             upstream_api_key=upstream_api_key,
             upstream_model=upstream_model,
+            shipped_classifiers=shipped_classifiers,
         )
         if classifiers:
             items = classifiers.items() if isinstance(classifiers, Mapping) else ((None, c) for c in classifiers)
@@ -80,10 +85,22 @@ class Assistant:
         return self.task("summarize")(text, style=style, max_words=max_words, progress=progress)
 
     def classify(
-        self, text: str | Sequence[str], task: str = "sentiment", threshold: float | None = None
+        self, text: str | Sequence[str], task: str = "sentiment", threshold: float | None = None,
+        zero_shot: bool = False,
     ) -> Classification | list[Classification]:
-        """Classify one text (returns one result) or a list of texts (batched, returns a list)."""
-        return self.task("classify")(text, task=task, threshold=threshold)
+        """Classify one text (returns one result) or a list of texts (batched, returns a list), with
+        the fine-tuned model that serves ``task`` (shipped or given), or ``zero_shot`` with the
+        encoder against the task's label descriptions."""
+        return self.task("classify")(text, task=task, threshold=threshold, zero_shot=zero_shot)
+
+    def classify_tasks(
+        self, text: str | Sequence[str], tasks: Sequence[str] | None = None, threshold: float | None = None,
+        zero_shot: bool = False,
+    ) -> dict[str, Classification | list[Classification]]:
+        """Classify texts for several tasks at once (default: every task); ``{task: result(s)}``.
+        Tasks whose classifiers share the encoder embed each text once."""
+        return self.task("classify").classify_tasks(text, tasks or self.classification_tasks(), threshold=threshold,
+                                                    zero_shot=zero_shot)
 
     def ask(self, question: str, history: Sequence | None = None, **sampling) -> Answer:
         """One chat turn. ``history``: earlier ``{"role", "content"}`` messages. ``sampling``:

@@ -1,11 +1,14 @@
 """Fine-tuned classifiers: a run directory (``finassist finetune classify``) as a model the
 classify task can use instead of zero-shot label descriptions.
 
-Two kinds of run, one interface (``predict_scores`` → probabilities, one column per label):
+Three kinds of run, one interface (``predict_scores`` → probabilities, one column per label):
 
 * ``classifier``: a fully fine-tuned encoder with a classification head, saved with
   ``save_pretrained`` (loads with ``AutoModelForSequenceClassification``);
-* ``classifier-head``: a frozen encoder (copied into ``encoder/``) whose sentence embeddings
+* ``classifier-lora``: LoRA adapters and a classification head (peft) over a base encoder the
+  run names; merged into the base weights when loaded, so prediction costs what a plain model does;
+* ``classifier-head``: a frozen encoder (copied into ``encoder/``, or named by the run and shared
+  with the engine's own encoder) whose sentence embeddings
   (``Engine.encode``, the same pooling as zero-shot) feed a linear head (``head.safetensors``);
   optionally with TF-IDF text features beside them: words and bigrams (``words.json``) and
   character 3-5-grams (``chars.json``), each stored as vocabulary and IDF (data, not pickled
@@ -15,6 +18,11 @@ Two kinds of run, one interface (``predict_scores`` → probabilities, one colum
 Texts longer than the window are not truncated: they are cut into overlapping windows,
 aggregated as in training (mean of logits for single-label, max of probabilities for
 multi-label: a clause anywhere in a long text counts).
+
+Runs that store no copy of their base model record its fingerprint; loading them checks it, so
+a different model behind the same name is an error, not silently wrong answers. On a CPU the
+fine-tuned encoders (``classifier``, ``classifier-lora``) run with int8 linear layers
+(``INT8_ON_CPU``) and texts are batched by length, so little time goes to padding.
 """
 
 from __future__ import annotations
@@ -25,17 +33,25 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from .device import Runtime, resolve_runtime
-from .errors import ModelLoadError
+from .device import Runtime, quantize_int8, resolve_runtime
+from .errors import ModelLoadError, ModelNotFoundError
 from .runs import RunInfo, read_run
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 log = logging.getLogger(__name__)
 
 HEAD_FILE = "head.safetensors"
 ENCODER_DIR = "encoder"
+ADAPTER_FILE = "adapter_model.safetensors"
+#: Fine-tuned encoders on a CPU run with int8 linear layers (torch dynamic quantisation): about twice
+#: the texts per second; ``finassist eval classify --no-int8`` measures what it changes.
+INT8_ON_CPU = True
 WORDS_FILE = "words.json"
 #: How word features are computed (scikit-learn ``TfidfVectorizer`` arguments), shared by training
 #: and prediction. Sublinear TF and L2-normalised rows put them on the embeddings' scale.
@@ -138,11 +154,20 @@ class FineTunedClassifier:
         runtime: Runtime | None = None,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        shared_encoder: Engine | None = None,
+        int8: bool | None = None,
     ) -> None:
+        """``shared_encoder``: an engine whose encoder a head run uses when the run names that same
+        model (same fingerprint), so several tasks embed a text once. ``int8``: int8 linear layers
+        for fine-tuned encoders (default: ``INT8_ON_CPU`` on a CPU in float32)."""
         self.info = run if isinstance(run, RunInfo) else read_run(run)
         if not self.info.is_classifier:
             raise ModelLoadError(f"{self.info.path} is a {self.info.kind} run, not a classifier")
         self.runtime = runtime or resolve_runtime(device, dtype)
+        self._shared_encoder = shared_encoder
+        if int8 is None:
+            int8 = INT8_ON_CPU and self.runtime.device.type == "cpu" and self.runtime.dtype == torch.float32
+        self.int8 = bool(int8) and self.info.kind != "classifier-head"
         self._lock = threading.Lock()
         self._loaded = False
         self._model = None
@@ -198,19 +223,58 @@ class FineTunedClassifier:
                     log.info("loaded %s classifier %s in %.1fs", self.task, self.path, self.load_seconds)
         return self
 
+    def _base(self):
+        """The base model a run that stores no copy of it names, resolved and checked against the
+        fingerprint recorded at training time."""
+        from .models import ENCODER, resolve_model, weights_fingerprint
+
+        try:
+            resolved = resolve_model(self.info.base_model, ENCODER)
+        except ModelNotFoundError as exc:
+            raise ModelLoadError(f"{self.path} needs its base model {self.info.base_model!r}: {exc}") from exc
+        expected = self.info.base_fingerprint
+        if expected:
+            found = weights_fingerprint(resolved)
+            if found is not None and found != expected:
+                raise ModelLoadError(
+                    f"{self.path} was trained on other weights than those of {self.info.base_model!r} at "
+                    f"{resolved.location} (fingerprint {found}, expected {expected}): install the base model it "
+                    "names, or retrain the run on this one"
+                )
+        return resolved
+
     def _load_full(self) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
+        lora = self.info.kind == "classifier-lora"
+        if lora and not (self.path / ADAPTER_FILE).is_file():
+            raise ModelLoadError(f"{self.path / ADAPTER_FILE} is missing: the LoRA run is incomplete")
+        base = self._base() if lora else None
         # A second-long load: its progress bar would only be noise in the CLI's output (as in the engine).
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                self.path, local_files_only=True, dtype=self.runtime.dtype
-            )
-        except (OSError, ValueError, KeyError) as exc:
+            if lora:
+                from peft import PeftModel
+
+                has_tokenizer = (self.path / "tokenizer_config.json").is_file()
+                tokenizer = AutoTokenizer.from_pretrained(self.path if has_tokenizer else base.location,
+                                                          local_files_only=base.local_files_only)
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    base.location, local_files_only=base.local_files_only, dtype=torch.float32,
+                    num_labels=len(self.labels), id2label=dict(enumerate(self.labels)),
+                    label2id={label: i for i, label in enumerate(self.labels)},
+                )
+                # Merged once here: prediction then runs a plain model, no adapter overhead.
+                model = PeftModel.from_pretrained(model, self.path).merge_and_unload().to(self.runtime.dtype)
+            else:
+                tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    self.path, local_files_only=True, dtype=self.runtime.dtype
+                )
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            # safetensors and peft report a truncated or mismatched file as one of these
             raise ModelLoadError(f"could not load the fine-tuned classifier in {self.path}: {exc}") from exc
         finally:
             if bars:
@@ -220,7 +284,8 @@ class FineTunedClassifier:
                 f"{self.path}: the model has {model.config.num_labels} outputs but the run file names "
                 f"{len(self.labels)} labels"
             )
-        self._model = model.to(self.runtime.device).eval()
+        model = model.to(self.runtime.device).eval()
+        self._model = quantize_int8(model) if self.int8 else model
         self._tokenizer = tokenizer
 
     def _load_head(self) -> None:
@@ -230,16 +295,26 @@ class FineTunedClassifier:
         from .engine import Engine
 
         head_file, encoder_dir = self.path / HEAD_FILE, self.path / ENCODER_DIR
-        if not head_file.is_file() or not (encoder_dir / "config.json").is_file():
-            raise ModelLoadError(f"{self.path} is incomplete: a head run needs {HEAD_FILE} and {ENCODER_DIR}/")
+        compact = self.info.base_fingerprint is not None and not encoder_dir.is_dir()
+        if not head_file.is_file() or not (compact or (encoder_dir / "config.json").is_file()):
+            raise ModelLoadError(f"{self.path} is incomplete: a head run needs {HEAD_FILE} and {ENCODER_DIR}/ "
+                                 "(or a base model and its fingerprint in its run file)")
         try:
-            tensors = load_file(str(head_file))
+            tensors = {name: t.float() for name, t in load_file(str(head_file)).items()}  # stored fp16 or fp32
         except (OSError, SafetensorError) as exc:
             raise ModelLoadError(f"{head_file} cannot be read: {exc}") from exc
         weight, bias = tensors.get("weight"), tensors.get("bias")
         if weight is None or bias is None or weight.shape[0] != len(self.labels) or bias.shape != (len(self.labels),):
             raise ModelLoadError(f"{head_file}: expected weight ({len(self.labels)}, dim) and bias ({len(self.labels)},)")
-        engine = Engine(encoder=encoder_dir, device=self.runtime.device, dtype=self.runtime.dtype)
+        if compact:
+            base = self._base()
+            shared = self._shared_encoder
+            if shared is not None and Path(shared.encoder.resolved.location).resolve() == Path(base.location).resolve():
+                engine = shared  # the engine's own encoder: texts classified for several tasks embed once
+            else:
+                engine = Engine(encoder=base.location, device=self.runtime.device, dtype=self.runtime.dtype)
+        else:
+            engine = Engine(encoder=encoder_dir, device=self.runtime.device, dtype=self.runtime.dtype)
         encoder = engine.encoder  # loads now, so a broken encoder fails here with ModelLoadError
         if encoder.model.config.hidden_size != weight.shape[1]:
             raise ModelLoadError(
@@ -267,21 +342,37 @@ class FineTunedClassifier:
 
     # --------------------------------------------------------------- prediction
 
+    @property
+    def encoder_engine(self) -> Engine | None:
+        """The engine whose encoder a head run embeds with (None for fine-tuned encoders); loads the run."""
+        self.load()
+        return self._engine
+
     @torch.inference_mode()
-    def predict_scores(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
-        """Probabilities, shape (len(texts), len(labels)), in ``labels`` order (float32, CPU)."""
+    def predict_scores(self, texts: Sequence[str], batch_size: int = 32,
+                       embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        """Probabilities, shape (len(texts), len(labels)), in ``labels`` order (float32, CPU).
+        ``embeddings``: a head run's sentence embeddings of ``texts``, already computed by its
+        ``encoder_engine`` (one pass shared by several tasks)."""
         self.load()
         texts = list(texts)
         if not texts:
             return torch.empty(0, len(self.labels))
         if self._head is not None:
             weight, bias = self._head
-            logits = self._engine.encode(texts, batch_size=batch_size) @ weight.T + bias
+            if embeddings is None:
+                embeddings = self._engine.encode(texts, batch_size=batch_size)
+            logits = embeddings @ weight.T + bias
             for _, vectorizer, feature_weight in self._text_features:
                 logits = logits + torch.from_numpy(vectorizer.transform(texts) @ feature_weight.T)
             return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
-        return torch.cat([self._predict_full(texts[i : i + batch_size], batch_size)
-                          for i in range(0, len(texts), batch_size)])
+        # Batches of similar length (shortest first): padding, not text, is most of the work otherwise.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        scores = torch.cat([self._predict_full([texts[i] for i in order[s : s + batch_size]], batch_size)
+                            for s in range(0, len(order), batch_size)])
+        out = torch.empty_like(scores)
+        out[torch.tensor(order)] = scores
+        return out
 
     def _predict_full(self, batch: list[str], batch_size: int) -> torch.Tensor:
         model, tok = self._model, self._tokenizer
@@ -300,7 +391,9 @@ class FineTunedClassifier:
 
     def _architecture(self) -> str:
         if self.info.kind != "classifier-head":
-            return "sequence classification"
+            kind = "LoRA-adapted sequence classification" if self.info.kind == "classifier-lora" else \
+                "sequence classification"
+            return kind + (" (int8 linear layers)" if self.int8 else "")
         read = [f.description for f in TEXT_FEATURES.values() if (self.path / f.file).is_file()]
         return " and ".join(["linear head over sentence embeddings", *read])
 

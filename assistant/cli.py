@@ -93,7 +93,7 @@ def cmd_summarize(args: argparse.Namespace) -> None:
 
 def cmd_classify(args: argparse.Namespace) -> None:
     texts = [read_input(a) for a in args.inputs]
-    results = _assistant(args).classify(texts, task=args.task, threshold=args.threshold)
+    results = _assistant(args).classify(texts, task=args.task, threshold=args.threshold, zero_shot=args.zero_shot)
     if args.json:
         _print_json([r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict())
         return
@@ -182,6 +182,12 @@ def cmd_bench_serve(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_bench_classify(args: argparse.Namespace) -> None:
+    from benchmarks.classify import run_classify_benchmark
+
+    run_classify_benchmark(data=args.data, texts=args.texts, out_dir=args.out, repeats=args.repeats)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from .server import serve
 
@@ -256,10 +262,14 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--max-words", type=int, default=None, help="word budget (default depends on the style)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    p = add("classify", cmd_classify, "classify texts zero-shot (sentiment, contract-clause, ...)")
+    p = add("classify", cmd_classify, "classify texts (sentiment, contract-clause, unfair-tos, ...) with the "
+                                      "shipped fine-tuned classifiers, or --zero-shot")
     p.add_argument("inputs", nargs="+", help="texts or file paths (one result per argument), - for stdin")
-    p.add_argument("--task", default="sentiment", help="label set (see `finassist models`); default sentiment")
-    p.add_argument("--threshold", type=float, default=None, help="multi-label similarity threshold")
+    p.add_argument("--task", default="sentiment", help="classification task (see `finassist models`); default sentiment")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="multi-label threshold (default: the classifier's tuned per-label thresholds)")
+    p.add_argument("--zero-shot", action="store_true",
+                   help="compare with the task's label descriptions instead of using its fine-tuned classifier")
     p.add_argument("--top", type=int, default=5, help="how many labels to print per text")
     p.add_argument("--json", action="store_true")
 
@@ -326,6 +336,15 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
                    help="the server's batcher (see finassist serve --help)")
     p.add_argument("--out", default="docs/benchmarks")
     p.add_argument("--no-progress", action="store_true")
+
+    p = bench_sub.add_parser(
+        "classify", help="texts/s of the shipped classifiers for 1, 2 and 3 tasks vs plain HF forward passes"
+    )
+    p.set_defaults(func=cmd_bench_classify)
+    p.add_argument("--data", default="../shared/data", help="folder of the public datasets")
+    p.add_argument("--texts", type=_positive(int), default=512, help="real texts to classify")
+    p.add_argument("--repeats", type=_positive(int), default=2, help="timed runs (the fastest counts)")
+    p.add_argument("--out", default="docs/benchmarks", help="folder for classify.json, classify.md and classify.png")
     return parser
 
 

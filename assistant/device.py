@@ -109,3 +109,13 @@ def resolve_runtime(device: str | torch.device | None = None, dtype: str | torch
     if dev.type == "cpu" and chosen == torch.float16:
         raise DeviceError("float16 on CPU is slow and numerically fragile; use float32 or bfloat16")
     return Runtime(device=dev, dtype=chosen, attn_implementation="sdpa", quantization=quantization)
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """int8 dynamic quantisation of a model's linear layers (torch's own: int8 weights, activations
+    quantised per batch at run time). CPU only."""
+    import warnings
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

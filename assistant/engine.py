@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .device import Runtime, resolve_runtime
-from .errors import InputTooLongError, InvalidParameterError, ModelLoadError
+from .device import Runtime, quantize_int8, resolve_runtime
+from .errors import InputTooLongError, InvalidParameterError, ModelLoadError, ModelNotFoundError
 from .models import DEFAULT_ENCODER, DEFAULT_GENERATOR, ENCODER, GENERATOR, ResolvedModel, resolve_model
 from .prompts import load_prompt
 
@@ -113,6 +113,7 @@ class Engine:
         upstream_api_key: str | None = None,
         upstream_model: str | None = None,
         classifiers: Mapping[str, str | Path] | Sequence[str | Path] | None = None,
+        shipped_classifiers: bool = True,
     ) -> None:
         self.upstream = None
         if upstream:  # chat completions go to an OpenAI-compatible server (assistant/upstream.py)
@@ -130,7 +131,22 @@ class Engine:
         #: continuous batching) or "auto" (dynamic for now, see ``batcher()``).
         self.batch_settings = {"backend": "auto", "max_batch_size": 16, "max_queue": 64, "max_wait_ms": 5.0}
         #: Fine-tuned classifiers (run directories) by the task they serve; they load on first use.
+        #: The package's shipped ones serve their tasks unless ``shipped_classifiers`` is False or a
+        #: run given in ``classifiers`` replaces one. They are fine-tunes of the default encoder, so
+        #: they serve when the engine's encoder is that model: naming another encoder classifies
+        #: zero-shot with it (a user's explicit choice is not overridden).
         self.classifiers: dict[str, FineTunedClassifier] = {}
+        #: Shipped classifiers whose run file cannot be read: the error is raised when their task is
+        #: used (never a silent fall-back to zero-shot), while the other tasks keep working.
+        self.broken_classifiers: dict[str, ModelLoadError] = {}
+        if shipped_classifiers:
+            from .shipped import shipped_runs
+
+            for task, run in shipped_runs(self.encoder_spec).items():
+                try:
+                    self.add_classifier(run, task=task)
+                except (ModelLoadError, ModelNotFoundError) as exc:
+                    self.broken_classifiers[task] = ModelLoadError(f"the shipped {task} classifier is broken: {exc}")
         items = classifiers.items() if isinstance(classifiers, Mapping) else ((None, c) for c in classifiers or ())
         for task, run in items:
             self.add_classifier(run, task=task)
@@ -153,12 +169,16 @@ class Engine:
         file is read now (a missing or corrupt run fails here); the weights load on first use."""
         from .classifiers import FineTunedClassifier
 
-        classifier = FineTunedClassifier(run, runtime=self.runtime)
-        self.classifiers[str(task or classifier.task)] = classifier
+        classifier = FineTunedClassifier(run, runtime=self.runtime, shared_encoder=self)
+        name = str(task or classifier.task)
+        self.classifiers[name] = classifier
+        self.broken_classifiers.pop(name, None)
         return classifier
 
     def classifier(self, task: str) -> FineTunedClassifier | None:
-        """The fine-tuned classifier serving ``task``, if one was configured."""
+        """The fine-tuned classifier serving ``task``, if any (a broken shipped one raises its error)."""
+        if task in self.broken_classifiers:
+            raise self.broken_classifiers[task]
         return self.classifiers.get(task)
 
     def _load(self, role: str) -> LoadedModel:
@@ -392,21 +412,12 @@ def _load_model(resolved: ResolvedModel, runtime: Runtime) -> LoadedModel:
             hf_logging.enable_progress_bar()
     model.to(runtime.device).eval()
     if runtime.quantization == "int8" and resolved.role == GENERATOR:
-        model = _quantize_int8(model)
+        model = quantize_int8(model)
     if resolved.role == ENCODER:
         _record_pooling(model, Path(resolved.location))
     seconds = time.perf_counter() - started
     log.info("loaded %s %s on %s in %.1fs", resolved.role, resolved.name, runtime.describe(), seconds)
     return LoadedModel(resolved, runtime, model, tokenizer, seconds)
-
-
-def _quantize_int8(model):
-    """int8 dynamic quantisation of the linear layers (torch's own; see assistant/device.py)."""
-    import warnings
-
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _record_pooling(model, location: Path) -> None:

@@ -320,3 +320,35 @@ def resolve_model(spec: str | os.PathLike, role: str) -> ResolvedModel:
     if any(c.isspace() for c in spec):
         raise ModelNotFoundError(f"{spec!r} is neither a preset ({', '.join(PRESETS)}), a local path nor a hub id")
     return _resolve_hub(spec, role, spec, None)
+
+
+# ------------------------------------------------------------------- fingerprints
+
+
+def weights_fingerprint(resolved: ResolvedModel) -> str | None:
+    """SHA-256 over a resolved model's safetensors files (sorted by name), or None where no local
+    copy can be found. Runs that store only an adapter or a head record it, so a different base
+    model behind the same name is refused instead of silently giving wrong answers."""
+    folder = Path(resolved.location)
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(resolved.location, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not in the local cache: nothing to fingerprint
+            return None
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    return _fingerprint(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@lru_cache(maxsize=16)
+def _fingerprint(files: tuple[tuple[str, int, int], ...]) -> str:
+    # Keyed by path, size and mtime: hashing ~100 MB costs a fraction of a second, once per process.
+    digest = hashlib.sha256()
+    for name, _, _ in files:
+        with open(name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return "sha256:" + digest.hexdigest()

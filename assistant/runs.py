@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 
 #: The file that makes a directory a finassist run.
 RUN_FILE = "finassist-run.json"
-#: Run kinds: a linear head over frozen encoder embeddings, a fully fine-tuned encoder, a generator.
-KINDS = ("classifier-head", "classifier", "generator")
+#: Run kinds: a linear head over frozen encoder embeddings, a fully fine-tuned encoder, LoRA
+#: adapters on an encoder (with its classification head), a generator.
+KINDS = ("classifier-head", "classifier", "classifier-lora", "generator")
+CLASSIFIER_KINDS = ("classifier-head", "classifier", "classifier-lora")
 #: Where runs are looked for when no folder is given: ``$FINASSIST_RUNS`` or ``./runs``.
 RUNS_ENV = "FINASSIST_RUNS"
 
@@ -45,10 +47,13 @@ class RunInfo:
     #: The training configuration (max_length, stride, ... for the classifier kinds).
     config: dict = field(default_factory=dict)
     created: str | None = None
+    #: Runs that store no copy of their base model: the fingerprint of the base weights they were
+    #: trained on (``assistant.models.weights_fingerprint``); None for self-contained runs.
+    base_fingerprint: str | None = None
 
     @property
     def is_classifier(self) -> bool:
-        return self.kind in ("classifier", "classifier-head")
+        return self.kind in CLASSIFIER_KINDS
 
     @property
     def headline(self) -> tuple[str, float] | None:
@@ -130,6 +135,7 @@ def read_run(path: str | os.PathLike) -> RunInfo:
         metrics=dict(data.get("metrics") or {}),
         config=dict(data.get("config") or {}),
         created=data.get("created"),
+        base_fingerprint=data.get("base_fingerprint") or None,
     )
 
 

@@ -213,8 +213,10 @@ class ClassifyRequest(_Request):
     task: str = "sentiment"
     texts: list[str] | None = None
     text: str | None = None
-    #: Multi-label similarity threshold (default: the label set's own).
+    #: Multi-label threshold (default: the fine-tuned classifier's tuned ones, or the label set's own).
     threshold: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
+    #: Compare with the task's label descriptions instead of using its fine-tuned classifier.
+    zero_shot: bool = False
 
     @model_validator(mode="after")
     def _one_of_text_or_texts(self) -> ClassifyRequest:

@@ -701,12 +701,14 @@ def create_app(
 
     @app.post("/v1/classify", response_model=ClassifyResponse, tags=["tasks"])
     async def classify(body: ClassifyRequest) -> ClassifyResponse:
-        """Classification (``sentiment``, ``contract-clause``, ...) of one text or a batch: zero-shot
-        with the encoder, or by the fine-tuned run that serves the task (``--classifier``)."""
-        fine_tuned = assistant.engine.classifier(body.task)
+        """Classification (``sentiment``, ``contract-clause``, ``unfair-tos``, ...) of one text or a batch by
+        the fine-tuned classifier serving the task (shipped, or ``--classifier``), or ``zero_shot`` with
+        the encoder against the task's label descriptions."""
+        fine_tuned = None if body.zero_shot else assistant.engine.classifier(body.task)
         if fine_tuned is None:
             await service.ready(ENCODER)
-        results = await service.blocking(assistant.classify, body.inputs(), task=body.task, threshold=body.threshold)
+        results = await service.blocking(assistant.classify, body.inputs(), task=body.task, threshold=body.threshold,
+                                         zero_shot=body.zero_shot)
         results = results if isinstance(results, list) else [results]
         return ClassifyResponse(
             model=fine_tuned.info.path.name if fine_tuned is not None else service.model_name(ENCODER),

@@ -136,14 +136,14 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
         return "\n".join(read_texts_csv(file, max_rows=MAX_CLASSIFY_TEXTS, max_bytes=max_file_bytes))
 
     @_readable_errors
-    def classify(text: str, task: str, progress=gr.Progress()):
+    def classify(text: str, task: str, zero_shot: bool = False, progress=gr.Progress()):
         texts = [line.strip() for line in (text or "").splitlines() if line.strip()]
         if not texts:
             raise EmptyInputError("enter a text to classify (one per line for many), or upload a CSV")
         if len(texts) > MAX_CLASSIFY_TEXTS:
             raise EmptyInputError(f"{len(texts):,} texts: the page takes at most {MAX_CLASSIFY_TEXTS:,} at once")
         progress(0, desc=f"Classifying {len(texts):,} text(s)")
-        results = assistant.classify(texts, task=task)
+        results = assistant.classify(texts, task=task, zero_shot=bool(zero_shot))
         table = pd.DataFrame({
             "text": texts,
             "labels": ["; ".join(r.labels) or "(none)" for r in results],
@@ -190,6 +190,8 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
             with gr.Row():
                 with gr.Column(scale=3):
                     task = gr.Dropdown(tasks, value="sentiment" if "sentiment" in tasks else tasks[0], label="Task")
+                    zero_shot = gr.Checkbox(False, label="Zero-shot (label descriptions, not the fine-tuned model)",
+                                            elem_id="classify-zero-shot")
                     texts = gr.Textbox(label="Text (one per line for many)", lines=6, elem_id="classify-input")
                     texts_file = gr.File(label="…or upload a CSV (a 'text' column, else the first) or .txt",
                                          file_types=[".csv", ".txt"], height=140, elem_id="classify-upload")
@@ -202,7 +204,7 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
                                  column_widths=["58%", "17%", "15%", "10%"])
             download = gr.DownloadButton("Download CSV", visible=False, elem_id="classify-download")
             texts_file.upload(load_texts, texts_file, texts)
-            go.click(classify, [texts, task], [chart, caption, table, download])
+            go.click(classify, [texts, task, zero_shot], [chart, caption, table, download])
     return demo
 
 

@@ -50,6 +50,7 @@ from assistant.classifiers import (
     word_vectorizer_state,
 )
 from assistant.errors import InvalidParameterError
+from assistant.models import weights_fingerprint
 from assistant.runs import RUN_FILE, is_run
 
 from .data import (
@@ -106,6 +107,17 @@ class ClassifyTrainConfig:
         None, "a data file whose texts are removed from the training data (e.g. a held-out test set)")
     multi_label: bool = _opt(False, "each text has zero or more labels (default: exactly one)")
     head_only: bool = _opt(False, "freeze the encoder and train only a linear head on its embeddings (fast on CPU)")
+    lora: bool = _opt(
+        False, "train LoRA adapters on the encoder's linear layers and the classification head (peft); the run "
+               "stores only those (a few MB) and loads the base model by name, checked by its fingerprint")
+    lora_r: int = _opt(16, "LoRA rank")
+    lora_alpha: int = _opt(32, "LoRA scaling (alpha)")
+    lora_dropout: float = _opt(0.1, "dropout on the LoRA path")
+    group_by_length: bool = _opt(
+        False, "batch texts of similar length together (less padding: faster on CPU; the order stays seeded)")
+    copy_encoder: bool = _opt(
+        True, "head-only: copy the encoder into the run (self-contained); --no-copy-encoder stores a reference "
+              "to the base model and its fingerprint instead (compact, for models shipped with the package)")
     features: str = _opt(
         "embedding", "head-only inputs: 'embedding' (sentence embeddings), 'embedding+words' (plus TF-IDF words "
                      "and bigrams: better for formulaic text such as legal clauses) or 'embedding+words+chars' "
@@ -114,6 +126,13 @@ class ClassifyTrainConfig:
         0, "head-only: pick the regularisation and the thresholds by K-fold cross-validation over all the "
            "training data (whole groups per fold with --group-field), then train on all of it; 0: use a "
            "validation split")
+    head_c: str | None = _opt(
+        None, "head-only: comma-separated regularisation strengths C to choose from (default: "
+              + ",".join(f"{c:g}" for c in HEAD_C_GRID) + ")")
+    max_word_features: int | None = _opt(
+        None, "head-only: the most word/bigram columns kept (default: the text features' own setting)")
+    max_char_features: int | None = _opt(
+        None, "head-only: the most character n-gram columns kept (default: the text features' own setting)")
     min_labels: int | None = _opt(
         None, "multi-label: every text gets at least this many labels, its best-scoring ones when too few "
               "pass their thresholds (default: the fewest labels any training text has, so 1 when every "
@@ -171,6 +190,25 @@ class ClassifyTrainConfig:
             bad(f"stride must be between 0 and max_length/2 ({self.max_length // 2}), got {self.stride}")
         if self.features not in HEAD_FEATURES:
             bad(f"features must be one of {', '.join(HEAD_FEATURES)}, got {self.features!r}")
+        if self.lora and self.head_only:
+            bad("lora and head_only are two different ways to train: choose one")
+        for name in ("lora_r", "lora_alpha"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                bad(f"{name} must be a positive integer, got {value!r}")
+        if not 0 <= self.lora_dropout < 1:
+            bad(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not self.copy_encoder and not self.head_only:
+            bad("copy_encoder is a head-only setting (a full fine-tune changes the encoder; --lora stores only "
+                "the adapter)")
+        if (self.head_c or self.max_word_features or self.max_char_features) and not self.head_only:
+            bad("head_c, max_word_features and max_char_features are head-only settings: add head_only (--head-only)")
+        if self.head_c is not None:
+            _c_grid(self.head_c)  # refused here, before any data is read
+        for name in ("max_word_features", "max_char_features"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                bad(f"{name} must be a positive integer, got {value!r}")
         if self.features != "embedding" and not self.head_only:
             bad(f"features {self.features!r} is a head-only setting: add head_only (--head-only)")
         if isinstance(self.cv_folds, bool) or int(self.cv_folds) != self.cv_folds or self.cv_folds == 1 \
@@ -192,9 +230,29 @@ class ClassifyTrainConfig:
                 "the best checkpoint is chosen at evaluations")
 
     @property
+    def c_grid(self) -> tuple[float, ...]:
+        """The regularisation strengths a head run chooses from."""
+        return _c_grid(self.head_c) if self.head_c else HEAD_C_GRID
+
+    def text_feature_settings(self, feature) -> dict:
+        """A text feature's vectorizer settings, with this run's cap on its columns."""
+        cap = {"words": self.max_word_features, "chars": self.max_char_features}.get(feature.name)
+        return {**feature.settings, "max_features": cap} if cap else dict(feature.settings)
+
+    @property
     def metric(self) -> str:
         """The validation metric the best checkpoint is chosen by."""
         return "macro_f1" if self.multi_label else "accuracy"
+
+
+def _c_grid(spec: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in str(spec).split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise InvalidParameterError(f"head_c must be comma-separated positive numbers, got {spec!r}")
+    return values
 
 
 # --------------------------------------------------------------------------- data
@@ -365,7 +423,7 @@ def _evaluate_predictions(config: ClassifyTrainConfig, data: _Data, probs: np.nd
 
 
 def _finish(config: ClassifyTrainConfig, out: Path, data: _Data, kind: str, probs: np.ndarray, started: float,
-            extra_metrics: dict, effective: dict | None = None) -> Path:
+            extra_metrics: dict, effective: dict | None = None, base_fingerprint: str | None = None) -> Path:
     """Evaluate validation, write the report and the run. ``effective``: settings that differ from
     the config as run (a window fitted to the model); the run file records those, the command
     line records what was asked for."""
@@ -384,7 +442,7 @@ def _finish(config: ClassifyTrainConfig, out: Path, data: _Data, kind: str, prob
     write_run(out, kind=kind, task=config.task, base_model=config.model,
               config={**asdict(config), **(effective or {})}, data=data.sources, metrics=metrics,
               command=config_command(PROGRAM, config), labels=data.labels, multi_label=config.multi_label,
-              thresholds=thresholds, min_labels=data.min_labels, seconds=seconds)
+              thresholds=thresholds, min_labels=data.min_labels, seconds=seconds, base_fingerprint=base_fingerprint)
     log.info("%s run written to %s: %s %.4f", config.task, out, config.metric, metrics[config.metric])
     return out
 
@@ -532,6 +590,8 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
         label2id={label: i for i, label in enumerate(labels)},
         problem_type="multi_label_classification" if multi else "single_label_classification",
     )
+    if config.lora:
+        model = _apply_lora(model, config)
     positions = getattr(model.config, "max_position_embeddings", config.max_length)
     max_length = min(config.max_length, positions)
     stride = min(config.stride, max_length // 2)
@@ -605,6 +665,7 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
         dataloader_num_workers=0,
         # "weight" is not a model input: naming it a label keeps the Trainer from dropping the column.
         label_names=["labels", "weight"] if weighted else None,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
     trainer_callbacks = list(callbacks)
     if config.early_stopping_patience:
@@ -623,7 +684,7 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
         _check_resume_labels(checkpoint, labels)
         log.info("resuming from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    trainer.save_model(str(out))  # the best model (load_best_model_at_end), with its tokenizer
+    trainer.save_model(str(out))  # the best model (load_best_model_at_end), with its tokenizer; LoRA: the adapter
     probs = val_probs(trainer.predict(val_ds).predictions)
     state = trainer.state
     extra = {
@@ -636,8 +697,29 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
         "train_loss": round(float(result.training_loss), 6),
         "selected_by": f"validation {selection}",
     }
+    if config.lora:
+        extra["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     # The effective window goes into the run's config: the assistant predicts with it.
-    return _finish(config, out, data, "classifier", probs, started, extra, {"max_length": max_length, "stride": stride})
+    return _finish(config, out, data, "classifier-lora" if config.lora else "classifier", probs, started, extra,
+                   {"max_length": max_length, "stride": stride},
+                   base_fingerprint=weights_fingerprint(resolved) if config.lora else None)
+
+
+#: The BERT-class modules LoRA adapts: attention projections and every dense layer (the
+#: feed-forward ones and the pooler); the classification head is trained in full (peft's SEQ_CLS
+#: task saves it beside the adapter).
+LORA_TARGETS = ("query", "key", "value", "dense")
+
+
+def _apply_lora(model, config: ClassifyTrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(task_type="SEQ_CLS", r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules=list(LORA_TARGETS))
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:  # an encoder whose layers have other names
+        raise InvalidParameterError(f"LoRA cannot adapt {config.model}: {exc}") from exc
 
 
 # ------------------------------------------------------------------------ head only
@@ -719,7 +801,7 @@ class _HeadFitter:
     def inputs(self, rows: np.ndarray):
         """(feature matrix of the texts at ``rows``, the text vectorizers fitted on them)."""
         texts = [self.data.train_texts[i] for i in rows]
-        vectorizers = [word_vectorizer(f.settings).fit(texts) for f in self.text_features]
+        vectorizers = [word_vectorizer(self.config.text_feature_settings(f)).fit(texts) for f in self.text_features]
         return self.features(self.embeddings[rows], texts, vectorizers), vectorizers
 
     def features(self, embeddings: np.ndarray, texts: list[str], vectorizers: list):
@@ -808,23 +890,24 @@ def _train_head(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
         # Every training text is scored by a head that did not see it (nor its group): C and the
         # thresholds are chosen on all the data, then the head is refitted on all of it.
         folds = _cv_folds(config, data)
-        oof = {c: np.zeros((len(everything), len(data.labels)), dtype=np.float32) for c in HEAD_C_GRID}
-        with bar(total=len(folds) * len(HEAD_C_GRID)) as progress:
+        grid = config.c_grid
+        oof = {c: np.zeros((len(everything), len(data.labels)), dtype=np.float32) for c in grid}
+        with bar(total=len(folds) * len(grid)) as progress:
             for fit_rows, held_rows in folds:
                 held_texts = [data.train_texts[i] for i in held_rows]
                 inputs = fitter.inputs(fit_rows)
-                for c in HEAD_C_GRID:
+                for c in grid:
                     head = fitter.fit(inputs, fit_rows, c)
                     oof[c][held_rows] = fitter.probs(head, x_train[held_rows], held_texts)
                     progress.update()
-        scores = {c: fitter.score(data.train_labels, oof[c]) for c in HEAD_C_GRID}
+        scores = {c: fitter.score(data.train_labels, oof[c]) for c in grid}
         c = max(scores, key=scores.get)
         head, probs = fitter.fit(fitter.inputs(everything), everything, c), oof[c]
         reported = replace(data, val_texts=data.train_texts, val_labels=data.train_labels)
     else:
         x_val = _encode(engine, data.val_texts, config.progress, "embedding validation")
         best, inputs = None, fitter.inputs(everything)
-        for c in bar(HEAD_C_GRID):  # a small search on validation: cheap, and C matters here
+        for c in bar(config.c_grid):  # a small search on validation: cheap, and C matters here
             head = fitter.fit(inputs, everything, c)
             probs = fitter.probs(head, x_val, data.val_texts)
             scores[c] = fitter.score(data.val_labels, probs)
@@ -840,17 +923,24 @@ def _train_head(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
     start = dim  # each text feature's columns follow the embedding's, in order
     for feature, vectorizer in zip(fitter.text_features, vectorizers, strict=True):
         size = len(vectorizer.vocabulary_)
-        tensors[feature.tensor] = torch.from_numpy(weight[:, start : start + size].copy())
-        write_json(word_vectorizer_state(vectorizer, feature.settings), out / feature.file)
+        columns = torch.from_numpy(weight[:, start : start + size].copy())
+        # A compact run (shipped with the package) keeps its many text-feature weights in float16:
+        # half the size, and the scores move by far less than the thresholds' resolution.
+        tensors[feature.tensor] = columns if config.copy_encoder else columns.half()
+        write_json(word_vectorizer_state(vectorizer, config.text_feature_settings(feature)), out / feature.file)
         extra[feature.tensor.removesuffix("_weight") + "_features"] = size  # word_features, char_features
         start += size
     save_file(tensors, str(out / HEAD_FILE),
               metadata={"labels": json.dumps(data.labels), "multi_label": str(config.multi_label)})
-    _save_encoder(engine, out / ENCODER_DIR)
+    fingerprint = None
+    if config.copy_encoder:
+        _save_encoder(engine, out / ENCODER_DIR)
+    else:  # the run names its base model (config.model) and the fingerprint of the weights it was fitted on
+        fingerprint = weights_fingerprint(engine.encoder.resolved)
     extra.update(head_C=c, embedding_dim=dim, head_C_scores={str(k): round(v, 4) for k, v in scores.items()})
     if config.cv_folds:
         extra["validation"] = f"{config.cv_folds}-fold cross-validation, out-of-fold predictions"
-    return _finish(config, out, reported, "classifier-head", probs, started, extra)
+    return _finish(config, out, reported, "classifier-head", probs, started, extra, base_fingerprint=fingerprint)
 
 
 # ------------------------------------------------------------------------- public
@@ -886,6 +976,7 @@ def evaluate_classifier(
     name: str | None = None,
     progress: bool = True,
     min_labels: int | None = None,
+    int8: bool | None = None,
 ):
     """Evaluate a classifier on labelled data; returns a ``ClassificationReport``.
 
@@ -895,6 +986,8 @@ def evaluate_classifier(
     ``limit``: a seeded random sample of that many records (the same every time). ``out``:
     also write ``<name>.json``, ``.md`` and a chart there (``name`` defaults to the task).
     ``min_labels``: replaces a multi-label run's own floor on labels per text (0: thresholds only).
+    ``int8``: a fine-tuned encoder's linear layers in int8 (default: as the assistant runs it, int8
+    on a CPU); False measures the float model.
     """
     from tqdm.auto import tqdm
 
@@ -905,7 +998,7 @@ def evaluate_classifier(
 
     started = time.perf_counter()
     if is_run(model):
-        clf = FineTunedClassifier(read_run(model), device=device)
+        clf = FineTunedClassifier(read_run(model), device=device, int8=int8)
         task = task or clf.task
         labels, run_multi, kind = clf.labels, clf.multi_label, clf.info.kind
     else:
@@ -933,6 +1026,8 @@ def evaluate_classifier(
     chunk = 256
     starts = tqdm(range(0, len(texts), chunk), desc=f"classifying {task}", disable=not progress, unit="chunk")
     extra: dict = {"model": str(model), "kind": kind, "data": str(data), "split": split}
+    if clf is not None and clf.info.kind != "classifier-head":
+        extra["int8"] = clf.int8
     if clf is not None:
         probs = torch.cat([clf.predict_scores(texts[i : i + chunk]) for i in starts]).numpy()
         if run_multi:

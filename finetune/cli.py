@@ -25,6 +25,9 @@ TRAIN_COMMANDS = {
                  "fine-tune an encoder classifier (single- or multi-label; --head-only: a minute on CPU)"),
     "generate": ("finetune.generate", "GenerateTrainConfig", "train_generator",
                  "supervised fine-tuning of a causal LM on input -> target pairs (--lora with peft)"),
+    "shipped": ("finetune.recipes", None, "build_shipped",
+                "rebuild a classifier shipped with the package from its recipe, report it on held-out data, "
+                "install it (scripts/build-models.sh runs every one)"),
 }
 EVAL_COMMANDS = {
     "classify": ("finetune.classify", None, "evaluate_classifier",
@@ -51,9 +54,9 @@ def _add_option(parser: argparse.ArgumentParser, name: str, annotation: Any, def
     kind, _ = _plain_type(annotation)
     if kind is Path:
         kind = str
-    if kind is bool:
-        parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=bool(default),
-                            help=help)
+    if kind is bool:  # a None default ("as the assistant does") stays None unless the flag is given
+        parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                            default=None if default is None else bool(default), help=help)
         return
     if kind not in (int, float, str):
         kind = str

@@ -7,6 +7,7 @@ Field names are options, never assumptions. Every problem with the data is a
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import random
@@ -53,7 +54,8 @@ def _load_file(path: Path) -> list[dict]:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     records: list[dict] = []
     if suffix == ".csv":
-        for i, row in enumerate(csv.DictReader(text.splitlines()), start=2):  # line 1 is the header
+        # csv splits rows itself (quoted fields may hold line breaks and characters such as U+0085).
+        for i, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):  # line 1 is the header
             records.append({**row, ORIGIN: f"{path}:{i}"})
         return records
     if suffix == ".json":
@@ -70,7 +72,9 @@ def _load_file(path: Path) -> list[dict]:
                 raise DataError(f"{path}: record {i} is not a JSON object")
             records.append({**row, ORIGIN: f"{path} record {i}"})
         return records
-    for i, line in enumerate(text.splitlines(), start=1):  # JSON Lines (any other suffix)
+    # JSON Lines end at "\n" only: str.splitlines() would also split at characters such as U+0085
+    # (NEL), which JSON strings may hold raw (the Twitter financial news data does).
+    for i, line in enumerate(text.split("\n"), start=1):  # JSON Lines (any other suffix)
         if not line.strip():
             continue
         try:

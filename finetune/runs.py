@@ -20,7 +20,7 @@ from pathlib import Path
 from assistant.classifiers import TEXT_FEATURES
 from assistant.runs import KINDS, RUN_FILE
 
-__all__ = ["KINDS", "RUN_FILE", "UNKNOWN_LICENCE", "config_command", "licence_of", "write_run"]
+__all__ = ["KINDS", "RUN_FILE", "UNKNOWN_LICENCE", "add_metrics", "config_command", "licence_of", "write_run"]
 
 #: Format version of the run file.
 RUN_FORMAT = 1
@@ -129,6 +129,9 @@ _USE = {
     "classifier": "Classifies {task} texts into the labels below; loaded by the assistant with "
                   "`Assistant(classifiers={{\"{task}\": \"<this folder>\"}})` or "
                   "`finassist classify --classifier {task}=<this folder>`.",
+    "classifier-lora": "Classifies {task} texts with LoRA adapters (peft) on the base encoder and a "
+                       "classification head; the folder holds only those, the base model loads by name: "
+                       "`--classifier {task}=<this folder>`.",
     "classifier-head": "Classifies {task} texts with a linear head over the frozen encoder's sentence "
                        "embeddings{words}; loaded like any run: `--classifier {task}=<this folder>`.",
     "generator": "Generates text for the {task} task; see the data below for what it was adapted to.",
@@ -221,6 +224,7 @@ def write_run(
     min_labels: int = 0,
     seconds: float | None = None,
     license: str | None = None,
+    base_fingerprint: str | None = None,
 ) -> Path:
     """Write the model card (``README.md``) and then the run file into ``out_dir``; returns the
     run file's path.
@@ -230,6 +234,8 @@ def write_run(
     dataclass (stored as a dict). ``license``: the model's own licence for the card's metadata
     (default ``unknown``: the data's terms decide). ``min_labels``: multi-label, the fewest labels
     a prediction has (the best-scoring ones when too few pass their thresholds).
+    ``base_fingerprint``: for runs that store no copy of their base model (LoRA adapters, compact
+    heads), the fingerprint of the base weights they were trained on (``assistant.models.weights_fingerprint``).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown run kind {kind!r} (known: {', '.join(KINDS)})")
@@ -249,6 +255,7 @@ def write_run(
         "kind": kind,
         "task": task,
         "base_model": str(base_model),
+        "base_fingerprint": base_fingerprint,
         "labels": list(labels) if labels is not None else None,
         "multi_label": bool(multi_label),
         "thresholds": {k: float(v) for k, v in thresholds.items()} if thresholds else None,
@@ -264,5 +271,17 @@ def write_run(
     }
     _atomic_write(out / "README.md", _model_card(run, license))
     run_file = out / RUN_FILE
+    _atomic_write(run_file, json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")
+    return run_file
+
+
+def add_metrics(run_dir: str | os.PathLike, metrics: Mapping, license: str | None = None) -> Path:
+    """Merge ``metrics`` into a finished run's figures (e.g. its results on held-out data, measured
+    after training) and rewrite its model card and run file the same way ``write_run`` does."""
+    out = Path(run_dir)
+    run_file = out / RUN_FILE
+    run = json.loads(run_file.read_text(encoding="utf-8"))
+    run["metrics"] = {**(run.get("metrics") or {}), **dict(metrics)}
+    _atomic_write(out / "README.md", _model_card(run, license))
     _atomic_write(run_file, json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")
     return run_file

@@ -51,7 +51,7 @@ def assistant(tiny_gpt2_dir, tiny_bert_dir, sentiment_run, unfair_run):
 
 
 def test_predict_scores_are_probabilities_and_windows_do_not_leak(sentiment_run):
-    clf = FineTunedClassifier(sentiment_run, device="cpu")
+    clf = FineTunedClassifier(sentiment_run, device="cpu", int8=False)
     assert not clf.loaded and clf.labels == ["negative", "neutral", "positive"]
     long_text = " ".join(SENTENCES * 30)  # hundreds of tokens: many 32-token windows
     probs = clf.predict_scores(SENTENCES + [long_text])
@@ -60,6 +60,20 @@ def test_predict_scores_are_probabilities_and_windows_do_not_leak(sentiment_run)
     alone = torch.cat([clf.predict_scores([t]) for t in SENTENCES + [long_text]])
     assert torch.allclose(probs, alone, atol=1e-5), "a text's scores must not depend on its batch"
     assert clf.predict_scores([]).shape == (0, 3)
+
+
+def test_int8_on_cpu_by_default_close_to_float(sentiment_run):
+    """int8 activations are quantised per batch: a text's probabilities may move by quantisation
+    noise with its batch and from the float model's, never by more than that."""
+    fast = FineTunedClassifier(sentiment_run, device="cpu")
+    exact = FineTunedClassifier(sentiment_run, device="cpu", int8=False)
+    assert fast.int8 and not exact.int8
+    assert "int8" in fast.describe()["architecture"] and "int8" not in exact.describe()["architecture"]
+    texts = SENTENCES + [" ".join(SENTENCES * 30)]
+    batch, floats = fast.predict_scores(texts), exact.predict_scores(texts)
+    alone = torch.cat([fast.predict_scores([t]) for t in texts])
+    assert torch.allclose(batch, alone, atol=5e-3) and torch.allclose(batch, floats, atol=2e-2)
+    assert not torch.equal(batch, floats), "the int8 model must actually be a different (quantised) model"
 
 
 def test_fine_tuned_single_label_classification(assistant):
@@ -71,7 +85,9 @@ def test_fine_tuned_single_label_classification(assistant):
     assert result.labels == [result.scores[0].label]
     many = assistant.classify(SENTENCES, task="sentiment")
     assert len(many) == 3 and many[0].labels == result.labels
-    assert many[0].scores[0].score == pytest.approx(result.scores[0].score, abs=1e-5)
+    # int8 on CPU (the default) quantises activations per batch: the same text in another batch
+    # moves by quantisation noise only
+    assert many[0].scores[0].score == pytest.approx(result.scores[0].score, abs=5e-3)
     assert assistant.engine.loaded("encoder") is None, "a fine-tuned run needs no zero-shot encoder"
 
 

@@ -7,9 +7,14 @@ multi-label tasks score each label by its cosine similarity and return every
 label that passes the threshold (and, where the label set sets a margin, is
 within that margin of the best label).
 
-A task served by a fine-tuned run (``Assistant(classifiers=...)``) uses that model instead:
+A task served by a fine-tuned run uses that model instead: the classifiers shipped with the
+package (``assistant/shipped_runs``) by default, or a user's run (``Assistant(classifiers=...)``);
 softmax probabilities and the top label (single-label), or sigmoid probabilities and every
-label over its tuned threshold (multi-label). The result type is the same.
+label over its tuned threshold (multi-label). ``zero_shot=True`` asks for the label
+descriptions even where a fine-tuned model serves the task. The result type is the same.
+
+``classify_tasks`` classifies texts for several tasks at once: head classifiers that share the
+engine's encoder get the texts' embeddings from one encoder pass.
 """
 
 from __future__ import annotations
@@ -82,8 +87,9 @@ class ClassifyTask(Task):
         super().__init__(engine)
         self._label_embeddings: dict[str, torch.Tensor] = {}
 
-    def preprocess(self, inputs, task: str = "sentiment", threshold: float | None = None) -> _Prepared:
-        classifier = self.engine.classifier(task)
+    def preprocess(self, inputs, task: str = "sentiment", threshold: float | None = None,
+                   zero_shot: bool = False) -> _Prepared:
+        classifier = None if zero_shot else self.engine.classifier(task)
         label_set = None if classifier is not None else self._label_set(task)
         single = isinstance(inputs, (str, bytes))
         texts = [ensure_text(inputs)] if single else ensure_texts(inputs)
@@ -113,9 +119,9 @@ class ClassifyTask(Task):
             self._label_embeddings[label_set.task] = torch.stack(rows)
         return self._label_embeddings[label_set.task]
 
-    def forward(self, prepared: _Prepared) -> tuple[_Prepared, torch.Tensor]:
+    def forward(self, prepared: _Prepared, embeddings: torch.Tensor | None = None) -> tuple[_Prepared, torch.Tensor]:
         if prepared.classifier is not None:
-            return prepared, prepared.classifier.predict_scores(prepared.texts)
+            return prepared, prepared.classifier.predict_scores(prepared.texts, embeddings=embeddings)
         labels = self.label_embeddings(prepared.label_set)
         return prepared, self.engine.encode(prepared.texts) @ labels.T
 
@@ -158,3 +164,25 @@ class ClassifyTask(Task):
             scores = [LabelScore(names[i], float(row[i])) for i in order]
             results.append(Classification(prepared.task, clf.multi_label, scores, chosen))
         return results[0] if prepared.single else results
+
+    def classify_tasks(self, inputs, tasks, threshold: float | None = None,
+                       zero_shot: bool = False) -> dict[str, Classification | list[Classification]]:
+        """``{task: result(s)}`` for each of ``tasks``. Head classifiers that embed with the same
+        encoder share one encoder pass over the texts (fine-tuned encoders run their own)."""
+        tasks = list(dict.fromkeys(tasks))
+        if not tasks:
+            raise UnknownTaskError("no classification task given")
+        prepared = {task: self.preprocess(inputs, task=task, threshold=threshold, zero_shot=zero_shot)
+                    for task in tasks}
+        shared: dict[int, torch.Tensor] = {}
+        results = {}
+        for task, item in prepared.items():
+            embeddings = None
+            clf = item.classifier
+            engine = clf.encoder_engine if clf is not None else None
+            if engine is not None:
+                if id(engine) not in shared:
+                    shared[id(engine)] = engine.encode(item.texts)
+                embeddings = shared[id(engine)]
+            results[task] = self.postprocess(self.forward(item, embeddings=embeddings))
+        return results

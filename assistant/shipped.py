@@ -1,0 +1,42 @@
+"""The classifiers shipped with the package: compact fine-tuned runs in ``assistant/shipped_runs/<task>``.
+
+They are the default for their tasks: a LoRA adapter or a head over the base encoder's
+embeddings, each with its run file and model card, and no copy of the base model (the run file
+names it and records its fingerprint). ``finetune/recipes.py`` rebuilds them
+(``scripts/build-models.sh``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .runs import RUN_FILE
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped_runs"
+#: The files a shipped run consists of (globs): run file, card, weights, text-feature vocabularies.
+SHIPPED_FILES = (RUN_FILE, "README.md", "adapter_config.json", "adapter_model.safetensors", "head.safetensors",
+                 "words.json", "chars.json")
+
+
+def shipped_runs(encoder: str | None = None, root: Path | None = None) -> dict[str, Path]:
+    """task -> run directory of every shipped classifier (a folder of ``root``, default
+    ``SHIPPED_DIR``, with a run file). ``encoder``: only those fine-tuned from this encoder
+    (the ``base_model`` their run file names); a run file that cannot be read is listed, so that
+    using it reports what is wrong with it."""
+    root = root or SHIPPED_DIR
+    if not root.is_dir():
+        return {}
+    found = {}
+    for folder in sorted(root.iterdir()):
+        if not folder.is_dir() or folder.name.startswith(".") or not (folder / RUN_FILE).is_file():
+            continue
+        if encoder is not None:
+            try:
+                base = json.loads((folder / RUN_FILE).read_text(encoding="utf-8")).get("base_model")
+            except (OSError, ValueError, AttributeError):
+                base = encoder  # unreadable: listed, and reading it again will name the problem
+            if str(base).lower() != str(encoder).lower():
+                continue
+        found[folder.name] = folder
+    return found
