@@ -493,28 +493,36 @@ def _targets(data_labels: list[list[str]], labels: list[str], multi_label: bool)
     return rows
 
 
-def _weighted_trainer_class():
+def _trainer_class():
+    from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
-    class WeightedLossTrainer(Trainer):
-        """Trainer whose loss is weighted against label imbalance and by per-example weights
-        (the only reason to subclass)."""
+    class ClassifierTrainer(Trainer):
+        """Trainer whose loss may be weighted against label imbalance and by per-example weights,
+        and whose evaluation keeps the validation windows in order."""
 
         #: The loss below is a per-batch mean: let the Trainer scale it for gradient accumulation.
         loss_is_scaled_for_ga = False
 
-        def __init__(self, *args, loss_fn, **kwargs):
+        def __init__(self, *args, loss_fn=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.loss_fn = loss_fn
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.loss_fn is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs.pop("labels")
             weight = inputs.pop("weight", None)
             outputs = model(**inputs)
             loss = self.loss_fn(outputs.logits.float(), labels, weight)
             return (loss, outputs) if return_outputs else loss
 
-    return WeightedLossTrainer
+        def _get_eval_sampler(self, eval_dataset):
+            # Predictions are matched to texts by position (windows are aggregated per text): the
+            # Trainer would otherwise reorder evaluation by length too under group_by_length.
+            return SequentialSampler(eval_dataset)
+
+    return ClassifierTrainer
 
 
 def _loss_fn(class_weights: torch.Tensor | None, multi_label: bool):
@@ -569,7 +577,6 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
         AutoModelForSequenceClassification,
         AutoTokenizer,
         EarlyStoppingCallback,
-        Trainer,
         TrainingArguments,
         set_seed,
     )
@@ -672,11 +679,10 @@ def _train_full(config: ClassifyTrainConfig, out: Path, data: _Data, started: fl
         trainer_callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     common = {"model": model, "args": args, "train_dataset": train_ds, "eval_dataset": val_ds,
               "processing_class": tokenizer, "compute_metrics": compute_metrics, "callbacks": trainer_callbacks}
+    loss_fn = None
     if config.class_weights or weighted:
-        class_weights = _class_weights(data, multi) if config.class_weights else None
-        trainer = _weighted_trainer_class()(**common, loss_fn=_loss_fn(class_weights, multi))
-    else:
-        trainer = Trainer(**common)
+        loss_fn = _loss_fn(_class_weights(data, multi) if config.class_weights else None, multi)
+    trainer = _trainer_class()(**common, loss_fn=loss_fn)
     checkpoint = _last_checkpoint(out / CHECKPOINTS) if config.resume else None
     if config.resume and checkpoint is None:
         log.warning("nothing to resume in %s: training from the start", out / CHECKPOINTS)

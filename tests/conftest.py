@@ -63,6 +63,14 @@ def read_jsonl():
 
 
 @pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared data folder itself (for code that takes the folder, such as the recipes)."""
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"shared data folder missing: {DATA_DIR}")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
 def phrasebank() -> list[dict]:
     return _read_jsonl(_data_file("sentiment", "financial_phrasebank", "allagree.jsonl"))
 
@@ -403,4 +411,28 @@ def sentiment_head_run(tiny_bert_dir, classify_data, runs_dir) -> Path:
     return _train_tiny({
         "task": "sentiment", "train": str(classify_data["fpb_train"]), "out": str(runs_dir / "fpb-head-tiny"),
         "model": str(tiny_bert_dir), "text_field": "sentence", "head_only": True, "val_fraction": 0.25,
+    })
+
+
+@pytest.fixture(scope="session")
+def sentiment_lora_run(tiny_bert_dir, classify_data, runs_dir) -> Path:
+    """LoRA on the tiny BERT (the shipped sentiment model's kind), batches grouped by length: the
+    run stores the adapter and names its base model by path and fingerprint."""
+    return _train_tiny({
+        "task": "sentiment", "train": str(classify_data["fpb_train"]), "out": str(runs_dir / "fpb-lora-tiny"),
+        "model": str(tiny_bert_dir), "text_field": "sentence", "lora": True, "lora_r": 4, "lora_alpha": 8,
+        "learning_rate": 1e-3, "epochs": 2, "batch_size": 8, "max_length": 32, "stride": 8, "val_fraction": 0.25,
+        "group_by_length": True,
+    })
+
+
+@pytest.fixture(scope="session")
+def compact_head_run(tiny_bert_dir, classify_data, runs_dir) -> Path:
+    """A head run with words and characters that keeps no copy of its encoder (the shipped
+    heads' form): the run names the tiny BERT and its fingerprint."""
+    return _train_tiny({
+        "task": "unfair-tos", "train": str(classify_data["claudette"]), "out": str(runs_dir / "unfair-compact-tiny"),
+        "model": str(tiny_bert_dir), "label_field": "unfair_categories", "multi_label": True,
+        "group_field": "document", "val_fraction": 0.3, "head_only": True, "features": "embedding+words+chars",
+        "copy_encoder": False, "head_c": "1,10", "max_word_features": 500, "max_char_features": 800,
     })

@@ -213,3 +213,96 @@ def test_cli_models_lists_runs(capsys, tiny_gpt2_dir, tiny_bert_dir, sentiment_r
     data = json.loads(capsys.readouterr().out)
     assert data["classification_tasks"] == ["contract-clause", "sentiment", "unfair-tos"]
     assert {r["task"] for r in data["models"] if r["role"] == "classifier"} == {"sentiment", "unfair-tos"}
+
+
+# ------------------------------------------------- runs that keep no copy of their base model
+
+
+def _copy_with(run, target, **changes):
+    """A copy of a run whose run file has ``changes`` applied (a hand-edited or swapped run)."""
+    shutil.copytree(run, target)
+    data = json.loads((target / RUN_FILE).read_text())
+    data.update(changes)
+    (target / RUN_FILE).write_text(json.dumps(data))
+    return target
+
+
+def test_lora_run_stores_the_adapter_and_names_its_base(sentiment_lora_run, tiny_bert_dir):
+    info = read_run(sentiment_lora_run)
+    assert info.kind == "classifier-lora" and info.base_model == str(tiny_bert_dir)
+    assert info.base_fingerprint.startswith("sha256:")
+    assert (sentiment_lora_run / "adapter_model.safetensors").is_file()
+    assert not (sentiment_lora_run / "model.safetensors").exists(), "a LoRA run holds no copy of the encoder"
+    clf = FineTunedClassifier(sentiment_lora_run, device="cpu", int8=False)
+    probs = clf.predict_scores(SENTENCES)
+    assert probs.shape == (3, 3) and torch.allclose(probs.sum(1), torch.ones(3), atol=1e-5)
+    assert "LoRA" in clf.describe()["architecture"]
+
+
+def test_lora_validation_is_scored_in_order(sentiment_lora_run, classify_data):
+    """The validation figures in the run file are those of the saved model on the validation texts
+    in their own order, although training batches were grouped by length."""
+    from finetune.classify import ClassifyTrainConfig, load_data
+
+    info = read_run(sentiment_lora_run)
+    config = ClassifyTrainConfig(**{k: v for k, v in info.config.items() if k in ClassifyTrainConfig.__dataclass_fields__})
+    data = load_data(config)
+    probs = FineTunedClassifier(sentiment_lora_run, device="cpu", int8=False).predict_scores(data.val_texts)
+    predicted = [info.labels[i] for i in probs.argmax(1).tolist()]
+    accuracy = sum(p == g[0] for p, g in zip(predicted, data.val_labels, strict=True)) / len(predicted)
+    assert accuracy == pytest.approx(info.metrics["accuracy"], abs=1e-9)
+
+
+def test_swapped_or_missing_base_weights_are_refused(tmp_path, sentiment_lora_run, compact_head_run):
+    swapped = _copy_with(sentiment_lora_run, tmp_path / "swapped", base_fingerprint="sha256:" + "0" * 64)
+    with pytest.raises(ModelLoadError, match="other weights"):
+        FineTunedClassifier(swapped, device="cpu").predict_scores(["Profit rose."])
+    gone = _copy_with(compact_head_run, tmp_path / "gone", base_model=str(tmp_path / "no-such-encoder"))
+    with pytest.raises(ModelLoadError, match="no-such-encoder"):
+        FineTunedClassifier(gone, device="cpu").predict_scores(["We may terminate your account."])
+    hollow = tmp_path / "hollow"
+    shutil.copytree(sentiment_lora_run, hollow)
+    (hollow / "adapter_model.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="adapter_model.safetensors"):
+        FineTunedClassifier(hollow, device="cpu").predict_scores(["Profit rose."])
+
+
+def test_compact_head_shares_the_engines_encoder(compact_head_run, tiny_gpt2_dir, tiny_bert_dir):
+    info = read_run(compact_head_run)
+    assert info.kind == "classifier-head" and info.base_fingerprint and not (compact_head_run / "encoder").exists()
+    assistant = Assistant(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu",
+                          classifiers={"unfair-tos": compact_head_run})
+    clf = assistant.engine.classifier("unfair-tos")
+    assert clf.encoder_engine is assistant.engine, "the head embeds with the engine's own encoder"
+    own = FineTunedClassifier(compact_head_run, device="cpu").predict_scores(TOS)
+    shared = clf.predict_scores(TOS)
+    assert torch.allclose(own, shared, atol=1e-5)
+
+
+def test_classify_tasks_embeds_once_for_heads_on_one_encoder(compact_head_run, tiny_gpt2_dir, tiny_bert_dir,
+                                                            sentiment_lora_run):
+    assistant = Assistant(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu",
+                          classifiers={"unfair-tos": compact_head_run, "sentiment": sentiment_lora_run})
+    engine = assistant.engine
+    passes = []
+    original = engine.encode
+    engine.encode = lambda texts, **kw: passes.append(len(texts)) or original(texts, **kw)  # count passes
+    try:
+        both = assistant.classify_tasks(TOS, ["unfair-tos", "contract-clause", "sentiment"])
+    finally:
+        del engine.encode
+    assert set(both) == {"unfair-tos", "contract-clause", "sentiment"}
+    # zero-shot contract-clause embeds the label descriptions once, then shares the texts' pass
+    text_passes = [n for n in passes if n == len(TOS)]
+    assert len(text_passes) == 1, passes
+    separate = assistant.classify(TOS, task="unfair-tos")
+    assert [r.labels for r in both["unfair-tos"]] == [r.labels for r in separate]
+    assert [r.labels for r in both["sentiment"]] == [r.labels for r in assistant.classify(TOS, task="sentiment")]
+
+
+def test_zero_shot_replaces_the_fine_tuned_model_per_call(assistant):
+    tuned = assistant.classify(SENTENCES[0], task="sentiment")
+    zero = assistant.classify(SENTENCES[0], task="sentiment", zero_shot=True)
+    assert tuned.task == zero.task == "sentiment"
+    assert assistant.engine.loaded("encoder") is not None, "zero-shot embeds with the engine's encoder"
+    assert [s.score for s in tuned.scores] != pytest.approx([s.score for s in zero.scores])

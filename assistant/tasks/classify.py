@@ -123,7 +123,9 @@ class ClassifyTask(Task):
         if prepared.classifier is not None:
             return prepared, prepared.classifier.predict_scores(prepared.texts, embeddings=embeddings)
         labels = self.label_embeddings(prepared.label_set)
-        return prepared, self.engine.encode(prepared.texts) @ labels.T
+        if embeddings is None:
+            embeddings = self.engine.encode(prepared.texts)
+        return prepared, embeddings @ labels.T
 
     def postprocess(self, outputs: tuple[_Prepared, torch.Tensor]):
         prepared, similarity = outputs
@@ -167,8 +169,9 @@ class ClassifyTask(Task):
 
     def classify_tasks(self, inputs, tasks, threshold: float | None = None,
                        zero_shot: bool = False) -> dict[str, Classification | list[Classification]]:
-        """``{task: result(s)}`` for each of ``tasks``. Head classifiers that embed with the same
-        encoder share one encoder pass over the texts (fine-tuned encoders run their own)."""
+        """``{task: result(s)}`` for each of ``tasks``. Head classifiers and zero-shot label sets that
+        embed with the same encoder share one encoder pass over the texts (fine-tuned encoders run
+        their own)."""
         tasks = list(dict.fromkeys(tasks))
         if not tasks:
             raise UnknownTaskError("no classification task given")
@@ -177,9 +180,10 @@ class ClassifyTask(Task):
         shared: dict[int, torch.Tensor] = {}
         results = {}
         for task, item in prepared.items():
-            embeddings = None
             clf = item.classifier
-            engine = clf.encoder_engine if clf is not None else None
+            # zero-shot tasks embed with the engine's encoder, head runs with theirs (often the same)
+            engine = clf.encoder_engine if clf is not None else self.engine
+            embeddings = None
             if engine is not None:
                 if id(engine) not in shared:
                     shared[id(engine)] = engine.encode(item.texts)

@@ -1,0 +1,75 @@
+"""The recipes of the shipped classifiers (finetune/recipes.py): the data they carve from
+../shared/data, their training options, and installing a compact run into the package."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from assistant.errors import InvalidParameterError
+from assistant.runs import read_run
+from finetune.recipes import RECIPES, TWEET_LABELS, _config, install, prepare_sentiment, prepare_unfair_tos
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def sentiment_files(tmp_path_factory, shared_data):
+    return prepare_sentiment(shared_data, tmp_path_factory.mktemp("sentiment-data"))
+
+
+def test_sentiment_data_keeps_its_held_out_sets_out_of_training(sentiment_files):
+    train = _rows(sentiment_files["train"])
+    fpb_held, tweets_held = _rows(sentiment_files["fpb-allagree-heldout"]), _rows(sentiment_files["tweets-heldout"])
+    assert len(fpb_held) == 844 and 1400 <= len(tweets_held) <= 1450
+    seen = {r["text"] for r in train}
+    assert not seen & {r["text"] for r in fpb_held} and not seen & {r["text"] for r in tweets_held}
+    sources = Counter(r["source"] for r in train)
+    assert sources["fpb"] > 3000 and sources["tweets"] > 7500
+    assert {r["label"] for r in train} == {"negative", "neutral", "positive"} == set(TWEET_LABELS.values())
+    weights = {r["weight"] for r in train if r["source"] == "fpb"}
+    assert weights == {0.5, 0.66, 0.75, 1.0}, "FPB sentences weigh their annotators' agreement"
+    assert {r["weight"] for r in train if r["source"] == "tweets"} == {1.0}
+
+
+def test_sentiment_data_is_the_same_on_every_build(sentiment_files, tmp_path, shared_data):
+    again = prepare_sentiment(shared_data, tmp_path)
+    for name, path in sentiment_files.items():
+        assert again[name].read_bytes() == path.read_bytes(), name
+
+
+def test_unfair_tos_holds_out_whole_documents(tmp_path, shared_data):
+    files = prepare_unfair_tos(shared_data, tmp_path)
+    train, held, everything = (_rows(files[k]) for k in ("train", "heldout-docs", "all"))
+    assert not {r["document"] for r in train} & {r["document"] for r in held}
+    assert len({r["document"] for r in held}) == 9 and len(train) + len(held) == len(everything)
+
+
+@pytest.mark.parametrize("task", sorted(RECIPES))
+def test_every_recipe_is_a_valid_training_configuration(task, tmp_path):
+    recipe = RECIPES[task]
+    files = {name: tmp_path / f"{name}.jsonl" for name in ("train", "all", "val", "heldout-docs",
+                                                           "fpb-allagree-heldout", "tweets-heldout")}
+    for options in (recipe.options, {**recipe.options, **recipe.refit}):
+        config = _config(recipe, options, files, tmp_path / "out", progress=False)
+        assert config.task == task and config.train.startswith(str(tmp_path))
+        # what is shipped is compact: an adapter, or a head without a copy of the encoder
+        assert config.lora or (config.head_only and not config.copy_encoder)
+    for held in recipe.held_out:
+        assert held.file in files
+
+
+def test_install_copies_a_compact_run_and_refuses_a_self_contained_one(tmp_path, compact_head_run,
+                                                                      sentiment_head_run):
+    target = install(compact_head_run, "unfair-tos", tmp_path)
+    assert target == tmp_path / "unfair-tos" and read_run(target).kind == "classifier-head"
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        ["README.md", "chars.json", "finassist-run.json", "head.safetensors", "words.json"])
+    with pytest.raises(InvalidParameterError, match="self-contained"):
+        install(sentiment_head_run, "sentiment", tmp_path)
+    with pytest.raises(InvalidParameterError, match="serves"):
+        install(compact_head_run, "sentiment", tmp_path)
