@@ -40,6 +40,7 @@ import torch
 from .device import Runtime, quantize_int8, resolve_runtime
 from .errors import ModelLoadError, ModelNotFoundError
 from .runs import RunInfo, read_run
+from . import shipped
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -135,6 +136,20 @@ def aggregate_windows(logits: torch.Tensor, owner: torch.Tensor, n: int, multi_l
     sums = torch.zeros(n, logits.shape[1]).index_add_(0, owner, logits)
     counts = torch.bincount(owner, minlength=n).clamp(min=1).unsqueeze(1)
     return torch.softmax(sums / counts, dim=-1)
+
+
+def _check_safetensors(path: Path, missing: str) -> None:
+    """A weights file that is there and whole (readable header and tensors), else ModelLoadError naming it."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing: {missing}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            for name in fh.keys():
+                fh.get_slice(name)[:]  # reads the bytes: a truncated file fails here
+    except (OSError, SafetensorError, RuntimeError, ValueError) as exc:
+        raise ModelLoadError(f"{path} cannot be read: {exc}") from exc
 
 
 def window_settings(info: RunInfo, context_window: int) -> tuple[int, int]:
@@ -248,8 +263,8 @@ class FineTunedClassifier:
         from transformers.utils import logging as hf_logging
 
         lora = self.info.kind == "classifier-lora"
-        if lora and not (self.path / ADAPTER_FILE).is_file():
-            raise ModelLoadError(f"{self.path / ADAPTER_FILE} is missing: the LoRA run is incomplete")
+        if lora:
+            _check_safetensors(self.path / ADAPTER_FILE, "the LoRA run is incomplete")
         base = self._base() if lora else None
         # A second-long load: its progress bar would only be noise in the CLI's output (as in the engine).
         bars = hf_logging.is_progress_bar_enabled()
@@ -321,8 +336,10 @@ class FineTunedClassifier:
                 f"{self.path}: the head expects {weight.shape[1]}-dim embeddings, the encoder gives "
                 f"{encoder.model.config.hidden_size}"
             )
+        # A feature is in use when its state file or its weights are there; one without the other is a
+        # damaged run (dropping the feature would silently change every score).
         self._text_features = [(f, *self._load_text_feature(f, tensors.get(f.tensor)))
-                               for f in TEXT_FEATURES.values() if (self.path / f.file).is_file()]
+                               for f in TEXT_FEATURES.values() if (self.path / f.file).is_file() or f.tensor in tensors]
         self._engine = engine
         self._head = (weight.float(), bias.float())
 
@@ -330,6 +347,8 @@ class FineTunedClassifier:
         import json
 
         state_file = self.path / feature.file
+        if not state_file.is_file():
+            raise ModelLoadError(f"{state_file} is missing: {self.path / HEAD_FILE} has {feature.tensor} for it")
         try:
             state = json.loads(state_file.read_text())
             vectorizer = word_vectorizer(state["settings"], state["vocabulary"], state["idf"])
@@ -410,5 +429,6 @@ class FineTunedClassifier:
             "architecture": self._architecture(),
             "loaded": self._loaded,
             "configured": True,
+            "shipped": self.path.resolve().parent == shipped.SHIPPED_DIR,
             **self.info.describe(),
         }

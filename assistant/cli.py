@@ -132,9 +132,11 @@ def cmd_models(args: argparse.Namespace) -> None:
             metric = row.get("metric")
             score = f", {metric['name']} {metric['value']:.3f}" if metric else ""
             use = "in use" if row.get("configured") else "not in use (--classifier TASK=PATH)"
+            use = "shipped, " + use if row.get("shipped") else use
             print(f"{row['role']}: {row['name']}  ({row['kind']} for task {row['task']}{score}; {use})")
             print(f"  base:   {row['base_model']}")
-            print(f"  path:   {row['location']}")
+            print(f"  data licence: {row['licence']}")
+            print(f"  path:   {row['location']} ({row['size_bytes'] / 1e6:.1f} MB)")
             continue
         print(f"{row['role']}: {row['name']}  ({row['architecture']})")
         print(f"  from:   {row['origin']}")

@@ -50,6 +50,14 @@ class RunInfo:
     #: Runs that store no copy of their base model: the fingerprint of the base weights they were
     #: trained on (``assistant.models.weights_fingerprint``); None for self-contained runs.
     base_fingerprint: str | None = None
+    #: The licences of the data the run was trained on (a model inherits its data's terms).
+    licences: list[str] = field(default_factory=list)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of the run's model files (what loading it reads from the run directory)."""
+        names = ("*.safetensors", "*.json", "encoder/*.safetensors")
+        return sum(f.stat().st_size for pattern in names for f in self.path.glob(pattern) if f.is_file())
 
     @property
     def is_classifier(self) -> bool:
@@ -80,6 +88,8 @@ class RunInfo:
             "multi_label": self.multi_label,
             "metric": {"name": headline[0], "value": round(headline[1], 4)} if headline else None,
             "created": self.created,
+            "licence": "; ".join(self.licences) or "unknown",
+            "size_bytes": self.size_bytes,
         }
 
 
@@ -136,6 +146,7 @@ def read_run(path: str | os.PathLike) -> RunInfo:
         config=dict(data.get("config") or {}),
         created=data.get("created"),
         base_fingerprint=data.get("base_fingerprint") or None,
+        licences=sorted({str(d["licence"]) for d in data.get("data") or [] if isinstance(d, dict) and d.get("licence")}),
     )
 
 

@@ -1047,7 +1047,7 @@ def evaluate_classifier(
         from assistant import Assistant
 
         assistant = Assistant(encoder=model, device=device)
-        results = [r for i in starts for r in assistant.classify(texts[i : i + chunk], task=task)]
+        results = [r for i in starts for r in assistant.classify(texts[i : i + chunk], task=task, zero_shot=True)]
         preds = [r.labels if run_multi else r.label for r in results]
     extra["seconds"] = round(time.perf_counter() - started, 2)
     try:

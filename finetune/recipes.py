@@ -119,11 +119,13 @@ RECIPES: dict[str, Recipe] = {r.task: r for r in (
     Recipe("unfair-tos", prepare_unfair_tos, {
         "train": "{train}", "label_field": "unfair_categories", "group_field": "document", "multi_label": True,
         "head_only": True, "features": "embedding+words+chars", "cv_folds": 5, "copy_encoder": False,
+        "head_c": "1,3,10",
     }, (HeldOut("claudette-heldout-docs", "heldout-docs", label_field="unfair_categories"),),
         refit={"train": "{all}"}),
     Recipe("contract-clause", prepare_contract_clause, {
-        "train": "{train}", "label_field": "labels", "multi_label": True, "head_only": True,
-        "features": "embedding+words+chars", "cv_folds": 5, "copy_encoder": False, "head_c": "3,10,30",
+        "train": "{train}", "label_field": "labels", "group_field": "contract", "multi_label": True,
+        "head_only": True, "features": "embedding+words+chars", "cv_folds": 5, "copy_encoder": False,
+        "head_c": "3,10,30",
         "max_word_features": 20000, "max_char_features": 50000,
     }, (HeldOut("cuad-val", "val", label_field="labels"),)),
 )}
@@ -236,7 +238,8 @@ def build_shipped(task: str, data: str = "../shared/data", work: str = "runs/shi
         shipped = _train(_config(recipe_, {**recipe_.options, **recipe_.refit}, files, work_dir / f"{task}-refit",
                                  progress), resume)
     add_metrics(shipped, {"held_out": held_out} if not recipe_.refit else
-                {"held_out_before_refit": {**held_out, "run": str(run)}})
+                {"held_out_before_refit": {**held_out, "run": str(run)}},
+                rebuild=f"scripts/build-models.sh {task}   # = finassist finetune shipped --task {task}")
     installed = install(shipped, task) if install_run else None
     size = sum(f.stat().st_size for f in (installed or shipped).iterdir() if f.is_file()) if installed else \
         sum(f.stat().st_size for name in SHIPPED_FILES for f in shipped.glob(name))

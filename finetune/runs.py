@@ -177,6 +177,9 @@ def _model_card(run: dict, license: str | None) -> str:
     lines += ["", ("The model inherits the terms of its data: a non-commercial licence on the data means the "
               "model is for non-commercial use too."), ""]
     lines += ["## Command", "", "```bash", run["command"], "```", ""]
+    if run.get("rebuild"):
+        lines += ["Rebuilt, with its data preparation and held-out evaluation, by:", "", "```bash", run["rebuild"],
+                  "```", ""]
     metrics = _flat_metrics(run.get("metrics") or {})
     if metrics:
         lines += ["## Metrics", "", "| metric | value |", "|---|---:|"]
@@ -194,6 +197,8 @@ def _model_card(run: dict, license: str | None) -> str:
     ]
     if run.get("seconds") is not None:
         lines.append(f"- training time: {run['seconds']:.0f} s")
+    if run.get("size_bytes"):
+        lines.append(f"- size: {run['size_bytes'] / 1e6:.2f} MB (the files of this folder that hold the model)")
     lines += [
         "",
         "## Intended use and limitations",
@@ -269,19 +274,32 @@ def write_run(
         "finassist_version": __version__,
         "machine": _machine(),
     }
+    run["size_bytes"] = _model_bytes(out)
     _atomic_write(out / "README.md", _model_card(run, license))
     run_file = out / RUN_FILE
     _atomic_write(run_file, json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")
     return run_file
 
 
-def add_metrics(run_dir: str | os.PathLike, metrics: Mapping, license: str | None = None) -> Path:
+def _model_bytes(out: Path) -> int:
+    """Bytes of the files that hold the model (weights and their JSON state, an encoder copy),
+    not the checkpoints or reports beside them."""
+    patterns = ("*.safetensors", "words.json", "chars.json", "adapter_config.json", "config.json", "encoder/*")
+    return sum(f.stat().st_size for pattern in patterns for f in out.glob(pattern) if f.is_file())
+
+
+def add_metrics(run_dir: str | os.PathLike, metrics: Mapping, license: str | None = None,
+                rebuild: str | None = None) -> Path:
     """Merge ``metrics`` into a finished run's figures (e.g. its results on held-out data, measured
-    after training) and rewrite its model card and run file the same way ``write_run`` does."""
+    after training) and rewrite its model card and run file the same way ``write_run`` does.
+    ``rebuild``: the command that rebuilds the run with its data (shown in the card)."""
     out = Path(run_dir)
     run_file = out / RUN_FILE
     run = json.loads(run_file.read_text(encoding="utf-8"))
     run["metrics"] = {**(run.get("metrics") or {}), **dict(metrics)}
+    run["size_bytes"] = _model_bytes(out)
+    if rebuild:
+        run["rebuild"] = rebuild
     _atomic_write(out / "README.md", _model_card(run, license))
     _atomic_write(run_file, json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")
     return run_file

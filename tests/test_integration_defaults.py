@@ -86,7 +86,8 @@ def test_long_earnings_call_is_chunked(assistant, ectsum_val):
 # ----------------------------------------------------------------- classify
 
 
-def test_sentiment_on_financial_phrasebank(assistant, phrasebank):
+def test_zero_shot_sentiment_on_financial_phrasebank(assistant, phrasebank):
+    # The label-description path (--zero-shot); the shipped classifiers are tested in test_shipped.py.
     # Class-balanced deterministic sample: in file order, the first 34 positive, 33 negative
     # and 33 neutral sentences of allagree.jsonl (100 in all; chance accuracy is about 1/3).
     quota = {"positive": 34, "negative": 33, "neutral": 33}
@@ -96,7 +97,7 @@ def test_sentiment_on_financial_phrasebank(assistant, phrasebank):
             quota[record["label"]] -= 1
             sample.append(record)
     assert len(sample) == 100 and not any(quota.values())
-    results = assistant.classify([r["sentence"] for r in sample], task="sentiment")
+    results = assistant.classify([r["sentence"] for r in sample], task="sentiment", zero_shot=True)
     gold = [r["label"] for r in sample]
     pred = [r.label for r in results]
     accuracy = sum(g == p for g, p in zip(gold, pred)) / len(gold)
@@ -107,11 +108,11 @@ def test_sentiment_on_financial_phrasebank(assistant, phrasebank):
     assert macro_f1 > 1 / 3
 
 
-def test_contract_clauses_on_cuad(assistant, data_file, read_jsonl):
+def test_zero_shot_contract_clauses_on_cuad(assistant, data_file, read_jsonl):
     # 30 CUAD validation clauses, evenly spaced through the file (index i*626//30): spread over contracts.
     val = read_jsonl(data_file("legal", "cuad", "val.jsonl"))
     sample = [val[i * len(val) // 30] for i in range(30)]
-    results = assistant.classify([r["text"] for r in sample], task="contract-clause")
+    results = assistant.classify([r["text"] for r in sample], task="contract-clause", zero_shot=True)
     assert all(len(r.scores) == 41 for r in results)
     hits = sum(bool(set(r["labels"]) & {s.label for s in res.scores[:5]}) for r, res in zip(sample, results))
     top5 = hits / len(sample)
@@ -121,8 +122,9 @@ def test_contract_clauses_on_cuad(assistant, data_file, read_jsonl):
     assert top5 > 0.3
 
 
-def test_cli_classify_with_the_real_encoder(run_cli, make_env):
-    proc = run_cli("classify", "--task", "sentiment", "Operating profit fell to EUR 3.1 mn from EUR 4.6 mn.",
+@pytest.mark.parametrize("how", [(), ("--zero-shot",)], ids=["shipped", "zero-shot"])
+def test_cli_classify_with_the_real_models(run_cli, make_env, how):
+    proc = run_cli("classify", "--task", "sentiment", *how, "Operating profit fell to EUR 3.1 mn from EUR 4.6 mn.",
                    env=make_env(threads=None))
     assert proc.returncode == 0, proc.stderr
     assert "negative" in proc.stdout
@@ -130,11 +132,15 @@ def test_cli_classify_with_the_real_encoder(run_cli, make_env):
     assert len(marked) == 1 and marked[0].split()[1] == "negative"
 
 
-def test_cli_models_names_both_defaults(run_cli, make_env):
+def test_cli_models_names_both_defaults_and_the_shipped_classifiers(run_cli, make_env):
     proc = run_cli("models", env=make_env(threads=None))
     assert proc.returncode == 0, proc.stderr
     assert "smollm2-135m-instruct" in proc.stdout
     assert "minilm-l6" in proc.stdout
+    for task in ("sentiment", "contract-clause", "unfair-tos"):
+        assert f"for task {task}" in proc.stdout
+    assert "CC BY-NC-SA 3.0 (non-commercial)" in proc.stdout and "CC BY 4.0" in proc.stdout
+    assert proc.stdout.count("shipped, in use") == 3
 
 
 # ---------------------------------------------------------------------- ask

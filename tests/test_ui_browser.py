@@ -262,7 +262,8 @@ def test_classify_three_sentences_shows_chart_and_table(page, phrasebank, tmp_pa
     page.locator("#classify-download").wait_for(state="visible", timeout=ANSWER_S * 1000)
     chart = page.locator("#classify-chart")
     chart.locator("canvas, svg").first.wait_for(timeout=30_000)
-    assert "First text" in page.locator("#classify-caption").inner_text()
+    # the shipped fine-tuned sentiment classifier serves the page by default
+    assert "First text: positive" in page.locator("#classify-caption").inner_text()
     table = page.locator("#classify-table").inner_text()
     for sentence in sentences:
         assert sentence[:30] in table
@@ -273,6 +274,20 @@ def test_classify_three_sentences_shows_chart_and_table(page, phrasebank, tmp_pa
     lines = saved.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith('"text"') and len(lines) == 4
     page.screenshot(path=str(ARTIFACTS / "classify.png"), full_page=True)
+
+
+def test_classify_unfair_terms_from_the_task_list(page):
+    _open_tab(page, "Classify")
+    page.get_by_label("Task").click()
+    options = page.get_by_role("option")
+    options.first.wait_for(timeout=10_000)
+    names = [name.strip() for name in options.all_inner_texts()]
+    assert {"sentiment", "contract-clause", "unfair-tos"} <= set(names), names
+    page.get_by_role("option", name="unfair-tos").click()
+    page.fill("#classify-input textarea", "We may terminate your account at any time, for any reason, without notice.")
+    page.locator("#classify-button").click()
+    page.locator("#classify-download").wait_for(state="visible", timeout=ANSWER_S * 1000)
+    assert "Unilateral termination" in page.locator("#classify-caption").inner_text()
 
 
 def test_classify_csv_upload(page, phrasebank, tmp_path):

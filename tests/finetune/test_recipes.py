@@ -59,6 +59,9 @@ def test_every_recipe_is_a_valid_training_configuration(task, tmp_path):
         assert config.task == task and config.train.startswith(str(tmp_path))
         # what is shipped is compact: an adapter, or a head without a copy of the encoder
         assert config.lora or (config.head_only and not config.copy_encoder)
+        # legal texts come in documents: folds hold whole contracts / Terms of Service out, or the
+        # thresholds are tuned on clauses whose siblings were in training
+        assert not config.cv_folds or config.group_field in ("contract", "document")
     for held in recipe.held_out:
         assert held.file in files
 
