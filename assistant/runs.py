@@ -68,6 +68,13 @@ class RunInfo:
         """The metric a run is judged by: accuracy (single-label), macro-F1 (multi-label), else
         the first number among the metrics."""
         preferred = ("macro_f1", "micro_f1") if self.multi_label else ("accuracy", "macro_f1")
+        # figures on held-out data (shipped runs) before those on the validation split
+        for key in ("held_out", "held_out_before_refit"):
+            for set_name, figures in (self.metrics.get(key) or {}).items():
+                for name in preferred if isinstance(figures, dict) and self.is_classifier else ():
+                    value = figures.get(name)
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        return f"{name} on {set_name}", float(value)
         for name in preferred if self.is_classifier else ():
             value = self.metrics.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -108,6 +108,10 @@ class Recipe:
     #: Options of the shipped model where it is refitted on more data than the reported run
     #: (merged over ``options``); empty: the reported run is the shipped one.
     refit: dict = field(default_factory=dict)
+    #: The licence(s) of the data, for prepared files whose path does not name their dataset.
+    licence: str | None = None
+    #: The model card's licence id where the data's licences do not give one (the most restrictive).
+    card_licence: str | None = None
 
 
 RECIPES: dict[str, Recipe] = {r.task: r for r in (
@@ -115,7 +119,9 @@ RECIPES: dict[str, Recipe] = {r.task: r for r in (
         "train": "{train}", "weight_field": "weight", "lora": True, "lora_r": 16, "lora_alpha": 32,
         "learning_rate": 5e-4, "epochs": 3, "max_length": 96, "stride": 32, "early_stopping_patience": 2,
         "group_by_length": True,
-    }, (HeldOut("fpb-allagree-heldout", "fpb-allagree-heldout"), HeldOut("tweets-heldout", "tweets-heldout"))),
+    }, (HeldOut("fpb-allagree-heldout", "fpb-allagree-heldout"), HeldOut("tweets-heldout", "tweets-heldout")),
+        licence="CC BY-NC-SA 3.0 (non-commercial: Financial PhraseBank) and MIT (Twitter financial news)",
+        card_licence="cc-by-nc-sa-3.0"),
     Recipe("unfair-tos", prepare_unfair_tos, {
         "train": "{train}", "label_field": "unfair_categories", "group_field": "document", "multi_label": True,
         "head_only": True, "features": "embedding+words+chars", "cv_folds": 5, "copy_encoder": False,
@@ -239,7 +245,8 @@ def build_shipped(task: str, data: str = "../shared/data", work: str = "runs/shi
                                  progress), resume)
     add_metrics(shipped, {"held_out": held_out} if not recipe_.refit else
                 {"held_out_before_refit": {**held_out, "run": str(run)}},
-                rebuild=f"scripts/build-models.sh {task}   # = finassist finetune shipped --task {task}")
+                rebuild=f"scripts/build-models.sh {task}   # = finassist finetune shipped --task {task}",
+                data_licence=recipe_.licence, license=recipe_.card_licence)
     installed = install(shipped, task) if install_run else None
     size = sum(f.stat().st_size for f in (installed or shipped).iterdir() if f.is_file()) if installed else \
         sum(f.stat().st_size for name in SHIPPED_FILES for f in shipped.glob(name))

@@ -289,10 +289,12 @@ def _model_bytes(out: Path) -> int:
 
 
 def add_metrics(run_dir: str | os.PathLike, metrics: Mapping, license: str | None = None,
-                rebuild: str | None = None) -> Path:
+                rebuild: str | None = None, data_licence: str | None = None) -> Path:
     """Merge ``metrics`` into a finished run's figures (e.g. its results on held-out data, measured
     after training) and rewrite its model card and run file the same way ``write_run`` does.
-    ``rebuild``: the command that rebuilds the run with its data (shown in the card)."""
+    ``rebuild``: the command that rebuilds the run with its data (shown in the card).
+    ``data_licence``: the licence of data files the run's paths do not reveal (a file prepared
+    from several datasets), set where the licence is unknown."""
     out = Path(run_dir)
     run_file = out / RUN_FILE
     run = json.loads(run_file.read_text(encoding="utf-8"))
@@ -300,6 +302,10 @@ def add_metrics(run_dir: str | os.PathLike, metrics: Mapping, license: str | Non
     run["size_bytes"] = _model_bytes(out)
     if rebuild:
         run["rebuild"] = rebuild
+    if data_licence:
+        for entry in run.get("data") or []:
+            if entry.get("licence") in (None, UNKNOWN_LICENCE):
+                entry["licence"] = data_licence
     _atomic_write(out / "README.md", _model_card(run, license))
     _atomic_write(run_file, json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")
     return run_file
