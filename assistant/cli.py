@@ -200,6 +200,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         request_timeout_s=args.timeout,
         ui=args.ui,
         max_upload_bytes=args.max_upload_bytes,
+        allowed_hosts=[h.strip() for h in args.allowed_hosts.split(",") if h.strip()] if args.allowed_hosts else None,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        max_connections=args.max_connections,
         log_level="debug" if args.verbose else "info",
     )
 
@@ -292,6 +296,15 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--ui", action="store_true", help="also serve the web UI at / (what app.py does)")
     p.add_argument("--max-upload-bytes", type=_positive(int), default=20_000_000,
                    help="largest file the web UI accepts (default 20 MB)")
+    p.add_argument("--allowed-hosts", default=None, metavar="NAMES",
+                   help="Host header names to answer, comma-separated (*.example.com for subdomains, * for any); "
+                   "default: those of --host (loopback names on 127.0.0.1; any on 0.0.0.0)")
+    p.add_argument("--header-timeout", type=_positive(float), default=10.0,
+                   help="seconds a client has to send a request's headers (default 10)")
+    p.add_argument("--body-timeout", type=_positive(float), default=60.0,
+                   help="seconds a client has to send a request's body (default 60)")
+    p.add_argument("--max-connections", type=_positive(int), default=512,
+                   help="open connections at most; more are closed at once (default 512)")
 
     # finetune/ and eval/: options derived from the training configs and eval functions (finetune/cli.py).
     from finetune.cli import add_commands

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .api import Assistant
 from .documents import DOCUMENT_TYPES, MAX_FILE_BYTES, read_document, read_texts_csv
-from .errors import AssistantError, EmptyInputError
+from .errors import AssistantError, EmptyInputError, InvalidInputError
 from .tasks.summarize import STYLES
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,22 @@ def _readable_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def uploaded_path(file) -> Path:
+    """The path of a file the page uploaded, refused unless it lies in Gradio's upload folder: the
+    handlers receive a file object the client describes, and its path must never name any other file
+    this process can read."""
+    from gradio.utils import get_upload_folder
+
+    raw = file if isinstance(file, (str, os.PathLike)) else getattr(file, "path", None) or getattr(file, "name", None)
+    if not raw:
+        raise InvalidInputError("no file was uploaded")
+    path = Path(raw).resolve()
+    if not path.is_relative_to(Path(get_upload_folder()).resolve()) or not path.is_file():
+        log.warning("refused a file that was not uploaded through the page: %s", raw)
+        raise InvalidInputError("that file was not uploaded through this page: upload it again")
+    return path
+
+
 def _model_line(assistant: Assistant) -> str:
     rows = assistant.models()
     return " · ".join(f"**{r['role']}**: {r['name']} on {r['device']} ({r['dtype']})" for r in rows)
@@ -116,7 +132,7 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
     def load_document(file) -> str:
         if file is None:
             return gr.skip()
-        return read_document(file, max_bytes=max_file_bytes)
+        return read_document(uploaded_path(file), max_bytes=max_file_bytes)
 
     @_readable_errors
     def summarize(text: str, style: str, max_words: float, progress=gr.Progress()):
@@ -133,7 +149,7 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
     def load_texts(file) -> str:
         if file is None:
             return gr.skip()
-        return "\n".join(read_texts_csv(file, max_rows=MAX_CLASSIFY_TEXTS, max_bytes=max_file_bytes))
+        return "\n".join(read_texts_csv(uploaded_path(file), max_rows=MAX_CLASSIFY_TEXTS, max_bytes=max_file_bytes))
 
     @_readable_errors
     def classify(text: str, task: str, progress=gr.Progress()):
@@ -217,6 +233,9 @@ def mount_ui(app, assistant: Assistant, *, path: str = "/", api_key: str | None 
     settings = assistant.engine.batch_settings
     demo = build_ui(assistant, max_file_bytes=max_file_bytes)
     demo.queue(default_concurrency_limit=settings["max_batch_size"], max_size=settings["max_queue"])
+    # Gradio checks that the files a request names were uploaded (not any path on the server) only for
+    # apps it launched itself; a mounted app must say it is running for that check to apply.
+    demo.has_launched = True
     auth = None
     if api_key:
         def auth(username: str, password: str) -> bool:
