@@ -242,6 +242,11 @@ def guarded_protocol(header_timeout_s: float = HEADER_TIMEOUT_S, max_connections
             self._header_timer = None
             if self.transport.is_closing() or not self._waiting_for_headers():
                 return
+            import h11
+
+            if self.conn.their_state is not h11.IDLE:  # still sending the body of an answered request
+                self.transport.close()
+                return
             body = encode_json(error_body(f"the request headers did not arrive within {header_timeout_s:g} s",
                                           "invalid_request_error", "request_timeout"))
             head = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
