@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import AssistantError, InvalidInputError
+from .pii import PiiPolicy, install_log_redaction
 
 EXIT_USER_ERROR = 1
 
@@ -59,7 +60,20 @@ def _assistant(args: argparse.Namespace):
         upstream_api_key=os.environ.get("FINASSIST_UPSTREAM_API_KEY"),
         upstream_model=args.upstream_model,
         classifiers=_classifiers(getattr(args, "classifier", None)),
+        pii=PiiPolicy(redact_inputs=getattr(args, "redact_inputs", False)),
+        audit=False if getattr(args, "no_audit", False) else (getattr(args, "audit_log", None) or True),
+        audit_retention_days=getattr(args, "audit_retention_days", None),
+        user=f"cli:{_login()}",
     )
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (a container without one)
+        return "unknown"
 
 
 def _classifiers(values: Sequence[str] | None) -> dict[str, str] | None:
@@ -144,6 +158,25 @@ def cmd_models(args: argparse.Namespace) -> None:
             print(f"  loaded: {row['parameters'] / 1e6:.1f}M parameters in {row['load_seconds']} s, "
                   f"context {row['context_window']} tokens")
     print(f"classification tasks: {', '.join(tasks)}")
+
+
+def cmd_audit_export(args: argparse.Namespace) -> None:
+    from .audit import SQLiteAuditStore, default_audit_path, export, parse_since
+
+    path = Path(args.audit_log or os.environ.get("FINASSIST_AUDIT", "").strip() or default_audit_path()).expanduser()
+    if not path.is_file():
+        raise CliInputError(f"no audit log at {path}")
+    store = SQLiteAuditStore(path)
+    since = parse_since(args.since) if args.since else None
+    until = parse_since(args.until) if args.until else None
+    out = open(args.out, "w", encoding="utf-8", newline="") if args.out else sys.stdout
+    try:
+        for piece in export(store.records(since, until), args.format):
+            out.write(piece)
+    finally:
+        store.close()
+        if args.out:
+            out.close()
 
 
 def cmd_bench_decode(args: argparse.Namespace) -> None:
@@ -237,6 +270,17 @@ def _model_options() -> argparse.ArgumentParser:
     g.add_argument("--classifier", action="append", metavar="TASK=RUN_DIR",
                    help="serve TASK with a fine-tuned run directory (repeatable); see `finassist models`")
     g.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
+    t = parent.add_argument_group("privacy and audit")
+    t.add_argument("--redact-inputs", action="store_true",
+                   help="replace personal data (card numbers, IBANs, SSNs, e-mails, phones, account numbers) with "
+                   "placeholders before the model sees it; answers show the values again (logs and the audit log are "
+                   "always redacted)")
+    t.add_argument("--audit-log", default=None, metavar="PATH",
+                   help="audit log file (SQLite) for ask, chat and summarize answers (default $FINASSIST_AUDIT, else "
+                   "the user's data folder)")
+    t.add_argument("--audit-retention-days", type=_positive(float), default=None,
+                   help="remove audit records older than this (default: keep all)")
+    t.add_argument("--no-audit", action="store_true", help="do not record answers in the audit log")
     return parent
 
 
@@ -313,6 +357,18 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
     verbose.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
     add_commands(sub, parents=[verbose], options=training_options)
 
+    audit = sub.add_parser("audit", help="the audit log of answers (ask, chat, summarize)")
+    audit_sub = audit.add_subparsers(dest="audit", required=True, metavar="ACTION")
+    p = audit_sub.add_parser("export", help="write audit records as JSON Lines or CSV")
+    p.set_defaults(func=cmd_audit_export, verbose=False)
+    p.add_argument("--since", default=None, help="from this date or time (2026-01-31, 2026-01-31T09:00) or this "
+                   "long ago (7d, 12h, 30m)")
+    p.add_argument("--until", default=None, help="up to (not including) this date, time or time ago")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument("--out", default=None, help="file to write (default: standard output)")
+    p.add_argument("--audit-log", default=None, metavar="PATH",
+                   help="the audit log file (default $FINASSIST_AUDIT, else the user's data folder)")
+
     bench = sub.add_parser("bench", help="benchmarks (figures printed and written under docs/benchmarks)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     p = bench_sub.add_parser(
@@ -356,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.verbose:
         _quiet_libraries()
+    install_log_redaction()  # personal data never reaches a log line, whatever the command
     try:
         args.func(args)
     except AssistantError as exc:

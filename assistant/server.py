@@ -52,6 +52,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api import Assistant
+from .audit import key_id
 from .engine import SamplingParams
 from .errors import AssistantError, InputTooLongError, QueueFullError
 from .guards import (
@@ -67,6 +68,7 @@ from .guards import (
     uvicorn_config,
 )
 from .models import ENCODER, GENERATOR
+from .pii import install_log_redaction
 from .schemas import (
     ChatCompletion,
     ChatCompletionChoice,
@@ -736,6 +738,8 @@ def create_app(
     if max_tokens_limit < 1 or max_body_bytes < 1 or request_timeout_s <= 0 or body_timeout_s <= 0:
         raise ValueError("max_tokens_limit, max_body_bytes, request_timeout_s and body_timeout_s must be positive")
     from fastapi_offline import FastAPIOffline  # /docs and /redoc with their scripts served from here
+    if assistant.pii.redact_logs:
+        install_log_redaction()
     metrics = _Metrics()
     service = _Service(assistant, metrics, max_input_tokens=max_input_tokens,
                        max_tokens_limit=max_tokens_limit, request_timeout_s=request_timeout_s)
@@ -758,6 +762,11 @@ def create_app(
     )
     app.state.service = service
     _install_error_handlers(app)
+    caller = key_id(api_key) if api_key else "anonymous"
+
+    def who(user: str | None) -> str:
+        """The audit log's name for a request's sender: the API key's id, and the ``user`` it gave."""
+        return f"{caller} user={user}" if user else caller
 
     # Middleware, outermost last: metrics see every answer (401 and 413 included); the Host check
     # comes before anything else reads the request.
@@ -784,12 +793,20 @@ def create_app(
             raise APIError(404, f"the model {body.model!r} does not exist here; this server chats with {model!r}",
                            code="model_not_found", param="model")
         messages = [m.as_engine_message() for m in body.messages]
+        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+        redactor = assistant.redactor()  # --redact-inputs: the model sees placeholders, the client its values
+        if redactor is not None:
+            messages = [{**m, "content": redactor.redact(m["content"])} for m in messages]
         handle = await run_in_threadpool(service.submit, body, messages)
+
+        def record(text: str) -> None:
+            assistant.record_answer("chat", question, text, user=who(body.user), model=model)
+
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            events = _stream_events(service, handle, completion_id, created, model, include_usage)
+            events = _stream_events(service, handle, completion_id, created, model, include_usage, redactor, record)
             return _EventStream(events, on_close=lambda: service.settle(handle))
 
         watcher = asyncio.create_task(_cancel_on_disconnect(request, handle))
@@ -803,11 +820,13 @@ def create_app(
             watcher.cancel()
             service.settle(handle)
         result = handle.result
+        text = redactor.restore(result.text) if redactor is not None else result.text
+        await run_in_threadpool(record, text)
         return ChatCompletion(
             id=completion_id,
             created=created,
             model=model,
-            choices=[ChatCompletionChoice(message=ChatCompletionMessage(content=result.text),
+            choices=[ChatCompletionChoice(message=ChatCompletionMessage(content=text),
                                           finish_reason=result.finish_reason)],
             usage=_usage(result),
         )
@@ -828,7 +847,8 @@ def create_app(
     async def summarize(body: SummarizeRequest) -> SummarizeResponse:
         """Summarise a text as bullets, a headline or a paragraph (long texts are chunked, never cut)."""
         await service.ready(GENERATOR)
-        summary = await service.blocking(assistant.summarize, body.text, style=body.style, max_words=body.max_words)
+        summary = await service.blocking(assistant.summarize, body.text, style=body.style, max_words=body.max_words,
+                                         user=who(None))
         return SummarizeResponse(model=service.model_name(GENERATOR), **summary.to_dict())
 
     @app.post("/v1/classify", response_model=ClassifyResponse, tags=["tasks"])
@@ -867,13 +887,26 @@ def create_app(
 
 
 async def _stream_events(service: _Service, handle, completion_id: str, created: int, model: str,
-                         include_usage: bool) -> AsyncIterator[str]:
+                         include_usage: bool, redactor=None, record: Callable[[str], None] | None = None,
+                         ) -> AsyncIterator[str]:
     """The SSE body of a streamed completion: role, content deltas, finish reason, [usage], [DONE].
-    An error after the first event is sent as an ``{"error": ...}`` event (the status is already 200)."""
+    An error after the first event is sent as an ``{"error": ...}`` event (the status is already 200).
+    ``redactor``: placeholders in the answer are put back (split ones held until complete); ``record``
+    gets the answer as sent, when the stream ends however it ends."""
+    restorer = redactor.restoring() if redactor is not None else None
+    sent = ""
     try:
         yield _sse(_chunk(completion_id, created, model, ChoiceDelta(role="assistant", content="")))
         async for piece in _pieces(handle, service.timeout):
+            if restorer is not None:
+                piece = restorer.feed(piece)
+                if not piece:
+                    continue
+            sent += piece
             yield _sse(_chunk(completion_id, created, model, ChoiceDelta(content=piece)))
+        if restorer is not None and (rest := restorer.flush()):
+            sent += rest
+            yield _sse(_chunk(completion_id, created, model, ChoiceDelta(content=rest)))
         result = handle.result
         yield _sse(_chunk(completion_id, created, model, ChoiceDelta(), finish_reason=result.finish_reason))
         if include_usage:
@@ -888,8 +921,13 @@ async def _stream_events(service: _Service, handle, completion_id: str, created:
     except Exception:
         log.exception("streamed chat completion failed")
         yield _sse(_error_body("internal server error (details are in the server log)", "server_error"))
-    finally:  # the client left, an error, or the end: free the batch slot, record the metrics
+    finally:  # the client left, an error, or the end: free the batch slot, record the metrics and the answer
         service.settle(handle)
+        if record is not None and sent:
+            try:
+                record(sent)
+            except Exception:  # pragma: no cover - record_answer logs its own failures
+                log.exception("recording a streamed answer failed")
 
 
 def _version() -> str:

@@ -37,6 +37,8 @@ CHAT_EXAMPLES = [
 ]
 #: Most texts the Classify tab takes at once (a CSV upload included).
 MAX_CLASSIFY_TEXTS = 2000
+#: How the audit log names the page's users (behind the login, the service's one API key).
+UI_USER = "web-ui"
 #: Labels drawn in the bar chart (contract clauses have 41).
 CHART_LABELS = 10
 
@@ -119,7 +121,7 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
         try:
             # Async: a waiting chat holds no thread, and Stop (Gradio cancels this coroutine)
             # closes the stream, which frees the request's row in the batch at the next token.
-            async for piece in assistant.ask_stream_async(message, history=turns):
+            async for piece in assistant.ask_stream_async(message, history=turns, user=UI_USER):
                 answer += piece
                 yield answer
         except AssistantError as exc:
@@ -141,7 +143,7 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
         def report(done: int, total: int, what: str) -> None:
             progress((done, total), desc=what.capitalize(), unit="steps")
 
-        result = assistant.summarize(text, style=style, max_words=int(max_words), progress=report)
+        result = assistant.summarize(text, style=style, max_words=int(max_words), progress=report, user=UI_USER)
         detail = f"{result.chunks} part(s)" if result.chunks > 1 else "one pass"
         return result.text, f"Took **{result.seconds:.1f} s** · {result.source_tokens:,} source tokens · {detail}"
 
