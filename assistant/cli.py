@@ -194,6 +194,14 @@ def cmd_bench_decode(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_bench_load(args: argparse.Namespace) -> None:
+    from benchmarks.load import run_load_benchmark
+
+    run_load_benchmark(generator=args.generator, encoder=args.encoder, device=args.device, dtype=args.dtype,
+                       clients=args.clients, seconds=args.seconds, max_tokens=args.max_tokens, timeout=args.timeout,
+                       max_batch_size=args.max_batch_size, max_queue=args.max_queue, out_dir=args.out)
+
+
 def cmd_bench_serve(args: argparse.Namespace) -> None:
     from benchmarks.serve import run_serve_benchmark
 
@@ -395,6 +403,19 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
                    help="the server's batcher (see finassist serve --help)")
     p.add_argument("--out", default="docs/benchmarks")
     p.add_argument("--no-progress", action="store_true")
+
+    p = bench_sub.add_parser(
+        "load", parents=[common], help="many clients for a fixed time against the protected service: status counts, "
+        "latency, memory"
+    )
+    p.set_defaults(func=cmd_bench_load)
+    p.add_argument("--clients", type=_positive(int), default=200)
+    p.add_argument("--seconds", type=_positive(float), default=60)
+    p.add_argument("--max-tokens", type=_positive(int), default=16)
+    p.add_argument("--timeout", type=_positive(float), default=10, help="the server's request timeout")
+    p.add_argument("--max-batch-size", type=_positive(int), default=16)
+    p.add_argument("--max-queue", type=_positive(int), default=64)
+    p.add_argument("--out", default="docs/benchmarks", help="folder for load.json and load.md")
     return parser
 
 
