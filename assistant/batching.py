@@ -253,6 +253,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._closed = False
         self._batch_seconds = 1.0  # running estimate, for Retry-After
+        self._batch_started: float | None = None  # when the running batch began
         self._thread = threading.Thread(target=self._loop, name="finassist-batcher", daemon=True)
         self._thread.start()
         # Stop the worker before the interpreter tears torch down under it.
@@ -295,7 +296,11 @@ class Batcher:
         """How long a request queued now would wait for its batch: the batches ahead of it (the running
         one and those the waiting requests fill) times the recent time per batch."""
         ahead = -(-len(self._waiting) // self.max_batch_size) + (1 if self.active() else 0)
-        return ahead * self._batch_seconds
+        per_batch = self._batch_seconds
+        started = self._batch_started
+        if started is not None:  # a batch already running longer than the estimate says the estimate is low
+            per_batch = max(per_batch, time.perf_counter() - started)
+        return ahead * per_batch
 
     def _withdraw(self, request: GenerationRequest) -> None:
         """A waiting request was cancelled: out of the queue now, so it holds no place a new one could take."""
@@ -375,7 +380,7 @@ class Batcher:
                     listener(len(batch))
                 except Exception:  # a metrics hook must never take the batcher down
                     log.exception("batch listener failed")
-            started = time.perf_counter()
+            started = self._batch_started = time.perf_counter()
             try:
                 self._run(batch)
             except BaseException as exc:
@@ -385,6 +390,7 @@ class Batcher:
                         req._fail(exc if isinstance(exc, AssistantError) else GenerationError(f"generation failed: {exc}"))
             finally:
                 self._running = []
+                self._batch_started = None
             self._batch_seconds = 0.7 * self._batch_seconds + 0.3 * (time.perf_counter() - started)
 
     def _run(self, batch: list[GenerationRequest]) -> None:
