@@ -6,19 +6,26 @@ the same object, so behaviour cannot drift between them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
 
+from .audit import AuditRecord, AuditStore, SQLiteAuditStore, open_default_store
 from .engine import Engine
 from .errors import UnknownTaskError
+from .inputs import ensure_text
+from .models import GENERATOR
+from .pii import PiiPolicy, Redactor
 from .prompts import available_label_sets
 from .runs import discover_runs, runs_root
 from .tasks import TASKS, Task
 from .tasks.ask import Answer
 from .tasks.classify import Classification
 from .tasks.summarize import Summary
+
+log = logging.getLogger(__name__)
 
 
 class Assistant:
@@ -40,6 +47,13 @@ class Assistant:
         shipped_classifiers: serve ``sentiment``, ``contract-clause`` and ``unfair-tos`` with the
             fine-tuned classifiers shipped in the package (default); False: zero-shot label
             descriptions unless ``classifiers`` gives a run.
+        pii: where personal data is redacted (``assistant.pii.PiiPolicy``): by default in logs and the
+            audit log; ``PiiPolicy(redact_inputs=True)`` also keeps it from the model (the answers
+            returned here have the values put back).
+        audit: where answers (ask, chat, summarize) are recorded: ``True`` (default) the file named by
+            ``$FINASSIST_AUDIT`` or the default one ("off" there: none), a path, an ``AuditStore``, or
+            ``None``/``False`` for no audit log. The file is opened at the first answer.
+        user: who is asking, as the audit log names them, unless a call says otherwise.
     """
 
     def __init__(
@@ -54,7 +68,16 @@ class Assistant:
         upstream_model: str | None = None,
         classifiers: Mapping[str, str | Path] | Sequence[str | Path] | None = None,
         shipped_classifiers: bool = True,
+        pii: PiiPolicy | None = None,
+        audit: AuditStore | str | Path | bool | None = True,
+        audit_retention_days: float | None = None,
+        user: str = "local",
     ) -> None:
+        self.pii = pii or PiiPolicy()
+        self.user = user
+        self._audit_setting = audit
+        self._audit_retention = audit_retention_days
+        self._audit: AuditStore | None = None
         self.engine = engine or Engine(
             generator=generator,
             encoder=encoder,
@@ -78,11 +101,84 @@ class Assistant:
             self._tasks[name] = TASKS[name](self.engine)
         return self._tasks[name]
 
+    # ------------------------------------------------------------------ trust
+
+    def redactor(self) -> Redactor | None:
+        """A fresh redactor when inputs are to be redacted before the model sees them, else None."""
+        return Redactor() if self.pii.redact_inputs else None
+
+    def _redact_history(self, redactor: Redactor | None, history: Sequence | None):
+        if redactor is None or not history or isinstance(history, (str, bytes)):
+            return history
+        out = []
+        for turn in history:
+            if isinstance(turn, dict) and isinstance(turn.get("content"), str):
+                out.append({**turn, "content": redactor.redact(turn["content"])})
+            elif isinstance(turn, (list, tuple)) and len(turn) == 2:
+                out.append(tuple(redactor.redact(t) if isinstance(t, str) else t for t in turn))
+            else:
+                out.append(turn)  # the task reports what is wrong with it
+        return out
+
+    @property
+    def audit_store(self) -> AuditStore | None:
+        """The audit store, opened on first use (None: no audit log)."""
+        if self._audit is None and self._audit_setting not in (None, False):
+            setting = self._audit_setting
+            if setting is True:
+                self._audit = open_default_store(retention_days=self._audit_retention)
+                if self._audit is None:
+                    self._audit_setting = None
+            elif isinstance(setting, (str, Path)):
+                self._audit = SQLiteAuditStore(setting, retention_days=self._audit_retention)
+            else:
+                self._audit = setting
+        return self._audit
+
+    def generator_name(self) -> str:
+        if self.engine.upstream is not None:
+            return f"{self.engine.upstream.model or 'upstream'} at {self.engine.upstream.base_url}"
+        loaded = self.engine.loaded(GENERATOR)
+        return loaded.resolved.name if loaded else self.engine.generator_spec
+
+    def record_answer(self, kind: str, question: str, answer: str, *, user: str | None = None,
+                      citations: Sequence[str] = (), model: str | None = None) -> AuditRecord | None:
+        """Write one answer to the audit log (redacted of personal data unless the policy says not).
+        A failure to record is logged, not raised: the answer has already been given."""
+        store = self.audit_store
+        if store is None:
+            return None
+        from . import __version__
+
+        redacted = self.pii.redact_audit
+        if redacted:
+            redactor = Redactor()  # one numbering for question and answer: [EMAIL_1] is the same in both
+            question, answer = redactor.redact(question), redactor.redact(answer)
+            citations = [redactor.redact(c) for c in citations]
+        record = AuditRecord(kind=kind, user=user or self.user, question=question, answer=answer,
+                             citations=list(citations), model=model or self.generator_name(),
+                             version=f"finassist {__version__}", redacted=redacted)
+        try:
+            return store.record(record)
+        except Exception:
+            log.exception("could not write the %s answer to the audit log", kind)
+            return None
+
+    # ------------------------------------------------------------------ tasks
+
     def summarize(self, text: str, style: str = "bullets", max_words: int | None = None,
-                  progress: Callable[[int, int, str], None] | None = None) -> Summary:
+                  progress: Callable[[int, int, str], None] | None = None, *, user: str | None = None) -> Summary:
         """Summarise ``text`` as ``bullets``, a ``headline`` or a ``paragraph`` of at most ``max_words``.
-        ``progress(done, total, what)`` is called as a long text is worked through."""
-        return self.task("summarize")(text, style=style, max_words=max_words, progress=progress)
+        ``progress(done, total, what)`` is called as a long text is worked through. Recorded in the
+        audit log as given by ``user``."""
+        redactor = self.redactor()
+        source = redactor.redact(ensure_text(text)) if redactor is not None else text
+        summary = self.task("summarize")(source, style=style, max_words=max_words, progress=progress)
+        if redactor is not None:
+            summary.text = redactor.restore(summary.text)
+            summary.bullets = [redactor.restore(b) for b in summary.bullets]
+        self.record_answer("summarize", text if isinstance(text, str) else ensure_text(text), summary.text, user=user)
+        return summary
 
     def classify(
         self, text: str | Sequence[str], task: str = "sentiment", threshold: float | None = None,
@@ -91,7 +187,17 @@ class Assistant:
         """Classify one text (returns one result) or a list of texts (batched, returns a list), with
         the fine-tuned model that serves ``task`` (shipped or given), or ``zero_shot`` with the
         encoder against the task's label descriptions."""
+        text = self._redact_texts(text)
         return self.task("classify")(text, task=task, threshold=threshold, zero_shot=zero_shot)
+
+    def _redact_texts(self, text):
+        redactor = self.redactor()
+        if redactor is not None:
+            if isinstance(text, (str, bytes)):
+                text = redactor.redact(ensure_text(text))
+            elif isinstance(text, Sequence):
+                text = [redactor.redact(t) if isinstance(t, str) else t for t in text]
+        return text
 
     def classify_tasks(
         self, text: str | Sequence[str], tasks: Sequence[str] | None = None, threshold: float | None = None,
@@ -99,21 +205,71 @@ class Assistant:
     ) -> dict[str, Classification | list[Classification]]:
         """Classify texts for several tasks at once (default: every task); ``{task: result(s)}``.
         Tasks whose classifiers share the encoder embed each text once."""
-        return self.task("classify").classify_tasks(text, tasks or self.classification_tasks(), threshold=threshold,
-                                                    zero_shot=zero_shot)
+        return self.task("classify").classify_tasks(self._redact_texts(text), tasks or self.classification_tasks(),
+                                                    threshold=threshold, zero_shot=zero_shot)
 
-    def ask(self, question: str, history: Sequence | None = None, **sampling) -> Answer:
+    def ask(self, question: str, history: Sequence | None = None, *, user: str | None = None, **sampling) -> Answer:
         """One chat turn. ``history``: earlier ``{"role", "content"}`` messages. ``sampling``:
-        ``max_new_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``."""
-        return self.task("ask")(question, history=history, **sampling)
+        ``max_new_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``. Recorded in the audit log."""
+        redactor = self.redactor()
+        asked = redactor.redact(ensure_text(question, "question")) if redactor is not None else question
+        answer = self.task("ask")(asked, history=self._redact_history(redactor, history), **sampling)
+        if redactor is not None:
+            answer.text = redactor.restore(answer.text)
+        self.record_answer("ask", _as_text(question), answer.text, user=user)
+        return answer
 
-    def ask_stream(self, question: str, history: Sequence | None = None, **sampling) -> Iterator[str]:
+    def ask_stream(self, question: str, history: Sequence | None = None, *, user: str | None = None,
+                   **sampling) -> Iterator[str]:
         """Like ``ask`` but yields the answer piece by piece as it is generated."""
-        return self.task("ask").stream(question, history=history, **sampling)
+        redactor = self.redactor()
+        asked = redactor.redact(ensure_text(question, "question")) if redactor is not None else question
+        pieces = self.task("ask").stream(asked, history=self._redact_history(redactor, history), **sampling)
+        return self._restored_and_recorded(pieces, redactor, _as_text(question), user)
 
-    def ask_stream_async(self, question: str, history: Sequence | None = None, **sampling) -> AsyncIterator[str]:
+    def _restored_and_recorded(self, pieces: Iterator[str], redactor: Redactor | None, question: str,
+                               user: str | None) -> Iterator[str]:
+        restorer = redactor.restoring() if redactor is not None else None
+        answer = ""
+        try:
+            for piece in pieces:
+                shown = restorer.feed(piece) if restorer is not None else piece
+                answer += shown
+                if shown:
+                    yield shown
+            if restorer is not None and (rest := restorer.flush()):
+                answer += rest
+                yield rest
+        finally:
+            pieces.close()  # type: ignore[attr-defined]  # left early: the generation is cancelled now
+            if answer:  # an answer stopped early was still given, as far as it went
+                self.record_answer("ask", question, answer, user=user)
+
+    def ask_stream_async(self, question: str, history: Sequence | None = None, *, user: str | None = None,
+                         **sampling) -> AsyncIterator[str]:
         """``ask_stream`` as an async iterator: for event loops; closing it early cancels the generation."""
-        return self.task("ask").astream(question, history=history, **sampling)
+        redactor = self.redactor()
+        asked = redactor.redact(ensure_text(question, "question")) if redactor is not None else question
+        pieces = self.task("ask").astream(asked, history=self._redact_history(redactor, history), **sampling)
+        return self._restored_and_recorded_async(pieces, redactor, _as_text(question), user)
+
+    async def _restored_and_recorded_async(self, pieces: AsyncIterator[str], redactor: Redactor | None,
+                                           question: str, user: str | None) -> AsyncIterator[str]:
+        restorer = redactor.restoring() if redactor is not None else None
+        answer = ""
+        try:
+            async for piece in pieces:
+                shown = restorer.feed(piece) if restorer is not None else piece
+                answer += shown
+                if shown:
+                    yield shown
+            if restorer is not None and (rest := restorer.flush()):
+                answer += rest
+                yield rest
+        finally:
+            await pieces.aclose()  # type: ignore[attr-defined]
+            if answer:
+                self.record_answer("ask", question, answer, user=user)
 
     def classification_tasks(self) -> list[str]:
         """Zero-shot label sets and the tasks served by fine-tuned classifiers, sorted."""
@@ -144,3 +300,10 @@ class Assistant:
             })
         return rows
 
+
+
+def _as_text(value) -> str:
+    """A question as the audit log stores it (bytes decoded; anything else as its string)."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return value if isinstance(value, str) else str(value)

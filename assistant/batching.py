@@ -74,6 +74,8 @@ class GenerationRequest:
         self._async: tuple[asyncio.AbstractEventLoop, asyncio.Queue] | None = None
         self._handoff = threading.Lock()
         self._cancelled = threading.Event()
+        #: Set by the batcher while the request waits: takes it out of the queue when it is cancelled.
+        self._on_cancel: Callable[[GenerationRequest], None] | None = None
         # Filled by the batcher thread while the request runs:
         self.new_ids: list[int] = []
         self.done = False
@@ -84,8 +86,13 @@ class GenerationRequest:
     # -------------------------------------------------------------- consumer side
 
     def cancel(self) -> None:
-        """The client went away: free this request's row at the next decoding step."""
+        """The client went away: leave the queue now, or free this request's row at the next decoding step."""
+        if self._cancelled.is_set():
+            return
         self._cancelled.set()
+        withdraw = self._on_cancel
+        if withdraw is not None:
+            withdraw(self)
 
     @property
     def cancelled(self) -> bool:
@@ -246,6 +253,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._closed = False
         self._batch_seconds = 1.0  # running estimate, for Retry-After
+        self._batch_started: float | None = None  # when the running batch began
         self._thread = threading.Thread(target=self._loop, name="finassist-batcher", daemon=True)
         self._thread.start()
         # Stop the worker before the interpreter tears torch down under it.
@@ -254,22 +262,54 @@ class Batcher:
     # ------------------------------------------------------------------ public
 
     def submit(
-        self, messages: Sequence[Message], params: SamplingParams, prompt_ids: torch.Tensor | None = None
+        self, messages: Sequence[Message], params: SamplingParams, prompt_ids: torch.Tensor | None = None,
+        max_wait_s: float | None = None,
     ) -> GenerationRequest:
-        """Queue a chat completion; ``prompt_ids`` (from ``Engine.prompt_ids``) saves tokenising it twice."""
+        """Queue a chat completion; ``prompt_ids`` (from ``Engine.prompt_ids``) saves tokenising it twice.
+        ``max_wait_s``: refuse it (``QueueFullError``) when the batches ahead of it are expected to take
+        longer than that to run, rather than admit a request that would time out waiting."""
         prompt_ids = self.engine._encode_prompt(messages, params, prompt_ids)  # InputTooLongError before queueing
         request = GenerationRequest(prompt_ids[0], params, params.stop + self.engine.plain_stop_strings())
         with self._cond:
             if self._closed:
                 raise ServiceUnavailableError("the generation service is shutting down")
-            if len(self._waiting) >= self.max_queue:
+            waiting = len(self._waiting)
+            retry_after = max(1.0, round(self._batch_seconds, 1))
+            if waiting >= self.max_queue:
                 raise QueueFullError(
-                    f"the server is busy: {len(self._waiting)} requests are already waiting (limit {self.max_queue})",
-                    retry_after=max(1.0, round(self._batch_seconds, 1)),
+                    f"the server is busy: {waiting} requests are already waiting (limit {self.max_queue})",
+                    retry_after=retry_after,
                 )
+            expected = self.expected_wait_s()
+            if max_wait_s is not None and expected > max_wait_s:
+                raise QueueFullError(
+                    f"the server is busy: a new request would wait about {expected:.0f} s for the {waiting} ahead "
+                    f"of it, longer than this server's limit of {max_wait_s:g} s",
+                    retry_after=max(retry_after, expected - max_wait_s),
+                )
+            request._on_cancel = self._withdraw
             self._waiting.append(request)
             self._cond.notify()
         return request
+
+    def expected_wait_s(self) -> float:
+        """How long a request queued now would wait for its batch: the batches ahead of it (the running
+        one and those the waiting requests fill) times the recent time per batch."""
+        ahead = -(-len(self._waiting) // self.max_batch_size) + (1 if self.active() else 0)
+        per_batch = self._batch_seconds
+        started = self._batch_started
+        if started is not None:  # a batch already running longer than the estimate says the estimate is low
+            per_batch = max(per_batch, time.perf_counter() - started)
+        return ahead * per_batch
+
+    def _withdraw(self, request: GenerationRequest) -> None:
+        """A waiting request was cancelled: out of the queue now, so it holds no place a new one could take."""
+        with self._cond:
+            try:
+                self._waiting.remove(request)
+            except ValueError:  # already taken into a batch: the batch frees its row
+                return
+        request._finish("cancelled")
 
     def queue_depth(self) -> int:
         return len(self._waiting)
@@ -308,6 +348,7 @@ class Batcher:
             kept: deque[GenerationRequest] = deque()
             while self._waiting:
                 req = self._waiting.popleft()
+                req._on_cancel = None  # leaving the queue: a cancel now frees its row in the batch
                 if req.cancelled:
                     req._finish("cancelled")
                     continue
@@ -339,7 +380,7 @@ class Batcher:
                     listener(len(batch))
                 except Exception:  # a metrics hook must never take the batcher down
                     log.exception("batch listener failed")
-            started = time.perf_counter()
+            started = self._batch_started = time.perf_counter()
             try:
                 self._run(batch)
             except BaseException as exc:
@@ -349,6 +390,7 @@ class Batcher:
                         req._fail(exc if isinstance(exc, AssistantError) else GenerationError(f"generation failed: {exc}"))
             finally:
                 self._running = []
+                self._batch_started = None
             self._batch_seconds = 0.7 * self._batch_seconds + 0.3 * (time.perf_counter() - started)
 
     def _run(self, batch: list[GenerationRequest]) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import AssistantError, InvalidInputError
+from .pii import PiiPolicy, install_log_redaction
 
 EXIT_USER_ERROR = 1
 
@@ -59,7 +60,20 @@ def _assistant(args: argparse.Namespace):
         upstream_api_key=os.environ.get("FINASSIST_UPSTREAM_API_KEY"),
         upstream_model=args.upstream_model,
         classifiers=_classifiers(getattr(args, "classifier", None)),
+        pii=PiiPolicy(redact_inputs=getattr(args, "redact_inputs", False)),
+        audit=False if getattr(args, "no_audit", False) else (getattr(args, "audit_log", None) or True),
+        audit_retention_days=getattr(args, "audit_retention_days", None),
+        user=f"cli:{_login()}",
     )
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (a container without one)
+        return "unknown"
 
 
 def _classifiers(values: Sequence[str] | None) -> dict[str, str] | None:
@@ -148,6 +162,25 @@ def cmd_models(args: argparse.Namespace) -> None:
     print(f"classification tasks: {', '.join(tasks)}")
 
 
+def cmd_audit_export(args: argparse.Namespace) -> None:
+    from .audit import SQLiteAuditStore, default_audit_path, export, parse_since
+
+    path = Path(args.audit_log or os.environ.get("FINASSIST_AUDIT", "").strip() or default_audit_path()).expanduser()
+    if not path.is_file():
+        raise CliInputError(f"no audit log at {path}")
+    store = SQLiteAuditStore(path)
+    since = parse_since(args.since) if args.since else None
+    until = parse_since(args.until) if args.until else None
+    out = open(args.out, "w", encoding="utf-8", newline="") if args.out else sys.stdout
+    try:
+        for piece in export(store.records(since, until), args.format):
+            out.write(piece)
+    finally:
+        store.close()
+        if args.out:
+            out.close()
+
+
 def cmd_bench_decode(args: argparse.Namespace) -> None:
     from benchmarks.decode import run_decode_benchmark
 
@@ -161,6 +194,14 @@ def cmd_bench_decode(args: argparse.Namespace) -> None:
         dtype=args.dtype,
         progress=not args.no_progress,
     )
+
+
+def cmd_bench_load(args: argparse.Namespace) -> None:
+    from benchmarks.load import run_load_benchmark
+
+    run_load_benchmark(generator=args.generator, encoder=args.encoder, device=args.device, dtype=args.dtype,
+                       clients=args.clients, seconds=args.seconds, max_tokens=args.max_tokens, timeout=args.timeout,
+                       max_batch_size=args.max_batch_size, max_queue=args.max_queue, out_dir=args.out)
 
 
 def cmd_bench_serve(args: argparse.Namespace) -> None:
@@ -208,6 +249,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         request_timeout_s=args.timeout,
         ui=args.ui,
         max_upload_bytes=args.max_upload_bytes,
+        allowed_hosts=[h.strip() for h in args.allowed_hosts.split(",") if h.strip()] if args.allowed_hosts else None,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        max_connections=args.max_connections,
         log_level="debug" if args.verbose else "info",
     )
 
@@ -241,6 +286,17 @@ def _model_options() -> argparse.ArgumentParser:
     g.add_argument("--classifier", action="append", metavar="TASK=RUN_DIR",
                    help="serve TASK with a fine-tuned run directory (repeatable); see `finassist models`")
     g.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
+    t = parent.add_argument_group("privacy and audit")
+    t.add_argument("--redact-inputs", action="store_true",
+                   help="replace personal data (card numbers, IBANs, SSNs, e-mails, phones, account numbers) with "
+                   "placeholders before the model sees it; answers show the values again (logs and the audit log are "
+                   "always redacted)")
+    t.add_argument("--audit-log", default=None, metavar="PATH",
+                   help="audit log file (SQLite) for ask, chat and summarize answers (default $FINASSIST_AUDIT, else "
+                   "the user's data folder)")
+    t.add_argument("--audit-retention-days", type=_positive(float), default=None,
+                   help="remove audit records older than this (default: keep all)")
+    t.add_argument("--no-audit", action="store_true", help="do not record answers in the audit log")
     return parent
 
 
@@ -304,6 +360,15 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--ui", action="store_true", help="also serve the web UI at / (what app.py does)")
     p.add_argument("--max-upload-bytes", type=_positive(int), default=20_000_000,
                    help="largest file the web UI accepts (default 20 MB)")
+    p.add_argument("--allowed-hosts", default=None, metavar="NAMES",
+                   help="Host header names to answer, comma-separated (*.example.com for subdomains, * for any); "
+                   "default: those of --host (loopback names on 127.0.0.1; any on 0.0.0.0)")
+    p.add_argument("--header-timeout", type=_positive(float), default=10.0,
+                   help="seconds a client has to send a request's headers (default 10)")
+    p.add_argument("--body-timeout", type=_positive(float), default=60.0,
+                   help="seconds a client has to send a request's body (default 60)")
+    p.add_argument("--max-connections", type=_positive(int), default=512,
+                   help="open connections at most; more are closed at once (default 512)")
 
     # finetune/ and eval/: options derived from the training configs and eval functions (finetune/cli.py).
     from finetune.cli import add_commands
@@ -311,6 +376,18 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
     add_commands(sub, parents=[verbose], options=training_options)
+
+    audit = sub.add_parser("audit", help="the audit log of answers (ask, chat, summarize)")
+    audit_sub = audit.add_subparsers(dest="audit", required=True, metavar="ACTION")
+    p = audit_sub.add_parser("export", help="write audit records as JSON Lines or CSV")
+    p.set_defaults(func=cmd_audit_export, verbose=False)
+    p.add_argument("--since", default=None, help="from this date or time (2026-01-31, 2026-01-31T09:00) or this "
+                   "long ago (7d, 12h, 30m)")
+    p.add_argument("--until", default=None, help="up to (not including) this date, time or time ago")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument("--out", default=None, help="file to write (default: standard output)")
+    p.add_argument("--audit-log", default=None, metavar="PATH",
+                   help="the audit log file (default $FINASSIST_AUDIT, else the user's data folder)")
 
     bench = sub.add_parser("bench", help="benchmarks (figures printed and written under docs/benchmarks)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
@@ -347,6 +424,19 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--texts", type=_positive(int), default=512, help="real texts to classify")
     p.add_argument("--repeats", type=_positive(int), default=2, help="timed runs (the fastest counts)")
     p.add_argument("--out", default="docs/benchmarks", help="folder for classify.json, classify.md and classify.png")
+
+    p = bench_sub.add_parser(
+        "load", parents=[common], help="many clients for a fixed time against the protected service: status counts, "
+        "latency, memory"
+    )
+    p.set_defaults(func=cmd_bench_load)
+    p.add_argument("--clients", type=_positive(int), default=200)
+    p.add_argument("--seconds", type=_positive(float), default=60)
+    p.add_argument("--max-tokens", type=_positive(int), default=16)
+    p.add_argument("--timeout", type=_positive(float), default=10, help="the server's request timeout")
+    p.add_argument("--max-batch-size", type=_positive(int), default=16)
+    p.add_argument("--max-queue", type=_positive(int), default=64)
+    p.add_argument("--out", default="docs/benchmarks", help="folder for load.json and load.md")
     return parser
 
 
@@ -364,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.verbose:
         _quiet_libraries()
+    install_log_redaction()  # personal data never reaches a log line, whatever the command
     try:
         args.func(args)
     except AssistantError as exc:

@@ -57,7 +57,7 @@ _POLL_S = 0.02
 
 def _needs_generate(params: SamplingParams) -> bool:
     """Settings the continuous batching manager cannot honour exactly."""
-    return params.repetition_penalty != 1.0 or (params.temperature > 0 and params.seed is not None)
+    return params.repetition_penalty != 1.0 or (params.sampled and params.seed is not None)
 
 
 class _PausingBatcher(Batcher):
@@ -130,9 +130,12 @@ class ContinuousBatcher:
     # ------------------------------------------------------------------ public
 
     def submit(
-        self, messages: Sequence[Message], params: SamplingParams, prompt_ids: torch.Tensor | None = None
+        self, messages: Sequence[Message], params: SamplingParams, prompt_ids: torch.Tensor | None = None,
+        max_wait_s: float | None = None,
     ) -> GenerationRequest:
-        """Queue a chat completion; ``prompt_ids`` (from ``Engine.prompt_ids``) saves tokenising it twice."""
+        """Queue a chat completion; ``prompt_ids`` (from ``Engine.prompt_ids``) saves tokenising it twice.
+        ``max_wait_s`` bounds the expected wait of the requests that go to the side batcher (``Batcher.submit``);
+        the continuous loop admits up to its in-flight limit."""
         prompt_ids = self.engine._encode_prompt(messages, params, prompt_ids)  # InputTooLongError before queueing
         with self._lock:
             if self._closed:
@@ -145,7 +148,7 @@ class ContinuousBatcher:
                     retry_after=max(1.0, round(self._request_seconds, 1)),
                 )
             if _needs_generate(params):
-                return self._side_batcher().submit(messages, params, prompt_ids)
+                return self._side_batcher().submit(messages, params, prompt_ids, max_wait_s=max_wait_s)
             request = GenerationRequest(prompt_ids[0], params, params.stop + self.engine.plain_stop_strings())
             self._inflight[request.id] = request
         try:
@@ -241,7 +244,7 @@ class ContinuousBatcher:
         return manager
 
     def _processor_kwargs(self, params: SamplingParams) -> dict:
-        if params.temperature > 0:
+        if params.sampled:
             return {"temperature": float(params.temperature), "top_k": self._vocab, "top_p": float(params.top_p)}
         return {"temperature": 1.0, "top_k": 1, "top_p": 1.0}  # greedy: only the arg-max is left to sample
 

@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from pathlib import Path
 
 from .errors import EmptyInputError, InputTooLongError, InvalidInputError, NotTextError
-from .inputs import ensure_text
+from .inputs import MAX_INPUT_CHARS, ensure_text
 
 #: File types the summariser accepts.
 DOCUMENT_TYPES = (".txt", ".md", ".pdf")
 #: Largest file read (bytes): a long PDF annual report is a few MB.
 MAX_FILE_BYTES = 20_000_000
+#: A PDF's size says little about the work it costs: pages can share one compressed content stream
+#: that inflates many times over and is parsed again for every page. So extraction stops at these
+#: limits, checked page by page while it runs, not after.
+MAX_PDF_PAGES = 3000
+#: Decompressed page content (bytes, all pages together, a shared stream counted on every page that
+#: uses it): what the text extractor has to parse. Real reports stay well under it.
+MAX_PDF_CONTENT_BYTES = 8_000_000
+#: Wall-clock limit on one PDF's text extraction (seconds).
+PDF_TIME_LIMIT_S = 10.0
 
 
 class UnsupportedFileError(InvalidInputError):
@@ -47,16 +57,44 @@ def read_document(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:
     return ensure_text(path.read_bytes(), name=path.name)
 
 
-def _pdf_text(path: Path) -> str:
+def _pdf_text(path: Path, max_chars: int = MAX_INPUT_CHARS, max_pages: int = MAX_PDF_PAGES,
+              max_content_bytes: int = MAX_PDF_CONTENT_BYTES, time_limit_s: float = PDF_TIME_LIMIT_S) -> str:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
+    started = time.monotonic()
+    parsed = chars = 0
+    pages: list[str] = []
     try:
         reader = PdfReader(path)
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, ValueError, KeyError, OSError) as exc:  # pypdf's ways of saying "not a PDF I can read"
-        raise NotTextError(f"{path.name} is not a readable PDF ({exc})") from exc
-    text = "\n\n".join(p.strip() for p in pages if p.strip())
+        count = len(reader.pages)
+        if count > max_pages:
+            raise InputTooLongError(f"{path.name} has {count:,} pages; the limit is {max_pages:,}")
+        for number, page in enumerate(reader.pages, 1):
+            contents = page.get_contents()
+            parsed += len(contents.get_data()) if contents is not None else 0
+            if parsed > max_content_bytes:  # checked before the page is parsed, not after
+                raise InputTooLongError(
+                    f"{path.name}: its pages' content decompresses to more than {max_content_bytes / 1e6:.0f} MB "
+                    f"by page {number} (a compressed or shared content stream); it is not read further"
+                )
+            text = (page.extract_text() or "").strip()
+            chars += len(text)
+            if chars > max_chars:
+                raise InputTooLongError(
+                    f"{path.name} holds more than {max_chars:,} characters of text (by page {number}); "
+                    f"the limit is {max_chars:,}"
+                )
+            if time.monotonic() - started > time_limit_s:
+                raise InputTooLongError(
+                    f"{path.name}: reading its text took longer than {time_limit_s:g} s (at page {number} of {count})"
+                )
+            if text:
+                pages.append(text)
+    except (PdfReadError, ValueError, KeyError, OSError, TypeError, AttributeError, RecursionError) as exc:
+        # pypdf's ways of saying "not a PDF I can read" (malformed objects surface as the generic ones)
+        raise NotTextError(f"{path.name} is not a readable PDF ({type(exc).__name__})") from exc
+    text = "\n\n".join(pages)
     if not text:
         raise EmptyInputError(f"{path.name} has no text layer (a scanned PDF needs OCR first)")
     return text
@@ -77,7 +115,10 @@ def read_texts_csv(path: str | Path, column: str | None = None, max_rows: int = 
     if suffix == ".txt":
         texts = [line.strip() for line in content.splitlines() if line.strip()]
     else:
-        rows = list(csv.reader(io.StringIO(content)))
+        try:
+            rows = list(csv.reader(io.StringIO(content)))
+        except csv.Error as exc:  # a field over csv.field_size_limit(), a stray NUL, a broken quote
+            raise InvalidInputError(f"{path.name} is not a CSV file this assistant can read: {exc}") from None
         header = [h.strip() for h in rows[0]]
         lowered = [h.lower() for h in header]
         if column is not None:

@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 
 Message = dict[str, str]
 
+#: Below this temperature, decoding is greedy: sampling there is already all but greedy, and
+#: dividing the logits by a still smaller number overflows them to infinities (NaN probabilities).
+MIN_SAMPLING_TEMPERATURE = 1e-3
+#: Seeds ``torch.manual_seed`` accepts: a signed or an unsigned 64-bit integer.
+SEED_RANGE = (-(2**63), 2**64 - 1)
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -53,12 +59,21 @@ class SamplingParams:
             raise InvalidParameterError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if not 0.5 <= float(self.repetition_penalty) <= 2.0:
             raise InvalidParameterError(f"repetition_penalty must be in 0.5..2, got {self.repetition_penalty!r}")
+        seed = self.seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]):
+            raise InvalidParameterError(f"seed must be an integer in {SEED_RANGE[0]}..{SEED_RANGE[1]}, got {seed!r}")
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         object.__setattr__(self, "stop", tuple(s for s in stop if s))
 
+    @property
+    def sampled(self) -> bool:
+        """Whether tokens are sampled (else greedy)."""
+        return self.temperature >= MIN_SAMPLING_TEMPERATURE
+
     def generate_kwargs(self) -> dict:
         kwargs: dict = {"max_new_tokens": self.max_new_tokens}
-        if self.temperature > 0:
+        if self.sampled:
             kwargs.update(do_sample=True, temperature=float(self.temperature), top_p=float(self.top_p), top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
@@ -298,15 +313,21 @@ class Engine:
                 return_tensors="pt",
             )
             owner = features.pop("overflow_to_sample_mapping")
-            features = {k: v.to(enc.runtime.device) for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-            with torch.inference_mode():
-                hidden = model(**features).last_hidden_state
-            mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            if getattr(model.config, "finassist_pooling", "mean") == "cls":
-                windows = hidden[:, 0]
-            else:
-                windows = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            windows = windows.float().cpu()
+            features = {k: v for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            # One long text becomes many windows: they go through the model batch_size at a time, so
+            # a request's memory and the length of each forward pass stay bounded whatever its size.
+            parts = []
+            for first in range(0, len(owner), batch_size):
+                part = {k: v[first : first + batch_size].to(enc.runtime.device) for k, v in features.items()}
+                with torch.inference_mode():
+                    hidden = model(**part).last_hidden_state
+                mask = part["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                if getattr(model.config, "finassist_pooling", "mean") == "cls":
+                    pooled_windows = hidden[:, 0]
+                else:
+                    pooled_windows = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+                parts.append(pooled_windows.float().cpu())
+            windows = torch.cat(parts)
             per_text = torch.zeros(len(batch), windows.shape[1]).index_add_(0, owner, windows)
             counts = torch.bincount(owner, minlength=len(batch)).clamp(min=1).unsqueeze(1)
             pooled.append(torch.nn.functional.normalize(per_text / counts, dim=-1))

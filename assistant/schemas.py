@@ -12,17 +12,47 @@ the Python API stay usable without them.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .errors import AssistantError
+from .inputs import check_characters
+
+#: Seeds torch accepts (``torch.manual_seed``): a signed or an unsigned 64-bit integer.
+SEED_MIN = -(2**63)
+SEED_MAX = 2**64 - 1
+#: Longest stop string: each one is matched against the text at every new token.
+MAX_STOP_CHARS = 256
+#: Longest free-form name field (model, user, task).
+MAX_NAME_CHARS = 256
+
 # --------------------------------------------------------------------- common
+
+
+def _clean_strings(value: Any, where: str) -> Any:
+    """Every string of a request body, through the one text check (``inputs.check_characters``)."""
+    if isinstance(value, str):
+        try:
+            return check_characters(value, where)
+        except AssistantError as exc:
+            raise ValueError(str(exc)) from None
+    if isinstance(value, list):
+        return [_clean_strings(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value  # nested objects are models of their own and clean their own strings
 
 
 class _Request(BaseModel):
     # strict: JSON types must match (a string is never coerced to a number or a bool);
     # extra fields from newer OpenAI clients (logprobs, tools=None, ...) are ignored.
     model_config = ConfigDict(strict=True, extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_text(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: _clean_strings(v, str(k)) if k in cls.model_fields else v for k, v in data.items()}
+        return data
 
 
 class _Response(BaseModel):
@@ -71,7 +101,7 @@ class StreamOptions(_Request):
 class ChatCompletionRequest(_Request):
     """``POST /v1/chat/completions``. ``model`` may be omitted (or ``"default"``): the served generator."""
 
-    model: str | None = None
+    model: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -81,10 +111,10 @@ class ChatCompletionRequest(_Request):
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
-    seed: int | None = None
+    seed: Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)] | None = None
     #: Only 1 is supported (one choice per request).
     n: int | None = None
-    user: str | None = None
+    user: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | None = None
     #: Not in the OpenAI API (vLLM and others accept it): penalise repeated tokens (1 = off).
     repetition_penalty: Annotated[float, Field(ge=0.5, le=2.0)] | None = None
 
@@ -94,6 +124,14 @@ class ChatCompletionRequest(_Request):
         if not any(m.as_engine_message()["content"].strip() for m in messages):
             raise ValueError("every message is empty")
         return messages
+
+    @field_validator("stop")
+    @classmethod
+    def _short_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        for s in [stop] if isinstance(stop, str) else stop or []:
+            if len(s) > MAX_STOP_CHARS:
+                raise ValueError(f"a stop string may be at most {MAX_STOP_CHARS} characters, got {len(s):,}")
+        return stop
 
     @field_validator("n")
     @classmethod
@@ -210,7 +248,7 @@ class SummarizeResponse(_Response):
 class ClassifyRequest(_Request):
     """``POST /v1/classify``: ``texts`` (a list, batched) or ``text`` (one string); exactly one of them."""
 
-    task: str = "sentiment"
+    task: Annotated[str, Field(max_length=MAX_NAME_CHARS)] = "sentiment"
     texts: list[str] | None = None
     text: str | None = None
     #: Multi-label threshold (default: the fine-tuned classifier's tuned ones, or the label set's own).

@@ -13,12 +13,18 @@ loopback port. Routes:
 * ``GET /healthz``: 200 once the models are loaded (they load in the background
   at startup), 503 while loading or when loading failed.
 * ``GET /metrics``: Prometheus metrics, in a registry of this app's own.
-* ``GET /docs``: the OpenAPI documentation.
+* ``GET /docs``, ``GET /redoc``: the OpenAPI documentation, its scripts served from this process
+  (``fastapi-offline``'s copies), so it works offline.
 
 Every error has an OpenAI-style body ``{"error": {"message", "type", "param",
 "code"}}``; an ``AssistantError`` answers with its ``http_status``; nothing
 ever answers with a traceback (unexpected errors are logged here and answered
 with a generic 500).
+
+Hostile clients (``assistant/guards.py`` and the middlewares here): a Host allow-list, JSON bodies
+only with ``Content-Type: application/json``, every body (the web UI's included) under a size and a
+time limit, the UI login throttled, metric labels from closed sets, chat admission refused (429 with
+Retry-After) when the expected wait exceeds the request timeout.
 """
 
 from __future__ import annotations
@@ -46,9 +52,23 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api import Assistant
+from .audit import key_id
 from .engine import SamplingParams
 from .errors import AssistantError, InputTooLongError, QueueFullError
+from .guards import (
+    BODY_TIMEOUT_S,
+    HEADER_TIMEOUT_S,
+    LOOPBACK_HOSTS,
+    MAX_CONNECTIONS,
+    HostAllowList,
+    LoginThrottle,
+    RequireLoginFirst,
+    allowed_hosts_for,
+    encode_json,
+    uvicorn_config,
+)
 from .models import ENCODER, GENERATOR
+from .pii import install_log_redaction
 from .schemas import (
     ChatCompletion,
     ChatCompletionChoice,
@@ -77,11 +97,16 @@ DEFAULT_MODEL_ALIASES = ("", "default")
 #: bodies are size-checked here. Health checks, the documentation and the web UI (which has
 #: its own login and upload limit) are outside.
 API_PREFIXES = ("/v1/", "/metrics")
+#: Method labels of the request metrics: any other method is counted as "other" (a closed set, so
+#: made-up methods cannot add label sets without bound).
+_METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: Room for the multipart framing around an uploaded file.
+_UPLOAD_OVERHEAD_BYTES = 64_000
 #: Largest max_new_tokens the engine accepts (``SamplingParams``).
 _ENGINE_MAX_NEW_TOKENS = 32768
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 429, 500, 503, 504)
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 408, 413, 415, 422, 429, 500, 503, 504)
 }
 
 
@@ -124,8 +149,15 @@ def _error_body(message: str, type: str, code: str | None = None, param: str | N
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+class _SafeJSONResponse(JSONResponse):
+    """JSON that never fails to encode (an error message may quote what the client sent)."""
+
+    def render(self, content: Any) -> bytes:
+        return encode_json(content)
+
+
 def _error_response(exc: APIError) -> JSONResponse:
-    return JSONResponse(_error_body(exc.message, exc.type, exc.code, exc.param), exc.status, headers=exc.headers)
+    return _SafeJSONResponse(_error_body(exc.message, exc.type, exc.code, exc.param), exc.status, headers=exc.headers)
 
 
 def _error_code(exc: AssistantError) -> str:
@@ -208,37 +240,82 @@ def _is_api(scope: Scope) -> bool:
     return scope["path"].startswith(API_PREFIXES)
 
 
-class _BodyLimit:
-    """Refuses bodies over ``max_bytes`` (413: by Content-Length, and by what actually arrives) and
-    bodies that are not UTF-8 (400), before any parsing. Reads the body once and replays it."""
+def _is_json(scope: Scope) -> bool:
+    kind = dict(scope["headers"]).get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    return kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class _BodyLimit:
+    """Every request body under a size limit and a time limit, before anything parses it.
+
+    API paths: ``Content-Type: application/json`` only (415 otherwise, so that a web page cannot post
+    to the API as a "simple" request without a CORS preflight); over ``max_bytes`` 413 (by
+    Content-Length, and by what actually arrives); not UTF-8 400; read whole, then replayed.
+    Other paths (the web UI): over ``other_max_bytes`` 413, streamed through as it arrives.
+    Either way, a body still incomplete ``timeout_s`` after the headers is answered 408."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, other_max_bytes: int | None = None,
+                 timeout_s: float = BODY_TIMEOUT_S) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.other_max_bytes = other_max_bytes or max_bytes
+        self.timeout_s = timeout_s
+
+    # Both answer before the body has been read to its end: the connection cannot carry another request.
+    def _too_big(self, limit: int) -> APIError:
+        return APIError(413, f"the request body is over the limit of {limit:,} bytes", code="body_too_large",
+                        headers={"Connection": "close"})
+
+    def _too_slow(self) -> APIError:
+        return APIError(408, f"the request body did not arrive within {self.timeout_s:g} s", code="request_timeout",
+                        headers={"Connection": "close"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") or not _is_api(scope):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        too_big = APIError(413, f"the request body is over the limit of {self.max_bytes:,} bytes", code="body_too_large")
+        api = _is_api(scope)
+        limit = self.max_bytes if api else self.other_max_bytes
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
             if not length.isdigit():
                 await _send_error(send, APIError(400, "invalid Content-Length header", code="invalid_body"))
                 return
-            if int(length) > self.max_bytes:
-                await _send_error(send, too_big)
+            if int(length) > limit:
+                await _send_error(send, self._too_big(limit))
                 return
+        if api:
+            await self._api(scope, receive, send)
+        else:
+            await self._streamed(scope, receive, send, limit)
+
+    async def _receive_until(self, receive: Receive, deadline: float) -> Message | None:
+        """The next message, or None once the body's time is up."""
+        try:
+            return await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return None
+
+    async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _is_json(scope):
+            error = APIError(415, "send the request body as JSON with Content-Type: application/json",
+                             code="unsupported_media_type")
+            await _send_error(send, error)
+            return
+        deadline = time.monotonic() + self.timeout_s
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            message = await self._receive_until(receive, deadline)
+            if message is None:
+                await _send_error(send, self._too_slow())
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _send_error(send, too_big)
+                await _send_error(send, self._too_big(self.max_bytes))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -260,6 +337,49 @@ class _BodyLimit:
             return await receive()  # after the body: wait for the client to go away
 
         await self.app(scope, replay, send)
+
+    async def _streamed(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """Pass the body through as it arrives; past the limit or the time, the app is told the client
+        left (it stops reading) and the client gets our 413 or 408 instead of whatever the app says."""
+        deadline = time.monotonic() + self.timeout_s
+        size = 0
+        body_done = False
+        refused: APIError | None = None
+        started = False
+
+        async def guarded_receive() -> Message:
+            nonlocal size, body_done, refused
+            if refused is not None:
+                return {"type": "http.disconnect"}
+            if body_done:
+                return await receive()
+            message = await self._receive_until(receive, deadline)
+            if message is None:
+                refused = self._too_slow()
+                return {"type": "http.disconnect"}
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    refused = self._too_big(limit)
+                    return {"type": "http.disconnect"}
+                body_done = not message.get("more_body", False)
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused is not None and not started:
+                return  # our answer replaces the app's
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except Exception:
+            if refused is None:
+                raise
+        if refused is not None and not started:
+            await _send_error(send, refused)
 
 
 class _BearerAuth:
@@ -317,7 +437,8 @@ class _Observe:
             route = scope.get("route")
             path = getattr(route, "path", None) or scope["path"]
             label = path if path in self.route_paths() else "other"  # unknown paths: one label, not one each
-            self.metrics.requests.labels(label, scope["method"], str(status)).inc()
+            method = scope["method"] if scope["method"] in _METRIC_METHODS else "other"
+            self.metrics.requests.labels(label, method, str(status)).inc()
             self.metrics.latency.labels(label).observe(time.perf_counter() - started)
 
 
@@ -479,7 +600,7 @@ class _Service:
 
     def submit(self, body: ChatCompletionRequest, messages: list[dict[str, str]]):
         params, prompt_ids = self.sampling(body, messages)
-        return self.batcher.submit(messages, params, prompt_ids)
+        return self.batcher.submit(messages, params, prompt_ids, max_wait_s=self.timeout)
 
     def settle(self, handle) -> None:
         """A chat completion's consumer is done with it: record its metrics, first cancelling it if it has
@@ -592,6 +713,8 @@ def create_app(
     request_timeout_s: float = 300,
     ui: bool = False,
     max_upload_bytes: int = 20_000_000,
+    allowed_hosts: list[str] | tuple[str, ...] | None = None,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> FastAPI:
     """The HTTP service over ``assistant``.
 
@@ -602,14 +725,21 @@ def create_app(
         max_tokens_limit: largest ``max_tokens`` a chat request may ask for (and the default cap).
         request_timeout_s: a request that takes longer is answered 504 (its generation is cancelled).
         ui: also serve the Gradio web UI at ``/`` (needs gradio; the API alone does not import it).
-        max_upload_bytes: largest file the UI accepts (its uploads are not API bodies).
+        max_upload_bytes: largest file the UI accepts (its uploads are not API bodies); the UI's other
+            request bodies have the same limit.
+        allowed_hosts: Host header names answered (others get 400); default the loopback names, which is
+            what ``serve`` passes for a loopback address (see ``guards.allowed_hosts_for``). ``["*"]``: any.
+        body_timeout_s: a request body still incomplete this long after its headers is answered 408.
 
     The models start loading in the background when the app starts; ``/healthz`` says when they are ready
     and requests that arrive before wait for them (within ``request_timeout_s``). To generate on another
     OpenAI-compatible server, give an ``Assistant(upstream=URL)``: the routes do not change.
     """
-    if max_tokens_limit < 1 or max_body_bytes < 1 or request_timeout_s <= 0:
-        raise ValueError("max_tokens_limit, max_body_bytes and request_timeout_s must be positive")
+    if max_tokens_limit < 1 or max_body_bytes < 1 or request_timeout_s <= 0 or body_timeout_s <= 0:
+        raise ValueError("max_tokens_limit, max_body_bytes, request_timeout_s and body_timeout_s must be positive")
+    from fastapi_offline import FastAPIOffline  # /docs and /redoc with their scripts served from here
+    if assistant.pii.redact_logs:
+        install_log_redaction()
     metrics = _Metrics()
     service = _Service(assistant, metrics, max_input_tokens=max_input_tokens,
                        max_tokens_limit=max_tokens_limit, request_timeout_s=request_timeout_s)
@@ -622,22 +752,33 @@ def create_app(
         finally:
             service.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="finassist",
         version=_version(),
         description="Offline-first financial text assistant: OpenAI-compatible chat, summarise and classify.",
         lifespan=lifespan,
         responses=_ERROR_RESPONSES,
-        strict_content_type=False,  # a JSON body without a Content-Type (curl -d ... -H omitted) is still JSON
+        strict_content_type=True,  # JSON only as application/json: no "simple" cross-site posts
     )
     app.state.service = service
     _install_error_handlers(app)
+    caller = key_id(api_key) if api_key else "anonymous"
 
-    # Middleware, outermost last: metrics see every answer (401 and 413 included).
-    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    def who(user: str | None) -> str:
+        """The audit log's name for a request's sender: the API key's id, and the ``user`` it gave."""
+        return f"{caller} user={user}" if user else caller
+
+    # Middleware, outermost last: metrics see every answer (401 and 413 included); the Host check
+    # comes before anything else reads the request.
+    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s,
+                       other_max_bytes=max(max_body_bytes, max_upload_bytes + _UPLOAD_OVERHEAD_BYTES))
     if api_key:
         app.add_middleware(_BearerAuth, api_key=api_key)
+        if ui:  # the page's own routes: no body is read before a login, and logins are throttled
+            app.add_middleware(RequireLoginFirst, open_paths=["/login", *API_PREFIXES])
+            app.add_middleware(LoginThrottle, paths=["/login"])
     app.add_middleware(_Observe, metrics=metrics, route_paths=lambda: {getattr(r, "path", "") for r in app.routes})
+    app.add_middleware(HostAllowList, allowed=LOOPBACK_HOSTS if allowed_hosts is None else allowed_hosts)
 
     # ------------------------------------------------------------------ chat
 
@@ -652,12 +793,20 @@ def create_app(
             raise APIError(404, f"the model {body.model!r} does not exist here; this server chats with {model!r}",
                            code="model_not_found", param="model")
         messages = [m.as_engine_message() for m in body.messages]
+        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+        redactor = assistant.redactor()  # --redact-inputs: the model sees placeholders, the client its values
+        if redactor is not None:
+            messages = [{**m, "content": redactor.redact(m["content"])} for m in messages]
         handle = await run_in_threadpool(service.submit, body, messages)
+
+        def record(text: str) -> None:
+            assistant.record_answer("chat", question, text, user=who(body.user), model=model)
+
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            events = _stream_events(service, handle, completion_id, created, model, include_usage)
+            events = _stream_events(service, handle, completion_id, created, model, include_usage, redactor, record)
             return _EventStream(events, on_close=lambda: service.settle(handle))
 
         watcher = asyncio.create_task(_cancel_on_disconnect(request, handle))
@@ -671,11 +820,13 @@ def create_app(
             watcher.cancel()
             service.settle(handle)
         result = handle.result
+        text = redactor.restore(result.text) if redactor is not None else result.text
+        await run_in_threadpool(record, text)
         return ChatCompletion(
             id=completion_id,
             created=created,
             model=model,
-            choices=[ChatCompletionChoice(message=ChatCompletionMessage(content=result.text),
+            choices=[ChatCompletionChoice(message=ChatCompletionMessage(content=text),
                                           finish_reason=result.finish_reason)],
             usage=_usage(result),
         )
@@ -696,7 +847,8 @@ def create_app(
     async def summarize(body: SummarizeRequest) -> SummarizeResponse:
         """Summarise a text as bullets, a headline or a paragraph (long texts are chunked, never cut)."""
         await service.ready(GENERATOR)
-        summary = await service.blocking(assistant.summarize, body.text, style=body.style, max_words=body.max_words)
+        summary = await service.blocking(assistant.summarize, body.text, style=body.style, max_words=body.max_words,
+                                         user=who(None))
         return SummarizeResponse(model=service.model_name(GENERATOR), **summary.to_dict())
 
     @app.post("/v1/classify", response_model=ClassifyResponse, tags=["tasks"])
@@ -737,13 +889,26 @@ def create_app(
 
 
 async def _stream_events(service: _Service, handle, completion_id: str, created: int, model: str,
-                         include_usage: bool) -> AsyncIterator[str]:
+                         include_usage: bool, redactor=None, record: Callable[[str], None] | None = None,
+                         ) -> AsyncIterator[str]:
     """The SSE body of a streamed completion: role, content deltas, finish reason, [usage], [DONE].
-    An error after the first event is sent as an ``{"error": ...}`` event (the status is already 200)."""
+    An error after the first event is sent as an ``{"error": ...}`` event (the status is already 200).
+    ``redactor``: placeholders in the answer are put back (split ones held until complete); ``record``
+    gets the answer as sent, when the stream ends however it ends."""
+    restorer = redactor.restoring() if redactor is not None else None
+    sent = ""
     try:
         yield _sse(_chunk(completion_id, created, model, ChoiceDelta(role="assistant", content="")))
         async for piece in _pieces(handle, service.timeout):
+            if restorer is not None:
+                piece = restorer.feed(piece)
+                if not piece:
+                    continue
+            sent += piece
             yield _sse(_chunk(completion_id, created, model, ChoiceDelta(content=piece)))
+        if restorer is not None and (rest := restorer.flush()):
+            sent += rest
+            yield _sse(_chunk(completion_id, created, model, ChoiceDelta(content=rest)))
         result = handle.result
         yield _sse(_chunk(completion_id, created, model, ChoiceDelta(), finish_reason=result.finish_reason))
         if include_usage:
@@ -758,8 +923,13 @@ async def _stream_events(service: _Service, handle, completion_id: str, created:
     except Exception:
         log.exception("streamed chat completion failed")
         yield _sse(_error_body("internal server error (details are in the server log)", "server_error"))
-    finally:  # the client left, an error, or the end: free the batch slot, record the metrics
+    finally:  # the client left, an error, or the end: free the batch slot, record the metrics and the answer
         service.settle(handle)
+        if record is not None and sent:
+            try:
+                record(sent)
+            except Exception:  # pragma: no cover - record_answer logs its own failures
+                log.exception("recording a streamed answer failed")
 
 
 def _version() -> str:
@@ -777,19 +947,33 @@ def serve(
     port: int = 8000,
     *,
     log_level: str = "info",
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+    max_connections: int | None = MAX_CONNECTIONS,
     **options: Any,
 ) -> None:
     """Run the service with uvicorn until interrupted. ``options``: those of ``create_app``.
 
     Listens on loopback only unless ``host`` says otherwise; one process (the models live in it).
+    Answers only the Host names of its bind address unless ``allowed_hosts`` says otherwise; clients
+    get ``header_timeout_s`` to send their headers, and at most ``max_connections`` are open at once.
     """
     import uvicorn
 
-    if host not in ("127.0.0.1", "localhost", "::1") and not options.get("api_key"):
+    if host not in LOOPBACK_HOSTS and not options.get("api_key"):
         log.warning("serving on %s without an API key: anyone who can reach this port can use it", host)
+    if options.get("allowed_hosts") is None:
+        options["allowed_hosts"] = allowed_hosts_for(host)
+        if options["allowed_hosts"] == ["*"]:
+            log.warning("serving on %s: any Host name is answered; name the server's own with --allowed-hosts "
+                        "to block DNS rebinding", host)
     app = create_app(assistant, **options)
     shown = f"[{host}]" if ":" in host else host
     where = f"http://{shown}:{port}"
     print(f"finassist: API at {where}/v1 (docs {where}/docs)"
           + (f", web UI at {where}/" if options.get("ui") else ""), flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+    config = uvicorn_config(app, host, port, header_timeout_s=header_timeout_s, max_connections=max_connections,
+                            log_level=log_level, timeout_graceful_shutdown=10)
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on (as uvicorn.run does, it ends here)
+        pass

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .api import Assistant
 from .documents import DOCUMENT_TYPES, MAX_FILE_BYTES, read_document, read_texts_csv
-from .errors import AssistantError, EmptyInputError
+from .errors import AssistantError, EmptyInputError, InvalidInputError
 from .tasks.summarize import STYLES
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ CHAT_EXAMPLES = [
 ]
 #: Most texts the Classify tab takes at once (a CSV upload included).
 MAX_CLASSIFY_TEXTS = 2000
+#: How the audit log names the page's users (behind the login, the service's one API key).
+UI_USER = "web-ui"
 #: Labels drawn in the bar chart (contract clauses have 41).
 CHART_LABELS = 10
 
@@ -84,6 +86,22 @@ def _readable_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def uploaded_path(file) -> Path:
+    """The path of a file the page uploaded, refused unless it lies in Gradio's upload folder: the
+    handlers receive a file object the client describes, and its path must never name any other file
+    this process can read."""
+    from gradio.utils import get_upload_folder
+
+    raw = file if isinstance(file, (str, os.PathLike)) else getattr(file, "path", None) or getattr(file, "name", None)
+    if not raw:
+        raise InvalidInputError("no file was uploaded")
+    path = Path(raw).resolve()
+    if not path.is_relative_to(Path(get_upload_folder()).resolve()) or not path.is_file():
+        log.warning("refused a file that was not uploaded through the page: %s", raw)
+        raise InvalidInputError("that file was not uploaded through this page: upload it again")
+    return path
+
+
 def _model_line(assistant: Assistant) -> str:
     rows = assistant.models()
     return " · ".join(f"**{r['role']}**: {r['name']} on {r['device']} ({r['dtype']})" for r in rows)
@@ -103,7 +121,7 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
         try:
             # Async: a waiting chat holds no thread, and Stop (Gradio cancels this coroutine)
             # closes the stream, which frees the request's row in the batch at the next token.
-            async for piece in assistant.ask_stream_async(message, history=turns):
+            async for piece in assistant.ask_stream_async(message, history=turns, user=UI_USER):
                 answer += piece
                 yield answer
         except AssistantError as exc:
@@ -116,7 +134,7 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
     def load_document(file) -> str:
         if file is None:
             return gr.skip()
-        return read_document(file, max_bytes=max_file_bytes)
+        return read_document(uploaded_path(file), max_bytes=max_file_bytes)
 
     @_readable_errors
     def summarize(text: str, style: str, max_words: float, progress=gr.Progress()):
@@ -125,7 +143,7 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
         def report(done: int, total: int, what: str) -> None:
             progress((done, total), desc=what.capitalize(), unit="steps")
 
-        result = assistant.summarize(text, style=style, max_words=int(max_words), progress=report)
+        result = assistant.summarize(text, style=style, max_words=int(max_words), progress=report, user=UI_USER)
         detail = f"{result.chunks} part(s)" if result.chunks > 1 else "one pass"
         return result.text, f"Took **{result.seconds:.1f} s** · {result.source_tokens:,} source tokens · {detail}"
 
@@ -133,7 +151,7 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
     def load_texts(file) -> str:
         if file is None:
             return gr.skip()
-        return "\n".join(read_texts_csv(file, max_rows=MAX_CLASSIFY_TEXTS, max_bytes=max_file_bytes))
+        return "\n".join(read_texts_csv(uploaded_path(file), max_rows=MAX_CLASSIFY_TEXTS, max_bytes=max_file_bytes))
 
     @_readable_errors
     def classify(text: str, task: str, zero_shot: bool = False, progress=gr.Progress()):
@@ -219,6 +237,9 @@ def mount_ui(app, assistant: Assistant, *, path: str = "/", api_key: str | None 
     settings = assistant.engine.batch_settings
     demo = build_ui(assistant, max_file_bytes=max_file_bytes)
     demo.queue(default_concurrency_limit=settings["max_batch_size"], max_size=settings["max_queue"])
+    # Gradio checks that the files a request names were uploaded (not any path on the server) only for
+    # apps it launched itself; a mounted app must say it is running for that check to apply.
+    demo.has_launched = True
     auth = None
     if api_key:
         def auth(username: str, password: str) -> bool:

@@ -144,7 +144,9 @@ class UpstreamBatcher:
         self._in_flight = 0
         self._lock = threading.Lock()
 
-    def submit(self, messages: Sequence[Message], params: SamplingParams, prompt_ids=None):
+    def submit(self, messages: Sequence[Message], params: SamplingParams, prompt_ids=None,
+               max_wait_s: float | None = None):
+        """``max_wait_s`` is not used: the upstream server queues and refuses on its own."""
         from .batching import GenerationRequest
 
         # local limit check and prompt token estimate

@@ -327,6 +327,19 @@ def _isolated_runs_root(tmp_path_factory):
         os.environ["FINASSIST_RUNS"] = before
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_audit_log(tmp_path_factory):
+    """Answers are recorded in the audit log (``$FINASSIST_AUDIT``, else a file in the user's data
+    folder): tests, and the CLI processes they start, write to a temporary file instead."""
+    before = os.environ.get("FINASSIST_AUDIT")
+    os.environ["FINASSIST_AUDIT"] = str(tmp_path_factory.mktemp("audit") / "audit.sqlite3")
+    yield
+    if before is None:
+        os.environ.pop("FINASSIST_AUDIT", None)
+    else:
+        os.environ["FINASSIST_AUDIT"] = before
+
+
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

@@ -13,12 +13,20 @@ import uvicorn
 class LiveServer:
     """A uvicorn server for ``app`` on a free loopback port, in a daemon thread."""
 
-    def __init__(self, app, wait_healthy: bool = True) -> None:
+    def __init__(self, app, wait_healthy: bool = True, **guards) -> None:
+        """``guards``: options of ``assistant.guards.uvicorn_config`` (``header_timeout_s``,
+        ``max_connections``): the server then runs with the settings of ``finassist serve``."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
+        if guards:
+            from assistant.guards import uvicorn_config
+
+            config = uvicorn_config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, **guards)
+        else:
+            config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 60

@@ -444,9 +444,12 @@ def test_malformed_and_non_utf8_bodies(client):
     error = assert_error(_post(client, b'{"messages": [{"role": "user", "content": "hi"}'), 400, "invalid_json")
     assert "JSON" in error["message"]
     assert_error(_post(client, '{"messages": [{"role": "user", "content": "caf\u00e9"}]}'.encode("latin-1")), 400, "not_utf8")
-    assert_error(_post(client, b"hello", "text/plain"), 400, "invalid_body")
-    # No Content-Type at all: still read as JSON (curl -d without -H).
+    assert_error(_post(client, b"hello", "text/plain"), 415, "unsupported_media_type")
+    # JSON only as JSON: without a Content-Type (or as text/plain, which a web page can post to any
+    # server without a CORS preflight) the body is refused before it is read.
     r = client.post("/v1/chat/completions", content=json.dumps(chat_body(max_tokens=2)).encode())
+    assert_error(r, 415, "unsupported_media_type")
+    r = _post(client, json.dumps(chat_body(max_tokens=2)).encode(), "application/json; charset=utf-8")
     assert r.status_code == 200, r.text
 
 
