@@ -452,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(training_options=bool(argv) and argv[0] in ("finetune", "eval"))
     args = parser.parse_args(argv)
-    if not args.verbose:
+    if not getattr(args, "verbose", False):  # benchmarks without model options have no --verbose
         _quiet_libraries()
     install_log_redaction()  # personal data never reaches a log line, whatever the command
     try:

@@ -301,6 +301,10 @@ class Engine:
         tok, model = enc.tokenizer, enc.model
         max_len = _encoder_max_length(enc)
         pooled: list[torch.Tensor] = []
+        # Batches of similar length (shortest first, the order undone at the end): a batch is padded
+        # to its longest text, so mixing a tweet with a contract clause mostly computes padding.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        texts = [texts[i] for i in order]
         for start in range(0, len(texts), batch_size):
             batch = list(texts[start : start + batch_size])
             features = tok(
@@ -331,7 +335,12 @@ class Engine:
             per_text = torch.zeros(len(batch), windows.shape[1]).index_add_(0, owner, windows)
             counts = torch.bincount(owner, minlength=len(batch)).clamp(min=1).unsqueeze(1)
             pooled.append(torch.nn.functional.normalize(per_text / counts, dim=-1))
-        return torch.cat(pooled) if pooled else torch.empty(0)
+        if not pooled:
+            return torch.empty(0)
+        sorted_rows = torch.cat(pooled)
+        out = torch.empty_like(sorted_rows)
+        out[torch.tensor(order)] = sorted_rows
+        return out
 
     # -------------------------------------------------------------------- report
 
