@@ -62,7 +62,7 @@ def raw_request(port: int, data: bytes, timeout: float = 10) -> bytes:
         while time.monotonic() < deadline:
             try:
                 chunk = sock.recv(65536)
-            except TimeoutError:
+            except (TimeoutError, ConnectionResetError):  # a refusing server may reset after replying
                 break
             if not chunk:
                 break
