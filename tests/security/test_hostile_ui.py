@@ -140,7 +140,9 @@ def test_ui_bodies_have_the_size_limit(ui_live):
 
     r = httpx.post(f"{ui_live.url}/gradio_api/upload", content=chunks(),
                    headers={"content-type": "multipart/form-data; boundary=zz"})
-    assert_error(r, 413, "body_too_large")
+    assert r.status_code == 413 and "Traceback" not in r.text
+    if r.content:  # as above: the close that stops the upload can overtake the error body
+        assert_error(r, 413, "body_too_large")
     assert_healthy(ui_live.url)
 
 
