@@ -140,9 +140,10 @@ def test_ui_bodies_have_the_size_limit(ui_live):
 
     r = httpx.post(f"{ui_live.url}/gradio_api/upload", content=chunks(),
                    headers={"content-type": "multipart/form-data; boundary=zz"})
-    assert r.status_code == 413 and "Traceback" not in r.text
-    if r.content:  # as above: the close that stops the upload can overtake the error body
-        assert_error(r, 413, "body_too_large")
+    # Refused either by the service's body limit (a JSON error, whose body the closing connection
+    # can overtake) or, when the upload's file part reaches it first, by Gradio's own file-size
+    # limit ("File size exceeded ..."): a 413 and no traceback either way.
+    assert r.status_code == 413 and "Traceback" not in r.text and 'File "' not in r.text
     assert_healthy(ui_live.url)
 
 
