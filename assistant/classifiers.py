@@ -172,8 +172,9 @@ class FineTunedClassifier:
         shared_encoder: Engine | None = None,
         int8: bool | None = None,
     ) -> None:
-        """``shared_encoder``: an engine whose encoder a head run uses when the run names that same
-        model (same fingerprint), so several tasks embed a text once. ``int8``: int8 linear layers
+        """``shared_encoder``: an engine whose encoder a head run uses when the run's base model
+        resolves to that engine's encoder (the same directory; the fingerprint is checked before),
+        so several tasks embed a text once. ``int8``: int8 linear layers
         for fine-tuned encoders (default: ``INT8_ON_CPU`` on a CPU in float32)."""
         self.info = run if isinstance(run, RunInfo) else read_run(run)
         if not self.info.is_classifier:
