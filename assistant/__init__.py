@@ -6,7 +6,8 @@
 """
 
 from .api import Assistant
-from .engine import Engine, Generation, SamplingParams
+from .engine import Engine
+from .types import Generation, SamplingParams
 from .errors import (
     AssistantError,
     DeviceError,

@@ -31,7 +31,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import torch
 
-from .engine import Engine, Generation, Message, SamplingParams
+from .engine import Engine
+from .types import Generation, Message, SamplingParams
 from .errors import AssistantError, GenerationError, QueueFullError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)

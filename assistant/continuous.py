@@ -46,7 +46,8 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from .batching import Batcher, GenerationRequest
-from .engine import Engine, Message, SamplingParams
+from .engine import Engine
+from .types import Message, SamplingParams
 from .errors import GenerationError, QueueFullError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,10 @@ from pathlib import Path
 
 from .errors import EmptyInputError, InputTooLongError, InvalidInputError, NotTextError
 from .inputs import MAX_INPUT_CHARS, ensure_text
+from .settings import MAX_UPLOAD_BYTES
 
 #: File types the summariser accepts.
 DOCUMENT_TYPES = (".txt", ".md", ".pdf")
-#: Largest file read (bytes): a long PDF annual report is a few MB.
-MAX_FILE_BYTES = 20_000_000
 #: A PDF's size says little about the work it costs: pages can share one compressed content stream
 #: that inflates many times over and is parsed again for every page. So extraction stops at these
 #: limits, checked page by page while it runs, not after.
@@ -43,7 +42,7 @@ def _check_size(path: Path, max_bytes: int) -> None:
         raise EmptyInputError(f"{path.name} is empty")
 
 
-def read_document(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:
+def read_document(path: str | Path, max_bytes: int = MAX_UPLOAD_BYTES) -> str:
     """The text of a ``.txt``, ``.md`` or ``.pdf`` file (PDF: the text layer of every page, via pypdf)."""
     path = Path(path)
     suffix = path.suffix.lower()
@@ -101,7 +100,7 @@ def _pdf_text(path: Path, max_chars: int = MAX_INPUT_CHARS, max_pages: int = MAX
 
 
 def read_texts_csv(path: str | Path, column: str | None = None, max_rows: int = 10_000,
-                   max_bytes: int = MAX_FILE_BYTES) -> list[str]:
+                   max_bytes: int = MAX_UPLOAD_BYTES) -> list[str]:
     """Texts from one column of a CSV file: ``column``, else a column named ``text``/``sentence``, else the first.
 
     A ``.txt`` file gives one text per non-empty line.

@@ -20,78 +20,14 @@ import torch
 
 from .device import Runtime, quantize_int8, resolve_runtime
 from .errors import InputTooLongError, InvalidParameterError, ModelLoadError, ModelNotFoundError
-from .models import DEFAULT_ENCODER, DEFAULT_GENERATOR, ENCODER, GENERATOR, ResolvedModel, resolve_model
+from .models import DEFAULT_ENCODER, DEFAULT_GENERATOR, ENCODER, GENERATOR, ResolvedModel, context_window, resolve_model
 from .prompts import load_prompt
+from .types import Generation, Message, SamplingParams
 
 if TYPE_CHECKING:
     from .classifiers import FineTunedClassifier
 
 log = logging.getLogger(__name__)
-
-Message = dict[str, str]
-
-#: Below this temperature, decoding is greedy: sampling there is already all but greedy, and
-#: dividing the logits by a still smaller number overflows them to infinities (NaN probabilities).
-MIN_SAMPLING_TEMPERATURE = 1e-3
-#: Seeds ``torch.manual_seed`` accepts: a signed or an unsigned 64-bit integer.
-SEED_RANGE = (-(2**63), 2**64 - 1)
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to generate. ``temperature == 0`` means greedy decoding (deterministic)."""
-
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    #: Extra strings that end generation (the model's own end-of-turn token always does).
-    stop: tuple[str, ...] = ()
-    repetition_penalty: float = 1.0
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        n = self.max_new_tokens
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 32768:
-            raise InvalidParameterError(f"max_new_tokens must be an integer in 1..32768, got {self.max_new_tokens!r}")
-        if not 0.0 <= float(self.temperature) <= 5.0:
-            raise InvalidParameterError(f"temperature must be in 0..5, got {self.temperature!r}")
-        if not 0.0 < float(self.top_p) <= 1.0:
-            raise InvalidParameterError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if not 0.5 <= float(self.repetition_penalty) <= 2.0:
-            raise InvalidParameterError(f"repetition_penalty must be in 0.5..2, got {self.repetition_penalty!r}")
-        seed = self.seed
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
-                                 or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]):
-            raise InvalidParameterError(f"seed must be an integer in {SEED_RANGE[0]}..{SEED_RANGE[1]}, got {seed!r}")
-        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
-        object.__setattr__(self, "stop", tuple(s for s in stop if s))
-
-    @property
-    def sampled(self) -> bool:
-        """Whether tokens are sampled (else greedy)."""
-        return self.temperature >= MIN_SAMPLING_TEMPERATURE
-
-    def generate_kwargs(self) -> dict:
-        kwargs: dict = {"max_new_tokens": self.max_new_tokens}
-        if self.sampled:
-            kwargs.update(do_sample=True, temperature=float(self.temperature), top_p=float(self.top_p), top_k=0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if self.repetition_penalty != 1.0:
-            kwargs["repetition_penalty"] = float(self.repetition_penalty)
-        return kwargs
-
-
-@dataclass
-class Generation:
-    """One finished generation, with the counts an OpenAI-style ``usage`` needs."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    #: "stop" (end of turn or a stop string), "length" (max_new_tokens), "cancelled".
-    finish_reason: str
-
 
 @dataclass
 class LoadedModel:
@@ -103,12 +39,7 @@ class LoadedModel:
 
     @property
     def context_window(self) -> int:
-        cfg = self.model.config
-        for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-            value = getattr(cfg, attr, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return 2048
+        return context_window(self.model.config) or 2048  # a config that does not say: a common size
 
     @property
     def parameters(self) -> int:

@@ -352,3 +352,14 @@ def _fingerprint(files: tuple[tuple[str, int, int], ...]) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     return "sha256:" + digest.hexdigest()
+
+
+def context_window(config) -> int | None:
+    """The longest sequence a model's config says it takes (its position embeddings), or None
+    where the config does not say (GPT-2 names it ``n_positions``, most others
+    ``max_position_embeddings``)."""
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -53,7 +53,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api import Assistant
 from .audit import key_id
-from .engine import SamplingParams
+from .types import SamplingParams
 from .errors import AssistantError, InputTooLongError, QueueFullError
 from .guards import (
     BODY_TIMEOUT_S,

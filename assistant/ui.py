@@ -24,8 +24,9 @@ import gradio as gr
 import pandas as pd
 
 from .api import Assistant
-from .documents import DOCUMENT_TYPES, MAX_FILE_BYTES, read_document, read_texts_csv
+from .documents import DOCUMENT_TYPES, read_document, read_texts_csv
 from .errors import AssistantError, EmptyInputError, InvalidInputError
+from .settings import MAX_UPLOAD_BYTES
 from .tasks.summarize import STYLES
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def _scores_frame(result) -> pd.DataFrame:
     return pd.DataFrame({"label": [s.label for s in top], "probability": [round(s.score, 4) for s in top]})
 
 
-def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> gr.Blocks:
+def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_UPLOAD_BYTES) -> gr.Blocks:
     """The page: Chat, Summarise and Classify tabs over ``assistant``."""
 
     async def chat(message: str, history: list[dict]):
@@ -227,7 +228,7 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_FILE_BYTES) -> g
 
 
 def mount_ui(app, assistant: Assistant, *, path: str = "/", api_key: str | None = None,
-             max_file_bytes: int = MAX_FILE_BYTES):
+             max_file_bytes: int = MAX_UPLOAD_BYTES):
     """Serve the page on ``app`` (the HTTP service's FastAPI app) at ``path``.
 
     Gradio's queue admits as many chats at once as the batcher batches (the batcher

@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
-from .engine import Generation, Message, SamplingParams
+from .types import Generation, Message, SamplingParams
 from .errors import AssistantError, InputTooLongError, InvalidParameterError, ModelNotFoundError, QueueFullError
 
 log = logging.getLogger(__name__)

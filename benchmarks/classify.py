@@ -118,7 +118,7 @@ def run_classify_benchmark(data: str = "../shared/data", texts: int = 512, out_d
 def render_markdown(result: dict) -> str:
     lines = ["# Classification throughput: shipped classifiers vs plain Hugging Face forward passes", "",
              f"- date: {result['date']}", f"- command: `{result['command']}`",
-             f"- machine: {result['machine'].get('cpu_model', '?')}, {result['machine'].get('cpu_cores_usable', '?')} cores, "
+             f"- machine: {result['machine'].get('cpu', '?')}, {result['machine'].get('cpu_cores_available', '?')} cores, "
              f"torch {result['machine'].get('torch', '?')}",
              f"- texts: {result['texts']} real texts ({', '.join(result['sources'])})",
              f"- baseline: {result['baseline']}", "",

@@ -37,7 +37,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -51,8 +50,10 @@ from pathlib import Path
 import torch
 
 from assistant.device import QUANTIZED, default_dtype, parse_device, parse_dtype
-from assistant.engine import Engine, LoadedModel, Message, SamplingParams
+from assistant.engine import Engine, LoadedModel
+from assistant.types import Message, SamplingParams
 from assistant.errors import DeviceError, InvalidParameterError
+from assistant.machine import load_average, machine_info
 from assistant.prompts import load_prompt
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -395,26 +396,6 @@ def _release(engine: Engine | None) -> None:
 # ------------------------------------------------------------------ environment
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -474,10 +455,6 @@ class OtherLoad:
         return round(max(others, 0.0) / wall, 2) if wall > 0 else None
 
 
-def _load_average() -> list[float] | None:
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
 def command_line(argv: Sequence[str] | None = None) -> str:
     """The command as it was typed (``finassist bench decode ...`` or ``python -m benchmarks.decode ...``)."""
     argv = list(sys.argv if argv is None else argv)
@@ -489,30 +466,6 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     else:
         prog = Path(first).name or first
     return " ".join([prog, *(shlex.quote(a) for a in argv[1:])])
-
-
-def machine_info(device: torch.device) -> dict:
-    import transformers
-
-    flags = _cpu_flags()
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": _cpu_model(),
-        "cpu_cores": os.cpu_count(),
-        "cpu_cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_bf16_instructions": sorted(flags & {"avx512_bf16", "amx_bf16"}),
-        "load_average_at_start": _load_average(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["gpu_capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
-        info["cuda"] = torch.version.cuda
-    return info
 
 
 # ------------------------------------------------------------------------ output
@@ -611,7 +564,7 @@ def render_text(result: dict) -> str:
     s, m = result["settings"], result["machine"]
     out = [
         f"Decode benchmark: {result['model']['name']} on {m['device']} "
-        f"({m.get('gpu') or m['cpu_model']}, {m['torch_threads']} torch threads), "
+        f"({m.get('cuda_device') or m['cpu']}, {m['torch_threads']} torch threads), "
         f"{s['new_tokens']} new tokens, median of {s['repeats']}",
         "",
         f"1. Engine vs plain model.generate ({s['dtype']})",
@@ -631,12 +584,12 @@ def render_markdown(result: dict) -> str:
     machine = [
         f"- command: `{result['command']}`",
         f"- when: {result['created']}, commit {result.get('commit') or 'unknown'}",
-        f"- machine: {m['platform']}, CPU {m['cpu_model']} ({m['cpu_cores_usable']} usable cores, "
+        f"- machine: {m['platform']}, CPU {m['cpu']} ({m['cpu_cores_available']} usable cores, "
         f"{m['torch_threads']} torch threads, bf16 instructions: {', '.join(m['cpu_bf16_instructions']) or 'none'}), "
-        f"load average (1, 5, 15 min) at start {m['load_average_at_start']}, at end {m['load_average_at_end']}; "
+        f"load average (1, 5, 15 min) at start {m['load_average']}, at end {m['load_average_at_end']}; "
         f"cores kept busy by other processes: {m['other_processes_cores_before']} just before, "
         f"{m['other_processes_cores_during']} on average during the run",
-        f"- device: {m['device']}" + (f" ({m['gpu']}, CUDA {m['cuda']})" if m.get("gpu") else ""),
+        f"- device: {m['device']}" + (f" ({m['cuda_device']}, CUDA {m['cuda']})" if m.get("cuda_device") else ""),
         f"- torch {m['torch']}, transformers {m['transformers']}, Python {m['python']}",
         f"- model: {result['model']['name']} ({result['model']['parameters'] / 1e6:.1f}M parameters, "
         f"from {result['model']['origin']})",
@@ -695,7 +648,7 @@ def write_chart(result: dict, png: Path) -> str | None:
     right.set_title("plain greedy by dtype\n(green: same greedy ids as float32)")
     right.set_ylabel("tokens/s")
     m = result["machine"]
-    fig.suptitle(f"{result['model']['name']} on {m['device']} ({m.get('gpu') or m['cpu_model']})", fontsize=10)
+    fig.suptitle(f"{result['model']['name']} on {m['device']} ({m.get('cuda_device') or m['cpu']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)
@@ -760,7 +713,7 @@ def run_decode_benchmark(
 
     started = time.perf_counter()
     machine = machine_info(dev)
-    cores = machine["cpu_cores_usable"] or 1
+    cores = machine["cpu_cores_available"] or 1
     other = OtherLoad()
     machine["other_processes_cores_before"] = other.sample_idle()
     if dev.type == "cpu" and (machine["other_processes_cores_before"] or 0) > OTHER_LOAD_WARN_CORES:
@@ -836,7 +789,7 @@ def run_decode_benchmark(
         "command": command_line(),
         "argv": list(sys.argv),
         "commit": _git_commit(),
-        "machine": machine | {"load_average_at_end": _load_average(), "other_processes_cores_during": other_during},
+        "machine": machine | {"load_average_at_end": load_average(), "other_processes_cores_during": other_during},
         "model": model_info,
         "settings": {
             "generator": generator,

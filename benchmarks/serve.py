@@ -181,8 +181,8 @@ def render_markdown(result: dict) -> str:
         "",
         f"- command: `{result['command']}`",
         f"- when: {result['when']}",
-        f"- machine: {m['platform']}, CPU {m['cpu_model']} ({m['cpu_cores_usable']} usable cores), "
-        f"device {m['device']}{', GPU ' + m['gpu'] if m.get('gpu') else ''}; torch {m['torch']}, transformers {m['transformers']}",
+        f"- machine: {m['platform']}, CPU {m['cpu']} ({m['cpu_cores_available']} usable cores), "
+        f"device {m['device']}{', GPU ' + m['cuda_device'] if m.get('cuda_device') else ''}; torch {m['torch']}, transformers {m['transformers']}",
         f"- model: {result['model']}, dtype {s['dtype']}; {s['max_tokens']} max tokens per request, greedy; "
         f"server batcher: max batch {s['max_batch_size']}",
         "",

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from assistant.errors import InvalidParameterError, ModelLoadError
-from assistant.models import DEFAULT_GENERATOR, GENERATOR
+from assistant.models import DEFAULT_GENERATOR, GENERATOR, context_window
 
 from .data import ORIGIN, DataError, load_records, split_validation, text_of
 
@@ -271,14 +271,6 @@ class PairEncoder:
 # ------------------------------------------------------------------- training
 
 
-def _context_window(config) -> int | None:
-    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(config, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def _pairs(records: Sequence[dict], input_field: str, target_field: str) -> list[dict]:
     """Input/target text of every record; a missing, empty or non-text field names file and line."""
     return [{"input": text_of(r, input_field), "target": text_of(r, target_field), "origin": r.get(ORIGIN, "?")}
@@ -430,7 +422,7 @@ def train_generator(config: GenerateTrainConfig, *, callbacks: Sequence | None =
         tokenizer.pad_token = tokenizer.eos_token
 
     encoder = PairEncoder(tokenizer, task_prompt(config.task, config.instruction), config.max_input_tokens,
-                          config.max_target_tokens, config.truncate_side, _context_window(model.config))
+                          config.max_target_tokens, config.truncate_side, context_window(model.config))
     train_set = _tokenize(train_pairs, encoder, "tokenising training pairs")
     val_set = _tokenize(val_pairs, encoder, "tokenising validation pairs") if val_pairs else None
     truncated = {"inputs_truncated": int(sum(train_set["input_truncated"])),

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from assistant.batching import Batcher
-from assistant.engine import SamplingParams
+from assistant.types import SamplingParams
 from assistant.errors import InputTooLongError, QueueFullError
 
 PROMPTS = [

@@ -120,7 +120,8 @@ def test_int8_is_a_cpu_quantisation_loaded_from_fp32():
 
 
 def test_int8_generator_has_quantised_linear_layers_and_generates(tiny_smollm2_dir):
-    from assistant.engine import Engine, SamplingParams
+    from assistant.engine import Engine
+    from assistant.types import SamplingParams
 
     engine = Engine(generator=tiny_smollm2_dir, device="cpu", dtype="int8")
     model = engine.generator.model

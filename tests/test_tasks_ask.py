@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from assistant.engine import Generation, SamplingParams
+from assistant.types import Generation, SamplingParams
 from assistant.errors import EmptyInputError, InvalidParameterError, NotTextError
 from assistant.prompts import load_prompt
 from assistant.tasks.ask import Answer, AskTask, normalise_history

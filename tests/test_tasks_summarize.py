@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from assistant.engine import Generation
+from assistant.types import Generation
 from assistant.errors import EmptyInputError, InvalidParameterError, NotTextError
 from assistant.prompts import load_prompt
 from assistant.tasks.summarize import STYLES, Summary, SummarizeTask

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..engine import Generation, SamplingParams
+from ..types import Generation, SamplingParams
 from ..errors import InputTooLongError
 from ..inputs import ensure_choice, ensure_int, ensure_text
 from ..prompts import load_prompt

@@ -7,12 +7,12 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import uuid
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from assistant.machine import machine_info  # noqa: F401  (every report embeds it)
 
 
 def _atomic_write(path: Path, write) -> Path:
@@ -108,49 +108,3 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits
     ]
     lines += ["| " + " | ".join(format_cell(v, d) for v, d in zip(row, places)) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict:
-    """Where a report was produced: Python/torch/transformers versions, CPU model and cores, and
-    the CUDA device when there is one (timings mean nothing without it)."""
-    try:
-        cores_available = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores_available = os.cpu_count()
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": _version("torch"),
-        "transformers": _version("transformers"),
-        "cpu": _cpu_model(),
-        "cpu_cores": os.cpu_count(),
-        "cpu_cores_available": cores_available,
-        "cuda_device": None,
-    }
-    try:
-        import torch
-    except ImportError:
-        return info
-    info["torch_threads"] = torch.get_num_threads()
-    if torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name(0)
-        info["cuda"] = torch.version.cuda
-    return info
