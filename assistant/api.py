@@ -14,6 +14,7 @@ import torch
 
 from .audit import AuditRecord, AuditStore, SQLiteAuditStore, open_default_store
 from .engine import Engine
+from .settings import BatchSettings
 from .errors import UnknownTaskError
 from .inputs import ensure_text
 from .models import GENERATOR
@@ -47,6 +48,7 @@ class Assistant:
         shipped_classifiers: serve ``sentiment``, ``contract-clause`` and ``unfair-tos`` with the
             fine-tuned classifiers shipped in the package (default); False: zero-shot label
             descriptions unless ``classifiers`` gives a run.
+        batch_settings: how concurrent chat requests are batched (``assistant.settings.BatchSettings``).
         pii: where personal data is redacted (``assistant.pii.PiiPolicy``): by default in logs and the
             audit log; ``PiiPolicy(redact_inputs=True)`` also keeps it from the model (the answers
             returned here have the values put back).
@@ -68,6 +70,7 @@ class Assistant:
         upstream_model: str | None = None,
         classifiers: Mapping[str, str | Path] | Sequence[str | Path] | None = None,
         shipped_classifiers: bool = True,
+        batch_settings: BatchSettings | None = None,
         pii: PiiPolicy | None = None,
         audit: AuditStore | str | Path | bool | None = True,
         audit_retention_days: float | None = None,
@@ -87,6 +90,7 @@ class Assistant:
             upstream_api_key=upstream_api_key,
             upstream_model=upstream_model,
             shipped_classifiers=shipped_classifiers,
+            batch_settings=batch_settings,
         )
         if classifiers:
             items = classifiers.items() if isinstance(classifiers, Mapping) else ((None, c) for c in classifiers)

@@ -19,174 +19,22 @@ arriving mid-batch wait for the next batch (at most one generation's length).
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import itertools
 import logging
-import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from .engine import Engine
-from .types import Generation, Message, SamplingParams
+from .chat import ChatModel
+from .generation import GenerationRequest
+from .settings import BatchSettings
+from .types import Message, SamplingParams
 from .errors import AssistantError, GenerationError, QueueFullError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
-
-_END = object()
-_ids = itertools.count(1)
-
-
-def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def _partial_stop_suffix(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
-    best = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), best, -1):
-            if text.endswith(stop[:n]):
-                best = n
-                break
-    return best
-
-
-class GenerationRequest:
-    """Handle of one submitted chat completion: iterate (sync or async) for its text pieces."""
-
-    def __init__(self, prompt_ids: torch.Tensor, params: SamplingParams, stops: tuple[str, ...]) -> None:
-        self.id = f"req-{next(_ids)}"
-        self.prompt_ids = prompt_ids
-        self.prompt_tokens = int(prompt_ids.shape[-1])
-        self.params = params
-        self.stops = stops
-        self.result: Generation | None = None
-        self.ttft_s: float | None = None
-        self.submitted = time.perf_counter()
-        self._pieces: queue.Queue = queue.Queue()
-        # Set by __aiter__: pieces then go straight to the consumer's event loop, so a waiting
-        # async consumer holds no thread (a thread per waiting stream would starve the pool).
-        self._async: tuple[asyncio.AbstractEventLoop, asyncio.Queue] | None = None
-        self._handoff = threading.Lock()
-        self._cancelled = threading.Event()
-        #: Set by the batcher while the request waits: takes it out of the queue when it is cancelled.
-        self._on_cancel: Callable[[GenerationRequest], None] | None = None
-        # Filled by the batcher thread while the request runs:
-        self.new_ids: list[int] = []
-        self.done = False
-        self._emitted = ""
-        self._held = ""
-        self._stop_hit = False
-
-    # -------------------------------------------------------------- consumer side
-
-    def cancel(self) -> None:
-        """The client went away: leave the queue now, or free this request's row at the next decoding step."""
-        if self._cancelled.is_set():
-            return
-        self._cancelled.set()
-        withdraw = self._on_cancel
-        if withdraw is not None:
-            withdraw(self)
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-    @staticmethod
-    def _piece(item: object) -> str | None:
-        """A text piece, None at the end; a failure is raised."""
-        if isinstance(item, BaseException):
-            raise item
-        return None if item is _END else item  # type: ignore[return-value]
-
-    def __iter__(self) -> Iterator[str]:
-        try:
-            while (piece := self._piece(self._pieces.get())) is not None:
-                yield piece
-        finally:
-            if not self.done:  # the consumer left early: free the row
-                self.cancel()
-
-    async def __aiter__(self) -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        items: asyncio.Queue = asyncio.Queue()
-        with self._handoff:
-            while not self._pieces.empty():  # what arrived before we started listening
-                items.put_nowait(self._pieces.get_nowait())
-            self._async = (loop, items)
-        try:
-            while (piece := self._piece(await items.get())) is not None:
-                yield piece
-        finally:
-            if not self.done:  # the consumer left early (client gone): free the row
-                self.cancel()
-
-    # -------------------------------------------------------------- batcher side
-
-    def _put(self, item: object) -> None:
-        with self._handoff:
-            if self._async is None:
-                self._pieces.put(item)
-                return
-            loop, items = self._async
-        try:
-            loop.call_soon_threadsafe(items.put_nowait, item)
-        except RuntimeError:  # the consumer's event loop is gone: nobody is listening
-            self.cancel()
-
-    def _emit(self, text: str) -> None:
-        if text:
-            if self.ttft_s is None:
-                self.ttft_s = time.perf_counter() - self.submitted
-            self._emitted += text
-            self._put(text)
-
-    def _feed(self, token: int, tokenizer) -> None:
-        """Take one new token; emit the text that is now certain (not part of a possible stop string)."""
-        self.new_ids.append(token)
-        text = tokenizer.decode(self.new_ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the next token
-            return
-        fresh = text[len(self._emitted) + len(self._held) :]
-        self._held += fresh
-        cut, hit = _cut_at_stop(self._held, self.stops)
-        if hit:
-            self._emit(cut)
-            self._held = ""
-            self._stop_hit = True
-            self.done = True
-            return
-        safe = len(self._held) - _partial_stop_suffix(self._held, self.stops)
-        if safe > 0:
-            self._emit(self._held[:safe])
-            self._held = self._held[safe:]
-
-    def _finish(self, reason: str, prompt_tokens: int | None = None, completion_tokens: int | None = None) -> None:
-        """End the request; an upstream server passes its own token counts."""
-        if not self._stop_hit:
-            self._emit(self._held)
-        self._held = ""
-        self.done = True
-        self.result = Generation(
-            text=self._emitted.strip(),
-            prompt_tokens=self.prompt_tokens if prompt_tokens is None else int(prompt_tokens),
-            completion_tokens=len(self.new_ids) if completion_tokens is None else int(completion_tokens),
-            finish_reason="stop" if self._stop_hit else reason,
-        )
-        self._put(_END)
-
-    def _fail(self, exc: BaseException) -> None:
-        self.done = True
-        self._put(exc)
-        self._put(_END)
-
 
 class _BatchStreamer:
     """``generate``'s streamer for a batch: routes each row's new token to its request."""
@@ -205,21 +53,21 @@ class _BatchStreamer:
             if req.done:
                 continue
             if req.cancelled:
-                req._finish("cancelled")
+                req.finish("cancelled")
             elif token in self.eos:
                 req.new_ids.append(token)
-                req._finish("stop")
+                req.finish("stop")
             else:
-                req._feed(token, self.tokenizer)
+                req.feed(token, self.tokenizer)
                 if req.done:  # a stop string matched
-                    req._finish("stop")
+                    req.finish("stop")
                 elif len(req.new_ids) >= req.params.max_new_tokens:
-                    req._finish("length")
+                    req.finish("length")
 
     def end(self) -> None:
         for req in self.requests:
             if not req.done:
-                req._finish("cancelled" if req.cancelled else "length")
+                req.finish("cancelled" if req.cancelled else "length")
 
 
 class _RowsDone:
@@ -241,13 +89,12 @@ def _sampling_key(params: SamplingParams) -> tuple:
 class Batcher:
     """Owns a worker thread that turns queued requests into batched ``generate`` calls."""
 
-    def __init__(self, engine: Engine, max_batch_size: int = 16, max_queue: int = 64, max_wait_ms: float = 5.0) -> None:
-        if max_batch_size < 1 or max_queue < 1:
-            raise ValueError("max_batch_size and max_queue must be at least 1")
-        self.engine = engine
-        self.max_batch_size = max_batch_size
-        self.max_queue = max_queue
-        self.max_wait_s = max_wait_ms / 1000
+    def __init__(self, chat: ChatModel, settings: BatchSettings | None = None) -> None:
+        settings = settings or BatchSettings()
+        self.chat = chat
+        self.max_batch_size = settings.max_batch_size
+        self.max_queue = settings.max_queue
+        self.max_wait_s = settings.max_wait_ms / 1000
         self.batch_listeners: list[Callable[[int], None]] = []
         self._waiting: deque[GenerationRequest] = deque()
         self._running: list[GenerationRequest] = []
@@ -266,11 +113,11 @@ class Batcher:
         self, messages: Sequence[Message], params: SamplingParams, prompt_ids: torch.Tensor | None = None,
         max_wait_s: float | None = None,
     ) -> GenerationRequest:
-        """Queue a chat completion; ``prompt_ids`` (from ``Engine.prompt_ids``) saves tokenising it twice.
+        """Queue a chat completion; ``prompt_ids`` (from ``ChatModel.prompt_ids``) saves tokenising it twice.
         ``max_wait_s``: refuse it (``QueueFullError``) when the batches ahead of it are expected to take
         longer than that to run, rather than admit a request that would time out waiting."""
-        prompt_ids = self.engine._encode_prompt(messages, params, prompt_ids)  # InputTooLongError before queueing
-        request = GenerationRequest(prompt_ids[0], params, params.stop + self.engine.plain_stop_strings())
+        prompt_ids = self.chat.encode(messages, params, prompt_ids)  # InputTooLongError before queueing
+        request = GenerationRequest(prompt_ids[0], params, self.chat.stop_strings(params))
         with self._cond:
             if self._closed:
                 raise ServiceUnavailableError("the generation service is shutting down")
@@ -288,7 +135,7 @@ class Batcher:
                     f"of it, longer than this server's limit of {max_wait_s:g} s",
                     retry_after=max(retry_after, expected - max_wait_s),
                 )
-            request._on_cancel = self._withdraw
+            request.on_cancel = self._withdraw
             self._waiting.append(request)
             self._cond.notify()
         return request
@@ -310,7 +157,7 @@ class Batcher:
                 self._waiting.remove(request)
             except ValueError:  # already taken into a batch: the batch frees its row
                 return
-        request._finish("cancelled")
+        request.finish("cancelled")
 
     def queue_depth(self) -> int:
         return len(self._waiting)
@@ -324,7 +171,7 @@ class Batcher:
         with self._cond:
             self._closed = True
             for req in self._waiting:
-                req._fail(ServiceUnavailableError("the generation service is shutting down"))
+                req.fail(ServiceUnavailableError("the generation service is shutting down"))
             self._waiting.clear()
             self._cond.notify_all()
         for req in self._running:
@@ -341,7 +188,7 @@ class Batcher:
                 return []
         if len(self._waiting) < self.max_batch_size and self.max_wait_s > 0:
             time.sleep(self.max_wait_s)  # let near-simultaneous requests join this batch
-        window = self.engine.context_window
+        window = self.chat.context_window
         with self._cond:
             batch: list[GenerationRequest] = []
             key = None
@@ -349,9 +196,9 @@ class Batcher:
             kept: deque[GenerationRequest] = deque()
             while self._waiting:
                 req = self._waiting.popleft()
-                req._on_cancel = None  # leaving the queue: a cancel now frees its row in the batch
+                req.on_cancel = None  # leaving the queue: a cancel now frees its row in the batch
                 if req.cancelled:
-                    req._finish("cancelled")
+                    req.finish("cancelled")
                     continue
                 if key is None:
                     key = _sampling_key(req.params)
@@ -388,7 +235,7 @@ class Batcher:
                 log.exception("batched generation failed")
                 for req in batch:
                     if not req.done:
-                        req._fail(exc if isinstance(exc, AssistantError) else GenerationError(f"generation failed: {exc}"))
+                        req.fail(exc if isinstance(exc, AssistantError) else GenerationError(f"generation failed: {exc}"))
             finally:
                 self._running = []
                 self._batch_started = None
@@ -397,7 +244,7 @@ class Batcher:
     def _run(self, batch: list[GenerationRequest]) -> None:
         from transformers import StoppingCriteriaList
 
-        gen = self.engine.generator
+        gen = self.chat.loaded
         pad = gen.tokenizer.pad_token_id
         eos = gen.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos])

@@ -9,7 +9,7 @@ Three kinds of run, one interface (``predict_scores`` → probabilities, one col
   run names; merged into the base weights when loaded, so prediction costs what a plain model does;
 * ``classifier-head``: a frozen encoder (copied into ``encoder/``, or named by the run and shared
   with the engine's own encoder) whose sentence embeddings
-  (``Engine.encode``, the same pooling as zero-shot) feed a linear head (``head.safetensors``);
+  (``SentenceEncoder.encode``, the same pooling as zero-shot) feed a linear head (``head.safetensors``);
   optionally with TF-IDF text features beside them: words and bigrams (``words.json``) and
   character 3-5-grams (``chars.json``), each stored as vocabulary and IDF (data, not pickled
   objects). Legal clause types need them: their wording is formulaic ("arbitration",
@@ -33,17 +33,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from .device import Runtime, quantize_int8, resolve_runtime
+from .encoder import SentenceEncoder
 from .errors import ModelLoadError, ModelNotFoundError
 from .runs import RunInfo, read_run
 from . import shipped
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +166,7 @@ class FineTunedClassifier:
         runtime: Runtime | None = None,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
-        shared_encoder: Engine | None = None,
+        shared_encoder: SentenceEncoder | None = None,
         int8: bool | None = None,
     ) -> None:
         """``shared_encoder``: an engine whose encoder a head run uses when the run's base model
@@ -188,7 +185,7 @@ class FineTunedClassifier:
         self._loaded = False
         self._model = None
         self._tokenizer = None
-        self._engine = None
+        self._sentence_encoder: SentenceEncoder | None = None
         self._head: tuple[torch.Tensor, torch.Tensor] | None = None
         # (feature, vectorizer, weight (n_labels, vocabulary)) per text feature the head reads
         self._text_features: list[tuple[TextFeature, object, object]] = []
@@ -308,8 +305,6 @@ class FineTunedClassifier:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from .engine import Engine
-
         head_file, encoder_dir = self.path / HEAD_FILE, self.path / ENCODER_DIR
         compact = self.info.base_fingerprint is not None and not encoder_dir.is_dir()
         if not head_file.is_file() or not (compact or (encoder_dir / "config.json").is_file()):
@@ -325,13 +320,13 @@ class FineTunedClassifier:
         if compact:
             base = self._base()
             shared = self._shared_encoder
-            if shared is not None and Path(shared.encoder.resolved.location).resolve() == Path(base.location).resolve():
-                engine = shared  # the engine's own encoder: texts classified for several tasks embed once
+            if shared is not None and Path(shared.loaded.resolved.location).resolve() == Path(base.location).resolve():
+                sentence_encoder = shared  # the engine's own encoder: texts classified for several tasks embed once
             else:
-                engine = Engine(encoder=base.location, device=self.runtime.device, dtype=self.runtime.dtype)
+                sentence_encoder = SentenceEncoder.from_spec(base.location, self.runtime)
         else:
-            engine = Engine(encoder=encoder_dir, device=self.runtime.device, dtype=self.runtime.dtype)
-        encoder = engine.encoder  # loads now, so a broken encoder fails here with ModelLoadError
+            sentence_encoder = SentenceEncoder.from_spec(str(encoder_dir), self.runtime)
+        encoder = sentence_encoder.loaded  # loads now, so a broken encoder fails here with ModelLoadError
         if encoder.model.config.hidden_size != weight.shape[1]:
             raise ModelLoadError(
                 f"{self.path}: the head expects {weight.shape[1]}-dim embeddings, the encoder gives "
@@ -341,7 +336,7 @@ class FineTunedClassifier:
         # damaged run (dropping the feature would silently change every score).
         self._text_features = [(f, *self._load_text_feature(f, tensors.get(f.tensor)))
                                for f in TEXT_FEATURES.values() if (self.path / f.file).is_file() or f.tensor in tensors]
-        self._engine = engine
+        self._sentence_encoder = sentence_encoder
         self._head = (weight.float(), bias.float())
 
     def _load_text_feature(self, feature: TextFeature, weight: torch.Tensor | None):
@@ -363,17 +358,17 @@ class FineTunedClassifier:
     # --------------------------------------------------------------- prediction
 
     @property
-    def encoder_engine(self) -> Engine | None:
-        """The engine whose encoder a head run embeds with (None for fine-tuned encoders); loads the run."""
+    def sentence_encoder(self) -> SentenceEncoder | None:
+        """The encoder a head run embeds with (None for fine-tuned encoders); loads the run."""
         self.load()
-        return self._engine
+        return self._sentence_encoder
 
     @torch.inference_mode()
     def predict_scores(self, texts: Sequence[str], batch_size: int = 32,
                        embeddings: torch.Tensor | None = None) -> torch.Tensor:
         """Probabilities, shape (len(texts), len(labels)), in ``labels`` order (float32, CPU).
         ``embeddings``: a head run's sentence embeddings of ``texts``, already computed by its
-        ``encoder_engine`` (one pass shared by several tasks)."""
+        ``sentence_encoder`` (one pass shared by several tasks)."""
         self.load()
         texts = list(texts)
         if not texts:
@@ -381,7 +376,7 @@ class FineTunedClassifier:
         if self._head is not None:
             weight, bias = self._head
             if embeddings is None:
-                embeddings = self._engine.encode(texts, batch_size=batch_size)
+                embeddings = self._sentence_encoder.encode(texts, batch_size=batch_size)
             logits = embeddings @ weight.T + bias
             for _, vectorizer, feature_weight in self._text_features:
                 logits = logits + torch.from_numpy(vectorizer.transform(texts) @ feature_weight.T)

@@ -14,8 +14,14 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import AssistantError, InvalidInputError
+from .documents import DOCUMENT_TYPES, read_document, read_texts_csv
+from .errors import AssistantError, InputTooLongError, InvalidInputError
+from .inputs import ensure_text
 from .pii import PiiPolicy, install_log_redaction
+from .settings import BATCHING_BACKENDS, MAX_UPLOAD_BYTES, BatchSettings, ServiceSettings
+
+#: The defaults the options show and start from (one set, assistant/settings.py).
+_BATCH, _SERVICE = BatchSettings(), ServiceSettings()
 
 EXIT_USER_ERROR = 1
 
@@ -25,30 +31,51 @@ class CliInputError(InvalidInputError):
 
 
 def read_input(arg: str) -> str:
-    """An argument is a file path if such a file exists, ``-`` for stdin, else the text itself."""
+    """An argument is a file path if such a file exists, ``-`` for stdin, else the text itself. Files
+    are read as the web UI reads them (``assistant/documents.py``: a PDF's text layer, UTF-8 text)."""
     if not arg.strip():
         return arg  # the task reports it as empty input
     if arg == "-":
-        data = sys.stdin.buffer.read()
-        return _decode(data, "standard input")
+        return ensure_text(sys.stdin.buffer.read(), name="standard input")
+    path = _existing_file(arg)
+    if path is None:
+        return arg
+    if path.suffix.lower() in DOCUMENT_TYPES:
+        return read_document(path)
+    if path.stat().st_size > MAX_UPLOAD_BYTES:  # a transcript without a known suffix: read as text
+        raise InputTooLongError(f"{path.name} is over the limit of {MAX_UPLOAD_BYTES / 1e6:.0f} MB")
+    return ensure_text(path.read_bytes(), name=path.name)
+
+
+def read_inputs(args: Sequence[str]) -> list[str]:
+    """Texts to classify: each argument as ``read_input`` reads it, but a ``.csv`` file gives the texts
+    of its text column (as the web UI's batch upload does)."""
+    texts: list[str] = []
+    for arg in args:
+        path = _existing_file(arg) if arg.strip() and arg != "-" else None
+        if path is not None and path.suffix.lower() == ".csv":
+            texts.extend(read_texts_csv(path))
+        else:
+            texts.append(read_input(arg))
+    return texts
+
+
+def _existing_file(arg: str) -> Path | None:
+    """The file ``arg`` names, None when it is text; a directory or a missing file with a file's
+    suffix is an error (a typo should not be classified as if it were the text)."""
     path = Path(arg).expanduser()
+    if "\n" in arg or len(arg) > 1024:
+        return None
     if path.is_file():
-        return _decode(path.read_bytes(), str(path))
+        return path
     if path.is_dir():
-        raise CliInputError(f"{arg} is a directory, not a text file")
-    if "\n" not in arg and len(arg) < 256 and path.suffix.lower() in (".txt", ".md", ".text", ".csv", ".json"):
+        raise CliInputError(f"{arg} is a directory, not a file")
+    if len(arg) < 256 and path.suffix.lower() in (*DOCUMENT_TYPES, ".text", ".csv", ".json"):
         raise CliInputError(f"file not found: {arg}")
-    return arg
+    return None
 
 
-def _decode(data: bytes, where: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CliInputError(f"{where} is not UTF-8 text (byte {exc.start} cannot be decoded)") from exc
-
-
-def _assistant(args: argparse.Namespace):
+def _assistant(args: argparse.Namespace, batch_settings=None):
     from .api import Assistant
 
     return Assistant(
@@ -64,6 +91,7 @@ def _assistant(args: argparse.Namespace):
         audit=False if getattr(args, "no_audit", False) else (getattr(args, "audit_log", None) or True),
         audit_retention_days=getattr(args, "audit_retention_days", None),
         user=f"cli:{_login()}",
+        batch_settings=batch_settings,
     )
 
 
@@ -106,7 +134,7 @@ def cmd_summarize(args: argparse.Namespace) -> None:
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
-    texts = [read_input(a) for a in args.inputs]
+    texts = read_inputs(args.inputs)
     results = _assistant(args).classify(texts, task=args.task, threshold=args.threshold, zero_shot=args.zero_shot)
     if args.json:
         _print_json([r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict())
@@ -234,10 +262,8 @@ def cmd_bench_classify(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from .server import serve
 
-    assistant = _assistant(args)
-    assistant.engine.batch_settings.update(
-        max_batch_size=args.max_batch_size, max_queue=args.max_queue, backend=args.batching
-    )
+    batching = BatchSettings(backend=args.batching, max_batch_size=args.max_batch_size, max_queue=args.max_queue)
+    assistant = _assistant(args, batch_settings=batching)
     serve(
         assistant,
         host=args.host,
@@ -348,27 +374,32 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument("--api-key", default=None,
                    help="require Authorization: Bearer KEY (default: $FINASSIST_API_KEY; none: no key needed)")
-    p.add_argument("--max-batch-size", type=_positive(int), default=16, help="chat requests decoded together (default 16)")
-    p.add_argument("--max-queue", type=_positive(int), default=64, help="chat requests that may wait; more get 429 (default 64)")
-    p.add_argument("--batching", choices=("auto", "dynamic", "continuous"), default="auto",
+    p.add_argument("--max-batch-size", type=_positive(int), default=_BATCH.max_batch_size,
+                   help=f"chat requests decoded together (default {_BATCH.max_batch_size})")
+    p.add_argument("--max-queue", type=_positive(int), default=_BATCH.max_queue,
+                   help=f"chat requests that may wait; more get 429 (default {_BATCH.max_queue})")
+    p.add_argument("--batching", choices=BATCHING_BACKENDS, default=_BATCH.backend,
                    help="dynamic: batches over generate; continuous: transformers' continuous batching (paged KV "
                    "cache); auto (default): dynamic for now")
-    p.add_argument("--max-tokens", type=_positive(int), default=1024, help="largest max_tokens a request may ask for")
+    p.add_argument("--max-tokens", type=_positive(int), default=_SERVICE.max_tokens_limit,
+                   help=f"largest max_tokens a request may ask for (default {_SERVICE.max_tokens_limit})")
     p.add_argument("--max-input-tokens", type=_positive(int), default=None, help="longest chat prompt in tokens (default: the model's window)")
-    p.add_argument("--max-body-bytes", type=_positive(int), default=1_000_000, help="largest request body (default 1 MB)")
-    p.add_argument("--timeout", type=_positive(float), default=300, help="seconds before a request is answered 504")
+    p.add_argument("--max-body-bytes", type=_positive(int), default=_SERVICE.max_body_bytes,
+                   help=f"largest request body (default {_SERVICE.max_body_bytes:,} bytes)")
+    p.add_argument("--timeout", type=_positive(float), default=_SERVICE.request_timeout_s,
+                   help=f"seconds before a request is answered 504 (default {_SERVICE.request_timeout_s:g})")
     p.add_argument("--ui", action="store_true", help="also serve the web UI at / (what app.py does)")
-    p.add_argument("--max-upload-bytes", type=_positive(int), default=20_000_000,
-                   help="largest file the web UI accepts (default 20 MB)")
+    p.add_argument("--max-upload-bytes", type=_positive(int), default=_SERVICE.max_upload_bytes,
+                   help=f"largest file the web UI accepts (default {_SERVICE.max_upload_bytes:,} bytes)")
     p.add_argument("--allowed-hosts", default=None, metavar="NAMES",
                    help="Host header names to answer, comma-separated (*.example.com for subdomains, * for any); "
                    "default: those of --host (loopback names on 127.0.0.1; any on 0.0.0.0)")
-    p.add_argument("--header-timeout", type=_positive(float), default=10.0,
-                   help="seconds a client has to send a request's headers (default 10)")
-    p.add_argument("--body-timeout", type=_positive(float), default=60.0,
-                   help="seconds a client has to send a request's body (default 60)")
-    p.add_argument("--max-connections", type=_positive(int), default=512,
-                   help="open connections at most; more are closed at once (default 512)")
+    p.add_argument("--header-timeout", type=_positive(float), default=_SERVICE.header_timeout_s,
+                   help=f"seconds a client has to send a request's headers (default {_SERVICE.header_timeout_s:g})")
+    p.add_argument("--body-timeout", type=_positive(float), default=_SERVICE.body_timeout_s,
+                   help=f"seconds a client has to send a request's body (default {_SERVICE.body_timeout_s:g})")
+    p.add_argument("--max-connections", type=_positive(int), default=_SERVICE.max_connections,
+                   help=f"open connections at most; more are closed at once (default {_SERVICE.max_connections})")
 
     # finetune/ and eval/: options derived from the training configs and eval functions (finetune/cli.py).
     from finetune.cli import add_commands
@@ -410,8 +441,8 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
     p.add_argument("--max-tokens", type=_positive(int), default=128)
     p.add_argument("--naive-requests", type=int, default=8, help="requests for the sequential baseline")
-    p.add_argument("--max-batch-size", type=_positive(int), default=16)
-    p.add_argument("--batching", choices=("auto", "dynamic", "continuous"), default="auto",
+    p.add_argument("--max-batch-size", type=_positive(int), default=_BATCH.max_batch_size)
+    p.add_argument("--batching", choices=BATCHING_BACKENDS, default=_BATCH.backend,
                    help="the server's batcher (see finassist serve --help)")
     p.add_argument("--out", default="docs/benchmarks")
     p.add_argument("--no-progress", action="store_true")
@@ -434,8 +465,8 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=_positive(float), default=60)
     p.add_argument("--max-tokens", type=_positive(int), default=16)
     p.add_argument("--timeout", type=_positive(float), default=10, help="the server's request timeout")
-    p.add_argument("--max-batch-size", type=_positive(int), default=16)
-    p.add_argument("--max-queue", type=_positive(int), default=64)
+    p.add_argument("--max-batch-size", type=_positive(int), default=_BATCH.max_batch_size)
+    p.add_argument("--max-queue", type=_positive(int), default=_BATCH.max_queue)
     p.add_argument("--out", default="docs/benchmarks", help="folder for load.json and load.md")
     return parser
 
@@ -443,6 +474,8 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
 def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    # pypdf warns about the damage it finds in a PDF before failing on it; the error line says it once.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     import warnings
 
     warnings.filterwarnings("ignore")

@@ -1,7 +1,7 @@
 """Continuous batching of chat completions over transformers' ``ContinuousBatchingManager``.
 
-The second batcher backend (``Engine.batch_settings["backend"] = "continuous"``), behind
-the same interface as ``assistant.batching.Batcher``: ``submit`` returns the same
+The second generation backend (``BatchSettings(backend="continuous")``), behind the
+``GenerationBackend`` interface (``assistant/generation.py``): ``submit`` returns the same
 ``GenerationRequest`` handle (sync/async iteration, cancel, stop strings, finish
 reasons, ``ttft_s``), and ``queue_depth``, ``active``, ``batch_listeners`` and
 ``close`` mean the same to the server.
@@ -45,8 +45,10 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from .batching import Batcher, GenerationRequest
-from .engine import Engine
+from .batching import Batcher
+from .chat import ChatModel
+from .generation import GenerationRequest
+from .settings import BatchSettings
 from .types import Message, SamplingParams
 from .errors import GenerationError, QueueFullError, ServiceUnavailableError
 
@@ -64,9 +66,9 @@ def _needs_generate(params: SamplingParams) -> bool:
 class _PausingBatcher(Batcher):
     """The dynamic batcher for the requests CB cannot serve: each ``generate`` runs with the CB loop paused."""
 
-    def __init__(self, engine: Engine, owner: ContinuousBatcher, **settings) -> None:
+    def __init__(self, chat: ChatModel, owner: ContinuousBatcher, settings: BatchSettings) -> None:
         self.owner = owner
-        super().__init__(engine, **settings)
+        super().__init__(chat, settings)
 
     def _run(self, batch: list[GenerationRequest]) -> None:
         with self.owner._paused():
@@ -78,29 +80,25 @@ class ContinuousBatcher:
 
     def __init__(
         self,
-        engine: Engine,
-        max_batch_size: int = 16,
-        max_queue: int = 64,
-        max_wait_ms: float = 5.0,
+        chat: ChatModel,
+        settings: BatchSettings | None = None,
         *,
         cache_tokens: int | None = None,
         max_batch_tokens: int | None = None,
         page_size: int = 256,
         auto_switch_to_flash: bool = False,
     ) -> None:
-        """``max_wait_ms`` is accepted for interface parity and only used by the side batcher (a new
+        """``settings.max_wait_ms`` is only used by the side batcher (a new
         request joins the running batch at the next step). ``cache_tokens``: paged KV cache capacity in
         tokens (default: ``max_batch_size`` requests of up to 2048 tokens each, and at least one full
         context window). ``max_batch_tokens``: tokens per forward pass (prefill chunks plus one per
         decoding request; default ``min(window, 1024)``). ``auto_switch_to_flash``: let transformers
         switch the model to flash attention when installed (off: the model keeps its attention, which
         the side batcher's ``generate`` also uses)."""
-        if max_batch_size < 1 or max_queue < 1:
-            raise ValueError("max_batch_size and max_queue must be at least 1")
-        self.engine = engine
-        self.max_batch_size = max_batch_size
-        self.max_queue = max_queue
-        self.max_wait_ms = max_wait_ms
+        self.settings = settings = settings or BatchSettings()
+        self.chat = chat
+        self.max_batch_size = settings.max_batch_size
+        self.max_queue = settings.max_queue
         self.batch_listeners: list[Callable[[int], None]] = []
         self._cache_tokens = cache_tokens
         self._max_batch_tokens = max_batch_tokens
@@ -113,7 +111,7 @@ class ContinuousBatcher:
         self._request_seconds = 1.0  # running estimate, for Retry-After
         self._closed = False
         self._side: _PausingBatcher | None = None
-        gen = engine.generator
+        gen = chat.loaded
         eos = gen.model.generation_config.eos_token_id
         if eos is None:
             eos = gen.tokenizer.eos_token_id
@@ -134,10 +132,10 @@ class ContinuousBatcher:
         self, messages: Sequence[Message], params: SamplingParams, prompt_ids: torch.Tensor | None = None,
         max_wait_s: float | None = None,
     ) -> GenerationRequest:
-        """Queue a chat completion; ``prompt_ids`` (from ``Engine.prompt_ids``) saves tokenising it twice.
+        """Queue a chat completion; ``prompt_ids`` (from ``ChatModel.prompt_ids``) saves tokenising it twice.
         ``max_wait_s`` bounds the expected wait of the requests that go to the side batcher (``Batcher.submit``);
         the continuous loop admits up to its in-flight limit."""
-        prompt_ids = self.engine._encode_prompt(messages, params, prompt_ids)  # InputTooLongError before queueing
+        prompt_ids = self.chat.encode(messages, params, prompt_ids)  # InputTooLongError before queueing
         with self._lock:
             if self._closed:
                 raise ServiceUnavailableError("the generation service is shutting down")
@@ -150,7 +148,7 @@ class ContinuousBatcher:
                 )
             if _needs_generate(params):
                 return self._side_batcher().submit(messages, params, prompt_ids, max_wait_s=max_wait_s)
-            request = GenerationRequest(prompt_ids[0], params, params.stop + self.engine.plain_stop_strings())
+            request = GenerationRequest(prompt_ids[0], params, self.chat.stop_strings(params))
             self._inflight[request.id] = request
         try:
             accepted = self.manager.add_request(
@@ -192,9 +190,9 @@ class ContinuousBatcher:
         for req in requests:
             self.manager.cancel_request(req.id)
             if req.new_ids:
-                req._finish("cancelled")
+                req.finish("cancelled")
             else:
-                req._fail(ServiceUnavailableError("the generation service is shutting down"))
+                req.fail(ServiceUnavailableError("the generation service is shutting down"))
         if self._side is not None:
             self._side.close()
         try:
@@ -210,7 +208,7 @@ class ContinuousBatcher:
         from transformers import GenerationConfig
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
-        gen = self.engine.generator
+        gen = self.chat.loaded
         window = gen.context_window
         cache_tokens = self._cache_tokens or max(window, self.max_batch_size * min(window, 2048))
         generation_config = GenerationConfig(
@@ -255,7 +253,7 @@ class ContinuousBatcher:
         if not self.manager.is_running():  # nothing to pause (it died and is being restarted)
             yield
             return
-        model = self.engine.generator.model
+        model = self.chat.loaded.model
         with self.manager.pause():
             # CB swaps an eager model to "paged|eager", which plain generate cannot use: swap back meanwhile.
             original = self.manager._original_attn_impl
@@ -270,13 +268,7 @@ class ContinuousBatcher:
 
     def _side_batcher(self) -> _PausingBatcher:
         if self._side is None:
-            self._side = _PausingBatcher(
-                self.engine,
-                self,
-                max_batch_size=self.max_batch_size,
-                max_queue=self.max_queue,
-                max_wait_ms=self.max_wait_ms,
-            )
+            self._side = _PausingBatcher(self.chat, self, self.settings)
             self._side.batch_listeners = self.batch_listeners  # one list: the server's hook sees both
         return self._side
 
@@ -287,7 +279,7 @@ class ContinuousBatcher:
 
     def _dispatch(self) -> None:
         """Route the manager's streamed outputs to their requests; cancel what the clients left."""
-        tokenizer = self.engine.generator.tokenizer
+        tokenizer = self.chat.loaded.tokenizer
         while True:
             if self._closed and not self.manager.is_running():
                 return
@@ -323,7 +315,7 @@ class ContinuousBatcher:
                 req.new_ids.append(token)
                 self._drop(req.id, reason="stop")
                 return
-            req._feed(token, tokenizer)
+            req.feed(token, tokenizer)
             if req.done:  # a stop string matched
                 self._drop(req.id, reason="stop")
                 return
@@ -342,9 +334,9 @@ class ContinuousBatcher:
             return
         self.manager.cancel_request(request_id)  # a no-op for a request the manager already finished
         if exc is not None:
-            req._fail(exc)
+            req.fail(exc)
         else:
-            req._finish(reason or "length")
+            req.finish(reason or "length")
         self._request_seconds = 0.7 * self._request_seconds + 0.3 * (time.perf_counter() - req.submitted)
 
     def _reap_cancelled(self) -> None:

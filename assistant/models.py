@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .device import Runtime, quantize_int8
 from .errors import ModelLoadError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -363,3 +364,90 @@ def context_window(config) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+@dataclass
+class LoadedModel:
+    resolved: ResolvedModel
+    runtime: Runtime
+    model: torch.nn.Module
+    tokenizer: object
+    load_seconds: float
+
+    @property
+    def context_window(self) -> int:
+        return context_window(self.model.config) or 2048  # a config that does not say: a common size
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def read_config(resolved: ResolvedModel) -> dict:
+    """The model's config.json (from its folder or the Hugging Face cache), or {} where there is none."""
+    path = Path(resolved.location) / "config.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(resolved.location, "config.json")
+        return json.loads(Path(hit).read_text()) if isinstance(hit, str) else {}
+    except Exception:
+        return {}
+
+
+def encoder_max_length(enc: LoadedModel) -> int:
+    """The encoder's window in tokens: what its sentence-transformers config trained with, else its own (at most 512)."""
+    # sentence-transformers models record the window they were trained with (256 for MiniLM).
+    st_config = Path(enc.resolved.location) / "sentence_bert_config.json"
+    if st_config.is_file():
+        value = json.loads(st_config.read_text()).get("max_seq_length")
+        if value:
+            return int(value)
+    return min(enc.context_window, 512)
+
+
+def load_model(resolved: ResolvedModel, runtime: Runtime) -> LoadedModel:
+    """Load a resolved model and its tokenizer on ``runtime``'s device and dtype (int8 generator on request)."""
+    import time
+
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    started = time.perf_counter()
+    auto = AutoModelForCausalLM if resolved.role == GENERATOR else AutoModel
+    common = {"local_files_only": resolved.local_files_only, "dtype": runtime.dtype}
+    # Loading safetensors takes a second or two: a progress bar would only be noise.
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.location, local_files_only=resolved.local_files_only)
+        try:
+            model = auto.from_pretrained(resolved.location, attn_implementation=runtime.attn_implementation, **common)
+        except ValueError as exc:  # an architecture without SDPA support: its default attention
+            if "attn_implementation" not in str(exc) and "sdpa" not in str(exc).lower():
+                raise
+            model = auto.from_pretrained(resolved.location, **common)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"could not load {resolved.role} {resolved.spec!r} from {resolved.origin}: {exc}") from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    model.to(runtime.device).eval()
+    if runtime.quantization == "int8" and resolved.role == GENERATOR:
+        model = quantize_int8(model)
+    if resolved.role == ENCODER:
+        record_pooling(model, Path(resolved.location))
+    seconds = time.perf_counter() - started
+    log.info("loaded %s %s on %s in %.1fs", resolved.role, resolved.name, runtime.describe(), seconds)
+    return LoadedModel(resolved, runtime, model, tokenizer, seconds)
+
+
+def record_pooling(model, location: Path) -> None:
+    """Mean pooling unless a sentence-transformers pooling config asks for CLS."""
+    pooling = location / "1_Pooling" / "config.json"
+    mode = "mean"
+    if pooling.is_file() and json.loads(pooling.read_text()).get("pooling_mode_cls_token"):
+        mode = "cls"
+    model.config.finassist_pooling = mode

@@ -237,7 +237,7 @@ def mount_ui(app, assistant: Assistant, *, path: str = "/", api_key: str | None 
     """
     settings = assistant.engine.batch_settings
     demo = build_ui(assistant, max_file_bytes=max_file_bytes)
-    demo.queue(default_concurrency_limit=settings["max_batch_size"], max_size=settings["max_queue"])
+    demo.queue(default_concurrency_limit=settings.max_batch_size, max_size=settings.max_queue)
     # Gradio checks that the files a request names were uploaded (not any path on the server) only for
     # apps it launched itself; a mounted app must say it is running for that check to apply.
     demo.has_launched = True

@@ -17,6 +17,9 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from .chat import ChatModel
+from .generation import GenerationRequest
+from .settings import BatchSettings
 from .types import Generation, Message, SamplingParams
 from .errors import AssistantError, InputTooLongError, InvalidParameterError, ModelNotFoundError, QueueFullError
 
@@ -73,6 +76,9 @@ class UpstreamClient:
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.repetition_penalty != 1.0:
+            # Not in OpenAI's API; vLLM's and llama.cpp's servers take it as an extra field (OpenAI ignores it).
+            body["repetition_penalty"] = params.repetition_penalty
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body
@@ -115,15 +121,18 @@ class UpstreamClient:
                     chunk = json.loads(line[6:])
                     usage = chunk.get("usage") or usage
                     for choice in chunk.get("choices") or []:
-                        request._emit(choice.get("delta", {}).get("content") or "")
+                        request.emit(choice.get("delta", {}).get("content") or "")
                         reason = choice.get("finish_reason") or reason
         except AssistantError as exc:
-            request._fail(exc)
+            request.fail(exc)
+            return
+        except httpx.ConnectError as exc:
+            request.fail(UpstreamError(f"upstream {url} unreachable: {exc}"))
             return
         except (httpx.HTTPError, ValueError) as exc:
-            request._fail(UpstreamError(f"upstream {url} failed: {exc}"))
+            request.fail(UpstreamError(f"upstream {url} failed: {exc}"))
             return
-        request._finish(
+        request.finish(
             reason,
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
@@ -134,23 +143,23 @@ class UpstreamClient:
 
 
 class UpstreamBatcher:
-    """The batcher interface (``submit``, ``queue_depth``, ``active``) over an upstream server."""
+    """The ``GenerationBackend`` over an upstream server: each request streams on its own thread, at
+    most ``max_batch_size + max_queue`` in flight (more are refused, as the local batchers refuse)."""
 
-    def __init__(self, engine, client: UpstreamClient, max_batch_size: int = 16, max_queue: int = 64, **_) -> None:
-        self.engine = engine
+    def __init__(self, chat: ChatModel, client: UpstreamClient, settings: BatchSettings | None = None) -> None:
+        settings = settings or BatchSettings()
+        self.chat = chat
         self.client = client
-        self.limit = max_batch_size + max_queue
+        self.limit = settings.max_batch_size + settings.max_queue
         self.batch_listeners: list[Callable[[int], None]] = []
         self._in_flight = 0
         self._lock = threading.Lock()
 
     def submit(self, messages: Sequence[Message], params: SamplingParams, prompt_ids=None,
-               max_wait_s: float | None = None):
+               max_wait_s: float | None = None) -> GenerationRequest:
         """``max_wait_s`` is not used: the upstream server queues and refuses on its own."""
-        from .batching import GenerationRequest
-
-        # local limit check and prompt token estimate
-        prompt_ids = self.engine._encode_prompt(messages, params, prompt_ids)
+        # The local tokenizer checks the window and estimates the prompt's tokens (the upstream counts its own).
+        prompt_ids = self.chat.encode(messages, params, prompt_ids)
         request = GenerationRequest(prompt_ids[0], params, ())
         with self._lock:
             if self._in_flight >= self.limit:

@@ -138,14 +138,15 @@ def run_load_benchmark(
     import uvicorn
 
     from assistant.api import Assistant
+    from assistant.settings import BatchSettings
     from assistant.guards import uvicorn_config
     from assistant.server import create_app
 
     if clients < 1 or seconds <= 0 or seconds > 3600:
         raise ValueError("clients must be positive and seconds in (0, 3600]")
-    assistant = Assistant(generator=generator, encoder=encoder, device=device, dtype=dtype, audit=None)
+    assistant = Assistant(generator=generator, encoder=encoder, device=device, dtype=dtype, audit=None,
+                          batch_settings=BatchSettings(max_batch_size=max_batch_size, max_queue=max_queue))
     engine = assistant.engine
-    engine.batch_settings.update(max_batch_size=max_batch_size, max_queue=max_queue)
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     app = create_app(assistant, request_timeout_s=timeout, max_tokens_limit=max(max_tokens, 16))

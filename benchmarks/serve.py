@@ -250,12 +250,12 @@ def run_serve_benchmark(
     from tqdm import tqdm
 
     from assistant.api import Assistant
+    from assistant.settings import BatchSettings
     from assistant.server import create_app
 
-    assistant = Assistant(generator=generator, device=device, dtype=dtype)
+    settings = BatchSettings(max_batch_size=max_batch_size, max_queue=max(64, 2 * max(concurrency)), backend=batching)
+    assistant = Assistant(generator=generator, device=device, dtype=dtype, batch_settings=settings)
     engine = assistant.engine
-    engine.batch_settings.update(max_batch_size=max_batch_size, max_queue=max(64, 2 * max(concurrency)),
-                                 backend=batching)
     model_name = engine.describe()[0]["name"]
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"

@@ -223,6 +223,19 @@ def fresh_engine(tiny_gpt2_dir, tiny_bert_dir):
     return Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu")
 
 
+@pytest.fixture
+def make_engine(tiny_gpt2_dir, tiny_bert_dir):
+    """New engines over the tiny models with the batching settings given (``BatchSettings``' fields)."""
+    from assistant.engine import Engine
+    from assistant.settings import BatchSettings
+
+    def make(**batching) -> Engine:
+        return Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu",
+                      batch_settings=BatchSettings(**batching))
+
+    return make
+
+
 # -------------------------------------------------------------------- the CLI
 
 

@@ -9,24 +9,15 @@ import time
 import pytest
 
 from assistant.batching import Batcher
+from assistant.settings import BatchSettings
 from assistant.types import SamplingParams
 from assistant.errors import InputTooLongError, QueueFullError
 
-PROMPTS = [
-    "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.",
-    "Sales fell.",
-    "The company is based in Helsinki and employs 200 people in Finland and Sweden.",
-    "Net sales increased by 5 % to EUR 30 mn in the period from January to March.",
-]
-
-
-def chat(text: str) -> list[dict]:
-    return [{"role": "user", "content": text}]
-
+from chat_prompts import PROMPTS, chat
 
 @pytest.fixture
 def batcher(tiny_engine):
-    b = Batcher(tiny_engine, max_batch_size=8, max_queue=16, max_wait_ms=50)
+    b = Batcher(tiny_engine.chat, BatchSettings(max_batch_size=8, max_queue=16, max_wait_ms=50))
     yield b
     b.close()
 
@@ -85,7 +76,7 @@ def test_cancel_frees_the_row(batcher):
 
 
 def test_full_queue_refuses_with_retry_after(tiny_engine):
-    b = Batcher(tiny_engine, max_batch_size=1, max_queue=1, max_wait_ms=0)
+    b = Batcher(tiny_engine.chat, BatchSettings(max_batch_size=1, max_queue=1, max_wait_ms=0))
     try:
         running = b.submit(chat(PROMPTS[0]), SamplingParams(max_new_tokens=300))
         deadline = time.time() + 5
@@ -135,7 +126,7 @@ def test_engine_owns_one_batcher(fresh_engine):
 def test_requests_that_would_overflow_the_window_together_run_apart(tiny_engine, batcher):
     window = tiny_engine.context_window
     long_prompt = chat("Operating profit rose to EUR 13.1 mn. " * 60)
-    long_tokens = tiny_engine._encode_prompt(long_prompt, SamplingParams(max_new_tokens=8)).shape[1]
+    long_tokens = tiny_engine.chat.encode(long_prompt, SamplingParams(max_new_tokens=8)).shape[1]
     short_new = window - long_tokens  # fits alone, and the short prompt with many new tokens fits alone...
     many_new = window - 40            # ...but padded to the long prompt, the second would overflow the window
     assert long_tokens + many_new > window

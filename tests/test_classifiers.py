@@ -273,7 +273,7 @@ def test_compact_head_shares_the_engines_encoder(compact_head_run, tiny_gpt2_dir
     assistant = Assistant(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu",
                           classifiers={"unfair-tos": compact_head_run})
     clf = assistant.engine.classifier("unfair-tos")
-    assert clf.encoder_engine is assistant.engine, "the head embeds with the engine's own encoder"
+    assert clf.sentence_encoder is assistant.engine.sentence_encoder, "the head embeds with the engine's own encoder"
     own = FineTunedClassifier(compact_head_run, device="cpu").predict_scores(TOS)
     shared = clf.predict_scores(TOS)
     assert torch.allclose(own, shared, atol=1e-5)
@@ -283,14 +283,14 @@ def test_classify_tasks_embeds_once_for_heads_on_one_encoder(compact_head_run, t
                                                             sentiment_lora_run):
     assistant = Assistant(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu",
                           classifiers={"unfair-tos": compact_head_run, "sentiment": sentiment_lora_run})
-    engine = assistant.engine
+    encoder = assistant.engine.sentence_encoder
     passes = []
-    original = engine.encode
-    engine.encode = lambda texts, **kw: passes.append(len(texts)) or original(texts, **kw)  # count passes
+    original = encoder.encode
+    encoder.encode = lambda texts, **kw: passes.append(len(texts)) or original(texts, **kw)  # count passes
     try:
         both = assistant.classify_tasks(TOS, ["unfair-tos", "contract-clause", "sentiment"])
     finally:
-        del engine.encode
+        del encoder.encode
     assert set(both) == {"unfair-tos", "contract-clause", "sentiment"}
     # zero-shot contract-clause embeds the label descriptions once, then shares the texts' pass
     text_passes = [n for n in passes if n == len(TOS)]

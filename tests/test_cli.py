@@ -211,3 +211,36 @@ def test_bad_usage_exits_2(run_cli, args):
     assert proc.returncode == 2, proc.stderr
     assert "usage:" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------ files read as the UI reads them
+
+
+def test_summarize_reads_a_pdf_as_the_ui_does(run_cli, models, tmp_path):
+    from pdfs import text_pdf
+
+    from assistant.documents import read_document
+
+    pages = ["Net sales rose 12% to EUR 40.1 mn in the third quarter.", "Operating profit was EUR 5.2 mn."]
+    pdf = text_pdf(tmp_path / "report.pdf", pages)
+    text = read_document(pdf)
+    assert "EUR 40.1 mn" in text and "EUR 5.2 mn" in text
+    plain = tmp_path / "report.txt"
+    plain.write_text(text)
+    from_pdf = json.loads(_ok(run_cli("summarize", *models, "--json", "--style", "headline", str(pdf))))
+    from_txt = json.loads(_ok(run_cli("summarize", *models, "--json", "--style", "headline", str(plain))))
+    assert from_pdf["source_tokens"] == from_txt["source_tokens"] > 10
+    assert from_pdf["text"] == from_txt["text"]
+
+
+def test_a_broken_pdf_is_one_error_line(run_cli, models, tmp_path):
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7\n this is no PDF body")
+    assert "broken.pdf" in _user_error(run_cli("summarize", *models, str(broken)))
+
+
+def test_classify_reads_the_text_column_of_a_csv(run_cli, models, tmp_path):
+    table = tmp_path / "sentences.csv"
+    table.write_text("id,sentence\n1,Net sales doubled.\n2,The company cut its dividend.\n3,Sales were flat.\n")
+    data = json.loads(_ok(run_cli("classify", *models, "--json", str(table), TEXT)))
+    assert len(data) == 4  # the three rows of the CSV, then the text argument

@@ -13,11 +13,12 @@ import time
 
 import pytest
 import torch
-from test_batching import PROMPTS, chat  # the same prompts as the dynamic batcher's tests
+from chat_prompts import PROMPTS, chat
 
 from assistant.batching import Batcher
 from assistant.continuous import ContinuousBatcher
 from assistant.engine import Engine
+from assistant.settings import BatchSettings
 from assistant.types import SamplingParams
 from assistant.errors import InputTooLongError, InvalidParameterError, QueueFullError, ServiceUnavailableError
 
@@ -36,7 +37,7 @@ def manager_holds(cb: ContinuousBatcher, request_id: str) -> bool:
 
 @pytest.fixture
 def cb(tiny_engine):
-    b = ContinuousBatcher(tiny_engine, max_batch_size=8, max_queue=16)
+    b = ContinuousBatcher(tiny_engine.chat, BatchSettings(max_batch_size=8, max_queue=16))
     yield b
     b.close()
 
@@ -51,7 +52,7 @@ def reference(tiny_engine):
 def test_greedy_output_equals_generate_and_the_dynamic_batcher(tiny_engine, cb, reference):
     assert isinstance(tiny_engine.batcher(), Batcher)
     params = SamplingParams(max_new_tokens=12)
-    ids = tiny_engine._encode_prompt(chat(PROMPTS[0]), params)
+    ids = tiny_engine.chat.encode(chat(PROMPTS[0]), params)
     gen = tiny_engine.generator
     with torch.inference_mode():
         plain = gen.model.generate(
@@ -167,7 +168,7 @@ def test_leaving_the_loop_early_cancels(cb):
 
 
 def test_full_queue_refuses_with_retry_after(tiny_engine):
-    b = ContinuousBatcher(tiny_engine, max_batch_size=1, max_queue=1)
+    b = ContinuousBatcher(tiny_engine.chat, BatchSettings(max_batch_size=1, max_queue=1))
     try:
         first = b.submit(chat(PROMPTS[0]), SamplingParams(max_new_tokens=300))
         second = b.submit(chat(PROMPTS[1]), SamplingParams(max_new_tokens=300))
@@ -222,7 +223,7 @@ def test_an_eager_model_serves_both_paths_and_gets_its_attention_back(tiny_gpt2_
     model.set_attn_implementation("eager")
     penalised, greedy = SamplingParams(max_new_tokens=10, repetition_penalty=1.3), SamplingParams(max_new_tokens=10)
     expected = [engine.generate(chat(PROMPTS[1]), p).text for p in (penalised, greedy)]
-    b = ContinuousBatcher(engine, max_batch_size=4, max_queue=4)
+    b = ContinuousBatcher(engine.chat, BatchSettings(max_batch_size=4, max_queue=4))
     try:
         assert model.config._attn_implementation == "paged|eager"
         handles = [b.submit(chat(PROMPTS[1]), p) for p in (penalised, greedy)]
@@ -234,7 +235,7 @@ def test_an_eager_model_serves_both_paths_and_gets_its_attention_back(tiny_gpt2_
 
 
 def test_close_ends_requests_and_stops_the_threads(tiny_engine):
-    b = ContinuousBatcher(tiny_engine, max_batch_size=2, max_queue=2)
+    b = ContinuousBatcher(tiny_engine.chat, BatchSettings(max_batch_size=2, max_queue=2))
     handle = b.submit(chat(PROMPTS[0]), SamplingParams(max_new_tokens=500))
     pieces = iter(handle)
     next(pieces)
@@ -252,15 +253,13 @@ def test_engine_backend_setting_chooses_the_batcher(tiny_gpt2_dir, tiny_bert_dir
     engines = []
     try:
         for backend, kind in (("auto", Batcher), ("dynamic", Batcher), ("continuous", ContinuousBatcher)):
-            engine = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu")
-            engine.batch_settings.update(backend=backend, max_batch_size=4)
+            engine = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu",
+                            batch_settings=BatchSettings(backend=backend, max_batch_size=4))
             engines.append(engine)
             assert type(engine.batcher()) is kind and engine.batcher() is engine.batcher()
         assert engines[-1].generate(chat("Sales fell."), SamplingParams(max_new_tokens=3)).completion_tokens == 3
-        engine = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu")
-        engine.batch_settings["backend"] = "vllm"
-        with pytest.raises(InvalidParameterError, match="auto, dynamic or continuous"):
-            engine.batcher()
+        with pytest.raises(InvalidParameterError, match="auto, dynamic, continuous"):
+            BatchSettings(backend="vllm")
     finally:
         for engine in engines:
             engine.batcher().close()
@@ -275,8 +274,8 @@ def test_http_service_over_the_continuous_backend(tiny_gpt2_dir, tiny_bert_dir):
     from assistant import Assistant
     from assistant.server import create_app
 
-    engine = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu")
-    engine.batch_settings.update(backend="continuous", max_batch_size=4, max_queue=4)
+    engine = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu",
+                    batch_settings=BatchSettings(backend="continuous", max_batch_size=4, max_queue=4))
     server = LiveServer(create_app(Assistant(engine=engine)))
     try:
         assert isinstance(engine.batcher(), ContinuousBatcher)
@@ -318,7 +317,7 @@ def test_chat_template_model_with_end_of_turn(tiny_smollm2_dir, tiny_bert_dir):
     engine = Engine(generator=tiny_smollm2_dir, encoder=tiny_bert_dir, device="cpu")
     params = SamplingParams(max_new_tokens=16)
     expected = [engine.generate(chat(p), params) for p in PROMPTS[:2]]
-    b = ContinuousBatcher(engine, max_batch_size=4, max_queue=4)
+    b = ContinuousBatcher(engine.chat, BatchSettings(max_batch_size=4, max_queue=4))
     try:
         handles = [b.submit(chat(p), params) for p in PROMPTS[:2]]
         for handle, ref in zip(handles, expected):
@@ -346,7 +345,7 @@ def test_real_generator_on_cuda_matches_the_dynamic_batcher():
     params = SamplingParams(max_new_tokens=32)
     questions = ["What is EBITDA?", "What does a debt-to-equity ratio tell me?", "Define free cash flow."]
     expected = [engine.generate(chat(q), params) for q in questions]
-    b = ContinuousBatcher(engine, max_batch_size=16, max_queue=16)
+    b = ContinuousBatcher(engine.chat, BatchSettings(max_batch_size=16, max_queue=16))
     try:
         handles = [b.submit(chat(q), params) for q in questions]
         for handle, ref in zip(handles, expected):

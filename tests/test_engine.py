@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from assistant.batching import GenerationRequest
+from assistant.generation import GenerationRequest
 from assistant.engine import Engine
 from assistant.types import Generation, SamplingParams
 from assistant.errors import InputTooLongError, InvalidParameterError

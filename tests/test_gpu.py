@@ -35,7 +35,7 @@ def fp32_engine():
 def _greedy_ids(engine: Engine, question: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompt ids and exactly ``n`` greedy new ids, from plain ``generate`` on the engine's model."""
     messages = [{"role": "user", "content": question}]
-    prompt = engine._encode_prompt(messages, SamplingParams(max_new_tokens=n))
+    prompt = engine.chat.encode(messages, SamplingParams(max_new_tokens=n))
     model = engine.generator.model
     with torch.inference_mode():
         out = model.generate(prompt.cuda(), attention_mask=torch.ones_like(prompt).cuda(), max_new_tokens=n,

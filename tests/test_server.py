@@ -483,9 +483,8 @@ def test_request_timeout(engine):
 # --------------------------------------------------------------- queue limits
 
 
-def test_queue_full_answers_429_with_retry_after(tiny_gpt2_dir, tiny_bert_dir):
-    small = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu")
-    small.batch_settings.update(max_batch_size=1, max_queue=1)
+def test_queue_full_answers_429_with_retry_after(make_engine):
+    small = make_engine(max_batch_size=1, max_queue=1)
     server = LiveServer(create_app(Assistant(engine=small)))
     try:
         def one(i: int) -> httpx.Response:

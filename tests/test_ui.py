@@ -18,6 +18,7 @@ from live_server import LiveServer
 from assistant import Assistant
 from assistant.engine import Engine
 from assistant.server import create_app
+from assistant.settings import BatchSettings
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # gradio_client would report its start to the hub
 gradio_client = pytest.importorskip("gradio_client")
@@ -26,9 +27,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def engine(tiny_gpt2_dir, tiny_bert_dir) -> Engine:
-    engine = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu")
-    engine.batch_settings.update(max_batch_size=4, max_queue=8)
-    return engine
+    return Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu",
+                  batch_settings=BatchSettings(max_batch_size=4, max_queue=8))
 
 
 @pytest.fixture(scope="module")

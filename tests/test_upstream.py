@@ -15,9 +15,11 @@ import pytest
 
 from assistant import Assistant, Engine, SamplingParams
 from assistant.server import create_app
-from assistant.upstream import UpstreamError
+from assistant.errors import QueueFullError
+from assistant.settings import BatchSettings
+from assistant.upstream import UpstreamBatcher, UpstreamError
 
-from test_server import LiveServer  # the real-uvicorn helper of the server tests
+from live_server import LiveServer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -54,7 +56,32 @@ def test_engine_generate_goes_upstream(upstream, tiny_gpt2_dir, tiny_bert_dir):
     assert result.text == direct.text
     assert result.completion_tokens == direct.completion_tokens == 10
     assert result.prompt_tokens == direct.prompt_tokens
-    assert remote.loaded("generator") is None, "the front engine generated locally"
+    assert isinstance(remote.batcher(), UpstreamBatcher), "the front engine generated locally"
+
+
+def test_upstream_generate_is_admitted_like_a_stream(upstream, tiny_gpt2_dir, tiny_bert_dir):
+    """generate() takes the same in-flight limit as stream(): with one running and one waiting, a third
+    caller is refused at once, whichever of the two it uses."""
+    server, _ = upstream
+    remote = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu", upstream=server.url,
+                    batch_settings=BatchSettings(max_batch_size=1, max_queue=1))
+    held = [remote.stream(MESSAGES, SamplingParams(max_new_tokens=400)) for _ in range(2)]
+    try:
+        with pytest.raises(QueueFullError, match="busy"):
+            remote.generate(MESSAGES, SamplingParams(max_new_tokens=4))
+    finally:
+        for handle in held:
+            handle.cancel()
+            list(handle)
+
+
+def test_repetition_penalty_reaches_the_upstream(upstream, tiny_gpt2_dir, tiny_bert_dir):
+    server, local = upstream
+    plain = local.generate(MESSAGES, SamplingParams(max_new_tokens=24))
+    penalised = local.generate(MESSAGES, SamplingParams(max_new_tokens=24, repetition_penalty=2.0))
+    assert penalised.text != plain.text, "the penalty changes nothing on this model: pick another prompt"
+    remote = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu", upstream=server.url)
+    assert remote.generate(MESSAGES, SamplingParams(max_new_tokens=24, repetition_penalty=2.0)).text == penalised.text
 
 
 def test_chat_through_front_equals_upstream(front, upstream):

@@ -182,11 +182,11 @@ class ClassifyTask(Task):
         for task, item in prepared.items():
             clf = item.classifier
             # zero-shot tasks embed with the engine's encoder, head runs with theirs (often the same)
-            engine = clf.encoder_engine if clf is not None else self.engine
+            encoder = clf.sentence_encoder if clf is not None else self.engine.sentence_encoder
             embeddings = None
-            if engine is not None:
-                if id(engine) not in shared:
-                    shared[id(engine)] = engine.encode(item.texts)
-                embeddings = shared[id(engine)]
+            if encoder is not None:
+                if id(encoder) not in shared:
+                    shared[id(encoder)] = encoder.encode(item.texts)
+                embeddings = shared[id(encoder)]
             results[task] = self.postprocess(self.forward(item, embeddings=embeddings))
         return results

@@ -88,7 +88,7 @@ class SummarizeTask(Task):
         """Run the chunk prompts concurrently: they go through the batcher together, so a
         transcript of n chunks costs about one batched pass, not n sequential ones. At most a
         batch's worth is in flight, so one long text never fills the service's queue."""
-        window = max(1, int(getattr(self.engine, "batch_settings", {}).get("max_batch_size", 8)))
+        window = self.engine.batch_settings.max_batch_size
         results: list[Generation] = []
         for start in range(0, len(instructions), window):
             requests = [self.engine.stream(*self._request(text, max_new_tokens))

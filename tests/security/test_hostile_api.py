@@ -246,8 +246,8 @@ def _slowed(engine, seconds_per_step: float = 0.02):
     return engine.generator.model.register_forward_pre_hook(lambda *_: time.sleep(seconds_per_step))
 
 
-def test_dropped_streams_leave_the_queue_at_once(fresh_engine):
-    fresh_engine.batch_settings.update(max_batch_size=1, max_queue=4)
+def test_dropped_streams_leave_the_queue_at_once(make_engine):
+    fresh_engine = make_engine(max_batch_size=1, max_queue=4)
     _slowed(fresh_engine)
     server = LiveServer(create_app(Assistant(engine=fresh_engine), max_tokens_limit=1000))
     batcher = fresh_engine.batcher()
@@ -276,8 +276,8 @@ def test_dropped_streams_leave_the_queue_at_once(fresh_engine):
         fresh_engine.batcher().close()
 
 
-def test_admission_refuses_what_cannot_be_served_in_time(fresh_engine):
-    fresh_engine.batch_settings.update(max_batch_size=1, max_queue=64)
+def test_admission_refuses_what_cannot_be_served_in_time(make_engine):
+    fresh_engine = make_engine(max_batch_size=1, max_queue=64)
     _slowed(fresh_engine)
     server = LiveServer(create_app(Assistant(engine=fresh_engine), max_tokens_limit=1000, request_timeout_s=1.5))
     batcher = fresh_engine.batcher()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -11,34 +10,9 @@ import pytest
 from assistant.documents import _pdf_text, read_document, read_texts_csv
 from assistant.errors import AssistantError, InputTooLongError, InvalidInputError
 
+from pdfs import pdf_bomb
+
 pytestmark = pytest.mark.timeout(120)
-
-
-def pdf_bomb(path: Path, pages: int = 400, repeat: int = 40_000, text: bool = True) -> Path:
-    """A small PDF whose pages all share one compressed content stream that inflates to megabytes
-    (``text=False``: drawing operators only, so no text cap is reached)."""
-    from pypdf import PdfWriter
-    from pypdf.generic import DictionaryObject, EncodedStreamObject, NameObject
-
-    op = b"BT /F1 12 Tf 72 712 Td (Revenue rose) Tj ET\n" if text else b"1 0 0 1 0 0 cm 0 0 m 1 1 l S\n"
-    stream = EncodedStreamObject()
-    stream._data = zlib.compress(op * repeat, 9)
-    stream[NameObject("/Filter")] = NameObject("/FlateDecode")
-    writer = PdfWriter()
-    content = writer._add_object(stream)
-    font = writer._add_object(DictionaryObject({
-        NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
-        NameObject("/BaseFont"): NameObject("/Helvetica"),
-    }))
-    for _ in range(pages):
-        page = writer.add_blank_page(612, 792)
-        page[NameObject("/Contents")] = content
-        page[NameObject("/Resources")] = DictionaryObject({
-            NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})
-        })
-    with path.open("wb") as fh:
-        writer.write(fh)
-    return path
 
 
 @pytest.mark.parametrize("text", [True, False])

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from conftest import assert_error, assert_healthy, raw_request
 from live_server import LiveServer
-from test_hostile_files import pdf_bomb
+from pdfs import pdf_bomb
 
 from assistant import Assistant
 from assistant.errors import InvalidInputError

@@ -1,0 +1,204 @@
+"""The contract between the engine and a generation backend, and the handle of one request.
+
+A backend (the dynamic batcher in ``batching``, transformers' continuous batching in
+``continuous``, an upstream OpenAI-compatible server in ``upstream``) is built from a
+``ChatModel`` (``assistant/chat.py``) and a ``BatchSettings``; it admits requests (or refuses
+them with ``QueueFullError``), and streams each one's text into its ``GenerationRequest``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from .types import Generation, Message, SamplingParams
+
+
+@runtime_checkable
+class GenerationBackend(Protocol):
+    """What the engine needs of a backend."""
+
+    #: Called with the size of each batch as it starts (metrics).
+    batch_listeners: list[Callable[[int], None]]
+
+    def submit(self, messages: Sequence[Message], params: SamplingParams, prompt_ids: torch.Tensor | None = None,
+               max_wait_s: float | None = None) -> GenerationRequest:
+        """Admit one chat completion (or raise ``QueueFullError`` / ``InputTooLongError`` now).
+        ``prompt_ids``: the prompt already encoded (saves tokenising twice); ``max_wait_s``: refuse a
+        request that would wait longer than this for its turn."""
+        ...
+
+    def queue_depth(self) -> int:
+        """Requests admitted but not yet running."""
+        ...
+
+    def active(self) -> int:
+        """Requests running now."""
+        ...
+
+    def close(self) -> None:
+        """Stop: requests still waiting or running fail with ``ServiceUnavailableError``."""
+        ...
+
+
+_END = object()
+_ids = itertools.count(1)
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to the first stop string, and whether there was one."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def partial_stop_suffix(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
+    best = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:n]):
+                best = n
+                break
+    return best
+
+
+class GenerationRequest:
+    """Handle of one submitted chat completion: iterate (sync or async) for its text pieces."""
+
+    def __init__(self, prompt_ids: torch.Tensor, params: SamplingParams, stops: tuple[str, ...]) -> None:
+        self.id = f"req-{next(_ids)}"
+        self.prompt_ids = prompt_ids
+        self.prompt_tokens = int(prompt_ids.shape[-1])
+        self.params = params
+        self.stops = stops
+        self.result: Generation | None = None
+        self.ttft_s: float | None = None
+        self.submitted = time.perf_counter()
+        self._pieces: queue.Queue = queue.Queue()
+        # Set by __aiter__: pieces then go straight to the consumer's event loop, so a waiting
+        # async consumer holds no thread (a thread per waiting stream would starve the pool).
+        self._async: tuple[asyncio.AbstractEventLoop, asyncio.Queue] | None = None
+        self._handoff = threading.Lock()
+        self._cancelled = threading.Event()
+        #: Set by the backend while the request waits: takes it out of the queue when it is cancelled.
+        self.on_cancel: Callable[[GenerationRequest], None] | None = None
+        # Filled by the batcher thread while the request runs:
+        self.new_ids: list[int] = []
+        self.done = False
+        self._emitted = ""
+        self._held = ""
+        self._stop_hit = False
+
+    # -------------------------------------------------------------- consumer side
+
+    def cancel(self) -> None:
+        """The client went away: leave the queue now, or free this request's row at the next decoding step."""
+        if self._cancelled.is_set():
+            return
+        self._cancelled.set()
+        withdraw = self.on_cancel
+        if withdraw is not None:
+            withdraw(self)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    @staticmethod
+    def _piece(item: object) -> str | None:
+        """A text piece, None at the end; a failure is raised."""
+        if isinstance(item, BaseException):
+            raise item
+        return None if item is _END else item  # type: ignore[return-value]
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            while (piece := self._piece(self._pieces.get())) is not None:
+                yield piece
+        finally:
+            if not self.done:  # the consumer left early: free the row
+                self.cancel()
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue = asyncio.Queue()
+        with self._handoff:
+            while not self._pieces.empty():  # what arrived before we started listening
+                items.put_nowait(self._pieces.get_nowait())
+            self._async = (loop, items)
+        try:
+            while (piece := self._piece(await items.get())) is not None:
+                yield piece
+        finally:
+            if not self.done:  # the consumer left early (client gone): free the row
+                self.cancel()
+
+    # -------------------------------------------------------------- backend side
+    # A generation backend calls these from its own thread: feed (a local model's tokens) or emit
+    # (an upstream server's text), then finish or fail exactly once.
+
+    def _put(self, item: object) -> None:
+        with self._handoff:
+            if self._async is None:
+                self._pieces.put(item)
+                return
+            loop, items = self._async
+        try:
+            loop.call_soon_threadsafe(items.put_nowait, item)
+        except RuntimeError:  # the consumer's event loop is gone: nobody is listening
+            self.cancel()
+
+    def emit(self, text: str) -> None:
+        """Send text on to the consumer (an upstream server's pieces come as text, not tokens)."""
+        if text:
+            if self.ttft_s is None:
+                self.ttft_s = time.perf_counter() - self.submitted
+            self._emitted += text
+            self._put(text)
+
+    def feed(self, token: int, tokenizer) -> None:
+        """Take one new token; emit the text that is now certain (not part of a possible stop string)."""
+        self.new_ids.append(token)
+        text = tokenizer.decode(self.new_ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the next token
+            return
+        fresh = text[len(self._emitted) + len(self._held) :]
+        self._held += fresh
+        cut, hit = cut_at_stop(self._held, self.stops)
+        if hit:
+            self.emit(cut)
+            self._held = ""
+            self._stop_hit = True
+            self.done = True
+            return
+        safe = len(self._held) - partial_stop_suffix(self._held, self.stops)
+        if safe > 0:
+            self.emit(self._held[:safe])
+            self._held = self._held[safe:]
+
+    def finish(self, reason: str, prompt_tokens: int | None = None, completion_tokens: int | None = None) -> None:
+        """End the request; an upstream server passes its own token counts."""
+        if not self._stop_hit:
+            self.emit(self._held)
+        self._held = ""
+        self.done = True
+        self.result = Generation(
+            text=self._emitted.strip(),
+            prompt_tokens=self.prompt_tokens if prompt_tokens is None else int(prompt_tokens),
+            completion_tokens=len(self.new_ids) if completion_tokens is None else int(completion_tokens),
+            finish_reason="stop" if self._stop_hit else reason,
+        )
+        self._put(_END)
+
+    def fail(self, exc: BaseException) -> None:
+        """End the request with an error, raised to its consumer."""
+        self.done = True
+        self._put(exc)
+        self._put(_END)

@@ -1,0 +1,58 @@
+"""PDFs built for the tests with pypdf: a real text layer, and a decompression bomb."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+
+def text_pdf(path: Path, pages: list[str]) -> Path:
+    """A PDF with one line of text per page, in a real text layer (Helvetica)."""
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = PdfWriter()
+    font = writer._add_object(_helvetica())
+    for line in pages:
+        escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        stream = DecodedStreamObject()
+        stream.set_data(f"BT /F1 12 Tf 72 712 Td ({escaped}) Tj ET\n".encode("latin-1"))
+        page = writer.add_blank_page(612, 792)
+        page[NameObject("/Contents")] = writer._add_object(stream)
+        page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+    with path.open("wb") as fh:
+        writer.write(fh)
+    return path
+
+
+def _helvetica():
+    from pypdf.generic import DictionaryObject, NameObject
+
+    return DictionaryObject({
+        NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+        NameObject("/BaseFont"): NameObject("/Helvetica"),
+    })
+
+
+def pdf_bomb(path: Path, pages: int = 400, repeat: int = 40_000, text: bool = True) -> Path:
+    """A small PDF whose pages all share one compressed content stream that inflates to megabytes
+    (``text=False``: drawing operators only, so no text cap is reached)."""
+    from pypdf import PdfWriter
+    from pypdf.generic import DictionaryObject, EncodedStreamObject, NameObject
+
+    op = b"BT /F1 12 Tf 72 712 Td (Revenue rose) Tj ET\n" if text else b"1 0 0 1 0 0 cm 0 0 m 1 1 l S\n"
+    stream = EncodedStreamObject()
+    stream._data = zlib.compress(op * repeat, 9)
+    stream[NameObject("/Filter")] = NameObject("/FlateDecode")
+    writer = PdfWriter()
+    content = writer._add_object(stream)
+    font = writer._add_object(_helvetica())
+    for _ in range(pages):
+        page = writer.add_blank_page(612, 792)
+        page[NameObject("/Contents")] = content
+        page[NameObject("/Resources")] = DictionaryObject({
+            NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})
+        })
+    with path.open("wb") as fh:
+        writer.write(fh)
+    return path
