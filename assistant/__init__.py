@@ -24,9 +24,10 @@ from .errors import (
     UnknownTaskError,
 )
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
+    "__version__",
     "Assistant",
     "Engine",
     "Generation",

@@ -152,7 +152,7 @@ class Assistant:
         store = self.audit_store
         if store is None:
             return None
-        from . import __version__
+        from .version import __version__
 
         redacted = self.pii.redact_audit
         if redacted:

@@ -209,56 +209,6 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
             out.close()
 
 
-def cmd_bench_decode(args: argparse.Namespace) -> None:
-    from benchmarks.decode import run_decode_benchmark
-
-    run_decode_benchmark(
-        generator=args.generator,
-        device=args.device,
-        dtypes=args.dtypes,
-        new_tokens=args.tokens,
-        repeats=args.repeats,
-        out_dir=args.out,
-        dtype=args.dtype,
-        progress=not args.no_progress,
-    )
-
-
-def cmd_bench_load(args: argparse.Namespace) -> None:
-    from benchmarks.load import run_load_benchmark
-
-    run_load_benchmark(generator=args.generator, encoder=args.encoder, device=args.device, dtype=args.dtype,
-                       clients=args.clients, seconds=args.seconds, max_tokens=args.max_tokens, timeout=args.timeout,
-                       max_batch_size=args.max_batch_size, max_queue=args.max_queue, out_dir=args.out)
-
-
-def cmd_bench_serve(args: argparse.Namespace) -> None:
-    from benchmarks.serve import run_serve_benchmark
-
-    try:
-        levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    except ValueError:
-        raise CliInputError(f"--concurrency must be comma-separated integers, got {args.concurrency!r}") from None
-    run_serve_benchmark(
-        generator=args.generator,
-        device=args.device,
-        dtype=args.dtype,
-        concurrency=levels,
-        max_tokens=args.max_tokens,
-        naive_requests=args.naive_requests,
-        max_batch_size=args.max_batch_size,
-        out_dir=args.out,
-        progress=not args.no_progress,
-        batching=args.batching,
-    )
-
-
-def cmd_bench_classify(args: argparse.Namespace) -> None:
-    from benchmarks.classify import run_classify_benchmark
-
-    run_classify_benchmark(data=args.data, texts=args.texts, out_dir=args.out, repeats=args.repeats)
-
-
 def cmd_serve(args: argparse.Namespace) -> None:
     from .server import serve
 
@@ -286,7 +236,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------- parser
 
 
-def _positive(kind: type) -> Callable[[str], int | float]:
+def positive(kind: type) -> Callable[[str], int | float]:
     def parse(value: str) -> int | float:
         try:
             number = kind(value)
@@ -297,6 +247,19 @@ def _positive(kind: type) -> Callable[[str], int | float]:
         return number
 
     return parse
+
+
+#: The entry-point group through which packages add their commands: each entry is a function
+#: ``(subparsers, model_options, command)`` (``model_options``: the parent parser of the model and
+#: device options; ``command``: the first word of the command line, or None).
+COMMAND_GROUPS = "finassist.commands"
+
+
+def command_groups() -> list:
+    """The installed command groups (``finetune``, ``bench``, and any a third party adds), by name."""
+    from importlib.metadata import entry_points
+
+    return sorted(entry_points(group=COMMAND_GROUPS), key=lambda e: e.name)
 
 
 def _model_options() -> argparse.ArgumentParser:
@@ -320,15 +283,16 @@ def _model_options() -> argparse.ArgumentParser:
     t.add_argument("--audit-log", default=None, metavar="PATH",
                    help="audit log file (SQLite) for ask, chat and summarize answers (default $FINASSIST_AUDIT, else "
                    "the user's data folder)")
-    t.add_argument("--audit-retention-days", type=_positive(float), default=None,
+    t.add_argument("--audit-retention-days", type=positive(float), default=None,
                    help="remove audit records older than this (default: keep all)")
     t.add_argument("--no-audit", action="store_true", help="do not record answers in the audit log")
     return parent
 
 
-def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
-    """The whole CLI. ``training_options=False`` leaves out the options of ``finetune``/``eval``
-    (deriving them imports the training stack, which the other commands need not load)."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI: this library's commands and the groups of the installed packages built on it.
+    ``command``: the one about to run (a group may then derive its options only when it is the one,
+    as ``finetune``/``eval`` do: deriving them imports the training stack)."""
     from .tasks.summarize import STYLES
 
     common = _model_options()
@@ -374,39 +338,37 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument("--api-key", default=None,
                    help="require Authorization: Bearer KEY (default: $FINASSIST_API_KEY; none: no key needed)")
-    p.add_argument("--max-batch-size", type=_positive(int), default=_BATCH.max_batch_size,
+    p.add_argument("--max-batch-size", type=positive(int), default=_BATCH.max_batch_size,
                    help=f"chat requests decoded together (default {_BATCH.max_batch_size})")
-    p.add_argument("--max-queue", type=_positive(int), default=_BATCH.max_queue,
+    p.add_argument("--max-queue", type=positive(int), default=_BATCH.max_queue,
                    help=f"chat requests that may wait; more get 429 (default {_BATCH.max_queue})")
     p.add_argument("--batching", choices=BATCHING_BACKENDS, default=_BATCH.backend,
                    help="dynamic: batches over generate; continuous: transformers' continuous batching (paged KV "
                    "cache); auto (default): dynamic for now")
-    p.add_argument("--max-tokens", type=_positive(int), default=_SERVICE.max_tokens_limit,
+    p.add_argument("--max-tokens", type=positive(int), default=_SERVICE.max_tokens_limit,
                    help=f"largest max_tokens a request may ask for (default {_SERVICE.max_tokens_limit})")
-    p.add_argument("--max-input-tokens", type=_positive(int), default=None, help="longest chat prompt in tokens (default: the model's window)")
-    p.add_argument("--max-body-bytes", type=_positive(int), default=_SERVICE.max_body_bytes,
+    p.add_argument("--max-input-tokens", type=positive(int), default=None, help="longest chat prompt in tokens (default: the model's window)")
+    p.add_argument("--max-body-bytes", type=positive(int), default=_SERVICE.max_body_bytes,
                    help=f"largest request body (default {_SERVICE.max_body_bytes:,} bytes)")
-    p.add_argument("--timeout", type=_positive(float), default=_SERVICE.request_timeout_s,
+    p.add_argument("--timeout", type=positive(float), default=_SERVICE.request_timeout_s,
                    help=f"seconds before a request is answered 504 (default {_SERVICE.request_timeout_s:g})")
     p.add_argument("--ui", action="store_true", help="also serve the web UI at / (what app.py does)")
-    p.add_argument("--max-upload-bytes", type=_positive(int), default=_SERVICE.max_upload_bytes,
+    p.add_argument("--max-upload-bytes", type=positive(int), default=_SERVICE.max_upload_bytes,
                    help=f"largest file the web UI accepts (default {_SERVICE.max_upload_bytes:,} bytes)")
     p.add_argument("--allowed-hosts", default=None, metavar="NAMES",
                    help="Host header names to answer, comma-separated (*.example.com for subdomains, * for any); "
                    "default: those of --host (loopback names on 127.0.0.1; any on 0.0.0.0)")
-    p.add_argument("--header-timeout", type=_positive(float), default=_SERVICE.header_timeout_s,
+    p.add_argument("--header-timeout", type=positive(float), default=_SERVICE.header_timeout_s,
                    help=f"seconds a client has to send a request's headers (default {_SERVICE.header_timeout_s:g})")
-    p.add_argument("--body-timeout", type=_positive(float), default=_SERVICE.body_timeout_s,
+    p.add_argument("--body-timeout", type=positive(float), default=_SERVICE.body_timeout_s,
                    help=f"seconds a client has to send a request's body (default {_SERVICE.body_timeout_s:g})")
-    p.add_argument("--max-connections", type=_positive(int), default=_SERVICE.max_connections,
+    p.add_argument("--max-connections", type=positive(int), default=_SERVICE.max_connections,
                    help=f"open connections at most; more are closed at once (default {_SERVICE.max_connections})")
 
-    # finetune/ and eval/: options derived from the training configs and eval functions (finetune/cli.py).
-    from finetune.cli import add_commands
-
-    verbose = argparse.ArgumentParser(add_help=False)
-    verbose.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
-    add_commands(sub, parents=[verbose], options=training_options)
+    # Command groups of the packages built on this library (finetune, eval, bench), found through the
+    # "finassist.commands" entry points (pyproject.toml): this package never imports its consumers.
+    for group in command_groups():
+        group.load()(sub, common, command)
 
     audit = sub.add_parser("audit", help="the audit log of answers (ask, chat, summarize)")
     audit_sub = audit.add_subparsers(dest="audit", required=True, metavar="ACTION")
@@ -420,54 +382,6 @@ def build_parser(training_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--audit-log", default=None, metavar="PATH",
                    help="the audit log file (default $FINASSIST_AUDIT, else the user's data folder)")
 
-    bench = sub.add_parser("bench", help="benchmarks (figures printed and written under docs/benchmarks)")
-    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
-    p = bench_sub.add_parser(
-        "decode", parents=[common], help="single-stream decode tokens/s: engine vs plain model.generate, per dtype"
-    )
-    p.set_defaults(func=cmd_bench_decode)
-    p.add_argument(
-        "--dtypes", default=None, help="dtypes to compare, comma-separated (default: float32,bfloat16; +float16 on CUDA)"
-    )
-    p.add_argument("--tokens", type=int, default=128, help="new tokens per run")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", default="docs/benchmarks", help="folder for decode.json, decode.md and decode.png")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    p = bench_sub.add_parser(
-        "serve", parents=[common], help="the HTTP service under concurrent streaming load vs naive sequential generate"
-    )
-    p.set_defaults(func=cmd_bench_serve)
-    p.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
-    p.add_argument("--max-tokens", type=_positive(int), default=128)
-    p.add_argument("--naive-requests", type=int, default=8, help="requests for the sequential baseline")
-    p.add_argument("--max-batch-size", type=_positive(int), default=_BATCH.max_batch_size)
-    p.add_argument("--batching", choices=BATCHING_BACKENDS, default=_BATCH.backend,
-                   help="the server's batcher (see finassist serve --help)")
-    p.add_argument("--out", default="docs/benchmarks")
-    p.add_argument("--no-progress", action="store_true")
-
-    p = bench_sub.add_parser(
-        "classify", help="texts/s of the shipped classifiers for 1, 2 and 3 tasks vs plain HF forward passes"
-    )
-    p.set_defaults(func=cmd_bench_classify)
-    p.add_argument("--data", default="../shared/data", help="folder of the public datasets")
-    p.add_argument("--texts", type=_positive(int), default=512, help="real texts to classify")
-    p.add_argument("--repeats", type=_positive(int), default=2, help="timed runs (the fastest counts)")
-    p.add_argument("--out", default="docs/benchmarks", help="folder for classify.json, classify.md and classify.png")
-
-    p = bench_sub.add_parser(
-        "load", parents=[common], help="many clients for a fixed time against the protected service: status counts, "
-        "latency, memory"
-    )
-    p.set_defaults(func=cmd_bench_load)
-    p.add_argument("--clients", type=_positive(int), default=200)
-    p.add_argument("--seconds", type=_positive(float), default=60)
-    p.add_argument("--max-tokens", type=_positive(int), default=16)
-    p.add_argument("--timeout", type=_positive(float), default=10, help="the server's request timeout")
-    p.add_argument("--max-batch-size", type=_positive(int), default=_BATCH.max_batch_size)
-    p.add_argument("--max-queue", type=_positive(int), default=_BATCH.max_queue)
-    p.add_argument("--out", default="docs/benchmarks", help="folder for load.json and load.md")
     return parser
 
 
@@ -483,7 +397,7 @@ def _quiet_libraries() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(training_options=bool(argv) and argv[0] in ("finetune", "eval"))
+    parser = build_parser(command=argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not getattr(args, "verbose", False):  # benchmarks without model options have no --verbose
         _quiet_libraries()

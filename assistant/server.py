@@ -933,7 +933,7 @@ async def _stream_events(service: _Service, handle, completion_id: str, created:
 
 
 def _version() -> str:
-    from . import __version__
+    from .version import __version__
 
     return __version__
 

@@ -125,6 +125,14 @@ def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.Argumen
                     _add_option(p, *row)
 
 
+def register(sub: argparse._SubParsersAction, model_options: argparse.ArgumentParser, command: str | None) -> None:
+    """The ``finassist.commands`` entry point: ``finetune`` and ``eval`` on the root command. Their
+    options are derived only when one of them is the command (see ``add_commands``)."""
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
+    add_commands(sub, parents=[verbose], options=command in ("finetune", "eval"))
+
+
 def _runner(group: str, spec: tuple) -> Callable[[argparse.Namespace], None]:
     def run(args: argparse.Namespace) -> None:
         config_cls, func = _resolve(spec)

@@ -253,7 +253,7 @@ def write_run(
         entry = dict(d)
         entry.setdefault("licence", licence_of(entry.get("source", "")))
         entries.append(entry)
-    from assistant import __version__
+    from assistant.version import __version__
 
     run = {
         "format": RUN_FORMAT,

@@ -244,3 +244,27 @@ def test_classify_reads_the_text_column_of_a_csv(run_cli, models, tmp_path):
     table.write_text("id,sentence\n1,Net sales doubled.\n2,The company cut its dividend.\n3,Sales were flat.\n")
     data = json.loads(_ok(run_cli("classify", *models, "--json", str(table), TEXT)))
     assert len(data) == 4  # the three rows of the CSV, then the text argument
+
+
+# ------------------------------------------------------------------ the root command
+
+
+def test_the_root_command_composes_the_installed_groups(run_cli):
+    from assistant.cli import COMMAND_GROUPS, command_groups
+
+    groups = {e.name: e.value for e in command_groups()}
+    assert groups == {"bench": "benchmarks.cli:register", "finetune": "finetune.cli:register"}, COMMAND_GROUPS
+    out = _ok(run_cli("--help"))
+    for command in ("summarize", "classify", "ask", "serve", "finetune", "eval", "bench", "audit"):
+        assert f"    {command}" in out
+    assert "decode" in _ok(run_cli("bench", "--help")) and "--train" in _ok(run_cli("finetune", "classify", "--help"))
+
+
+def test_the_library_cli_loads_no_consumer(run_cli):
+    """Building the parser for a library command imports neither finetune nor benchmarks' modules
+    beyond their small command tables."""
+    code = ("import sys; from assistant.cli import build_parser; build_parser('classify'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('finetune', 'benchmarks')))")
+    proc = run_cli(program=[sys.executable, "-c", code])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['benchmarks', 'benchmarks.cli', 'finetune', 'finetune.cli']"

@@ -304,7 +304,7 @@ def test_http_service_over_the_continuous_backend(tiny_gpt2_dir, tiny_bert_dir):
 def test_serve_command_takes_the_batching_backend():
     from assistant.cli import build_parser
 
-    parser = build_parser(training_options=False)
+    parser = build_parser()
     assert parser.parse_args(["serve"]).batching == "auto"
     assert parser.parse_args(["serve", "--batching", "continuous"]).batching == "continuous"
     with pytest.raises(SystemExit):

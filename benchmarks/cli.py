@@ -1,0 +1,117 @@
+"""``finassist bench decode|serve|classify|load``: the benchmarks' command group.
+
+Added to the ``finassist`` command through the ``finassist.commands`` entry point (pyproject.toml),
+so the library's CLI does not import the benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from assistant.cli import CliInputError, positive
+from assistant.settings import BATCHING_BACKENDS, BatchSettings
+
+_BATCH = BatchSettings()
+
+
+def register(sub: argparse._SubParsersAction, model_options: argparse.ArgumentParser, command: str | None) -> None:
+    """Add ``bench`` and its benchmarks to the root command's subparsers."""
+    common = model_options
+    bench = sub.add_parser("bench", help="benchmarks (figures printed and written under docs/benchmarks)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    p = bench_sub.add_parser(
+        "decode", parents=[common], help="single-stream decode tokens/s: engine vs plain model.generate, per dtype"
+    )
+    p.set_defaults(func=cmd_bench_decode)
+    p.add_argument(
+        "--dtypes", default=None, help="dtypes to compare, comma-separated (default: float32,bfloat16; +float16 on CUDA)"
+    )
+    p.add_argument("--tokens", type=int, default=128, help="new tokens per run")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default="docs/benchmarks", help="folder for decode.json, decode.md and decode.png")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = bench_sub.add_parser(
+        "serve", parents=[common], help="the HTTP service under concurrent streaming load vs naive sequential generate"
+    )
+    p.set_defaults(func=cmd_bench_serve)
+    p.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
+    p.add_argument("--max-tokens", type=positive(int), default=128)
+    p.add_argument("--naive-requests", type=int, default=8, help="requests for the sequential baseline")
+    p.add_argument("--max-batch-size", type=positive(int), default=_BATCH.max_batch_size)
+    p.add_argument("--batching", choices=BATCHING_BACKENDS, default=_BATCH.backend,
+                   help="the server's batcher (see finassist serve --help)")
+    p.add_argument("--out", default="docs/benchmarks")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = bench_sub.add_parser(
+        "classify", help="texts/s of the shipped classifiers for 1, 2 and 3 tasks vs plain HF forward passes"
+    )
+    p.set_defaults(func=cmd_bench_classify)
+    p.add_argument("--data", default="../shared/data", help="folder of the public datasets")
+    p.add_argument("--texts", type=positive(int), default=512, help="real texts to classify")
+    p.add_argument("--repeats", type=positive(int), default=2, help="timed runs (the fastest counts)")
+    p.add_argument("--out", default="docs/benchmarks", help="folder for classify.json, classify.md and classify.png")
+
+    p = bench_sub.add_parser(
+        "load", parents=[common], help="many clients for a fixed time against the protected service: status counts, "
+        "latency, memory"
+    )
+    p.set_defaults(func=cmd_bench_load)
+    p.add_argument("--clients", type=positive(int), default=200)
+    p.add_argument("--seconds", type=positive(float), default=60)
+    p.add_argument("--max-tokens", type=positive(int), default=16)
+    p.add_argument("--timeout", type=positive(float), default=10, help="the server's request timeout")
+    p.add_argument("--max-batch-size", type=positive(int), default=_BATCH.max_batch_size)
+    p.add_argument("--max-queue", type=positive(int), default=_BATCH.max_queue)
+    p.add_argument("--out", default="docs/benchmarks", help="folder for load.json and load.md")
+
+
+def cmd_bench_decode(args: argparse.Namespace) -> None:
+    from benchmarks.decode import run_decode_benchmark
+
+    run_decode_benchmark(
+        generator=args.generator,
+        device=args.device,
+        dtypes=args.dtypes,
+        new_tokens=args.tokens,
+        repeats=args.repeats,
+        out_dir=args.out,
+        dtype=args.dtype,
+        progress=not args.no_progress,
+    )
+
+
+def cmd_bench_load(args: argparse.Namespace) -> None:
+    from benchmarks.load import run_load_benchmark
+
+    run_load_benchmark(generator=args.generator, encoder=args.encoder, device=args.device, dtype=args.dtype,
+                       clients=args.clients, seconds=args.seconds, max_tokens=args.max_tokens, timeout=args.timeout,
+                       max_batch_size=args.max_batch_size, max_queue=args.max_queue, out_dir=args.out)
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> None:
+    from benchmarks.serve import run_serve_benchmark
+
+    try:
+        levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    except ValueError:
+        raise CliInputError(f"--concurrency must be comma-separated integers, got {args.concurrency!r}") from None
+    run_serve_benchmark(
+        generator=args.generator,
+        device=args.device,
+        dtype=args.dtype,
+        concurrency=levels,
+        max_tokens=args.max_tokens,
+        naive_requests=args.naive_requests,
+        max_batch_size=args.max_batch_size,
+        out_dir=args.out,
+        progress=not args.no_progress,
+        batching=args.batching,
+    )
+
+
+def cmd_bench_classify(args: argparse.Namespace) -> None:
+    from benchmarks.classify import run_classify_benchmark
+
+    run_classify_benchmark(data=args.data, texts=args.texts, out_dir=args.out, repeats=args.repeats)
