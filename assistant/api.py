@@ -22,7 +22,7 @@ from .pii import PiiPolicy, Redactor
 from .prompts import available_label_sets
 from .runs import discover_runs, runs_root
 from .tasks import TASKS, Task
-from .tasks.ask import Answer
+from .tasks.ask import Answer, AskTurn
 from .tasks.classify import Classification
 from .tasks.summarize import Summary
 
@@ -222,6 +222,15 @@ class Assistant:
             answer.text = redactor.restore(answer.text)
         self.record_answer("ask", _as_text(question), answer.text, user=user)
         return answer
+
+    def chat_turn(self, messages: Sequence[Mapping], **sampling) -> AskTurn:
+        """An OpenAI-style conversation as the ask task answers it (``AskTask.conversation``): the
+        ask system prompt unless it brings its own, the ask defaults under ``sampling``."""
+        return self.task("ask").conversation(messages, **sampling)
+
+    def notice_for(self, turn: AskTurn, text: str) -> str:
+        """The not-investment-advice notice to append to ``text`` (with its separator), or ""."""
+        return self.task("ask").notice_for(turn, text)
 
     def ask_stream(self, question: str, history: Sequence | None = None, *, user: str | None = None,
                    **sampling) -> Iterator[str]:

@@ -18,10 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .errors import AssistantError
 from .inputs import check_characters
+from .tasks.summarize import MAX_WORDS_RANGE, STYLES
+from .types import REPETITION_PENALTY_RANGE, SEED_RANGE, TEMPERATURE_RANGE, SamplingParams
 
-#: Seeds torch accepts (``torch.manual_seed``): a signed or an unsigned 64-bit integer.
-SEED_MIN = -(2**63)
-SEED_MAX = 2**64 - 1
+# The bounds of every field come from the checks the tasks and SamplingParams run (one place each).
+SEED_MIN, SEED_MAX = SEED_RANGE
 #: Longest stop string: each one is matched against the text at every new token.
 MAX_STOP_CHARS = 256
 #: Longest free-form name field (model, user, task).
@@ -108,7 +109,7 @@ class ChatCompletionRequest(_Request):
     #: ``max_completion_tokens`` (OpenAI's current name) wins over ``max_tokens`` when both are given.
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
-    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    temperature: Annotated[float, Field(ge=TEMPERATURE_RANGE[0], le=TEMPERATURE_RANGE[1])] | None = None
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     seed: Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)] | None = None
@@ -116,7 +117,19 @@ class ChatCompletionRequest(_Request):
     n: int | None = None
     user: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | None = None
     #: Not in the OpenAI API (vLLM and others accept it): penalise repeated tokens (1 = off).
-    repetition_penalty: Annotated[float, Field(ge=0.5, le=2.0)] | None = None
+    repetition_penalty: Annotated[float, Field(ge=REPETITION_PENALTY_RANGE[0], le=REPETITION_PENALTY_RANGE[1])] | None = None
+
+    def to_sampling_params(self, max_new_tokens: int, defaults: SamplingParams) -> SamplingParams:
+        """The engine's sampling settings for this request: its own fields, ``defaults`` for those it
+        leaves out (the server decides ``max_new_tokens`` within its limits)."""
+        return SamplingParams(
+            max_new_tokens=max_new_tokens,
+            temperature=defaults.temperature if self.temperature is None else self.temperature,
+            top_p=defaults.top_p if self.top_p is None else self.top_p,
+            stop=defaults.stop if self.stop is None else ((self.stop,) if isinstance(self.stop, str) else tuple(self.stop)),
+            repetition_penalty=defaults.repetition_penalty if self.repetition_penalty is None else self.repetition_penalty,
+            seed=defaults.seed if self.seed is None else self.seed,
+        )
 
     @field_validator("messages")
     @classmethod
@@ -218,6 +231,47 @@ class ModelList(_Response):
     data: list[ModelCard]
 
 
+# ------------------------------------------------------------------------ ask
+
+
+class AskRequest(_Request):
+    """``POST /v1/ask``: one advisory question (with earlier turns), answered as ``Assistant.ask`` does:
+    the ask system prompt, its defaults, and the not-investment-advice notice where due."""
+
+    question: str
+    history: list[ChatMessage] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=TEMPERATURE_RANGE[0], le=TEMPERATURE_RANGE[1])] | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    seed: Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)] | None = None
+    user: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | None = None
+
+    def sampling_overrides(self) -> dict:
+        """The sampling arguments of ``Assistant.ask`` this request sets (the others keep ask's defaults)."""
+        given = {"max_new_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                 "seed": self.seed}
+        return {k: v for k, v in given.items() if v is not None}
+
+    def history_messages(self) -> list[dict[str, str]]:
+        return [m.as_engine_message() for m in self.history or []]
+
+
+class AskUsage(_Response):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class AskResponse(_Response):
+    """``Answer.to_dict()`` and the model that wrote it."""
+
+    model: str
+    text: str
+    #: Whether the not-investment-advice notice was appended to the text.
+    advice_notice: bool
+    finish_reason: str
+    usage: AskUsage
+
+
 # ------------------------------------------------------------------ summarize
 
 
@@ -225,8 +279,8 @@ class SummarizeRequest(_Request):
     """``POST /v1/summarize``: the text, the style and a word budget (default depends on the style)."""
 
     text: str
-    style: Literal["bullets", "headline", "paragraph"] = "bullets"
-    max_words: Annotated[int, Field(ge=3, le=1000)] | None = None
+    style: Literal[STYLES] = "bullets"  # type: ignore[valid-type]  # the summary task's styles
+    max_words: Annotated[int, Field(ge=MAX_WORDS_RANGE[0], le=MAX_WORDS_RANGE[1])] | None = None
 
 
 class SummarizeResponse(_Response):

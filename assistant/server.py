@@ -70,6 +70,8 @@ from .guards import (
 from .models import ENCODER, GENERATOR
 from .pii import install_log_redaction
 from .schemas import (
+    AskRequest,
+    AskResponse,
     ChatCompletion,
     ChatCompletionChoice,
     ChatCompletionChunk,
@@ -102,8 +104,6 @@ API_PREFIXES = ("/v1/", "/metrics")
 _METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: Room for the multipart framing around an uploaded file.
 _UPLOAD_OVERHEAD_BYTES = 64_000
-#: Largest max_new_tokens the engine accepts (``SamplingParams``).
-_ENGINE_MAX_NEW_TOKENS = 32768
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 404, 408, 413, 415, 422, 429, 500, 503, 504)
@@ -566,9 +566,10 @@ class _Service:
         except TimeoutError:
             raise _timeout_error(self.timeout) from None
 
-    def sampling(self, body: ChatCompletionRequest, messages: list[dict[str, str]]) -> tuple[SamplingParams, Any]:
-        """The request's sampling settings under this server's limits, and its prompt token ids (blocking:
-        tokenises the prompt)."""
+    def sampling(self, body: ChatCompletionRequest, messages: list[dict[str, str]],
+                 defaults: SamplingParams) -> tuple[SamplingParams, Any]:
+        """The request's sampling settings (``defaults`` where it sets none: the ask task's) under this
+        server's limits, and its prompt token ids (blocking: tokenises the prompt)."""
         requested = body.requested_max_tokens()
         param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
         if requested is not None and requested > self.max_tokens_limit:
@@ -587,19 +588,11 @@ class _Service:
                     f"the prompt is {prompt_tokens} tokens, which fills the model's context window "
                     f"of {self.engine.context_window} tokens"
                 )
-            requested = min(room, self.max_tokens_limit, _ENGINE_MAX_NEW_TOKENS)
-        params = SamplingParams(
-            max_new_tokens=requested,
-            temperature=body.temperature if body.temperature is not None else 0.0,
-            top_p=body.top_p if body.top_p is not None else 1.0,
-            stop=(body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ()),
-            repetition_penalty=body.repetition_penalty if body.repetition_penalty is not None else 1.0,
-            seed=body.seed,
-        )
-        return params, prompt_ids
+            requested = min(room, self.max_tokens_limit, defaults.max_new_tokens)
+        return body.to_sampling_params(requested, defaults), prompt_ids
 
-    def submit(self, body: ChatCompletionRequest, messages: list[dict[str, str]]):
-        params, prompt_ids = self.sampling(body, messages)
+    def submit(self, body: ChatCompletionRequest, messages: list[dict[str, str]], defaults: SamplingParams):
+        params, prompt_ids = self.sampling(body, messages, defaults)
         return self.batcher.submit(messages, params, prompt_ids, max_wait_s=self.timeout)
 
     def settle(self, handle) -> None:
@@ -792,12 +785,18 @@ def create_app(
         if body.model is not None and body.model not in (*DEFAULT_MODEL_ALIASES, model):
             raise APIError(404, f"the model {body.model!r} does not exist here; this server chats with {model!r}",
                            code="model_not_found", param="model")
-        messages = [m.as_engine_message() for m in body.messages]
-        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+        # The ask task's turn, as for every front door: its system prompt unless the client sent one,
+        # its sampling defaults where the request sets none, and the notice where due.
+        turn = assistant.chat_turn([m.as_engine_message() for m in body.messages])
+        messages = turn.messages
+        question = next(m["content"] for m in reversed(messages) if m["role"] == "user")
         redactor = assistant.redactor()  # --redact-inputs: the model sees placeholders, the client its values
         if redactor is not None:
             messages = [{**m, "content": redactor.redact(m["content"])} for m in messages]
-        handle = await run_in_threadpool(service.submit, body, messages)
+        handle = await run_in_threadpool(service.submit, body, messages, turn.params)
+
+        def notice(text: str) -> str:
+            return assistant.notice_for(turn, text)
 
         def record(text: str) -> None:
             assistant.record_answer("chat", question, text, user=who(body.user), model=model)
@@ -806,7 +805,8 @@ def create_app(
         created = int(time.time())
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            events = _stream_events(service, handle, completion_id, created, model, include_usage, redactor, record)
+            events = _stream_events(service, handle, completion_id, created, model, include_usage, redactor, record,
+                                    notice)
             return _EventStream(events, on_close=lambda: service.settle(handle))
 
         watcher = asyncio.create_task(_cancel_on_disconnect(request, handle))
@@ -821,6 +821,7 @@ def create_app(
             service.settle(handle)
         result = handle.result
         text = redactor.restore(result.text) if redactor is not None else result.text
+        text += notice(text)
         await run_in_threadpool(record, text)
         return ChatCompletion(
             id=completion_id,
@@ -842,6 +843,18 @@ def create_app(
         ])
 
     # ----------------------------------------------------------------- tasks
+
+    @app.post("/v1/ask", response_model=AskResponse, tags=["tasks"])
+    async def ask(body: AskRequest) -> AskResponse:
+        """One advisory question, answered as ``finassist ask`` and the web chat answer it."""
+        await service.ready(GENERATOR)
+        requested = body.max_tokens
+        if requested is not None and requested > service.max_tokens_limit:
+            raise APIError(400, f"max_tokens is {requested}; this server allows at most {service.max_tokens_limit}",
+                           code="max_tokens_too_large", param="max_tokens")
+        answer = await service.blocking(assistant.ask, body.question, history=body.history_messages(),
+                                        user=who(body.user), **body.sampling_overrides())
+        return AskResponse(model=service.model_name(GENERATOR), **answer.to_dict())
 
     @app.post("/v1/summarize", response_model=SummarizeResponse, tags=["tasks"])
     async def summarize(body: SummarizeRequest) -> SummarizeResponse:
@@ -890,7 +903,7 @@ def create_app(
 
 async def _stream_events(service: _Service, handle, completion_id: str, created: int, model: str,
                          include_usage: bool, redactor=None, record: Callable[[str], None] | None = None,
-                         ) -> AsyncIterator[str]:
+                         notice: Callable[[str], str] | None = None) -> AsyncIterator[str]:
     """The SSE body of a streamed completion: role, content deltas, finish reason, [usage], [DONE].
     An error after the first event is sent as an ``{"error": ...}`` event (the status is already 200).
     ``redactor``: placeholders in the answer are put back (split ones held until complete); ``record``
@@ -909,6 +922,9 @@ async def _stream_events(service: _Service, handle, completion_id: str, created:
         if restorer is not None and (rest := restorer.flush()):
             sent += rest
             yield _sse(_chunk(completion_id, created, model, ChoiceDelta(content=rest)))
+        if notice is not None and (due := notice(sent)):  # the not-investment-advice notice, last
+            sent += due
+            yield _sse(_chunk(completion_id, created, model, ChoiceDelta(content=due)))
         result = handle.result
         yield _sse(_chunk(completion_id, created, model, ChoiceDelta(), finish_reason=result.finish_reason))
         if include_usage:

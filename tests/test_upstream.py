@@ -49,13 +49,15 @@ def _metric(url: str, name: str) -> float:
 
 
 def test_engine_generate_goes_upstream(upstream, tiny_gpt2_dir, tiny_bert_dir):
-    server, local = upstream
-    direct = local.generate(MESSAGES, SamplingParams(max_new_tokens=10))
+    server, _ = upstream
+    # What the upstream answers these messages with (a finassist upstream answers as its chat route does).
+    body = {"messages": MESSAGES, "max_tokens": 10, "temperature": 0, "top_p": 1.0}
+    direct = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=120).json()
     remote = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu", upstream=server.url)
     result = remote.generate(MESSAGES, SamplingParams(max_new_tokens=10))
-    assert result.text == direct.text
-    assert result.completion_tokens == direct.completion_tokens == 10
-    assert result.prompt_tokens == direct.prompt_tokens
+    assert result.text == direct["choices"][0]["message"]["content"]
+    assert result.completion_tokens == direct["usage"]["completion_tokens"] == 10
+    assert result.prompt_tokens == direct["usage"]["prompt_tokens"]
     assert isinstance(remote.batcher(), UpstreamBatcher), "the front engine generated locally"
 
 
@@ -77,11 +79,12 @@ def test_upstream_generate_is_admitted_like_a_stream(upstream, tiny_gpt2_dir, ti
 
 def test_repetition_penalty_reaches_the_upstream(upstream, tiny_gpt2_dir, tiny_bert_dir):
     server, local = upstream
-    plain = local.generate(MESSAGES, SamplingParams(max_new_tokens=24))
-    penalised = local.generate(MESSAGES, SamplingParams(max_new_tokens=24, repetition_penalty=2.0))
+    messages = [{"role": "system", "content": "Answer briefly."}, *MESSAGES]  # its own: the upstream keeps it
+    plain = local.generate(messages, SamplingParams(max_new_tokens=24))
+    penalised = local.generate(messages, SamplingParams(max_new_tokens=24, repetition_penalty=2.0))
     assert penalised.text != plain.text, "the penalty changes nothing on this model: pick another prompt"
     remote = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu", upstream=server.url)
-    assert remote.generate(MESSAGES, SamplingParams(max_new_tokens=24, repetition_penalty=2.0)).text == penalised.text
+    assert remote.generate(messages, SamplingParams(max_new_tokens=24, repetition_penalty=2.0)).text == penalised.text
 
 
 def test_chat_through_front_equals_upstream(front, upstream):

@@ -38,7 +38,10 @@ class Answer:
 
 
 @dataclass
-class _Prepared:
+class AskTurn:
+    """One chat turn as the ask task sends it: the conversation (system prompt first), how to sample,
+    and whether the not-investment-advice notice is due."""
+
     messages: list[Message]
     params: SamplingParams
     advice: bool
@@ -89,25 +92,39 @@ class AskTask(Task):
         except TypeError as exc:  # an unknown keyword argument
             raise InvalidParameterError(f"unknown sampling parameter: {exc}") from exc
 
-    def preprocess(self, inputs, history=None, **sampling) -> _Prepared:
+    def preprocess(self, inputs, history=None, **sampling) -> AskTurn:
         question = ensure_text(inputs, "question")
         messages = normalise_history(history)
-        if not messages or messages[0]["role"] != "system":
-            messages.insert(0, {"role": "system", "content": self.config["system"]})
         messages.append({"role": "user", "content": question})
-        return _Prepared(messages, self.sampling(sampling), self.asks_for_advice(question))
+        return self.conversation(messages, **sampling)
 
-    def forward(self, prepared: _Prepared) -> tuple[_Prepared, Generation]:
+    def conversation(self, messages: Sequence[Message], **sampling) -> AskTurn:
+        """A whole conversation (OpenAI-style messages, the question last) as a turn of this task: the
+        ask system prompt first unless the conversation brings its own (an OpenAI client's system
+        message is kept), the ask sampling defaults under ``sampling``, and the notice due when the
+        last user message asks for advice. Every front door (Python, CLI, web chat, HTTP chat) goes
+        through here, so the same question gets the same kind of answer everywhere."""
+        # An empty message (an OpenAI client's placeholder turn) says nothing: it is left out.
+        messages = normalise_history([m for m in messages if not (isinstance(m, dict) and isinstance(
+            m.get("content"), str) and not m["content"].strip())])
+        if not any(m["role"] == "user" for m in messages):
+            raise InvalidParameterError("the conversation has no user message to answer")
+        if messages[0]["role"] != "system":
+            messages.insert(0, {"role": "system", "content": self.config["system"]})
+        question = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+        return AskTurn(messages, self.sampling(sampling), self.asks_for_advice(question))
+
+    def forward(self, prepared: AskTurn) -> tuple[AskTurn, Generation]:
         return prepared, self.engine.generate(prepared.messages, prepared.params)
 
-    def notice_for(self, prepared: _Prepared, text: str) -> str:
+    def notice_for(self, prepared: AskTurn, text: str) -> str:
         """The notice to append (with its separator), or "" when none is due."""
         notice = self.config["notice"]
         if not prepared.advice or notice.lower() in text.lower():
             return ""
         return ("\n\n" if text.strip() else "") + notice
 
-    def postprocess(self, outputs: tuple[_Prepared, Generation]) -> Answer:
+    def postprocess(self, outputs: tuple[AskTurn, Generation]) -> Answer:
         prepared, generation = outputs
         notice = self.notice_for(prepared, generation.text)
         return Answer(generation.text + notice, bool(notice), generation)

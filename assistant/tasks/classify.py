@@ -70,7 +70,7 @@ class Classification:
 
 
 @dataclass
-class _Prepared:
+class ClassifyInputs:
     texts: list[str]
     label_set: LabelSet | None
     single: bool
@@ -88,7 +88,7 @@ class ClassifyTask(Task):
         self._label_embeddings: dict[str, torch.Tensor] = {}
 
     def preprocess(self, inputs, task: str = "sentiment", threshold: float | None = None,
-                   zero_shot: bool = False) -> _Prepared:
+                   zero_shot: bool = False) -> ClassifyInputs:
         classifier = None if zero_shot else self.engine.classifier(task)
         label_set = None if classifier is not None else self._label_set(task)
         single = isinstance(inputs, (str, bytes))
@@ -96,7 +96,7 @@ class ClassifyTask(Task):
         if threshold is None:
             threshold = label_set.threshold if label_set is not None else None
         threshold = None if threshold is None else float(threshold)
-        return _Prepared(texts, label_set, single, threshold, classifier, task)
+        return ClassifyInputs(texts, label_set, single, threshold, classifier, task)
 
     def _label_set(self, task: str) -> LabelSet:
         try:
@@ -119,7 +119,7 @@ class ClassifyTask(Task):
             self._label_embeddings[label_set.task] = torch.stack(rows)
         return self._label_embeddings[label_set.task]
 
-    def forward(self, prepared: _Prepared, embeddings: torch.Tensor | None = None) -> tuple[_Prepared, torch.Tensor]:
+    def forward(self, prepared: ClassifyInputs, embeddings: torch.Tensor | None = None) -> tuple[ClassifyInputs, torch.Tensor]:
         if prepared.classifier is not None:
             return prepared, prepared.classifier.predict_scores(prepared.texts, embeddings=embeddings)
         labels = self.label_embeddings(prepared.label_set)
@@ -127,7 +127,7 @@ class ClassifyTask(Task):
             embeddings = self.engine.encode(prepared.texts)
         return prepared, embeddings @ labels.T
 
-    def postprocess(self, outputs: tuple[_Prepared, torch.Tensor]):
+    def postprocess(self, outputs: tuple[ClassifyInputs, torch.Tensor]):
         prepared, similarity = outputs
         if prepared.classifier is not None:
             return self._fine_tuned(prepared, similarity)
@@ -148,7 +148,7 @@ class ClassifyTask(Task):
             results.append(Classification(ls.task, ls.multi_label, scores, chosen))
         return results[0] if prepared.single else results
 
-    def _fine_tuned(self, prepared: _Prepared, probs: torch.Tensor):
+    def _fine_tuned(self, prepared: ClassifyInputs, probs: torch.Tensor):
         """Results of a fine-tuned model: ``probs`` are probabilities, one column per label.
         An explicit ``threshold`` replaces the tuned per-label thresholds (multi-label)."""
         clf = prepared.classifier

@@ -20,6 +20,8 @@ from ..prompts import load_prompt
 from .base import Task
 
 STYLES = ("bullets", "headline", "paragraph")
+#: The word budgets a summary may ask for (the HTTP schema and the UI take their bounds from here).
+MAX_WORDS_RANGE = (3, 1000)
 _BULLET = re.compile(r"^\s*(?:[-*•–·]|\d+[.)])\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -42,7 +44,7 @@ class Summary:
 
 
 @dataclass
-class _Prepared:
+class SummaryRequest:
     text: str
     style: str
     max_words: int
@@ -59,13 +61,13 @@ class SummarizeTask(Task):
         self.config = load_prompt("summarize")
 
     def preprocess(self, inputs, style: str = "bullets", max_words: int | None = None,
-                   progress: Callable[[int, int, str], None] | None = None) -> _Prepared:
+                   progress: Callable[[int, int, str], None] | None = None) -> SummaryRequest:
         text = ensure_text(inputs)
         style = ensure_choice(style, "style", STYLES)
         if max_words is None:
             max_words = self.config["styles"][style]["default_max_words"]
-        max_words = ensure_int(max_words, "max_words", 3, 1000)
-        return _Prepared(text, style, max_words, time.perf_counter(), progress)
+        max_words = ensure_int(max_words, "max_words", *MAX_WORDS_RANGE)
+        return SummaryRequest(text, style, max_words, time.perf_counter(), progress)
 
     # ------------------------------------------------------------------ forward
 
@@ -160,7 +162,7 @@ class SummarizeTask(Task):
             pieces.append(" ".join(current))
         return pieces
 
-    def forward(self, prepared: _Prepared) -> tuple[_Prepared, Generation, int, int]:
+    def forward(self, prepared: SummaryRequest) -> tuple[SummaryRequest, Generation, int, int]:
         style_cfg = self.config["styles"][prepared.style]
         final_tokens = self._final_tokens(prepared.style, prepared.max_words)
         map_cfg = self.config["map"]
@@ -192,13 +194,13 @@ class SummarizeTask(Task):
         return prepared, generation, chunks, source_tokens
 
     @staticmethod
-    def _report(prepared: _Prepared, done: int, total: int, what: str) -> None:
+    def _report(prepared: SummaryRequest, done: int, total: int, what: str) -> None:
         if prepared.progress is not None:
             prepared.progress(done, total, what)
 
     # -------------------------------------------------------------- postprocess
 
-    def postprocess(self, outputs: tuple[_Prepared, Generation, int, int]) -> Summary:
+    def postprocess(self, outputs: tuple[SummaryRequest, Generation, int, int]) -> Summary:
         prepared, generation, chunks, source_tokens = outputs
         raw, budget = generation.text, prepared.max_words
         cut_off = generation.finish_reason == "length"  # the last line or sentence may be unfinished
