@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from assistant.machine import machine_info
 from finetune.evaluation import (
     ClassificationEvaluator,
     SummarizationEvaluator,
@@ -15,7 +16,6 @@ from finetune.evaluation import (
     compare_markdown,
     extract_numbers,
     lead_n,
-    machine_info,
     markdown_table,
     numeric_precision,
     save_reports,
