@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.errors import InvalidParameterError
+from assistant.runs import model_bytes
 from assistant.shipped import SHIPPED_DIR, SHIPPED_FILES
 
 from .data import ORIGIN, exclude, load_records, split_validation
@@ -175,6 +176,7 @@ class BuildReport:
     run: Path
     installed: Path | None
     held_out: dict[str, dict]
+    #: The size of the model it ships (``assistant.runs.model_bytes``).
     size_bytes: int
 
     def to_markdown(self) -> str:
@@ -188,7 +190,7 @@ class BuildReport:
 
 
 def _config(recipe_: Recipe, options: dict, files: dict[str, Path], out: Path, progress: bool):
-    from .classify import ClassifyTrainConfig
+    from .config import ClassifyTrainConfig
 
     values = {k: (str(files[v[1:-1]]) if isinstance(v, str) and v.startswith("{") and v.endswith("}") else v)
               for k, v in options.items()}
@@ -200,7 +202,8 @@ def _train(config, resume: bool) -> Path:
     from the last checkpoint of a full or LoRA run)."""
     from assistant.runs import is_run
 
-    from .classify import CHECKPOINTS, train_classifier
+    from .classifier_run import CHECKPOINTS
+    from .train_classifier import train_classifier
 
     out = Path(config.out)
     if is_run(out) and resume:
@@ -224,7 +227,7 @@ def build_shipped(task: str, data: str = "../shared/data", work: str = "runs/shi
     install_run: copy the compact run into the package (``assistant/shipped_runs/<task>``).
     resume: reuse finished runs in ``work`` and continue interrupted ones; --no-resume starts over.
     """
-    from .classify import evaluate_classifier
+    from .evaluation.classifier_runner import evaluate_classifier
     from .runs import add_metrics
 
     recipe_ = recipe(task)
@@ -248,6 +251,4 @@ def build_shipped(task: str, data: str = "../shared/data", work: str = "runs/shi
                 rebuild=f"scripts/build-models.sh {task}   # = finassist finetune shipped --task {task}",
                 data_licence=recipe_.licence, license=recipe_.card_licence)
     installed = install(shipped, task) if install_run else None
-    size = sum(f.stat().st_size for f in (installed or shipped).iterdir() if f.is_file()) if installed else \
-        sum(f.stat().st_size for name in SHIPPED_FILES for f in shipped.glob(name))
-    return BuildReport(task, shipped, installed, held_out, size)
+    return BuildReport(task, shipped, installed, held_out, model_bytes(installed or shipped))
