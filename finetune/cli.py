@@ -51,6 +51,7 @@ def _plain_type(annotation: Any) -> tuple[Any, bool]:
 def _add_option(parser: argparse.ArgumentParser, name: str, annotation: Any, default: Any, help: str,
                 required: bool) -> None:
     flag = "--" + name.replace("_", "-")
+    help = (help or "").replace("%", "%%")  # argparse formats help with %: "~20% slower" must stay text
     kind, _ = _plain_type(annotation)
     if kind is Path:
         kind = str
@@ -62,7 +63,7 @@ def _add_option(parser: argparse.ArgumentParser, name: str, annotation: Any, def
         kind = str
     shown = "" if default is None or required else f" (default: {default})"
     parser.add_argument(flag, dest=name, type=kind, default=None if required else default, required=required,
-                        help=(help or "") + shown, metavar=name.upper())
+                        help=help + shown, metavar=name.upper())
 
 
 def _options(target: Callable | type) -> list[tuple[str, Any, Any, str, bool]]:

@@ -70,3 +70,8 @@ def test_python_m_finetune_is_the_same_command(run_cli):
     done = run_cli("eval", "summarize", "--help", program=[sys.executable, "-m", "finetune"])
     assert done.returncode == 0 and "--baselines" in done.stdout
 
+
+def test_help_shows_a_percent_sign_as_written(run_cli):
+    done = run_cli("finetune", "generate", "--help")
+    assert done.returncode == 0 and "~20% slower" in " ".join(done.stdout.split())  # however argparse wraps it
+    assert "option_strings" not in done.stdout
