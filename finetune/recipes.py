@@ -189,7 +189,9 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def _config(recipe_: Recipe, options: dict, files: dict[str, Path], out: Path, progress: bool):
+def training_config(recipe_: Recipe, options: dict, files: dict[str, Path], out: Path, progress: bool):
+    """The ``ClassifyTrainConfig`` of a recipe's ``options``, its "{name}" values replaced by the
+    prepared files of those names."""
     from .config import ClassifyTrainConfig
 
     values = {k: (str(files[v[1:-1]]) if isinstance(v, str) and v.startswith("{") and v.endswith("}") else v)
@@ -233,7 +235,7 @@ def build_shipped(task: str, data: str = "../shared/data", work: str = "runs/shi
     recipe_ = recipe(task)
     work_dir = Path(work).expanduser()
     files = recipe_.prepare(Path(data).expanduser(), work_dir / "data")
-    run = _train(_config(recipe_, recipe_.options, files, work_dir / task, progress), resume)
+    run = _train(training_config(recipe_, recipe_.options, files, work_dir / task, progress), resume)
     held_out = {}
     for h in recipe_.held_out:
         report = evaluate_classifier(str(run), str(files[h.file]), text_field=h.text_field, label_field=h.label_field,
@@ -244,8 +246,9 @@ def build_shipped(task: str, data: str = "../shared/data", work: str = "runs/shi
     if recipe_.refit:
         # The held-out figures above belong to this recipe trained without the held-out data; the
         # shipped model is the same recipe refitted on all of it.
-        shipped = _train(_config(recipe_, {**recipe_.options, **recipe_.refit}, files, work_dir / f"{task}-refit",
-                                 progress), resume)
+        refit = training_config(recipe_, {**recipe_.options, **recipe_.refit}, files, work_dir / f"{task}-refit",
+                                progress)
+        shipped = _train(refit, resume)
     add_metrics(shipped, {"held_out": held_out} if not recipe_.refit else
                 {"held_out_before_refit": {**held_out, "run": str(run)}},
                 rebuild=f"scripts/build-models.sh {task}   # = finassist finetune shipped --task {task}",
