@@ -28,6 +28,20 @@ CLASSIFIER_KINDS = ("classifier-head", "classifier", "classifier-lora")
 RUNS_ENV = "FINASSIST_RUNS"
 
 
+#: The files of a run directory that hold the model (globs): weights, their JSON state (configs,
+#: text-feature vocabularies), tokenizer files and an encoder copy; not the run file, the model
+#: card, the checkpoints or the reports beside them.
+MODEL_FILES = ("*.safetensors", "*.json", "*.txt", "*.model", "encoder/*")
+
+
+def model_bytes(path: str | os.PathLike) -> int:
+    """Bytes of a run directory's ``MODEL_FILES``: the size of the model it holds. The same before
+    and after the run file is written, so the figure a run file records is the one listed for it."""
+    folder = Path(path)
+    files = {f for pattern in MODEL_FILES for f in folder.glob(pattern) if f.is_file() and f.name != RUN_FILE}
+    return sum(f.stat().st_size for f in files)
+
+
 @dataclass
 class RunInfo:
     """What a run directory holds, as recorded in its run file."""
@@ -55,9 +69,8 @@ class RunInfo:
 
     @property
     def size_bytes(self) -> int:
-        """Bytes of the run's model files (what loading it reads from the run directory)."""
-        names = ("*.safetensors", "*.json", "encoder/*.safetensors")
-        return sum(f.stat().st_size for pattern in names for f in self.path.glob(pattern) if f.is_file())
+        """Bytes of the run's model files (``model_bytes``)."""
+        return model_bytes(self.path)
 
     @property
     def is_classifier(self) -> bool:

@@ -21,18 +21,18 @@ from typing import Any
 
 #: name -> (module, config dataclass or None, function, one-line help)
 TRAIN_COMMANDS = {
-    "classify": ("finetune.classify", "ClassifyTrainConfig", "train_classifier",
+    "classify": ("finetune.train_classifier", "ClassifyTrainConfig", "train_classifier",
                  "fine-tune an encoder classifier (single- or multi-label; --head-only: a minute on CPU)"),
-    "generate": ("finetune.generate", "GenerateTrainConfig", "train_generator",
+    "generate": ("finetune.train_generator", "GenerateTrainConfig", "train_generator",
                  "supervised fine-tuning of a causal LM on input -> target pairs (--lora with peft)"),
     "shipped": ("finetune.recipes", None, "build_shipped",
                 "rebuild a classifier shipped with the package from its recipe, report it on held-out data, "
                 "install it (scripts/build-models.sh runs every one)"),
 }
 EVAL_COMMANDS = {
-    "classify": ("finetune.classify", None, "evaluate_classifier",
+    "classify": ("finetune.evaluation.classifier_runner", None, "evaluate_classifier",
                  "accuracy, micro/macro F1, per-label scores and a confusion matrix of a classifier"),
-    "summarize": ("finetune.generate", None, "evaluate_summarizer",
+    "summarize": ("finetune.evaluation.summarizer_runner", None, "evaluate_summarizer",
                   "ROUGE-1/2/L, numeric precision and length of summaries, with LEAD-3 in the same run"),
 }
 #: Keyword arguments of eval functions that are not command-line options.
@@ -51,6 +51,7 @@ def _plain_type(annotation: Any) -> tuple[Any, bool]:
 def _add_option(parser: argparse.ArgumentParser, name: str, annotation: Any, default: Any, help: str,
                 required: bool) -> None:
     flag = "--" + name.replace("_", "-")
+    help = (help or "").replace("%", "%%")  # argparse formats help with %: "~20% slower" must stay text
     kind, _ = _plain_type(annotation)
     if kind is Path:
         kind = str
@@ -62,7 +63,7 @@ def _add_option(parser: argparse.ArgumentParser, name: str, annotation: Any, def
         kind = str
     shown = "" if default is None or required else f" (default: {default})"
     parser.add_argument(flag, dest=name, type=kind, default=None if required else default, required=required,
-                        help=(help or "") + shown, metavar=name.upper())
+                        help=help + shown, metavar=name.upper())
 
 
 def _options(target: Callable | type) -> list[tuple[str, Any, Any, str, bool]]:

@@ -208,3 +208,12 @@ def split_validation(
     if not val:
         raise DataError(f"too few records ({len(records)}) to carve a validation split")
     return [r for r in records if id(r) not in val_ids], val
+
+
+def sample_records(records: list[dict], n: int | None, seed: int) -> list[dict]:
+    """A seeded random sample of ``n`` records in their original order (all of them when ``n`` is
+    None or not smaller): the same sample on every run."""
+    if n is None or n >= len(records):
+        return records
+    keep = set(random.Random(seed).sample(range(len(records)), n))
+    return [r for i, r in enumerate(records) if i in keep]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.errors import InvalidParameterError
+from assistant.runs import model_bytes
 from assistant.shipped import SHIPPED_DIR, SHIPPED_FILES
 
 from .data import ORIGIN, exclude, load_records, split_validation
@@ -175,6 +176,7 @@ class BuildReport:
     run: Path
     installed: Path | None
     held_out: dict[str, dict]
+    #: The size of the model it ships (``assistant.runs.model_bytes``).
     size_bytes: int
 
     def to_markdown(self) -> str:
@@ -187,8 +189,10 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def _config(recipe_: Recipe, options: dict, files: dict[str, Path], out: Path, progress: bool):
-    from .classify import ClassifyTrainConfig
+def training_config(recipe_: Recipe, options: dict, files: dict[str, Path], out: Path, progress: bool):
+    """The ``ClassifyTrainConfig`` of a recipe's ``options``, its "{name}" values replaced by the
+    prepared files of those names."""
+    from .config import ClassifyTrainConfig
 
     values = {k: (str(files[v[1:-1]]) if isinstance(v, str) and v.startswith("{") and v.endswith("}") else v)
               for k, v in options.items()}
@@ -200,7 +204,8 @@ def _train(config, resume: bool) -> Path:
     from the last checkpoint of a full or LoRA run)."""
     from assistant.runs import is_run
 
-    from .classify import CHECKPOINTS, train_classifier
+    from .classifier_run import CHECKPOINTS
+    from .train_classifier import train_classifier
 
     out = Path(config.out)
     if is_run(out) and resume:
@@ -224,13 +229,13 @@ def build_shipped(task: str, data: str = "../shared/data", work: str = "runs/shi
     install_run: copy the compact run into the package (``assistant/shipped_runs/<task>``).
     resume: reuse finished runs in ``work`` and continue interrupted ones; --no-resume starts over.
     """
-    from .classify import evaluate_classifier
+    from .evaluation.classifier_runner import evaluate_classifier
     from .runs import add_metrics
 
     recipe_ = recipe(task)
     work_dir = Path(work).expanduser()
     files = recipe_.prepare(Path(data).expanduser(), work_dir / "data")
-    run = _train(_config(recipe_, recipe_.options, files, work_dir / task, progress), resume)
+    run = _train(training_config(recipe_, recipe_.options, files, work_dir / task, progress), resume)
     held_out = {}
     for h in recipe_.held_out:
         report = evaluate_classifier(str(run), str(files[h.file]), text_field=h.text_field, label_field=h.label_field,
@@ -241,13 +246,12 @@ def build_shipped(task: str, data: str = "../shared/data", work: str = "runs/shi
     if recipe_.refit:
         # The held-out figures above belong to this recipe trained without the held-out data; the
         # shipped model is the same recipe refitted on all of it.
-        shipped = _train(_config(recipe_, {**recipe_.options, **recipe_.refit}, files, work_dir / f"{task}-refit",
-                                 progress), resume)
+        refit = training_config(recipe_, {**recipe_.options, **recipe_.refit}, files, work_dir / f"{task}-refit",
+                                progress)
+        shipped = _train(refit, resume)
     add_metrics(shipped, {"held_out": held_out} if not recipe_.refit else
                 {"held_out_before_refit": {**held_out, "run": str(run)}},
                 rebuild=f"scripts/build-models.sh {task}   # = finassist finetune shipped --task {task}",
                 data_licence=recipe_.licence, license=recipe_.card_licence)
     installed = install(shipped, task) if install_run else None
-    size = sum(f.stat().st_size for f in (installed or shipped).iterdir() if f.is_file()) if installed else \
-        sum(f.stat().st_size for name in SHIPPED_FILES for f in shipped.glob(name))
-    return BuildReport(task, shipped, installed, held_out, size)
+    return BuildReport(task, shipped, installed, held_out, model_bytes(installed or shipped))

@@ -10,15 +10,16 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
 import shlex
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
 from assistant.classifiers import TEXT_FEATURES
-from assistant.runs import KINDS, RUN_FILE
+from assistant.machine import machine_info
+from assistant.runs import KINDS, RUN_FILE, model_bytes
+
+from .files import atomic_write_text
 
 __all__ = ["KINDS", "RUN_FILE", "UNKNOWN_LICENCE", "add_metrics", "config_command", "licence_of", "write_run"]
 
@@ -76,26 +77,6 @@ def config_command(program: str, config) -> str:
         elif value is not None:
             args += [option, str(value)]
     return shlex.join(args)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a run folder is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _machine() -> dict:
-    try:
-        from .evaluation.report import machine_info
-    except ImportError:  # the evaluation package is optional for writing a run
-        return {"python": platform.python_version(), "platform": platform.platform()}
-    return machine_info()
 
 
 def _hub_id(base_model: str) -> str:
@@ -272,20 +253,13 @@ def write_run(
         "seconds": round(seconds, 1) if seconds is not None else None,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "finassist_version": __version__,
-        "machine": _machine(),
+        "machine": machine_info(),
     }
-    run["size_bytes"] = _model_bytes(out)
-    _atomic_write(out / "README.md", _model_card(run, license))
+    run["size_bytes"] = model_bytes(out)
+    atomic_write_text(out / "README.md", _model_card(run, license))
     run_file = out / RUN_FILE
-    _atomic_write(run_file, json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")
+    atomic_write_text(run_file, json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")
     return run_file
-
-
-def _model_bytes(out: Path) -> int:
-    """Bytes of the files that hold the model (weights and their JSON state, an encoder copy),
-    not the checkpoints or reports beside them."""
-    patterns = ("*.safetensors", "words.json", "chars.json", "adapter_config.json", "config.json", "encoder/*")
-    return sum(f.stat().st_size for pattern in patterns for f in out.glob(pattern) if f.is_file())
 
 
 def add_metrics(run_dir: str | os.PathLike, metrics: Mapping, license: str | None = None,
@@ -299,13 +273,13 @@ def add_metrics(run_dir: str | os.PathLike, metrics: Mapping, license: str | Non
     run_file = out / RUN_FILE
     run = json.loads(run_file.read_text(encoding="utf-8"))
     run["metrics"] = {**(run.get("metrics") or {}), **dict(metrics)}
-    run["size_bytes"] = _model_bytes(out)
+    run["size_bytes"] = model_bytes(out)
     if rebuild:
         run["rebuild"] = rebuild
     if data_licence:
         for entry in run.get("data") or []:
             if entry.get("licence") in (None, UNKNOWN_LICENCE):
                 entry["licence"] = data_licence
-    _atomic_write(out / "README.md", _model_card(run, license))
-    _atomic_write(run_file, json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")
+    atomic_write_text(out / "README.md", _model_card(run, license))
+    atomic_write_text(run_file, json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")
     return run_file

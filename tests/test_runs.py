@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from assistant.errors import ModelLoadError, ModelNotFoundError
-from assistant.runs import RUN_FILE, discover_runs, is_run, read_run
-from finetune.runs import config_command, write_run
+from assistant.runs import RUN_FILE, discover_runs, is_run, model_bytes, read_run
+from finetune.runs import add_metrics, config_command, licence_of, write_run
 
 
 def _write(out, **overrides):
@@ -115,7 +115,7 @@ def test_discover_runs(tmp_path, monkeypatch):
 
 
 def test_config_command_lists_what_differs_from_the_defaults():
-    from finetune.classify import ClassifyTrainConfig
+    from finetune.config import ClassifyTrainConfig
 
     config = ClassifyTrainConfig(task="unfair-tos", train="c.jsonl", out="runs/u", multi_label=True,
                                  class_weights=False, learning_rate=1e-4, group_field="document")
@@ -130,3 +130,32 @@ def test_the_assistant_reads_runs_without_training_code():
             "print(sorted(m for m in sys.modules if m == 'finetune' or m.startswith('finetune.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_known_licences():
+    assert licence_of("../shared/data/legal/cuad/train.jsonl") == "CC BY 4.0"
+    assert licence_of("zeroshot/twitter-financial-news-sentiment") == "MIT"
+    assert licence_of("data/ectsum/train.jsonl") == "GPL-3.0"
+    assert licence_of("my/own.csv").startswith("unknown")
+
+
+def test_size_is_the_model_files_as_written_and_as_listed(tmp_path):
+    """One size: the model's files (weights, their JSON state, tokenizer files, an encoder copy),
+    recorded by the writer, listed by the reader, the same after the run file is rewritten."""
+    run = tmp_path / "u"
+    (run / "encoder").mkdir(parents=True)
+    sizes = {"head.safetensors": 1000, "words.json": 200, "vocab.txt": 30, "encoder/model.safetensors": 4000,
+             "encoder/config.json": 50}
+    for name, size in sizes.items():
+        (run / name).write_bytes(b"x" * size)
+    for name in ("checkpoints/checkpoint-2/model.safetensors", "eval/validation.json", "heldout/x.json"):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_bytes(b"y" * 10_000)  # beside the model, not part of it
+    _write(run)
+    expected = sum(sizes.values())
+    assert json.loads((run / RUN_FILE).read_text())["size_bytes"] == expected
+    assert model_bytes(run) == read_run(run).size_bytes == read_run(run).describe()["size_bytes"] == expected
+    add_metrics(run, {"held_out": {"x": {"accuracy": 0.5}}})
+    assert json.loads((run / RUN_FILE).read_text())["size_bytes"] == expected
+    assert f"{expected / 1e6:.2f} MB" in (run / "README.md").read_text()
+

@@ -1,11 +1,15 @@
 """Pure evaluators for the assistant's tasks (no model loading): classification metrics and
-threshold tuning, summarisation ROUGE with numeric precision, and report writers."""
+threshold tuning, summarisation ROUGE with numeric precision, and report writers.
+
+The runners that load a model and score it through the ``Assistant`` (``finassist eval``) are
+``finetune.evaluation.classifier_runner`` and ``finetune.evaluation.summarizer_runner``; they are
+not imported here: the evaluators need no model."""
 
 from __future__ import annotations
 
 from .classification import ClassificationEvaluator, ClassificationReport, apply_thresholds, tune_thresholds
 from .numbers import extract_numbers, numeric_precision
-from .report import machine_info, markdown_table, write_json, write_markdown
+from .report import markdown_table, write_json, write_markdown
 from .summarization import (
     SummarizationEvaluator,
     SummarizationReport,
@@ -24,7 +28,6 @@ __all__ = [
     "compare_markdown",
     "extract_numbers",
     "lead_n",
-    "machine_info",
     "markdown_table",
     "numeric_precision",
     "save_reports",

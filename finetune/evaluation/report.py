@@ -1,35 +1,17 @@
-"""Shared helpers for evaluation reports: atomic JSON/Markdown/PNG writes, Markdown tables and
-the machine description that every report embeds, so a number can be traced to where it ran."""
+"""Shared helpers for evaluation reports: JSON/Markdown/PNG writes (atomic: ``finetune.files``) and
+Markdown tables. Reports embed the machine description of ``assistant.machine``, so a number can be
+traced to where it ran."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from assistant.machine import machine_info  # noqa: F401  (every report embeds it)
-
-
-def _atomic_write(path: Path, write) -> Path:
-    """Write through a temporary file in the same folder, then ``os.replace``: a reader (or a
-    crash mid-write) never sees half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkstemp: its 0600 mode would stick to the report; "x" mode respects the umask.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+from ..files import atomic_write, atomic_write_text
 
 
 def _json_default(obj: Any) -> Any:
@@ -47,19 +29,17 @@ def _json_default(obj: Any) -> Any:
 
 def write_json(obj: Any, path: Path | str) -> Path:
     """Write ``obj`` as indented UTF-8 JSON, atomically."""
-    data = json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n"
-    return _atomic_write(Path(path), lambda fh: fh.write(data.encode("utf-8")))
+    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
 
 
 def write_markdown(text: str, path: Path | str) -> Path:
     """Write Markdown text (with a final newline), atomically."""
-    data = text if text.endswith("\n") else text + "\n"
-    return _atomic_write(Path(path), lambda fh: fh.write(data.encode("utf-8")))
+    return atomic_write_text(path, text if text.endswith("\n") else text + "\n")
 
 
 def save_figure(fig, path: Path | str, dpi: int = 120) -> Path:
     """Save a matplotlib ``Figure`` as PNG, atomically."""
-    return _atomic_write(Path(path), lambda fh: fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight"))
+    return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight"))
 
 
 def new_figure(width: float, height: float):

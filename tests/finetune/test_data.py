@@ -1,10 +1,10 @@
-"""Reading training data (finetune/data.py): what real files hold."""
+"""Reading and sampling training data (finetune/data.py): what real files hold, seeded samples."""
 
 from __future__ import annotations
 
 import json
 
-from finetune.data import load_records
+from finetune.data import load_records, sample_records
 
 
 def test_json_lines_split_at_newlines_only(tmp_path, data_file):
@@ -22,3 +22,11 @@ def test_csv_fields_keep_their_line_breaks(tmp_path):
     path = tmp_path / "quoted.csv"
     path.write_text('text,label\n"first line\nsecond line",positive\nplain,neutral\n', encoding="utf-8")
     assert [r["text"] for r in load_records(path)] == ["first line\nsecond line", "plain"]
+
+
+def test_sample_records_is_seeded_and_keeps_the_order():
+    records = [{"i": i} for i in range(50)]
+    sample = sample_records(records, 10, seed=3)
+    assert sample == sample_records(records, 10, seed=3) != sample_records(records, 10, seed=4)
+    assert len(sample) == 10 and [r["i"] for r in sample] == sorted(r["i"] for r in sample)
+    assert sample_records(records, None, 0) is records and sample_records(records, 50, 0) is records

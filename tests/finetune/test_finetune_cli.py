@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import sys
 
-from finetune.classify import ClassifyTrainConfig
+import pytest
+
 from finetune.cli import _options
+from finetune.config import ClassifyTrainConfig
 
 
 def test_options_come_from_the_config():
@@ -32,7 +34,9 @@ def test_head_only_run_then_eval(run_cli, classify_data, tiny_bert_dir, tmp_path
     assert ev.returncode == 0, ev.stderr
     report = json.loads(next(report_dir.glob("*.json")).read_text())
     assert report["n"] == len(read_jsonl(classify_data["fpb_heldout"]))
-    assert 0.0 <= report["accuracy"] <= 1.0
+    correct = sum(row[i] for i, row in enumerate(report["confusion"]))
+    assert report["accuracy"] == pytest.approx(correct / report["n"])
+    assert f"| accuracy | {report['accuracy']:.4f} |" in ev.stdout  # the printed report is the saved one
     assert "accuracy" in ev.stdout.lower()
 
     # The run serves its task in the other commands.
@@ -65,3 +69,9 @@ def test_python_m_finetune_is_the_same_command(run_cli):
     assert done.returncode == 0 and "--head-only" in done.stdout
     done = run_cli("eval", "summarize", "--help", program=[sys.executable, "-m", "finetune"])
     assert done.returncode == 0 and "--baselines" in done.stdout
+
+
+def test_help_shows_a_percent_sign_as_written(run_cli):
+    done = run_cli("finetune", "generate", "--help")
+    assert done.returncode == 0 and "~20% slower" in " ".join(done.stdout.split())  # however argparse wraps it
+    assert "option_strings" not in done.stdout

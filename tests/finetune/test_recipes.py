@@ -10,7 +10,7 @@ import pytest
 
 from assistant.errors import InvalidParameterError
 from assistant.runs import read_run
-from finetune.recipes import RECIPES, TWEET_LABELS, _config, install, prepare_sentiment, prepare_unfair_tos
+from finetune.recipes import RECIPES, TWEET_LABELS, install, prepare_sentiment, prepare_unfair_tos, training_config
 
 
 def _rows(path):
@@ -55,7 +55,7 @@ def test_every_recipe_is_a_valid_training_configuration(task, tmp_path):
     files = {name: tmp_path / f"{name}.jsonl" for name in ("train", "all", "val", "heldout-docs",
                                                            "fpb-allagree-heldout", "tweets-heldout")}
     for options in (recipe.options, {**recipe.options, **recipe.refit}):
-        config = _config(recipe, options, files, tmp_path / "out", progress=False)
+        config = training_config(recipe, options, files, tmp_path / "out", progress=False)
         assert config.task == task and config.train.startswith(str(tmp_path))
         # what is shipped is compact: an adapter, or a head without a copy of the encoder
         assert config.lora or (config.head_only and not config.copy_encoder)

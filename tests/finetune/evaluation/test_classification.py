@@ -1,5 +1,5 @@
-"""The pure evaluators of finetune.evaluation: hand-computed metrics, number normalisation,
-sentence splitting, ROUGE bounds on real ECTSum data and the files reports write."""
+"""The classification evaluator and threshold tuning (finetune/evaluation/classification.py): metrics
+computed by hand, bad inputs, and the report files."""
 
 from __future__ import annotations
 
@@ -8,21 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from finetune.evaluation import (
-    ClassificationEvaluator,
-    SummarizationEvaluator,
-    apply_thresholds,
-    compare_markdown,
-    extract_numbers,
-    lead_n,
-    machine_info,
-    markdown_table,
-    numeric_precision,
-    save_reports,
-    split_sentences,
-    tune_thresholds,
-    write_json,
-)
+from finetune.evaluation import ClassificationEvaluator, apply_thresholds, tune_thresholds
+
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SENTIMENT = ["negative", "neutral", "positive"]
@@ -176,118 +163,6 @@ def test_threshold_bad_inputs():
         apply_thresholds(TH_SCORES, TH_LABELS, {"a": 0.5})
 
 
-# ------------------------------------------------------------------- numbers
-
-
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ("$1.5bn", 1.5e9),
-        ("1.5 billion", 1.5e9),
-        ("1,500 million", 1.5e9),
-        ("$1,500m", 1.5e9),
-        ("1.5B", 1.5e9),
-        ("1.5 bln", 1.5e9),
-        ("€3.2 million", 3.2e6),
-        ("EUR 3.2 mn", 3.2e6),
-        ("3.2 mln", 3.2e6),
-        ("1.2 trillion", 1.2e12),
-        ("3.4k", 3400.0),
-        ("3.4 thousand", 3400.0),
-        ("12%", 12.0),
-        ("12 percent", 12.0),
-        ("$0.45", 0.45),
-        ("(2.3)", -2.3),
-        ("-2.3", -2.3),
-        ("2021", 2021.0),
-    ],
-)
-def test_extract_numbers_normalises(text, expected):
-    assert extract_numbers(f"Revenue was {text} in the quarter.") == [pytest.approx(expected)]
-
-
-def test_extract_numbers_in_context():
-    text = "Q1 2021 EPS of $1.10, up 7.5% vs. the 4th quarter; guidance $3.00 to $3.25 for 2020-2021."
-    assert extract_numbers(text) == pytest.approx([2021, 1.10, 7.5, 3.00, 3.25, 2020, 2021])
-    assert extract_numbers("no figures here") == []
-
-
-def test_numeric_precision():
-    source = "Revenue rose to $1.534 billion; EPS was $0.45 and margin 8.3%."
-    # 1.5 billion rounds from 1.534 billion, 0.45 is there, 9% is not -> 2/3
-    assert numeric_precision("Revenue $1.5bn, EPS $0.45, margin 9%.", source) == pytest.approx(2 / 3)
-    assert numeric_precision("Revenue of 1,534 million and EPS 0.45.", source) == pytest.approx(1.0)
-    assert numeric_precision("Revenue of $1.6 billion.", source) == 0.0
-    assert numeric_precision("Revenue rose.", source) is None
-    assert numeric_precision("Margin fell 8.3%.", "margin of (8.3)%") == 1.0  # signs are ignored
-
-
-# ----------------------------------------------------------------- sentences
-
-
-def test_lead_n_keeps_decimals_and_abbreviations():
-    text = ("Acme Inc. reported revenue of $1.5 billion. Mr. Smith said margins rose 3.2% in the U.S. market. "
-            "Costs fell. Guidance was raised.")
-    assert split_sentences(text) == [
-        "Acme Inc. reported revenue of $1.5 billion.",
-        "Mr. Smith said margins rose 3.2% in the U.S. market.",
-        "Costs fell.",
-        "Guidance was raised.",
-    ]
-    assert lead_n(text, 3).splitlines() == split_sentences(text)[:3]
-    assert lead_n("One.\nTwo. Three.\nFour.", 2) == "One.\nTwo."
-    with pytest.raises(ValueError):
-        lead_n(text, 0)
-
-
-# ---------------------------------------------------------------------- ROUGE
-
-
-def test_rouge_identical_and_disjoint():
-    ev = SummarizationEvaluator()
-    same = ev(["revenue grew ten percent"], ["revenue grew ten percent"])
-    assert (same.rouge1, same.rouge2, same.rougeL) == (pytest.approx(1.0),) * 3
-    apart = ev(["alpha beta gamma"], ["delta epsilon zeta"])
-    assert (apart.rouge1, apart.rouge2, apart.rougeL) == (0.0, 0.0, 0.0)
-    assert apart.numeric_precision is None and apart.words_mean == 3.0
-
-
-def test_summarization_bad_inputs():
-    ev = SummarizationEvaluator()
-    with pytest.raises(ValueError, match="2 predictions but 1 references"):
-        ev(["a", "b"], ["a"])
-    with pytest.raises(ValueError, match="empty"):
-        ev([], [])
-    with pytest.raises(ValueError, match="sources"):
-        ev(["a"], ["a"], sources=["x", "y"])
-    with pytest.raises(ValueError, match="rouge_types"):
-        SummarizationEvaluator(rouge_types=["rouge9"])
-
-
-def test_lead3_on_real_ectsum(ectsum_val, tmp_path):
-    rows = ectsum_val[:3]
-    sources = [r["transcript"] for r in rows]
-    refs = [r["summary"] for r in rows]
-    ids = [r["id"] for r in rows]
-    ev = SummarizationEvaluator()
-    lead = ev([lead_n(s, 3) for s in sources], refs, sources=sources, ids=ids, system="LEAD-3")
-    assert 0.05 < lead.rouge1 < 0.6
-    assert 0.0 <= lead.rouge2 <= lead.rouge1
-    # Every number of a lead is copied from its transcript.
-    assert lead.numeric_precision in (None, pytest.approx(1.0))
-    assert [e["id"] for e in lead.per_example] == ids
-    oracle = ev(refs, refs, sources=sources, ids=ids, system="reference")
-    assert oracle.rouge1 == pytest.approx(1.0)
-
-    table = compare_markdown([lead, oracle])
-    assert table.count("\n") == 4 and "| LEAD-3 |" in table and "| reference |" in table
-    paths = save_reports([lead, oracle], tmp_path)
-    assert paths["png"].read_bytes()[:8] == PNG_MAGIC
-    data = json.loads(paths["json"].read_text())
-    assert [r["system"] for r in data["reports"]] == ["LEAD-3", "reference"]
-    assert "LEAD-3" in paths["md"].read_text()
-
-
 # -------------------------------------------------------------------- reports
 
 
@@ -306,15 +181,3 @@ def test_classification_report_save(tmp_path):
     assert paths["png"].name == "clauses-f1.png" and paths["png"].read_bytes()[:8] == PNG_MAGIC
     assert "| threshold |" in paths["md"].read_text()
     assert not list((tmp_path / "out").glob(".*.tmp"))  # atomic writes leave no temp files
-
-
-def test_report_helpers(tmp_path):
-    path = write_json({"x": np.float32(0.5), "v": np.arange(3), "p": tmp_path}, tmp_path / "a" / "r.json")
-    assert json.loads(path.read_text()) == {"x": 0.5, "v": [0, 1, 2], "p": str(tmp_path)}
-    assert markdown_table(["k", "v"], [["a|b", 0.5], ["c", None]]) == (
-        "| k | v |\n| --- | ---: |\n| a\\|b | 0.5000 |\n| c | – |"
-    )
-    with pytest.raises(ValueError, match="cells"):
-        markdown_table(["k", "v"], [["only one"]])
-    info = machine_info()
-    assert info["python"].count(".") == 2 and info["cpu_cores"] >= 1 and "torch" in info

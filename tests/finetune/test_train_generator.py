@@ -1,4 +1,4 @@
-"""Fine-tuning generators (``finetune/generate.py``) on real ECTSum pairs with tiny random models:
+"""Fine-tuning generators (``finetune/train_generator.py``) on real ECTSum pairs with tiny random models:
 the 2-layer GPT-2 (plain template) and a 2-layer Llama with the real SmolLM2 tokenizer and chat
 template. Weights are random, so the tests check the mechanics (prompt format, loss mask,
 truncation, LoRA merge, resume, loading by the assistant), never what a model writes."""
@@ -17,39 +17,8 @@ from assistant.engine import Engine, render_chat
 from assistant.errors import DeviceError, InvalidParameterError
 from assistant.prompts import load_prompt
 from finetune.data import DataError
-from finetune.generate import (
-    GenerateTrainConfig,
-    PairEncoder,
-    TaskPrompt,
-    evaluate_summarizer,
-    task_prompt,
-    train_generator,
-)
-
-#: Small enough that a few optimiser steps on CPU take a second.
-TRAIN = {"max_input_tokens": 48, "max_target_tokens": 48, "batch_size": 2, "gradient_accumulation_steps": 1,
-         "logging_steps": 1, "eval_steps": 0}
-
-
-@pytest.fixture(scope="module")
-def pairs(ectsum_val) -> list[dict]:
-    """Eight real ECTSum validation pairs, shortest transcripts first (deterministic)."""
-    return sorted(ectsum_val, key=lambda r: (len(r["transcript"].split()), r["id"]))[:8]
-
-
-@pytest.fixture(scope="module")
-def pairs_file(pairs, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ectsum") / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in pairs), encoding="utf-8")
-    return path
-
-
-def _config(pairs_file: Path, out: Path, model: Path, **overrides) -> GenerateTrainConfig:
-    settings = {"train": str(pairs_file), "out": str(out), "model": str(model), "input_field": "transcript",
-                "target_field": "summary", "val_fraction": 0.25, "learning_rate": 1e-3, "max_steps": 4,
-                "save_steps": 2, **TRAIN}
-    settings.update(overrides)
-    return GenerateTrainConfig(**settings)
+from finetune.config import GenerateTrainConfig
+from finetune.train_generator import PairEncoder, TaskPrompt, task_prompt, train_generator
 
 
 def _weights(directory: Path) -> dict[str, torch.Tensor]:
@@ -155,14 +124,6 @@ def test_truncation_sides_keep_the_beginning_or_the_end(tiny_gpt2_dir, pairs):
 # --------------------------------------------------------------------- training
 
 
-@pytest.fixture(scope="module")
-def gpt2_run(tiny_gpt2_dir, pairs_file, tmp_path_factory) -> Path:
-    """The tiny GPT-2 fully fine-tuned for 4 steps on six real pairs (two held out)."""
-    out = tmp_path_factory.mktemp("runs") / "gpt2"
-    assert train_generator(_config(pairs_file, out, tiny_gpt2_dir), command="test") == out
-    return out
-
-
 def test_full_finetune_writes_a_run_the_assistant_loads(gpt2_run, tiny_gpt2_dir, pairs):
     run = json.loads((gpt2_run / "finassist-run.json").read_text())
     assert run["kind"] == "generator" and run["task"] == "summarize" and run["base_model"] == str(tiny_gpt2_dir)
@@ -186,11 +147,12 @@ def test_full_finetune_writes_a_run_the_assistant_loads(gpt2_run, tiny_gpt2_dir,
     assert reply.completion_tokens > 0 and reply.text.strip()
 
 
-def test_lora_on_chat_model_is_merged_into_a_plain_model(tiny_smollm2_dir, pairs_file, tmp_path, pairs):
+def test_lora_on_chat_model_is_merged_into_a_plain_model(tiny_smollm2_dir, pairs_file, tmp_path, pairs,
+                                                         generator_config):
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
     out = tmp_path / "smollm2-lora"
-    train_generator(_config(pairs_file, out, tiny_smollm2_dir, lora=True, max_steps=3, save_steps=10,
+    train_generator(generator_config(pairs_file, out, tiny_smollm2_dir, lora=True, max_steps=3, save_steps=10,
                             learning_rate=5e-2, gradient_checkpointing=True), command="test")
     files = {p.name for p in out.iterdir()}
     assert "adapter_config.json" not in files and "adapter_model.safetensors" not in files
@@ -211,9 +173,9 @@ def test_lora_on_chat_model_is_merged_into_a_plain_model(tiny_smollm2_dir, pairs
     assert assistant.engine.render_chat([{"role": "user", "content": "x"}]).startswith("<|im_start|>")
 
 
-def test_lora_all_linear_without_validation(tiny_gpt2_dir, pairs_file, tmp_path):
+def test_lora_all_linear_without_validation(tiny_gpt2_dir, pairs_file, tmp_path, generator_config):
     out = tmp_path / "gpt2-lora"
-    train_generator(_config(pairs_file, out, tiny_gpt2_dir, lora=True, lora_target_modules="all-linear",
+    train_generator(generator_config(pairs_file, out, tiny_gpt2_dir, lora=True, lora_target_modules="all-linear",
                             val_fraction=0, max_steps=2, learning_rate=5e-2), command="test")
     weights, base = _weights(out), _weights(tiny_gpt2_dir)
     assert set(weights) == set(base)
@@ -238,9 +200,10 @@ def _interrupt_at(step: int):
     return Interrupt()
 
 
-def test_resume_continues_from_the_last_checkpoint_exactly(gpt2_run, tiny_gpt2_dir, pairs_file, tmp_path):
+def test_resume_continues_from_the_last_checkpoint_exactly(gpt2_run, tiny_gpt2_dir, pairs_file, tmp_path,
+                                                           generator_config):
     out = tmp_path / "resumed"
-    config = _config(pairs_file, out, tiny_gpt2_dir)
+    config = generator_config(pairs_file, out, tiny_gpt2_dir)
     with pytest.raises(_Interrupted):
         train_generator(config, callbacks=[_interrupt_at(2)])
     assert (out / "checkpoints" / "checkpoint-2").is_dir() and not (out / "finassist-run.json").exists()
@@ -248,9 +211,9 @@ def test_resume_continues_from_the_last_checkpoint_exactly(gpt2_run, tiny_gpt2_d
     with pytest.raises(InvalidParameterError, match="--resume"):  # a fresh run never mixes into old checkpoints
         train_generator(config)
     with pytest.raises(InvalidParameterError, match="learning_rate"):  # a resumed run keeps its configuration
-        train_generator(_config(pairs_file, out, tiny_gpt2_dir, resume=True, learning_rate=1e-4))
+        train_generator(generator_config(pairs_file, out, tiny_gpt2_dir, resume=True, learning_rate=1e-4))
 
-    train_generator(_config(pairs_file, out, tiny_gpt2_dir, resume=True))
+    train_generator(generator_config(pairs_file, out, tiny_gpt2_dir, resume=True))
     metrics = json.loads((out / "finassist-run.json").read_text())["metrics"]
     assert metrics["resumed_from"] == "checkpoint-2" and metrics["global_step"] == 4
     state = json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
@@ -261,9 +224,9 @@ def test_resume_continues_from_the_last_checkpoint_exactly(gpt2_run, tiny_gpt2_d
         torch.testing.assert_close(resumed[key], uninterrupted[key], rtol=0, atol=1e-6, msg=key)
 
 
-def test_resume_without_checkpoint_is_refused(tiny_gpt2_dir, pairs_file, tmp_path):
+def test_resume_without_checkpoint_is_refused(tiny_gpt2_dir, pairs_file, tmp_path, generator_config):
     with pytest.raises(InvalidParameterError, match="no checkpoint"):
-        train_generator(_config(pairs_file, tmp_path / "new", tiny_gpt2_dir, resume=True))
+        train_generator(generator_config(pairs_file, tmp_path / "new", tiny_gpt2_dir, resume=True))
 
 
 # ----------------------------------------------------------------- bad input
@@ -274,49 +237,27 @@ def test_resume_without_checkpoint_is_refused(tiny_gpt2_dir, pairs_file, tmp_pat
     ({"transcript": "Revenue rose.", "summary": "  "}, "field 'summary' is empty"),
     ({"transcript": "Revenue rose.", "summary": 5}, "field 'summary' must be non-empty text"),
 ])
-def test_bad_records_name_file_and_line(pairs, tmp_path, tiny_gpt2_dir, broken, message):
+def test_bad_records_name_file_and_line(pairs, tmp_path, tiny_gpt2_dir, broken, message, generator_config):
     path = tmp_path / "broken.jsonl"
     rows = [pairs[0], pairs[1], broken, pairs[2]]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     with pytest.raises(DataError, match=message) as info:
-        train_generator(_config(path, tmp_path / "out", tiny_gpt2_dir))
+        train_generator(generator_config(path, tmp_path / "out", tiny_gpt2_dir))
     assert f"{path}:3" in str(info.value)
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_settings_are_refused_before_loading(pairs_file, tmp_path, tiny_gpt2_dir):
+def test_bad_settings_are_refused_before_loading(pairs_file, tmp_path, tiny_gpt2_dir, generator_config):
     for overrides, field in (({"truncate_side": "left"}, "truncate_side"), ({"val_fraction": 1.0}, "val_fraction"),
                              ({"max_input_tokens": 0}, "max_input_tokens"), ({"lora_dropout": 1.5}, "lora_dropout")):
         with pytest.raises(InvalidParameterError, match=field):
-            train_generator(_config(pairs_file, tmp_path / "out", tiny_gpt2_dir, **overrides))
+            train_generator(generator_config(pairs_file, tmp_path / "out", tiny_gpt2_dir, **overrides))
     with pytest.raises(InvalidParameterError, match="--out"):
         train_generator(GenerateTrainConfig(train=str(pairs_file)))
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="cuda"):
-            train_generator(_config(pairs_file, tmp_path / "out", tiny_gpt2_dir, device="cuda"))
+            train_generator(generator_config(pairs_file, tmp_path / "out", tiny_gpt2_dir, device="cuda"))
     assert not (tmp_path / "out").exists()
-
-
-# ----------------------------------------------------------------- evaluation
-
-
-def test_evaluate_compares_lead3_zero_shot_and_fine_tuned(gpt2_run, tiny_gpt2_dir, pairs_file, tmp_path, pairs):
-    reports = evaluate_summarizer(str(gpt2_run), str(pairs_file), limit=2, max_words=10, out=str(tmp_path),
-                                  device="cpu")
-    assert [r.system for r in reports] == ["LEAD-3", f"zero-shot {tiny_gpt2_dir}", f"fine-tuned {gpt2_run}"]
-    assert all(r.n == 2 for r in reports)
-    lead = reports[0]
-    assert lead.rouge1 > 0.1  # the first sentences of a call share words with its summary
-    assert lead.per_example[0]["prediction"].splitlines()[0] == pairs[0]["transcript"].splitlines()[0]
-    for report in reports[1:]:
-        assert report.extra["failures"] == 0 and report.extra["generator"] in (str(tiny_gpt2_dir), str(gpt2_run))
-        assert all(isinstance(row["prediction"], str) for row in report.per_example)
-    saved = json.loads((tmp_path / "summarization.json").read_text())
-    assert [r["system"] for r in saved["reports"]] == [r.system for r in reports]
-    assert (tmp_path / "summarization.md").is_file() and (tmp_path / "summarization.png").is_file()
-    # Without baselines, only LEAD-3 and the model itself.
-    only = evaluate_summarizer(str(gpt2_run), str(pairs_file), limit=1, max_words=10, baselines=False, device="cpu")
-    assert [r.system for r in only] == ["LEAD-3", f"fine-tuned {gpt2_run}"]
 
 
 def test_render_chat_finished_conversation_extends_the_prompt(tiny_gpt2_dir):
@@ -329,7 +270,7 @@ def test_render_chat_finished_conversation_extends_the_prompt(tiny_gpt2_dir):
     assert full.startswith(prompt) and full[len(prompt):].strip() == "Up 5%."
 
 
-def test_examples_are_fitted_into_the_context_window(tiny_gpt2_dir, pairs, tmp_path):
+def test_examples_are_fitted_into_the_context_window(tiny_gpt2_dir, pairs, tmp_path, generator_config):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
@@ -344,5 +285,5 @@ def test_examples_are_fitted_into_the_context_window(tiny_gpt2_dir, pairs, tmp_p
     rows = [pairs[1], {"transcript": record["transcript"], "summary": record["summary"] * 40}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     with pytest.raises(DataError, match="context window") as info:
-        train_generator(_config(path, tmp_path / "out", tiny_gpt2_dir, val_fraction=0, max_target_tokens=5000))
+        train_generator(generator_config(path, tmp_path / "out", tiny_gpt2_dir, val_fraction=0, max_target_tokens=5000))
     assert f"{path}:2" in str(info.value)

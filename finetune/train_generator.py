@@ -1,138 +1,40 @@
-"""Fine-tuning a causal LM on input -> target pairs, and evaluating summarisers.
+"""Fine-tuning a causal LM on input -> target pairs (``finassist finetune generate``).
 
-``train_generator`` (``finassist finetune generate``) teaches a generator (SmolLM2 by default,
-GPT-2 or any causal LM) to answer a task's prompt with the reference output. Each pair is
-written as a conversation with the same function the engine renders prompts with
-(``assistant.engine.render_chat``: the model's chat template, or the plain template of
-``prompts/chat.toml`` for models without one), with the task's system prompt and instruction
-from ``prompts/<task>.toml``, so the model is trained on exactly the prompt the assistant later
-sends it. The loss is on the answer only (prompt tokens are labelled -100) and on the
-end-of-turn token, so the model learns where to stop. Training is transformers' ``Trainer``
-(checkpoints, exact resume, mixed precision on CUDA, ``accelerate launch`` for several GPUs);
-LoRA adapters (peft) are merged into the weights when saved, so a run directory is a plain
-model directory: ``Assistant(generator="runs/ectsum-smollm2")`` loads it like any other.
-
-``evaluate_summarizer`` (``finassist eval summarize``) scores LEAD-3, the zero-shot base model
-and a fine-tuned run on the same examples in one run, through the product's own summariser
-(``Assistant.summarize``: chunking, prompts, post-processing), so the numbers are what a user
-gets.
+``train_generator`` teaches a generator (SmolLM2 by default, GPT-2 or any causal LM) to answer a
+task's prompt with the reference output. Each pair is written as a conversation with the same
+function the engine renders prompts with (``assistant.engine.render_chat``: the model's chat
+template, or the plain template of ``prompts/chat.toml`` for models without one), with the
+task's system prompt and instruction from ``prompts/<task>.toml``, so the model is trained on
+exactly the prompt the assistant later sends it. The loss is on the answer only (prompt tokens
+are labelled -100) and on the end-of-turn token, so the model learns where to stop. Training is
+transformers' ``Trainer`` (checkpoints, exact resume, mixed precision on CUDA, ``accelerate
+launch`` for several GPUs); LoRA adapters (peft) are merged into the weights when saved, so a
+run directory is a plain model directory: ``Assistant(generator="runs/ectsum-smollm2")`` loads
+it like any other.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import math
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from assistant.errors import InvalidParameterError, ModelLoadError
-from assistant.models import DEFAULT_GENERATOR, GENERATOR, context_window
+from assistant.models import GENERATOR, context_window
 
+from .config import TRUNCATE_SIDES, GenerateTrainConfig
 from .data import ORIGIN, DataError, load_records, split_validation, text_of
+from .runs import config_command, write_run
 
 log = logging.getLogger(__name__)
 
-#: Truncation sides for long inputs: "end" drops the end (keeps the beginning), "start" the beginning.
-TRUNCATE_SIDES = ("end", "start")
 #: The training configuration saved beside the checkpoints (``--resume`` checks it is unchanged).
 _CONFIG_FILE = "generate-config.json"
-
-
-def _opt(default, help: str, **extra):
-    """A config field: its default, and the help text the CLI shows for it."""
-    return field(default=default, metadata={"help": help, **extra})
-
-
-@dataclass
-class GenerateTrainConfig:
-    """Everything ``train_generator`` needs; each field is a ``finassist finetune generate`` option."""
-
-    task: str = _opt("summarize", "task whose system prompt and default instruction are used (prompts/<task>.toml)")
-    train: str = _opt("", "training data: a .jsonl/.json/.csv file or a Hugging Face dataset id", required=True)
-    out: str = _opt("", "run directory: the trained model, tokenizer, run file and checkpoints/", required=True)
-    model: str = _opt("smollm2-135m-instruct", "base causal LM: a preset, Hugging Face id or local directory")
-    input_field: str = _opt("input", "field holding the input text (e.g. transcript)")
-    target_field: str = _opt("target", "field holding the target text the model learns to write (e.g. summary)")
-    val: str | None = _opt(None, "validation data (same format); default: --val-fraction of the training data")
-    val_fraction: float = _opt(0.05, "share of the training records held out for validation when --val is not "
-                                     "given (0: no validation)")
-    instruction: str | None = _opt(None, "user-turn instruction; {text} marks where the input goes (else it is "
-                                         "appended). Default: the task's [finetune] instruction in "
-                                         "prompts/<task>.toml (summarize: the summariser's bullets prompt)")
-    max_input_tokens: int = _opt(600, "input tokens kept per example (default 600: the summariser's chunk size, the "
-                                      "most source text it puts into one prompt at inference)")
-    truncate_side: str = _opt("end", "which side of a long input is cut: 'end' keeps the beginning (earnings calls "
-                                     "state their results first), 'start' keeps the end")
-    max_target_tokens: int = _opt(256, "target tokens kept per example (the end is cut; a cut target gets no "
-                                       "end-of-turn token, so the model never learns to stop mid-sentence)")
-    lora: bool = _opt(False, "train LoRA adapters instead of all weights; merged into the weights when saved")
-    lora_r: int = _opt(16, "LoRA rank")
-    lora_alpha: int = _opt(32, "LoRA scaling (alpha)")
-    lora_dropout: float = _opt(0.05, "dropout on the LoRA path")
-    lora_target_modules: str | None = _opt(None, "comma-separated module names, or 'all-linear'; default: peft's "
-                                                 "choice for the architecture, else all-linear")
-    epochs: float = _opt(1.0, "training epochs (ignored when --max-steps is set)")
-    max_steps: int = _opt(-1, "optimizer steps to train for (-1: --epochs decides)")
-    batch_size: int = _opt(1, "examples per device per step")
-    gradient_accumulation_steps: int = _opt(8, "batches accumulated per optimizer step")
-    learning_rate: float | None = _opt(None, "peak learning rate (default: 2e-4 with --lora, 5e-5 without)")
-    warmup_ratio: float = _opt(0.03, "share of the steps spent warming the learning rate up")
-    weight_decay: float = _opt(0.0, "AdamW weight decay")
-    save_steps: int = _opt(200, "save a checkpoint every N steps under <out>/checkpoints (the last 2 are kept)")
-    eval_steps: int = _opt(200, "validation loss every N steps (0: only at the end)")
-    logging_steps: int = _opt(10, "log the training loss every N steps")
-    baseline_eval: bool = _opt(True, "measure the validation loss of the untrained model first, so the run file "
-                                     "shows the improvement")
-    seed: int = _opt(0, "seed for weights (LoRA), data order and dropout")
-    resume: bool = _opt(False, "continue from the last checkpoint in <out>/checkpoints (same configuration)")
-    device: str = _opt("auto", "auto, cpu or cuda (several GPUs: accelerate launch -m finetune ...)")
-    max_train_samples: int | None = _opt(None, "use only the first N training records (quick runs)")
-    max_val_samples: int | None = _opt(None, "use only the first N validation records")
-    gradient_checkpointing: bool = _opt(False, "recompute activations in the backward pass: less memory, ~20% slower")
-
-    @property
-    def effective_learning_rate(self) -> float:
-        """LoRA adapters start at zero and need a larger step than full fine-tuning."""
-        if self.learning_rate is not None:
-            return float(self.learning_rate)
-        return 2e-4 if self.lora else 5e-5
-
-    def validate(self) -> None:
-        """Refuse settings that cannot work, before any model is loaded."""
-        if not str(self.train).strip():
-            raise InvalidParameterError("no training data: give --train (a file or a dataset id)")
-        if not str(self.out).strip():
-            raise InvalidParameterError("no run directory: give --out")
-        if self.truncate_side not in TRUNCATE_SIDES:
-            raise InvalidParameterError(f"truncate_side must be one of {', '.join(TRUNCATE_SIDES)}, "
-                                        f"got {self.truncate_side!r}")
-        for name in ("max_input_tokens", "max_target_tokens", "batch_size", "gradient_accumulation_steps",
-                     "save_steps", "logging_steps", "lora_r", "lora_alpha"):
-            if int(getattr(self, name)) < 1:
-                raise InvalidParameterError(f"{name} must be at least 1, got {getattr(self, name)!r}")
-        if self.eval_steps < 0:
-            raise InvalidParameterError(f"eval_steps must be 0 or more, got {self.eval_steps}")
-        if not 0 <= self.val_fraction < 1:
-            raise InvalidParameterError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise InvalidParameterError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if not 0 <= self.lora_dropout < 1:
-            raise InvalidParameterError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        if self.learning_rate is not None and self.learning_rate <= 0:
-            raise InvalidParameterError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise InvalidParameterError(f"max_steps must be -1 (use --epochs) or positive, got {self.max_steps}")
-        if self.max_steps == -1 and self.epochs <= 0:
-            raise InvalidParameterError(f"epochs must be positive, got {self.epochs}")
-        for name in ("max_train_samples", "max_val_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise InvalidParameterError(f"{name} must be at least 1, got {value}")
 
 
 # ------------------------------------------------------------------- prompts
@@ -277,7 +179,7 @@ def _pairs(records: Sequence[dict], input_field: str, target_field: str) -> list
             for r in records]
 
 
-def _load_data(config: GenerateTrainConfig) -> tuple[list[dict], list[dict], str]:
+def _load_pairs(config: GenerateTrainConfig) -> tuple[list[dict], list[dict], str]:
     """Training and validation pairs, and where the validation pairs came from."""
     required = (config.input_field, config.target_field)
     records = load_records(config.train, split="train", required=required)
@@ -409,7 +311,7 @@ def train_generator(config: GenerateTrainConfig, *, callbacks: Sequence | None =
     resume_from = _check_resume(config, checkpoints)
     precision = _precision(config.device)
 
-    train_pairs, val_pairs, val_source = _load_data(config)
+    train_pairs, val_pairs, val_source = _load_pairs(config)
     transformers.set_seed(config.seed)
     resolved = resolve_model(config.model, GENERATOR)
     try:
@@ -517,8 +419,6 @@ def _save_model(model, tokenizer, out: Path, lora: bool) -> None:
 
 def _write_run_file(config: GenerateTrainConfig, out: Path, resolved, metrics: dict, n_train: int, n_val: int,
                     val_source: str, command: str | None, seconds: float) -> Path:
-    from .runs import config_command, write_run
-
     data = [{"source": config.train, "records": n_train, "role": "train"}]
     if n_val:
         data.append({"source": val_source, "records": n_val, "role": "validation"})
@@ -534,123 +434,3 @@ def _write_run_file(config: GenerateTrainConfig, out: Path, resolved, metrics: d
         command=command or config_command("finassist finetune generate", config),
         seconds=round(seconds, 1),
     )
-
-
-def config_fields() -> list[tuple[str, object, str]]:
-    """(name, default, help) of every ``GenerateTrainConfig`` option, for building a CLI."""
-    return [(f.name, f.default, f.metadata.get("help", "")) for f in fields(GenerateTrainConfig)]
-
-
-# ----------------------------------------------------------------- evaluation
-
-
-def _generator_run(model: str | Path | None):
-    """The ``RunInfo`` of a fine-tuned generator run directory, None for any other model spec."""
-    from assistant.runs import is_run, read_run
-
-    if not model or not is_run(model):
-        return None
-    info = read_run(model)
-    if info.kind != "generator":
-        raise InvalidParameterError(f"{model} is a {info.kind} run, not a generator: it cannot summarise")
-    return info
-
-
-def _base_of(info) -> str:
-    """The model a run was fine-tuned from, as given; or where it was found at training time
-    when that spec is a path that no longer resolves from here (a relative path)."""
-    location = info.config.get("base_model_location")
-    if location and not Path(info.base_model).expanduser().exists() and Path(location).exists():
-        from assistant.models import PRESETS
-
-        if info.base_model.lower() not in PRESETS:
-            return str(location)
-    return info.base_model
-
-
-def _summarize_all(generator: str, sources: Sequence[str], style: str, max_words: int | None, device: str | None,
-                   desc: str) -> tuple[list[str], dict]:
-    """Summaries of ``sources`` by the product's summariser with ``generator``. An example that
-    fails (a user-fixable AssistantError) scores as an empty summary and is counted."""
-    from tqdm.auto import tqdm
-
-    from assistant import Assistant
-    from assistant.errors import AssistantError
-
-    assistant = Assistant(generator=generator, device=None if device in (None, "", "auto") else device)
-    predictions: list[str] = []
-    failures: list[str] = []
-    started = time.perf_counter()
-    try:
-        for source in tqdm(sources, desc=desc, unit="doc"):
-            try:
-                predictions.append(assistant.summarize(source, style=style, max_words=max_words).text)
-            except AssistantError as exc:
-                predictions.append("")
-                failures.append(str(exc))
-        seconds = time.perf_counter() - started
-        gen = assistant.engine.loaded(GENERATOR)
-        info = {"generator": generator, "origin": gen.resolved.origin if gen else None,
-                "device": str(assistant.engine.runtime.device), "dtype": assistant.engine.runtime.dtype_name,
-                "seconds": round(seconds, 1), "seconds_per_example": round(seconds / max(len(sources), 1), 2),
-                "failures": len(failures), "first_failure": failures[0] if failures else None}
-    finally:
-        del assistant  # free the model before the next system loads its own
-        gc.collect()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    return predictions, info
-
-
-def evaluate_summarizer(model: str | None, data: str, input_field: str = "transcript", target_field: str = "summary",
-                        out: str | None = None, limit: int | None = None, baselines: bool = True,
-                        max_words: int | None = None, style: str = "bullets", device: str | None = None,
-                        split: str = "validation") -> list:
-    """Score summarisers on ``data`` with ROUGE and numeric precision, side by side.
-
-    Systems, in order: LEAD-3 (the first three sentences); with ``baselines`` and a fine-tuned
-    run as ``model``, that run's base model zero-shot; then ``model`` itself (a run, preset, hub
-    id or path; ``None``: the default generator, zero-shot). Generators go through
-    ``Assistant.summarize`` (``style``, ``max_words``). ``limit``: the first N records only.
-    With ``out``, ``save_reports`` writes ``summarization.json``/``.md``/``.png`` there.
-    Returns one ``SummarizationReport`` per system.
-    """
-    from finetune.evaluation import SummarizationEvaluator, lead_n, save_reports
-
-    if limit is not None and limit < 1:
-        raise InvalidParameterError(f"limit must be at least 1, got {limit}")
-    records = load_records(data, split=split, required=(input_field, target_field))
-    if limit is not None:
-        records = records[:limit]
-    sources = [text_of(r, input_field) for r in records]
-    references = [text_of(r, target_field) for r in records]
-    ids = [str(r.get("id", r.get(ORIGIN, i))) for i, r in enumerate(records)]
-
-    info = _generator_run(model)
-    systems: list[tuple[str, str | None]] = [("LEAD-3", None)]
-    if info is not None and baselines:
-        base = _base_of(info)
-        systems.append((f"zero-shot {base}", base))
-    name = str(model or DEFAULT_GENERATOR)
-    systems.append((f"fine-tuned {name}" if info is not None else f"zero-shot {name}", name))
-
-    evaluator = SummarizationEvaluator(rouge_types=("rouge1", "rouge2", "rougeL", "rougeLsum"))
-    common = {"data": str(data), "input_field": input_field, "target_field": target_field, "limit": limit}
-    reports = []
-    for system, generator in systems:
-        if generator is None:
-            predictions, extra = [lead_n(s, 3) for s in sources], {"baseline": "first 3 sentences"}
-        else:
-            predictions, extra = _summarize_all(generator, sources, style, max_words, device, system)
-            extra.update(style=style, max_words=max_words)
-        report = evaluator(predictions, references, sources=sources, ids=ids, system=system, **common, **extra)
-        for row, prediction in zip(report.per_example, predictions):
-            row["prediction"] = prediction
-        reports.append(report)
-        log.info("%s: ROUGE-1 %.4f ROUGE-2 %.4f ROUGE-L %.4f", system, report.rouge1 or 0, report.rouge2 or 0,
-                 report.rougeL or 0)
-    if out:
-        save_reports(reports, Path(out).expanduser(), "summarization")
-    return reports

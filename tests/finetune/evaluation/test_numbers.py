@@ -1,0 +1,53 @@
+"""Number extraction and numeric precision (finetune/evaluation/numbers.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from finetune.evaluation import extract_numbers, numeric_precision
+
+
+# ------------------------------------------------------------------- numbers
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("$1.5bn", 1.5e9),
+        ("1.5 billion", 1.5e9),
+        ("1,500 million", 1.5e9),
+        ("$1,500m", 1.5e9),
+        ("1.5B", 1.5e9),
+        ("1.5 bln", 1.5e9),
+        ("€3.2 million", 3.2e6),
+        ("EUR 3.2 mn", 3.2e6),
+        ("3.2 mln", 3.2e6),
+        ("1.2 trillion", 1.2e12),
+        ("3.4k", 3400.0),
+        ("3.4 thousand", 3400.0),
+        ("12%", 12.0),
+        ("12 percent", 12.0),
+        ("$0.45", 0.45),
+        ("(2.3)", -2.3),
+        ("-2.3", -2.3),
+        ("2021", 2021.0),
+    ],
+)
+def test_extract_numbers_normalises(text, expected):
+    assert extract_numbers(f"Revenue was {text} in the quarter.") == [pytest.approx(expected)]
+
+
+def test_extract_numbers_in_context():
+    text = "Q1 2021 EPS of $1.10, up 7.5% vs. the 4th quarter; guidance $3.00 to $3.25 for 2020-2021."
+    assert extract_numbers(text) == pytest.approx([2021, 1.10, 7.5, 3.00, 3.25, 2020, 2021])
+    assert extract_numbers("no figures here") == []
+
+
+def test_numeric_precision():
+    source = "Revenue rose to $1.534 billion; EPS was $0.45 and margin 8.3%."
+    # 1.5 billion rounds from 1.534 billion, 0.45 is there, 9% is not -> 2/3
+    assert numeric_precision("Revenue $1.5bn, EPS $0.45, margin 9%.", source) == pytest.approx(2 / 3)
+    assert numeric_precision("Revenue of 1,534 million and EPS 0.45.", source) == pytest.approx(1.0)
+    assert numeric_precision("Revenue of $1.6 billion.", source) == 0.0
+    assert numeric_precision("Revenue rose.", source) is None
+    assert numeric_precision("Margin fell 8.3%.", "margin of (8.3)%") == 1.0  # signs are ignored

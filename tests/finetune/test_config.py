@@ -1,0 +1,21 @@
+"""The training configurations (finetune/config.py): settings that cannot work are refused when
+the configuration is built, before any data is read."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.errors import InvalidParameterError
+from finetune.config import ClassifyTrainConfig
+
+
+@pytest.mark.parametrize("bad", [{"stride": 200}, {"val_fraction": 1.5}, {"batch_size": 0}, {"task": "../x"},
+                                 {"eval_steps": 3, "save_steps": 4}, {"features": "words", "head_only": True},
+                                 {"features": "embedding+words"}, {"cv_folds": 1, "head_only": True},
+                                 {"cv_folds": 3}, {"cv_folds": 3, "head_only": True, "val": "v.jsonl"},
+                                 {"min_labels": 1}, {"min_labels": -1, "multi_label": True},
+                                 {"features": "embedding+words+chars"}, {"features": "embedding+chars", "head_only": True}])
+def test_bad_settings(bad, tmp_path):
+    kwargs = {"task": "sentiment", "train": "t.jsonl", "out": str(tmp_path), **bad}
+    with pytest.raises(InvalidParameterError):
+        ClassifyTrainConfig(**kwargs)
