@@ -2,7 +2,7 @@
 
 ``train_generator`` teaches a generator (SmolLM2 by default, GPT-2 or any causal LM) to answer a
 task's prompt with the reference output. Each pair is written as a conversation with the same
-function the engine renders prompts with (``assistant.engine.render_chat``: the model's chat
+function the engine renders prompts with (``assistant.chat.render_chat``: the model's chat
 template, or the plain template of ``prompts/chat.toml`` for models without one), with the
 task's system prompt and instruction from ``prompts/<task>.toml``, so the model is trained on
 exactly the prompt the assistant later sends it. The loss is on the answer only (prompt tokens
@@ -132,7 +132,7 @@ class PairEncoder:
         """(prompt, answer) as text: the answer is what follows the generation prompt when the
         conversation goes on with ``target`` as the assistant's turn, ending with EOS. A target
         that was cut (``complete=False``) ends where the cut is, with no EOS."""
-        from assistant.engine import render_chat
+        from assistant.chat import render_chat
 
         tok = self.tokenizer
         prompt = render_chat(tok, messages)

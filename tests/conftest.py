@@ -400,7 +400,8 @@ def runs_dir(tmp_path_factory) -> Path:
 
 
 def _train_tiny(config_kwargs: dict) -> Path:
-    from finetune.classify import ClassifyTrainConfig, train_classifier
+    from finetune.config import ClassifyTrainConfig
+    from finetune.train_classifier import train_classifier
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

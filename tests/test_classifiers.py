@@ -242,7 +242,8 @@ def test_lora_run_stores_the_adapter_and_names_its_base(sentiment_lora_run, tiny
 def test_lora_validation_is_scored_in_order(sentiment_lora_run, classify_data):
     """The validation figures in the run file are those of the saved model on the validation texts
     in their own order, although training batches were grouped by length."""
-    from finetune.classify import ClassifyTrainConfig, load_data
+    from finetune.classification_data import load_classification_data as load_data
+    from finetune.config import ClassifyTrainConfig
 
     info = read_run(sentiment_lora_run)
     config = ClassifyTrainConfig(**{k: v for k, v in info.config.items() if k in ClassifyTrainConfig.__dataclass_fields__})

@@ -196,7 +196,7 @@ def test_classify_tasks_gives_every_task(runs):
 def test_zero_shot_evaluation_measures_the_label_descriptions(runs, held_out):
     """``finassist eval classify --model minilm-l6`` scores the label descriptions, not the shipped
     classifier that the same encoder would otherwise serve."""
-    from finetune.classify import evaluate_classifier
+    from finetune.evaluation.classifier_runner import evaluate_classifier
 
     data = str(held_out["fpb-allagree-heldout"])
     zero = evaluate_classifier("minilm-l6", data, task="sentiment", limit=120, progress=False)

@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from assistant import Assistant
-from assistant.engine import Engine, render_chat
+from assistant.chat import render_chat
+from assistant.engine import Engine
 from assistant.errors import DeviceError, InvalidParameterError
 from assistant.prompts import load_prompt
 from finetune.data import DataError
