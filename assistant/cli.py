@@ -214,21 +214,24 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     batching = BatchSettings(backend=args.batching, max_batch_size=args.max_batch_size, max_queue=args.max_queue)
     assistant = _assistant(args, batch_settings=batching)
+    limits = ServiceSettings(
+        max_body_bytes=args.max_body_bytes,
+        max_upload_bytes=args.max_upload_bytes,
+        max_input_tokens=args.max_input_tokens,
+        max_tokens_limit=args.max_tokens,
+        request_timeout_s=args.timeout,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        max_connections=args.max_connections,
+    )
     serve(
         assistant,
         host=args.host,
         port=args.port,
+        settings=limits,
         api_key=args.api_key or os.environ.get("FINASSIST_API_KEY") or None,
-        max_tokens_limit=args.max_tokens,
-        max_input_tokens=args.max_input_tokens,
-        max_body_bytes=args.max_body_bytes,
-        request_timeout_s=args.timeout,
         ui=args.ui,
-        max_upload_bytes=args.max_upload_bytes,
         allowed_hosts=[h.strip() for h in args.allowed_hosts.split(",") if h.strip()] if args.allowed_hosts else None,
-        header_timeout_s=args.header_timeout,
-        body_timeout_s=args.body_timeout,
-        max_connections=args.max_connections,
         log_level="debug" if args.verbose else "info",
     )
 

@@ -20,16 +20,16 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .settings import ServiceSettings
+
 log = logging.getLogger(__name__)
 
 #: Host names a loopback-only server answers to.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-#: Seconds a client has to send a request's headers (from connecting, or from the previous response).
-HEADER_TIMEOUT_S = 10.0
-#: Seconds a client has to send a request's body, from the end of its headers.
-BODY_TIMEOUT_S = 60.0
-#: Open connections at most; more are closed as they arrive.
-MAX_CONNECTIONS = 512
+#: The service's defaults (``ServiceSettings``: header and body timeouts, connection cap).
+HEADER_TIMEOUT_S = ServiceSettings.header_timeout_s
+BODY_TIMEOUT_S = ServiceSettings.body_timeout_s
+MAX_CONNECTIONS = ServiceSettings.max_connections
 #: Idle seconds before a kept-alive connection is closed.
 KEEP_ALIVE_S = 5
 

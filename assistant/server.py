@@ -30,6 +30,7 @@ Retry-After) when the expected wait exceeds the request timeout.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -54,12 +55,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .api import Assistant
 from .audit import key_id
 from .types import SamplingParams
-from .errors import AssistantError, InputTooLongError, QueueFullError
+from .errors import AssistantError, InputTooLongError, InvalidParameterError, QueueFullError
+from .settings import ServiceSettings
 from .guards import (
     BODY_TIMEOUT_S,
-    HEADER_TIMEOUT_S,
     LOOPBACK_HOSTS,
-    MAX_CONNECTIONS,
     HostAllowList,
     LoginThrottle,
     RequireLoginFirst,
@@ -699,19 +699,17 @@ def _usage(result) -> Usage:
 def create_app(
     assistant: Assistant,
     *,
+    settings: ServiceSettings | None = None,
     api_key: str | None = None,
-    max_body_bytes: int = 1_000_000,
-    max_input_tokens: int | None = None,
-    max_tokens_limit: int = 1024,
-    request_timeout_s: float = 300,
     ui: bool = False,
-    max_upload_bytes: int = 20_000_000,
     allowed_hosts: list[str] | tuple[str, ...] | None = None,
-    body_timeout_s: float = BODY_TIMEOUT_S,
+    **limits: Any,
 ) -> FastAPI:
     """The HTTP service over ``assistant``.
 
     Args:
+        settings: the service's limits (``assistant.settings.ServiceSettings``); ``limits``: any of its
+            fields given one by one (``max_body_bytes=...``) replace those of ``settings``.
         api_key: if set, every route but ``/healthz`` and the docs needs ``Authorization: Bearer <key>``.
         max_body_bytes: larger request bodies are refused (413).
         max_input_tokens: longest chat prompt accepted, in tokens (default: only the model's context window).
@@ -728,8 +726,10 @@ def create_app(
     and requests that arrive before wait for them (within ``request_timeout_s``). To generate on another
     OpenAI-compatible server, give an ``Assistant(upstream=URL)``: the routes do not change.
     """
-    if max_tokens_limit < 1 or max_body_bytes < 1 or request_timeout_s <= 0 or body_timeout_s <= 0:
-        raise ValueError("max_tokens_limit, max_body_bytes, request_timeout_s and body_timeout_s must be positive")
+    settings = _settings(settings, limits)
+    max_body_bytes, max_upload_bytes = settings.max_body_bytes, settings.max_upload_bytes
+    max_tokens_limit, max_input_tokens = settings.max_tokens_limit, settings.max_input_tokens
+    request_timeout_s, body_timeout_s = settings.request_timeout_s, settings.body_timeout_s
     from fastapi_offline import FastAPIOffline  # /docs and /redoc with their scripts served from here
     if assistant.pii.redact_logs:
         install_log_redaction()
@@ -948,6 +948,20 @@ async def _stream_events(service: _Service, handle, completion_id: str, created:
                 log.exception("recording a streamed answer failed")
 
 
+_SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(ServiceSettings))
+
+
+def _settings(settings: ServiceSettings | None, limits: dict[str, Any]) -> ServiceSettings:
+    """``settings`` (default ``ServiceSettings()``) with the limits given one by one in their place."""
+    unknown = set(limits) - _SETTING_NAMES
+    if unknown:
+        raise TypeError(f"unknown service setting(s): {', '.join(sorted(unknown))}")
+    try:
+        return dataclasses.replace(settings or ServiceSettings(), **limits)
+    except InvalidParameterError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def _version() -> str:
     from .version import __version__
 
@@ -963,11 +977,11 @@ def serve(
     port: int = 8000,
     *,
     log_level: str = "info",
-    header_timeout_s: float = HEADER_TIMEOUT_S,
-    max_connections: int | None = MAX_CONNECTIONS,
+    settings: ServiceSettings | None = None,
     **options: Any,
 ) -> None:
-    """Run the service with uvicorn until interrupted. ``options``: those of ``create_app``.
+    """Run the service with uvicorn until interrupted. ``options``: those of ``create_app`` (its limits
+    one by one, or ``settings``).
 
     Listens on loopback only unless ``host`` says otherwise; one process (the models live in it).
     Answers only the Host names of its bind address unless ``allowed_hosts`` says otherwise; clients
@@ -982,12 +996,15 @@ def serve(
         if options["allowed_hosts"] == ["*"]:
             log.warning("serving on %s: any Host name is answered; name the server's own with --allowed-hosts "
                         "to block DNS rebinding", host)
-    app = create_app(assistant, **options)
+    limits = {k: options.pop(k) for k in list(options) if k in _SETTING_NAMES}
+    settings = _settings(settings, limits)
+    app = create_app(assistant, settings=settings, **options)
     shown = f"[{host}]" if ":" in host else host
     where = f"http://{shown}:{port}"
     print(f"finassist: API at {where}/v1 (docs {where}/docs)"
           + (f", web UI at {where}/" if options.get("ui") else ""), flush=True)
-    config = uvicorn_config(app, host, port, header_timeout_s=header_timeout_s, max_connections=max_connections,
+    config = uvicorn_config(app, host, port, header_timeout_s=settings.header_timeout_s,
+                            max_connections=settings.max_connections,
                             log_level=log_level, timeout_graceful_shutdown=10)
     try:
         uvicorn.Server(config).run()

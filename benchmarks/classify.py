@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.decode import command_line, machine_info
+from assistant.machine import machine_info
+from benchmarks.common import command_line
 
 #: (file under the data folder, text field): a mix of the kinds of text the tasks serve.
 SOURCES = (

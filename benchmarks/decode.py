@@ -37,9 +37,7 @@ from __future__ import annotations
 import gc
 import json
 import os
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -54,9 +52,9 @@ from assistant.engine import Engine, LoadedModel
 from assistant.types import Message, SamplingParams
 from assistant.errors import DeviceError, InvalidParameterError
 from assistant.machine import load_average, machine_info
+from benchmarks.common import REPO_ROOT, command_line, git_commit
 from assistant.prompts import load_prompt
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ECTSUM_RELATIVE = Path("..") / "shared" / "data" / "summarization" / "ectsum" / "val.jsonl"
 EXCERPT_WORDS = 300
 #: Cores kept busy by other processes above which CPU figures are flagged as unreliable.
@@ -396,17 +394,6 @@ def _release(engine: Engine | None) -> None:
 # ------------------------------------------------------------------ environment
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty", "--abbrev=12"],
-            capture_output=True, text=True, timeout=10, check=True,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _cpu_busy_seconds() -> float | None:
     """CPU seconds all processes have been busy since boot (Linux ``/proc/stat``), or None."""
     try:
@@ -453,19 +440,6 @@ class OtherLoad:
         wall = time.perf_counter() - wall0
         others = (busy1 - busy0) - (_self_cpu_seconds() - self0)
         return round(max(others, 0.0) / wall, 2) if wall > 0 else None
-
-
-def command_line(argv: Sequence[str] | None = None) -> str:
-    """The command as it was typed (``finassist bench decode ...`` or ``python -m benchmarks.decode ...``)."""
-    argv = list(sys.argv if argv is None else argv)
-    if not argv:
-        return ""
-    first = argv[0]
-    if Path(first).name == "decode.py" and Path(first).parent.name == "benchmarks":
-        prog = "python -m benchmarks.decode"
-    else:
-        prog = Path(first).name or first
-    return " ".join([prog, *(shlex.quote(a) for a in argv[1:])])
 
 
 # ------------------------------------------------------------------------ output
@@ -788,7 +762,7 @@ def run_decode_benchmark(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command_line(),
         "argv": list(sys.argv),
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "machine": machine | {"load_average_at_end": load_average(), "other_processes_cores_during": other_during},
         "model": model_info,
         "settings": {

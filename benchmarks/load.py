@@ -20,8 +20,9 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.decode import command_line, machine_info
-from benchmarks.serve import QUESTIONS, _free_port, _percentile
+from assistant.machine import machine_info
+from benchmarks.common import command_line, free_port, percentile
+from benchmarks.serve import QUESTIONS
 
 
 def _rss_mb() -> float:
@@ -83,7 +84,7 @@ async def _run_load(base_url: str, clients: int, seconds: float, max_tokens: int
 
 
 def _latency(values: list[float]) -> dict:
-    return {name: (round(v, 3) if (v := _percentile(values, q)) is not None else None)
+    return {name: (round(v, 3) if (v := percentile(values, q)) is not None else None)
             for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))}
 
 
@@ -147,7 +148,7 @@ def run_load_benchmark(
     assistant = Assistant(generator=generator, encoder=encoder, device=device, dtype=dtype, audit=None,
                           batch_settings=BatchSettings(max_batch_size=max_batch_size, max_queue=max_queue))
     engine = assistant.engine
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     app = create_app(assistant, request_timeout_s=timeout, max_tokens_limit=max(max_tokens, 16))
     server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, log_level="warning",

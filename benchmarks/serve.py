@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -25,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.decode import command_line, machine_info
+from assistant.machine import machine_info
+from benchmarks.common import command_line, free_port, percentile
 
 QUESTIONS = [
     "Explain in detail how a company's income statement, balance sheet and cash flow statement are connected.",
@@ -37,21 +37,6 @@ QUESTIONS = [
     "What does a company's debt-to-equity ratio tell an analyst, and what are its limitations?",
     "Describe how currency movements affect the reported earnings of a multinational company.",
 ]
-
-
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Server:
@@ -138,10 +123,10 @@ async def _load_level(base_url: str, model: str, concurrency: int, requests: int
         "completion_tokens": tokens,
         "tokens_per_s": round(tokens / wall, 2),
         "requests_per_s": round(len(ok) / wall, 3),
-        "ttft_p50_s": _percentile(ttfts, 0.5),
-        "ttft_p95_s": _percentile(ttfts, 0.95),
-        "itl_p50_ms": None if not gaps else 1000 * _percentile(gaps, 0.5),
-        "itl_p95_ms": None if not gaps else 1000 * _percentile(gaps, 0.95),
+        "ttft_p50_s": percentile(ttfts, 0.5),
+        "ttft_p95_s": percentile(ttfts, 0.95),
+        "itl_p50_ms": None if not gaps else 1000 * percentile(gaps, 0.5),
+        "itl_p95_ms": None if not gaps else 1000 * percentile(gaps, 0.95),
     }
 
 
@@ -257,7 +242,7 @@ def run_serve_benchmark(
     assistant = Assistant(generator=generator, device=device, dtype=dtype, batch_settings=settings)
     engine = assistant.engine
     model_name = engine.describe()[0]["name"]
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     levels = []
     with _Server(create_app(assistant), port):
