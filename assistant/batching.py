@@ -12,8 +12,7 @@ finished and stops costing anything but padding.
 transformers' own continuous batching (paged KV cache; requests join and leave a
 running batch at every step) is the other backend, ``assistant/continuous.py``,
 chosen with ``--batching continuous``. This one stays the default (``auto``): it
-runs the same on CPU and GPU, and on this project's 2-core CPU neither backend was
-clearly faster; continuous batching is unmeasured on a GPU so far. Here, requests
+runs the same on CPU and GPU (the comparison: docs/benchmarks/serve.md). Here, requests
 arriving mid-batch wait for the next batch (at most one generation's length).
 """
 
@@ -230,7 +229,7 @@ class Batcher:
                     log.exception("batch listener failed")
             started = self._batch_started = time.perf_counter()
             try:
-                self._run(batch)
+                self.run_batch(batch)
             except BaseException as exc:
                 log.exception("batched generation failed")
                 for req in batch:
@@ -241,7 +240,9 @@ class Batcher:
                 self._batch_started = None
             self._batch_seconds = 0.7 * self._batch_seconds + 0.3 * (time.perf_counter() - started)
 
-    def _run(self, batch: list[GenerationRequest]) -> None:
+    def run_batch(self, batch: list[GenerationRequest]) -> None:
+        """One left-padded ``generate`` call for ``batch`` (on the worker thread). A subclass may wrap it:
+        the continuous backend pauses its own loop around it."""
         from transformers import StoppingCriteriaList
 
         gen = self.chat.loaded

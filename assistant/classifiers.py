@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 HEAD_FILE = "head.safetensors"
 ENCODER_DIR = "encoder"
 ADAPTER_FILE = "adapter_model.safetensors"
-#: Fine-tuned encoders on a CPU run with int8 linear layers (torch dynamic quantisation): about twice
-#: the texts per second; ``finassist eval classify --no-int8`` measures what it changes.
+#: Fine-tuned encoders on a CPU run with int8 linear layers (torch dynamic quantisation): faster, at
+#: a quality cost ``finassist eval classify --no-int8`` measures (figures: docs/results.md).
 INT8_ON_CPU = True
 WORDS_FILE = "words.json"
 #: How word features are computed (scikit-learn ``TfidfVectorizer`` arguments), shared by training

@@ -70,9 +70,9 @@ class _PausingBatcher(Batcher):
         self.owner = owner
         super().__init__(chat, settings)
 
-    def _run(self, batch: list[GenerationRequest]) -> None:
+    def run_batch(self, batch: list[GenerationRequest]) -> None:
         with self.owner._paused():
-            super()._run(batch)
+            super().run_batch(batch)
 
 
 class ContinuousBatcher:

@@ -5,9 +5,9 @@ Policy (the benchmark ``finassist bench decode`` is where the CPU choice comes f
 * CUDA: bf16 where the GPU supports it, else fp16 (mixed precision: weights and
   activations in half precision, reductions in fp32 inside the kernels), SDPA
   attention.
-* CPU: fp32. bf16 decoded 1.11x-1.74x faster (two runs) on this project's
-  AVX512-BF16 CPU, but its greedy output diverges from fp32 within 5-36 tokens on SmolLM2-135M
-  (docs/benchmarks/decode.md), and the policy is "fastest with equal greedy output".
+* CPU: fp32. bf16 decodes faster on CPUs with bf16 instructions, but its greedy output
+  diverges from fp32 within a few dozen tokens (figures: docs/benchmarks/decode.md), and the
+  policy is "fastest with equal greedy output".
 
 ``device``/``dtype`` arguments (``Assistant(device=..., dtype=...)``, ``--device``,
 ``--dtype``) override the policy. ``dtype="int8"`` (CPU only) loads in fp32 and then

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP service (``assistant/server.py``).
+"""Request and response bodies of the HTTP service (``assistant/server/``).
 
 The chat endpoints follow the OpenAI Chat Completions API closely enough for the
 official ``openai`` client and other OpenAI-compatible tools; ``/v1/summarize``
@@ -6,7 +6,7 @@ and ``/v1/classify`` expose the assistant's own tasks. Validation is strict (no
 "5" for 5, no "true" for true): a wrong type is a 400 naming the field, never a
 silent conversion. Unknown fields are ignored, as OpenAI-compatible servers do.
 
-Only this module and ``server.py`` import pydantic and FastAPI: the engine and
+Only this module and ``assistant/server/`` import pydantic and FastAPI: the engine and
 the Python API stay usable without them.
 """
 

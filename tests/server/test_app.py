@@ -1,4 +1,4 @@
-"""The HTTP service (assistant/server.py) over the tiny models, through real HTTP.
+"""The HTTP service (assistant/server/) over the tiny models, through real HTTP.
 
 Each server is a real uvicorn server on a free loopback port in a background
 thread; the tests talk to it with httpx and with the official ``openai`` client,

@@ -1,0 +1,244 @@
+"""The service's own middlewares: the body limit (size and time, JSON content type), the API key, and
+the observer that feeds the request metrics. (Host names, slow clients and logins: ``assistant/guards.py``.)"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from collections.abc import Callable
+
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..guards import BODY_TIMEOUT_S
+from ..schemas import Health
+
+from .errors import APIError, error_response
+from .metrics import METRIC_METHODS, Metrics
+
+
+#: Paths under these prefixes are the API: they need the API key (when one is set) and their
+#: bodies are size-checked here. Health checks, the documentation and the web UI (which has
+#: its own login and upload limit) are outside.
+API_PREFIXES = ("/v1/", "/metrics")
+#: Room for the multipart framing around an uploaded file.
+UPLOAD_OVERHEAD_BYTES = 64_000
+
+# ------------------------------------------------------------------ middleware
+
+
+async def send_error(send: Send, error: APIError) -> None:
+    response = error_response(error)
+    await response({"type": "http"}, receive_nothing, send)
+
+
+async def receive_nothing() -> Message:  # pragma: no cover - JSONResponse never reads
+    return {"type": "http.disconnect"}
+
+
+def is_api_path(scope: Scope) -> bool:
+    return scope["path"].startswith(API_PREFIXES)
+
+
+def is_json_body(scope: Scope) -> bool:
+    kind = dict(scope["headers"]).get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    return kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
+
+
+class BodyLimit:
+    """Every request body under a size limit and a time limit, before anything parses it.
+
+    API paths: ``Content-Type: application/json`` only (415 otherwise, so that a web page cannot post
+    to the API as a "simple" request without a CORS preflight); over ``max_bytes`` 413 (by
+    Content-Length, and by what actually arrives); not UTF-8 400; read whole, then replayed.
+    Other paths (the web UI): over ``other_max_bytes`` 413, streamed through as it arrives.
+    Either way, a body still incomplete ``timeout_s`` after the headers is answered 408."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, other_max_bytes: int | None = None,
+                 timeout_s: float = BODY_TIMEOUT_S) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.other_max_bytes = other_max_bytes or max_bytes
+        self.timeout_s = timeout_s
+
+    # Both answer before the body has been read to its end: the connection cannot carry another request.
+    def _too_big(self, limit: int) -> APIError:
+        return APIError(413, f"the request body is over the limit of {limit:,} bytes", code="body_too_large",
+                        headers={"Connection": "close"})
+
+    def _too_slow(self) -> APIError:
+        return APIError(408, f"the request body did not arrive within {self.timeout_s:g} s", code="request_timeout",
+                        headers={"Connection": "close"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        api = is_api_path(scope)
+        limit = self.max_bytes if api else self.other_max_bytes
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                await send_error(send, APIError(400, "invalid Content-Length header", code="invalid_body"))
+                return
+            if int(length) > limit:
+                await send_error(send, self._too_big(limit))
+                return
+        if api:
+            await self._api(scope, receive, send)
+        else:
+            await self._streamed(scope, receive, send, limit)
+
+    async def _receive_until(self, receive: Receive, deadline: float) -> Message | None:
+        """The next message, or None once the body's time is up."""
+        try:
+            return await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return None
+
+    async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not is_json_body(scope):
+            error = APIError(415, "send the request body as JSON with Content-Type: application/json",
+                             code="unsupported_media_type")
+            await send_error(send, error)
+            return
+        deadline = time.monotonic() + self.timeout_s
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self._receive_until(receive, deadline)
+            if message is None:
+                await send_error(send, self._too_slow())
+                return
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await send_error(send, self._too_big(self.max_bytes))
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            error = APIError(400, f"the request body is not UTF-8 text (byte {exc.start} cannot be decoded)", code="not_utf8")
+            await send_error(send, error)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the client to go away
+
+        await self.app(scope, replay, send)
+
+    async def _streamed(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """Pass the body through as it arrives; past the limit or the time, the app is told the client
+        left (it stops reading) and the client gets our 413 or 408 instead of whatever the app says."""
+        deadline = time.monotonic() + self.timeout_s
+        size = 0
+        body_done = False
+        refused: APIError | None = None
+        started = False
+
+        async def guarded_receive() -> Message:
+            nonlocal size, body_done, refused
+            if refused is not None:
+                return {"type": "http.disconnect"}
+            if body_done:
+                return await receive()
+            message = await self._receive_until(receive, deadline)
+            if message is None:
+                refused = self._too_slow()
+                return {"type": "http.disconnect"}
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    refused = self._too_big(limit)
+                    return {"type": "http.disconnect"}
+                body_done = not message.get("more_body", False)
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused is not None and not started:
+                return  # our answer replaces the app's
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except Exception:
+            if refused is None:
+                raise
+        if refused is not None and not started:
+            await send_error(send, refused)
+
+
+class BearerAuth:
+    """``Authorization: Bearer <key>`` on the API paths (401 otherwise)."""
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self.app = app
+        self.key = api_key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_api_path(scope):
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
+            message = "missing API key: send Authorization: Bearer <key>" if not header else "invalid API key"
+            error = APIError(401, message, code="invalid_api_key", type="invalid_request_error",
+                             headers={"WWW-Authenticate": "Bearer"})
+            await send_error(send, error)
+            return
+        await self.app(scope, receive, send)
+
+
+class Observe:
+    """Counts every request by route and status code and times it (streams: until the last byte)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, route_paths: Callable[[], set[str]]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._route_paths = route_paths
+        self._known: set[str] | None = None
+
+    def route_paths(self) -> set[str]:
+        if self._known is None:  # the routes are all declared by the time the first request comes
+            self._known = self._route_paths()
+        return self._known
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def observe_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe_send)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or scope["path"]
+            label = path if path in self.route_paths() else "other"  # unknown paths: one label, not one each
+            method = scope["method"] if scope["method"] in METRIC_METHODS else "other"
+            self.metrics.requests.labels(label, method, str(status)).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - started)
