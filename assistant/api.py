@@ -21,7 +21,7 @@ from .models import GENERATOR
 from .pii import PiiPolicy, Redactor
 from .prompts import available_label_sets
 from .runs import discover_runs, runs_root
-from .tasks import TASKS, Task
+from .tasks import PIPELINES, Pipeline
 from .tasks.ask import Answer, AskTurn
 from .tasks.classify import Classification
 from .tasks.summarize import Summary
@@ -96,14 +96,15 @@ class Assistant:
             items = classifiers.items() if isinstance(classifiers, Mapping) else ((None, c) for c in classifiers)
             for name, run in items:
                 self.engine.add_classifier(run, task=name)
-        self._tasks: dict[str, Task] = {}
+        self._pipelines: dict[str, Pipeline] = {}
 
-    def task(self, name: str) -> Task:
-        if name not in TASKS:
-            raise UnknownTaskError(f"unknown task {name!r}; available: {', '.join(TASKS)}")
-        if name not in self._tasks:
-            self._tasks[name] = TASKS[name](self.engine)
-        return self._tasks[name]
+    def pipeline(self, name: str) -> Pipeline:
+        """The pipeline that runs ``name`` (``ask``, ``summarize``, ``classify``), built on first use."""
+        if name not in PIPELINES:
+            raise UnknownTaskError(f"unknown pipeline {name!r}; available: {', '.join(PIPELINES)}")
+        if name not in self._pipelines:
+            self._pipelines[name] = PIPELINES[name](self.engine)
+        return self._pipelines[name]
 
     # ------------------------------------------------------------------ trust
 
@@ -177,7 +178,7 @@ class Assistant:
         audit log as given by ``user``."""
         redactor = self.redactor()
         source = redactor.redact(ensure_text(text)) if redactor is not None else text
-        summary = self.task("summarize")(source, style=style, max_words=max_words, progress=progress)
+        summary = self.pipeline("summarize")(source, style=style, max_words=max_words, progress=progress)
         if redactor is not None:
             summary.text = redactor.restore(summary.text)
             summary.bullets = [redactor.restore(b) for b in summary.bullets]
@@ -192,7 +193,7 @@ class Assistant:
         the fine-tuned model that serves ``task`` (shipped or given), or ``zero_shot`` with the
         encoder against the task's label descriptions."""
         text = self._redact_texts(text)
-        return self.task("classify")(text, task=task, threshold=threshold, zero_shot=zero_shot)
+        return self.pipeline("classify")(text, task=task, threshold=threshold, zero_shot=zero_shot)
 
     def _redact_texts(self, text):
         redactor = self.redactor()
@@ -209,7 +210,7 @@ class Assistant:
     ) -> dict[str, Classification | list[Classification]]:
         """Classify texts for several tasks at once (default: every task); ``{task: result(s)}``.
         Tasks whose classifiers share the encoder embed each text once."""
-        return self.task("classify").classify_tasks(self._redact_texts(text), tasks or self.classification_tasks(),
+        return self.pipeline("classify").classify_tasks(self._redact_texts(text), tasks or self.classification_tasks(),
                                                     threshold=threshold, zero_shot=zero_shot)
 
     def ask(self, question: str, history: Sequence | None = None, *, user: str | None = None, **sampling) -> Answer:
@@ -217,27 +218,27 @@ class Assistant:
         ``max_new_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``. Recorded in the audit log."""
         redactor = self.redactor()
         asked = redactor.redact(ensure_text(question, "question")) if redactor is not None else question
-        answer = self.task("ask")(asked, history=self._redact_history(redactor, history), **sampling)
+        answer = self.pipeline("ask")(asked, history=self._redact_history(redactor, history), **sampling)
         if redactor is not None:
             answer.text = redactor.restore(answer.text)
         self.record_answer("ask", _as_text(question), answer.text, user=user)
         return answer
 
     def chat_turn(self, messages: Sequence[Mapping], **sampling) -> AskTurn:
-        """An OpenAI-style conversation as the ask task answers it (``AskTask.conversation``): the
+        """An OpenAI-style conversation as the ask task answers it (``AskPipeline.conversation``): the
         ask system prompt unless it brings its own, the ask defaults under ``sampling``."""
-        return self.task("ask").conversation(messages, **sampling)
+        return self.pipeline("ask").conversation(messages, **sampling)
 
     def notice_for(self, turn: AskTurn, text: str) -> str:
         """The not-investment-advice notice to append to ``text`` (with its separator), or ""."""
-        return self.task("ask").notice_for(turn, text)
+        return self.pipeline("ask").notice_for(turn, text)
 
     def ask_stream(self, question: str, history: Sequence | None = None, *, user: str | None = None,
                    **sampling) -> Iterator[str]:
         """Like ``ask`` but yields the answer piece by piece as it is generated."""
         redactor = self.redactor()
         asked = redactor.redact(ensure_text(question, "question")) if redactor is not None else question
-        pieces = self.task("ask").stream(asked, history=self._redact_history(redactor, history), **sampling)
+        pieces = self.pipeline("ask").stream(asked, history=self._redact_history(redactor, history), **sampling)
         return self._restored_and_recorded(pieces, redactor, _as_text(question), user)
 
     def _restored_and_recorded(self, pieces: Iterator[str], redactor: Redactor | None, question: str,
@@ -263,7 +264,7 @@ class Assistant:
         """``ask_stream`` as an async iterator: for event loops; closing it early cancels the generation."""
         redactor = self.redactor()
         asked = redactor.redact(ensure_text(question, "question")) if redactor is not None else question
-        pieces = self.task("ask").astream(asked, history=self._redact_history(redactor, history), **sampling)
+        pieces = self.pipeline("ask").astream(asked, history=self._redact_history(redactor, history), **sampling)
         return self._restored_and_recorded_async(pieces, redactor, _as_text(question), user)
 
     async def _restored_and_recorded_async(self, pieces: AsyncIterator[str], redactor: Redactor | None,

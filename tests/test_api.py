@@ -10,7 +10,7 @@ from assistant import Assistant
 from assistant.errors import DeviceError, InvalidParameterError, ModelNotFoundError, UnknownTaskError
 from assistant.models import ENCODER, GENERATOR
 from assistant.prompts import available_label_sets
-from assistant.tasks import TASKS
+from assistant.tasks import PIPELINES
 from assistant.tasks.ask import Answer
 from assistant.tasks.classify import Classification
 from assistant.tasks.summarize import Summary
@@ -70,17 +70,17 @@ def test_models_with_load(fresh):
     assert fresh.engine.loaded(GENERATOR) is not None and fresh.engine.loaded(ENCODER) is not None
 
 
-def test_task_table_and_task_objects(shared):
-    assert set(TASKS) == {"summarize", "classify", "ask"}
-    for name in TASKS:
-        assert shared.task(name) is shared.task(name)  # one task object per assistant
-        assert shared.task(name).engine is shared.engine
+def test_pipeline_table_and_pipeline_objects(shared):
+    assert set(PIPELINES) == {"summarize", "classify", "ask"}
+    for name in PIPELINES:
+        assert shared.pipeline(name) is shared.pipeline(name)  # one pipeline object per assistant
+        assert shared.pipeline(name).engine is shared.engine
 
 
 @pytest.mark.parametrize("name", ["translate", "", "Summarize", "classify "])
-def test_unknown_task_name(shared, name):
-    with pytest.raises(UnknownTaskError, match="available: summarize, classify, ask"):
-        shared.task(name)
+def test_unknown_pipeline_name(shared, name):
+    with pytest.raises(UnknownTaskError, match="unknown pipeline .*available: summarize, classify, ask"):
+        shared.pipeline(name)
 
 
 def test_unknown_label_set_fails_before_loading_the_encoder(fresh):
@@ -130,4 +130,4 @@ def test_cuda_without_cuda_fails_at_construction(tiny_gpt2_dir):
 def test_assistants_can_share_an_engine(tiny_engine):
     a, b = Assistant(engine=tiny_engine), Assistant(engine=tiny_engine)
     assert a.engine is b.engine
-    assert a.task("classify") is not b.task("classify")
+    assert a.pipeline("classify") is not b.pipeline("classify")

@@ -24,7 +24,7 @@ from finetune.recipes import prepare_sentiment, prepare_unfair_tos
 
 pytestmark = pytest.mark.slow
 
-TASKS = ("contract-clause", "sentiment", "unfair-tos")
+PIPELINES = ("contract-clause", "sentiment", "unfair-tos")
 #: All shipped classifier files together stay this small (they live in git).
 SIZE_LIMIT = 20_000_000
 
@@ -38,7 +38,7 @@ def _sample(rows: list[dict], n: int, seed: int = 0) -> list[dict]:
 @pytest.fixture(scope="module")
 def runs() -> dict[str, Path]:
     found = shipped_runs()
-    assert sorted(found) == list(TASKS), f"shipped classifiers: {sorted(found)}"
+    assert sorted(found) == list(PIPELINES), f"shipped classifiers: {sorted(found)}"
     return found
 
 
@@ -119,8 +119,8 @@ def test_unfair_terms_on_claudette(runs, held_out, read_jsonl):
 
 def test_shipped_classifiers_are_the_defaults(runs):
     a = Assistant(device="cpu")
-    assert {t: a.engine.classifier(t).path for t in TASKS} == runs
-    assert set(TASKS) <= set(a.classification_tasks())
+    assert {t: a.engine.classifier(t).path for t in PIPELINES} == runs
+    assert set(PIPELINES) <= set(a.classification_tasks())
     result = a.classify("Net sales doubled to EUR 40 mn.", task="sentiment")
     assert result.label == "positive" and result.scores[0].score > 0.8
     assert a.classify("$TSLA cut to underweight at Barclays", task="sentiment").label == "negative"
@@ -132,7 +132,7 @@ def test_shipped_classifiers_are_the_defaults(runs):
     zero = a.classify("Net sales doubled to EUR 40 mn.", task="sentiment", zero_shot=True)
     assert zero.task == "sentiment" and [s.score for s in zero.scores] != [s.score for s in result.scores]
     rows = {r["task"]: r for r in a.models() if r["role"] == "classifier" and r.get("configured")}
-    assert set(rows) == set(TASKS) and all(rows[t]["location"] == str(runs[t]) for t in TASKS)
+    assert set(rows) == set(PIPELINES) and all(rows[t]["location"] == str(runs[t]) for t in PIPELINES)
 
 
 def test_another_encoder_or_a_users_run_replaces_the_shipped_ones(tiny_bert_dir, tiny_gpt2_dir, sentiment_run):
@@ -187,7 +187,7 @@ def test_classify_tasks_gives_every_task(runs):
     a = Assistant(device="cpu")
     texts = ["Net sales doubled to EUR 40 mn.", "We may terminate your account at any time without notice."]
     both = a.classify_tasks(texts)
-    assert set(TASKS) <= set(both) and all(len(both[t]) == 2 for t in TASKS)
+    assert set(PIPELINES) <= set(both) and all(len(both[t]) == 2 for t in PIPELINES)
     assert [r.labels for r in both["sentiment"]] == [r.labels for r in a.classify(texts, task="sentiment")]
     probs = a.engine.classifier("unfair-tos").predict_scores(texts)
     assert torch.allclose(probs, a.engine.classifier("unfair-tos").predict_scores(texts))

@@ -10,7 +10,7 @@ import pytest
 from assistant.types import Generation, SamplingParams
 from assistant.errors import EmptyInputError, InvalidParameterError, NotTextError
 from assistant.prompts import load_prompt
-from assistant.tasks.ask import Answer, AskTask, normalise_history
+from assistant.tasks.ask import Answer, AskPipeline, normalise_history
 
 NOTICE = load_prompt("ask")["notice"]
 SYSTEM = load_prompt("ask")["system"]
@@ -34,8 +34,8 @@ NOT_ADVICE = [
 
 
 @pytest.fixture(scope="module")
-def task(tiny_engine) -> AskTask:
-    return AskTask(tiny_engine)
+def task(tiny_engine) -> AskPipeline:
+    return AskPipeline(tiny_engine)
 
 
 # ------------------------------------------------------------ advice detection

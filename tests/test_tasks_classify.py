@@ -10,7 +10,7 @@ import torch
 
 from assistant.errors import EmptyInputError, NotTextError, UnknownTaskError
 from assistant.prompts import load_label_set
-from assistant.tasks.classify import Classification, ClassifyTask, LabelScore
+from assistant.tasks.classify import Classification, ClassifyPipeline, LabelScore
 
 SENTENCES = [
     "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007.",
@@ -24,8 +24,8 @@ CLAUSE = (
 
 
 @pytest.fixture(scope="module")
-def task(tiny_engine) -> ClassifyTask:
-    return ClassifyTask(tiny_engine)
+def task(tiny_engine) -> ClassifyPipeline:
+    return ClassifyPipeline(tiny_engine)
 
 
 def _assert_sorted(scores: list[LabelScore]) -> None:

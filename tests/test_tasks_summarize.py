@@ -10,7 +10,7 @@ import pytest
 from assistant.types import Generation
 from assistant.errors import EmptyInputError, InvalidParameterError, NotTextError
 from assistant.prompts import load_prompt
-from assistant.tasks.summarize import STYLES, Summary, SummarizeTask
+from assistant.tasks.summarize import STYLES, Summary, SummarizePipeline
 
 SHORT = (
     "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007. "
@@ -19,8 +19,8 @@ SHORT = (
 
 
 @pytest.fixture(scope="module")
-def task(tiny_engine) -> SummarizeTask:
-    return SummarizeTask(tiny_engine)
+def task(tiny_engine) -> SummarizePipeline:
+    return SummarizePipeline(tiny_engine)
 
 
 def _words(summary_text: str) -> list[str]:

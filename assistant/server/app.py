@@ -21,7 +21,7 @@ Every error has an OpenAI-style body ``{"error": {"message", "type", "param",
 ever answers with a traceback (unexpected errors are logged here and answered
 with a generic 500).
 
-Hostile clients (``assistant/guards.py`` and the middlewares here): a Host allow-list, JSON bodies
+Hostile clients (``assistant/guards.py`` and ``middleware.py``): a Host allow-list, JSON bodies
 only with ``Content-Type: application/json``, every body (the web UI's included) under a size and a
 time limit, the UI login throttled, metric labels from closed sets, chat admission refused (429 with
 Retry-After) when the expected wait exceeds the request timeout.
@@ -29,59 +29,30 @@ Retry-After) when the expected wait exceeds the request timeout.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
 import logging
-import re
-import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from fastapi import FastAPI
 
 from ..api import Assistant
 from ..audit import key_id
-from ..errors import AssistantError, InvalidParameterError
+from ..errors import InvalidParameterError
 from ..settings import ServiceSettings
 from ..guards import LOOPBACK_HOSTS, HostAllowList, LoginThrottle, RequireLoginFirst, allowed_hosts_for, uvicorn_config
-from ..models import ENCODER, GENERATOR
 from ..pii import install_log_redaction
-from ..schemas import (
-    AskRequest,
-    AskResponse,
-    ChatCompletion,
-    ChatCompletionChoice,
-    ChatCompletionChunk,
-    ChatCompletionMessage,
-    ChatCompletionRequest,
-    ClassificationResult,
-    ClassifyRequest,
-    ClassifyResponse,
-    Health,
-    ModelCard,
-    ModelList,
-    SummarizeRequest,
-    SummarizeResponse,
-)
 
-from .errors import APIError, ERROR_RESPONSES, install_error_handlers, timeout_error
+from .errors import ERROR_RESPONSES, install_error_handlers
 from .middleware import API_PREFIXES, BearerAuth, BodyLimit, Observe, UPLOAD_OVERHEAD_BYTES
 from .metrics import Metrics
+from .routes import chat, operations, tasks
 from .service import Service
-from .streaming import EventStream, cancel_on_disconnect, stream_events, timed_pieces, usage_of
 
 log = logging.getLogger(__name__)
 
 
-#: Model names a chat request may use for "whatever this server serves".
-DEFAULT_MODEL_ALIASES = ("", "default")
 # ------------------------------------------------------------------------- app
 
 
@@ -123,8 +94,8 @@ def create_app(
     if assistant.pii.redact_logs:
         install_log_redaction()
     metrics = Metrics()
-    service = Service(assistant, metrics, max_input_tokens=max_input_tokens,
-                       max_tokens_limit=max_tokens_limit, request_timeout_s=request_timeout_s)
+    service = Service(assistant, metrics, max_input_tokens=max_input_tokens, max_tokens_limit=max_tokens_limit,
+                      request_timeout_s=request_timeout_s, caller=key_id(api_key) if api_key else "anonymous")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -144,12 +115,6 @@ def create_app(
     )
     app.state.service = service
     install_error_handlers(app)
-    caller = key_id(api_key) if api_key else "anonymous"
-
-    def who(user: str | None) -> str:
-        """The audit log's name for a request's sender: the API key's id, and the ``user`` it gave."""
-        return f"{caller} user={user}" if user else caller
-
     # Middleware, outermost last: metrics see every answer (401 and 413 included); the Host check
     # comes before anything else reads the request.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s,
@@ -159,129 +124,15 @@ def create_app(
         if ui:  # the page's own routes: no body is read before a login, and logins are throttled
             app.add_middleware(RequireLoginFirst, open_paths=["/login", *API_PREFIXES])
             app.add_middleware(LoginThrottle, paths=["/login"])
-    app.add_middleware(Observe, metrics=metrics, route_paths=lambda: {getattr(r, "path", "") for r in app.routes})
+    routers = (chat.router, tasks.router, operations.router)
+    # The paths metrics may name (the routers' routes are not listed in app.routes once included).
+    app.add_middleware(Observe, metrics=metrics, route_paths=lambda: {
+        path for r in [*app.routes, *(route for router in routers for route in router.routes)]
+        if (path := getattr(r, "path", None))})
     app.add_middleware(HostAllowList, allowed=LOOPBACK_HOSTS if allowed_hosts is None else allowed_hosts)
 
-    # ------------------------------------------------------------------ chat
-
-    @app.post("/v1/chat/completions", response_model=ChatCompletion, tags=["chat"],
-              responses={200: {"content": {"text/event-stream": {}},
-                               "description": "a ChatCompletion, or with stream=true ChatCompletionChunk events"}})
-    async def chat_completions(body: ChatCompletionRequest, request: Request):
-        """OpenAI Chat Completions. Sampling is greedy unless ``temperature`` > 0 (OpenAI's default is 1)."""
-        await service.ready(GENERATOR)
-        model = service.model_name(GENERATOR)
-        if body.model is not None and body.model not in (*DEFAULT_MODEL_ALIASES, model):
-            raise APIError(404, f"the model {body.model!r} does not exist here; this server chats with {model!r}",
-                           code="model_not_found", param="model")
-        # The ask task's turn, as for every front door: its system prompt unless the client sent one,
-        # its sampling defaults where the request sets none, and the notice where due.
-        turn = assistant.chat_turn([m.as_engine_message() for m in body.messages])
-        messages = turn.messages
-        question = next(m["content"] for m in reversed(messages) if m["role"] == "user")
-        redactor = assistant.redactor()  # --redact-inputs: the model sees placeholders, the client its values
-        if redactor is not None:
-            messages = [{**m, "content": redactor.redact(m["content"])} for m in messages]
-        handle = await run_in_threadpool(service.submit, body, messages, turn.params)
-
-        def notice(text: str) -> str:
-            return assistant.notice_for(turn, text)
-
-        def record(text: str) -> None:
-            assistant.record_answer("chat", question, text, user=who(body.user), model=model)
-
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-        created = int(time.time())
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            events = stream_events(service, handle, completion_id, created, model, include_usage, redactor, record,
-                                    notice)
-            return EventStream(events, on_close=lambda: service.settle(handle))
-
-        watcher = asyncio.create_task(cancel_on_disconnect(request, handle))
-        try:
-            async for _ in timed_pieces(handle, service.timeout):
-                pass
-        except TimeoutError:
-            handle.cancel()
-            raise timeout_error(service.timeout) from None
-        finally:
-            watcher.cancel()
-            service.settle(handle)
-        result = handle.result
-        text = redactor.restore(result.text) if redactor is not None else result.text
-        text += notice(text)
-        await run_in_threadpool(record, text)
-        return ChatCompletion(
-            id=completion_id,
-            created=created,
-            model=model,
-            choices=[ChatCompletionChoice(message=ChatCompletionMessage(content=text),
-                                          finish_reason=result.finish_reason)],
-            usage=usage_of(result),
-        )
-
-    # ---------------------------------------------------------------- models
-
-    @app.get("/v1/models", response_model=ModelList, tags=["models"])
-    async def list_models() -> ModelList:
-        """The generator (chat, summarize) and the encoder (classify) this server runs."""
-        rows = await service.blocking(assistant.models)
-        return ModelList(data=[
-            ModelCard(id=row["name"], role=row["role"], origin=row["origin"], loaded=row["loaded"]) for row in rows
-        ])
-
-    # ----------------------------------------------------------------- tasks
-
-    @app.post("/v1/ask", response_model=AskResponse, tags=["tasks"])
-    async def ask(body: AskRequest) -> AskResponse:
-        """One advisory question, answered as ``finassist ask`` and the web chat answer it."""
-        await service.ready(GENERATOR)
-        requested = body.max_tokens
-        if requested is not None and requested > service.max_tokens_limit:
-            raise APIError(400, f"max_tokens is {requested}; this server allows at most {service.max_tokens_limit}",
-                           code="max_tokens_too_large", param="max_tokens")
-        answer = await service.blocking(assistant.ask, body.question, history=body.history_messages(),
-                                        user=who(body.user), **body.sampling_overrides())
-        return AskResponse(model=service.model_name(GENERATOR), **answer.to_dict())
-
-    @app.post("/v1/summarize", response_model=SummarizeResponse, tags=["tasks"])
-    async def summarize(body: SummarizeRequest) -> SummarizeResponse:
-        """Summarise a text as bullets, a headline or a paragraph (long texts are chunked, never cut)."""
-        await service.ready(GENERATOR)
-        summary = await service.blocking(assistant.summarize, body.text, style=body.style, max_words=body.max_words,
-                                         user=who(None))
-        return SummarizeResponse(model=service.model_name(GENERATOR), **summary.to_dict())
-
-    @app.post("/v1/classify", response_model=ClassifyResponse, tags=["tasks"])
-    async def classify(body: ClassifyRequest) -> ClassifyResponse:
-        """Classification (``sentiment``, ``contract-clause``, ``unfair-tos``, ...) of one text or a batch by
-        the fine-tuned classifier serving the task (shipped, or ``--classifier``), or ``zero_shot`` with
-        the encoder against the task's label descriptions."""
-        fine_tuned = None if body.zero_shot else assistant.engine.classifier(body.task)
-        if fine_tuned is None:
-            await service.ready(ENCODER)
-        results = await service.blocking(assistant.classify, body.inputs(), task=body.task, threshold=body.threshold,
-                                         zero_shot=body.zero_shot)
-        results = results if isinstance(results, list) else [results]
-        return ClassifyResponse(
-            model=fine_tuned.info.path.name if fine_tuned is not None else service.model_name(ENCODER),
-            task=body.task,
-            results=[ClassificationResult.model_validate(r.to_dict()) for r in results],
-        )
-
-    # ------------------------------------------------------------- operations
-
-    @app.get("/healthz", response_model=Health, tags=["operations"], responses={503: {"model": Health}})
-    async def healthz():
-        """200 once the models are loaded; 503 while they load or when loading failed."""
-        status, detail = service.health()
-        return JSONResponse(Health(status=status, detail=detail).model_dump(), 200 if status == "ok" else 503)
-
-    @app.get("/metrics", tags=["operations"], response_class=Response)
-    async def prometheus_metrics() -> Response:
-        """Prometheus text format."""
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    for router in routers:
+        app.include_router(router)
 
     if ui:  # last: the page is mounted at "/" and must not shadow the routes above
         from ..ui import mount_ui

@@ -4,7 +4,6 @@ traceback (unexpected errors are logged and answered with a generic 500)."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
@@ -14,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import AssistantError, InputTooLongError, QueueFullError
+from ..errors import AssistantError, QueueFullError
 from ..guards import encode_json
 from ..schemas import ErrorResponse
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 

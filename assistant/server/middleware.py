@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import time
 from collections.abc import Callable
 
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..guards import BODY_TIMEOUT_S
-from ..schemas import Health
 
 from .errors import APIError, error_response
 from .metrics import METRIC_METHODS, Metrics

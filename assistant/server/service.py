@@ -12,6 +12,8 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from fastapi import Request
+
 from ..api import Assistant
 from ..types import SamplingParams
 from ..errors import AssistantError, InputTooLongError
@@ -28,11 +30,13 @@ log = logging.getLogger(__name__)
 
 
 class Service:
-    """What the routes share: the assistant, its batcher, the limits, loading state and metrics."""
+    """The one handler every route calls (``request.app.state.service``): what the routes share: the assistant, its batcher, the limits, loading state and metrics."""
 
     def __init__(self, assistant: Assistant, metrics: Metrics, *, max_input_tokens: int | None,
-                 max_tokens_limit: int, request_timeout_s: float) -> None:
+                 max_tokens_limit: int, request_timeout_s: float, caller: str = "anonymous") -> None:
         self.assistant = assistant
+        #: The audit log's name for this server's clients: the API key's id, or "anonymous".
+        self.caller = caller
         self.engine = assistant.engine
         self.metrics = metrics
         self.max_input_tokens = max_input_tokens
@@ -45,6 +49,10 @@ class Service:
         self._settled: weakref.WeakSet = weakref.WeakSet()
         metrics.queue_depth.set_function(lambda: self.batcher.queue_depth() if self.batcher else 0)
         metrics.active.set_function(lambda: self.batcher.active() if self.batcher else 0)
+
+    def who(self, user: str | None) -> str:
+        """The audit log's name for a request's sender: the API key's id, and the ``user`` it gave."""
+        return f"{self.caller} user={user}" if user else self.caller
 
     # ---------------------------------------------------------------- loading
 
@@ -168,3 +176,8 @@ class Service:
             m.prompt_tokens.inc(result.prompt_tokens)
             m.completion_tokens.inc(result.completion_tokens)
             m.completions.labels(result.finish_reason).inc()
+
+
+def service_of(request: Request) -> Service:
+    """The app's ``Service``, for the routes (a FastAPI dependency)."""
+    return request.app.state.service

@@ -1,16 +1,18 @@
-"""The task table: every task the assistant runs, by name, in one place."""
+"""The pipeline table: the code that runs each of the assistant's tasks (ask, summarize, classify),
+by name, in one place. (A classification *task* such as ``sentiment`` is a label set or a fine-tuned
+classifier that the classify pipeline serves.)"""
 
 from __future__ import annotations
 
-from .ask import AskTask
-from .base import Task
-from .classify import ClassifyTask
-from .summarize import SummarizeTask
+from .ask import AskPipeline
+from .base import Pipeline
+from .classify import ClassifyPipeline
+from .summarize import SummarizePipeline
 
-TASKS: dict[str, type[Task]] = {
-    SummarizeTask.name: SummarizeTask,
-    ClassifyTask.name: ClassifyTask,
-    AskTask.name: AskTask,
+PIPELINES: dict[str, type[Pipeline]] = {
+    SummarizePipeline.name: SummarizePipeline,
+    ClassifyPipeline.name: ClassifyPipeline,
+    AskPipeline.name: AskPipeline,
 }
 
-__all__ = ["TASKS", "Task", "AskTask", "ClassifyTask", "SummarizeTask"]
+__all__ = ["PIPELINES", "Pipeline", "AskPipeline", "ClassifyPipeline", "SummarizePipeline"]

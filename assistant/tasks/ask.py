@@ -12,7 +12,7 @@ from ..types import Generation, Message, SamplingParams
 from ..errors import InvalidParameterError
 from ..inputs import ensure_text
 from ..prompts import load_prompt
-from .base import Task
+from .base import Pipeline
 
 ROLES = ("system", "user", "assistant")
 
@@ -71,7 +71,7 @@ def normalise_history(history: object) -> list[Message]:
     return messages
 
 
-class AskTask(Task):
+class AskPipeline(Pipeline):
     name = "ask"
 
     def __init__(self, engine) -> None:

@@ -1,4 +1,4 @@
-"""The shape every task has: prepare input -> run model -> shape output.
+"""The shape every pipeline has: prepare input -> run model -> shape output.
 
 Like transformers pipelines: ``preprocess`` checks and prepares the user's input
 (no model calls but tokenisation), ``forward`` runs the engine, ``postprocess``
@@ -12,8 +12,8 @@ from typing import Any
 from ..engine import Engine
 
 
-class Task:
-    #: Name in the task table (``assistant.tasks.TASKS``).
+class Pipeline:
+    #: Name in the pipeline table (``assistant.tasks.PIPELINES``).
     name: str = ""
 
     def __init__(self, engine: Engine) -> None:

@@ -28,7 +28,7 @@ from ..classifiers import chosen_labels
 from ..errors import UnknownTaskError
 from ..inputs import ensure_text, ensure_texts
 from ..prompts import LabelSet, available_label_sets, load_label_set
-from .base import Task
+from .base import Pipeline
 
 if TYPE_CHECKING:
     from ..classifiers import FineTunedClassifier
@@ -80,7 +80,7 @@ class ClassifyInputs:
     task: str = ""
 
 
-class ClassifyTask(Task):
+class ClassifyPipeline(Pipeline):
     name = "classify"
 
     def __init__(self, engine) -> None:

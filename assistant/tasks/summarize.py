@@ -17,7 +17,7 @@ from ..types import Generation, SamplingParams
 from ..errors import InputTooLongError
 from ..inputs import ensure_choice, ensure_int, ensure_text
 from ..prompts import load_prompt
-from .base import Task
+from .base import Pipeline
 
 STYLES = ("bullets", "headline", "paragraph")
 #: The word budgets a summary may ask for (the HTTP schema and the UI take their bounds from here).
@@ -53,7 +53,7 @@ class SummaryRequest:
     progress: Callable[[int, int, str], None] | None = None
 
 
-class SummarizeTask(Task):
+class SummarizePipeline(Pipeline):
     name = "summarize"
 
     def __init__(self, engine) -> None:

@@ -1,0 +1,81 @@
+"""``POST /v1/chat/completions``: OpenAI Chat Completions, plain or streamed as Server-Sent Events, on the
+ask task's turn (its system prompt unless the client sends one, its defaults, the notice where due)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from ...models import GENERATOR
+from ...schemas import ChatCompletion, ChatCompletionChoice, ChatCompletionMessage, ChatCompletionRequest
+from ..errors import APIError, timeout_error
+from ..service import Service, service_of
+from ..streaming import EventStream, cancel_on_disconnect, stream_events, timed_pieces, usage_of
+
+#: Model names a chat request may use for "whatever this server serves".
+DEFAULT_MODEL_ALIASES = ("", "default")
+
+router = APIRouter()
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion, tags=["chat"],
+          responses={200: {"content": {"text/event-stream": {}},
+                           "description": "a ChatCompletion, or with stream=true ChatCompletionChunk events"}})
+async def chat_completions(body: ChatCompletionRequest, request: Request, service: Annotated[Service, Depends(service_of)]):
+    """OpenAI Chat Completions. Sampling is greedy unless ``temperature`` > 0 (OpenAI's default is 1)."""
+    await service.ready(GENERATOR)
+    model = service.model_name(GENERATOR)
+    if body.model is not None and body.model not in (*DEFAULT_MODEL_ALIASES, model):
+        raise APIError(404, f"the model {body.model!r} does not exist here; this server chats with {model!r}",
+                       code="model_not_found", param="model")
+    # The ask task's turn, as for every front door: its system prompt unless the client sent one,
+    # its sampling defaults where the request sets none, and the notice where due.
+    turn = service.assistant.chat_turn([m.as_engine_message() for m in body.messages])
+    messages = turn.messages
+    question = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+    redactor = service.assistant.redactor()  # --redact-inputs: the model sees placeholders, the client its values
+    if redactor is not None:
+        messages = [{**m, "content": redactor.redact(m["content"])} for m in messages]
+    handle = await run_in_threadpool(service.submit, body, messages, turn.params)
+
+    def notice(text: str) -> str:
+        return service.assistant.notice_for(turn, text)
+
+    def record(text: str) -> None:
+        service.assistant.record_answer("chat", question, text, user=service.who(body.user), model=model)
+
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        events = stream_events(service, handle, completion_id, created, model, include_usage, redactor, record,
+                                notice)
+        return EventStream(events, on_close=lambda: service.settle(handle))
+
+    watcher = asyncio.create_task(cancel_on_disconnect(request, handle))
+    try:
+        async for _ in timed_pieces(handle, service.timeout):
+            pass
+    except TimeoutError:
+        handle.cancel()
+        raise timeout_error(service.timeout) from None
+    finally:
+        watcher.cancel()
+        service.settle(handle)
+    result = handle.result
+    text = redactor.restore(result.text) if redactor is not None else result.text
+    text += notice(text)
+    await run_in_threadpool(record, text)
+    return ChatCompletion(
+        id=completion_id,
+        created=created,
+        model=model,
+        choices=[ChatCompletionChoice(message=ChatCompletionMessage(content=text),
+                                      finish_reason=result.finish_reason)],
+        usage=usage_of(result),
+    )
