@@ -22,7 +22,10 @@ from pathlib import Path
 import torch
 
 from assistant.machine import machine_info
-from benchmarks.common import command_line
+
+from .charts import classify_chart
+from .common import command_line
+from .reports import classify_markdown
 
 #: (file under the data folder, text field): a mix of the kinds of text the tasks serve.
 SOURCES = (
@@ -68,6 +71,7 @@ def plain_forward_seconds(location: str, texts: list[str], max_length: int, labe
 
 def run_classify_benchmark(data: str = "../shared/data", texts: int = 512, out_dir: str = "docs/benchmarks",
                            repeats: int = 2) -> dict:
+    """Run the classification benchmark; print its table and write ``classify.{json,md,png}`` to ``out_dir``."""
     from assistant import Assistant
     from assistant.models import ENCODER, resolve_model
 
@@ -110,41 +114,9 @@ def run_classify_benchmark(data: str = "../shared/data", texts: int = 512, out_d
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "classify.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "classify.md").write_text(render_markdown(result))
-    write_chart(result, out / "classify.png")
-    print(render_markdown(result))
+    (out / "classify.md").write_text(classify_markdown(result))
+    skipped = classify_chart(result, out / "classify.png")
+    print(classify_markdown(result))
+    if skipped:
+        print(skipped)
     return result
-
-
-def render_markdown(result: dict) -> str:
-    lines = ["# Classification throughput: shipped classifiers vs plain Hugging Face forward passes", "",
-             f"- date: {result['date']}", f"- command: `{result['command']}`",
-             f"- machine: {result['machine'].get('cpu', '?')}, {result['machine'].get('cpu_cores_available', '?')} cores, "
-             f"torch {result['machine'].get('torch', '?')}",
-             f"- texts: {result['texts']} real texts ({', '.join(result['sources'])})",
-             f"- baseline: {result['baseline']}", "",
-             "| tasks | assistant texts/s | plain HF texts/s | speed-up |", "|---|---:|---:|---:|"]
-    for r in result["rows"]:
-        lines.append(f"| {' + '.join(r['tasks'])} | {r['assistant_texts_per_s']} | {r['plain_texts_per_s']} | "
-                     f"{r['speedup']}× |")
-    return "\n".join(lines) + "\n"
-
-
-def write_chart(result: dict, png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = [f"{len(r['tasks'])} task{'s' if len(r['tasks']) > 1 else ''}" for r in result["rows"]]
-    x = range(len(labels))
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar([i - 0.2 for i in x], [r["assistant_texts_per_s"] for r in result["rows"]], 0.4, label="assistant")
-    ax.bar([i + 0.2 for i in x], [r["plain_texts_per_s"] for r in result["rows"]], 0.4, label="plain HF forward")
-    ax.set_xticks(list(x), labels)
-    ax.set_ylabel("texts / s (CPU)")
-    ax.set_title("Classification throughput, same run")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)

@@ -1,21 +1,68 @@
-"""``finassist bench decode|serve|classify|load``: the benchmarks' command group.
+"""``finassist bench decode|serve|load|classify``: the benchmarks' command group.
 
-Added to the ``finassist`` command through the ``finassist.commands`` entry point (pyproject.toml),
-so the library's CLI does not import the benchmarks.
+``register`` is the ``finassist.commands`` entry point ``bench`` (pyproject.toml; the root command in
+``assistant/cli.py`` reads the group), so the library's CLI does not import the benchmarks.
+``python -m benchmarks.cli decode ...`` runs the root command with ``bench`` first. Each benchmark
+module is imported only when its command runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 
 from assistant.cli import CliInputError, positive
 from assistant.settings import BATCHING_BACKENDS, BatchSettings
 
-_BATCH = BatchSettings()
+#: Where the benchmarks write their figures by default (the committed results).
+RESULTS_DIR = "docs/benchmarks"
+
+
+def cmd_bench_decode(args: argparse.Namespace) -> None:
+    from .decode import run_decode_benchmark
+
+    run_decode_benchmark(generator=args.generator, device=args.device, dtypes=args.dtypes, new_tokens=args.tokens,
+                         repeats=args.repeats, out_dir=args.out, dtype=args.dtype, progress=not args.no_progress)
+
+
+def cmd_bench_load(args: argparse.Namespace) -> None:
+    from .load import run_load_benchmark
+
+    run_load_benchmark(generator=args.generator, encoder=args.encoder, device=args.device, dtype=args.dtype,
+                       clients=args.clients, seconds=args.seconds, max_tokens=args.max_tokens, timeout=args.timeout,
+                       max_batch_size=args.max_batch_size, max_queue=args.max_queue, out_dir=args.out)
+
+
+def concurrency_levels(value: str) -> list[int]:
+    """``--concurrency 1,4,16``: the client counts, each a positive integer."""
+    try:
+        levels = [int(c) for c in value.split(",") if c.strip()]
+    except ValueError:
+        raise CliInputError(f"--concurrency must be comma-separated integers, got {value!r}") from None
+    if not levels or min(levels) < 1:
+        raise CliInputError(f"--concurrency must list positive client counts, got {value!r}")
+    return levels
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> None:
+    from .serve import run_serve_benchmark
+
+    run_serve_benchmark(generator=args.generator, device=args.device, dtype=args.dtype,
+                        concurrency=concurrency_levels(args.concurrency), max_tokens=args.max_tokens,
+                        naive_requests=args.naive_requests, max_batch_size=args.max_batch_size, out_dir=args.out,
+                        progress=not args.no_progress, batching=args.batching)
+
+
+def cmd_bench_classify(args: argparse.Namespace) -> None:
+    from .classify import run_classify_benchmark
+
+    run_classify_benchmark(data=args.data, texts=args.texts, out_dir=args.out, repeats=args.repeats)
 
 
 def register(sub: argparse._SubParsersAction, model_options: argparse.ArgumentParser, command: str | None) -> None:
-    """Add ``bench`` and its benchmarks to the root command's subparsers."""
+    """Add ``bench`` and its benchmarks to the root command's subparsers (their options cost nothing to
+    build, so ``command`` changes nothing here)."""
     common = model_options
     bench = sub.add_parser("bench", help="benchmarks (figures printed and written under docs/benchmarks)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
@@ -28,7 +75,7 @@ def register(sub: argparse._SubParsersAction, model_options: argparse.ArgumentPa
     )
     p.add_argument("--tokens", type=int, default=128, help="new tokens per run")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", default="docs/benchmarks", help="folder for decode.json, decode.md and decode.png")
+    p.add_argument("--out", default=RESULTS_DIR, help="folder for decode.json, decode.md and decode.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = bench_sub.add_parser(
@@ -38,10 +85,11 @@ def register(sub: argparse._SubParsersAction, model_options: argparse.ArgumentPa
     p.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
     p.add_argument("--max-tokens", type=positive(int), default=128)
     p.add_argument("--naive-requests", type=int, default=8, help="requests for the sequential baseline")
-    p.add_argument("--max-batch-size", type=positive(int), default=_BATCH.max_batch_size)
-    p.add_argument("--batching", choices=BATCHING_BACKENDS, default=_BATCH.backend,
+    p.add_argument("--max-batch-size", type=positive(int), default=BatchSettings.max_batch_size,
+                   help="chat requests decoded together (default %(default)s)")
+    p.add_argument("--batching", choices=BATCHING_BACKENDS, default=BatchSettings.backend,
                    help="the server's batcher (see finassist serve --help)")
-    p.add_argument("--out", default="docs/benchmarks")
+    p.add_argument("--out", default=RESULTS_DIR)
     p.add_argument("--no-progress", action="store_true")
 
     p = bench_sub.add_parser(
@@ -51,7 +99,7 @@ def register(sub: argparse._SubParsersAction, model_options: argparse.ArgumentPa
     p.add_argument("--data", default="../shared/data", help="folder of the public datasets")
     p.add_argument("--texts", type=positive(int), default=512, help="real texts to classify")
     p.add_argument("--repeats", type=positive(int), default=2, help="timed runs (the fastest counts)")
-    p.add_argument("--out", default="docs/benchmarks", help="folder for classify.json, classify.md and classify.png")
+    p.add_argument("--out", default=RESULTS_DIR, help="folder for classify.json, classify.md and classify.png")
 
     p = bench_sub.add_parser(
         "load", parents=[common], help="many clients for a fixed time against the protected service: status counts, "
@@ -62,56 +110,19 @@ def register(sub: argparse._SubParsersAction, model_options: argparse.ArgumentPa
     p.add_argument("--seconds", type=positive(float), default=60)
     p.add_argument("--max-tokens", type=positive(int), default=16)
     p.add_argument("--timeout", type=positive(float), default=10, help="the server's request timeout")
-    p.add_argument("--max-batch-size", type=positive(int), default=_BATCH.max_batch_size)
-    p.add_argument("--max-queue", type=positive(int), default=_BATCH.max_queue)
-    p.add_argument("--out", default="docs/benchmarks", help="folder for load.json and load.md")
+    p.add_argument("--max-batch-size", type=positive(int), default=BatchSettings.max_batch_size,
+                   help="chat requests decoded together (default %(default)s)")
+    p.add_argument("--max-queue", type=positive(int), default=BatchSettings.max_queue,
+                   help="chat requests that may wait; more get 429 (default %(default)s)")
+    p.add_argument("--out", default=RESULTS_DIR, help="folder for load.json and load.md")
 
 
-def cmd_bench_decode(args: argparse.Namespace) -> None:
-    from benchmarks.decode import run_decode_benchmark
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.cli decode ...`` = ``finassist bench decode ...``."""
+    from assistant.cli import main as finassist
 
-    run_decode_benchmark(
-        generator=args.generator,
-        device=args.device,
-        dtypes=args.dtypes,
-        new_tokens=args.tokens,
-        repeats=args.repeats,
-        out_dir=args.out,
-        dtype=args.dtype,
-        progress=not args.no_progress,
-    )
+    return finassist(["bench", *(sys.argv[1:] if argv is None else argv)])
 
 
-def cmd_bench_load(args: argparse.Namespace) -> None:
-    from benchmarks.load import run_load_benchmark
-
-    run_load_benchmark(generator=args.generator, encoder=args.encoder, device=args.device, dtype=args.dtype,
-                       clients=args.clients, seconds=args.seconds, max_tokens=args.max_tokens, timeout=args.timeout,
-                       max_batch_size=args.max_batch_size, max_queue=args.max_queue, out_dir=args.out)
-
-
-def cmd_bench_serve(args: argparse.Namespace) -> None:
-    from benchmarks.serve import run_serve_benchmark
-
-    try:
-        levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    except ValueError:
-        raise CliInputError(f"--concurrency must be comma-separated integers, got {args.concurrency!r}") from None
-    run_serve_benchmark(
-        generator=args.generator,
-        device=args.device,
-        dtype=args.dtype,
-        concurrency=levels,
-        max_tokens=args.max_tokens,
-        naive_requests=args.naive_requests,
-        max_batch_size=args.max_batch_size,
-        out_dir=args.out,
-        progress=not args.no_progress,
-        batching=args.batching,
-    )
-
-
-def cmd_bench_classify(args: argparse.Namespace) -> None:
-    from benchmarks.classify import run_classify_benchmark
-
-    run_classify_benchmark(data=args.data, texts=args.texts, out_dir=args.out, repeats=args.repeats)
+if __name__ == "__main__":
+    sys.exit(main())

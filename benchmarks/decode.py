@@ -41,224 +41,42 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from assistant.device import QUANTIZED, default_dtype, parse_device, parse_dtype
-from assistant.engine import Engine, LoadedModel
-from assistant.types import Message, SamplingParams
+from assistant.engine import Engine
 from assistant.errors import DeviceError, InvalidParameterError
 from assistant.machine import load_average, machine_info
-from benchmarks.common import REPO_ROOT, command_line, git_commit
-from assistant.prompts import load_prompt
 
-ECTSUM_RELATIVE = Path("..") / "shared" / "data" / "summarization" / "ectsum" / "val.jsonl"
-EXCERPT_WORDS = 300
-#: Cores kept busy by other processes above which CPU figures are flagged as unreliable.
-OTHER_LOAD_WARN_CORES = 0.25
-
-QUESTION = (
-    "Explain in detail how a company's income statement, balance sheet and cash flow statement are "
-    "connected. Then walk through, step by step, how a $10 million increase in depreciation expense "
-    "affects each of the three statements, assuming a 25% tax rate."
+from .charts import decode_chart
+from .common import command_line, git_commit
+from .machine_load import OTHER_LOAD_WARN_CORES, OtherLoad
+from .reports import decode_markdown, decode_text
+from .timing import (
+    ENGINE_GENERATE,
+    ENGINE_STREAM,
+    PATHS,
+    PLAIN,
+    Run,
+    chat_input_ids,
+    engine_generate,
+    engine_stream,
+    first_difference,
+    median,
+    plain_generate,
 )
-#: Extra prompts for the dtype check (three prompts in all; these fill in when the excerpt is missing).
-EXTRA_PROMPTS = {
-    "bonds": (
-        "What are the main risks of investing in high-yield corporate bonds, and how do credit spreads "
-        "usually behave going into a recession? Answer in detail, with examples."
-    ),
-    "rates": (
-        "Describe how a central bank raising interest rates affects bank net interest margins, "
-        "mortgage demand and equity valuations. Explain each effect in detail."
-    ),
-}
-
-PLAIN = "plain model.generate"
-ENGINE_GENERATE = "engine.generate"
-ENGINE_STREAM = "engine.stream"
-PATHS = (PLAIN, ENGINE_GENERATE, ENGINE_STREAM)
-
-
-# ----------------------------------------------------------------------- prompts
-
-
-@dataclass
-class BenchPrompt:
-    key: str
-    title: str
-    messages: list[Message]
-
-
-def _find_ectsum() -> Path | None:
-    for base in (REPO_ROOT, Path.cwd()):
-        path = (base / ECTSUM_RELATIVE).resolve()
-        if path.is_file():
-            return path
-    return None
-
-
-def _earnings_excerpt(path: Path, words: int = EXCERPT_WORDS) -> tuple[str, dict]:
-    """Whole transcript lines of the first ECTSum validation record, up to about ``words`` words."""
-    with path.open(encoding="utf-8") as fh:
-        record = json.loads(fh.readline())
-    taken: list[str] = []
-    count = 0
-    for line in record["transcript"].split("\n"):
-        line = line.strip()
-        if not line:
-            continue
-        taken.append(line)
-        count += len(line.split())
-        if count >= words:
-            break
-    source = {"file": str(path), "id": record.get("id"), "words": count}
-    return " ".join(taken), source
-
-
-def build_prompts() -> tuple[list[BenchPrompt], list[BenchPrompt], dict]:
-    """The engine-vs-plain prompts, the three dtype-check prompts, and where they came from."""
-    system = load_prompt("ask")["system"]
-
-    def chat(text: str) -> list[Message]:
-        return [{"role": "system", "content": system}, {"role": "user", "content": text}]
-
-    question = BenchPrompt("question", "financial question", chat(QUESTION))
-    info: dict = {"system (prompts/ask.toml)": system, "question": QUESTION}
-    path = _find_ectsum()
-    speed = [question]
-    if path is not None:
-        excerpt, source = _earnings_excerpt(path)
-        with path.open(encoding="utf-8") as fh:
-            rec = json.loads(fh.readline())
-        text = (
-            f"Here is an excerpt from the {rec.get('ticker', '')} {str(rec.get('quarter', '')).upper()} "
-            f"{rec.get('year', '')} earnings call:\n\n{excerpt}\n\n"
-            "Summarise the results, the drivers behind them and what management said about the outlook. "
-            "Be detailed and quote the figures."
-        )
-        speed.append(BenchPrompt("earnings_call", f"earnings-call excerpt ({source['words']} words)", chat(text)))
-        info["earnings_call"] = source
-    else:
-        info["earnings_call"] = None
-        info["note"] = (
-            f"{ECTSUM_RELATIVE} not found (looked beside {REPO_ROOT} and {Path.cwd()}): "
-            "the engine-vs-plain comparison uses the financial question only"
-        )
-    check = list(speed)
-    for key, text in EXTRA_PROMPTS.items():
-        if len(check) >= 3:
-            break
-        check.append(BenchPrompt(key, key, chat(text)))
-        info[key] = text
-    return speed, check, info
-
-
-# ----------------------------------------------------------------------- timing
-
-
-@dataclass
-class Run:
-    path: str
-    prompt: str
-    tokens: int
-    wall_s: float
-    ttft_s: float | None = None
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _chat_input_ids(loaded: LoadedModel, engine: Engine, messages: Sequence[Message]) -> torch.Tensor:
-    """What a plain transformers user would do: the tokenizer's chat template, tokenized."""
-    tok = loaded.tokenizer
-    if getattr(tok, "chat_template", None):
-        out = tok.apply_chat_template(list(messages), add_generation_prompt=True, return_tensors="pt")
-        return out["input_ids"] if hasattr(out, "keys") else out
-    # A base model without a chat template: the engine's plain conversation format.
-    return tok(engine.render_chat(messages), return_tensors="pt", add_special_tokens=False)["input_ids"]
-
-
-def _pad_id(loaded: LoadedModel) -> int | None:
-    if loaded.model.generation_config.pad_token_id is not None:
-        return None  # generate already knows it
-    pad = loaded.tokenizer.pad_token_id
-    if pad is None:
-        pad = loaded.model.generation_config.eos_token_id
-        pad = pad[0] if isinstance(pad, list) else pad
-    return pad
-
-
-def plain_generate(loaded: LoadedModel, input_ids: torch.Tensor, new_tokens: int) -> tuple[torch.Tensor, float]:
-    """``model.generate`` called directly, greedy, forced to exactly ``new_tokens``; (new ids, seconds)."""
-    device = loaded.runtime.device
-    ids = input_ids.to(device)
-    kwargs: dict = {
-        "attention_mask": torch.ones_like(ids),
-        "max_new_tokens": new_tokens,
-        "min_new_tokens": new_tokens,
-        "do_sample": False,
-    }
-    pad = _pad_id(loaded)
-    if pad is not None:
-        kwargs["pad_token_id"] = pad
-    _sync(device)
-    started = time.perf_counter()
-    out = loaded.model.generate(ids, **kwargs)
-    _sync(device)
-    seconds = time.perf_counter() - started
-    return out[0, ids.shape[1] :].cpu(), seconds
-
-
-def engine_generate(engine: Engine, prompt: BenchPrompt, new_tokens: int) -> tuple[Run, str]:
-    device = engine.runtime.device
-    params = SamplingParams(max_new_tokens=new_tokens)
-    _sync(device)
-    started = time.perf_counter()
-    gen = engine.generate(prompt.messages, params)
-    _sync(device)
-    wall = time.perf_counter() - started
-    run = Run(ENGINE_GENERATE, prompt.key, gen.completion_tokens, wall, None, gen.finish_reason, gen.prompt_tokens)
-    return run, gen.text
-
-
-def engine_stream(engine: Engine, prompt: BenchPrompt, new_tokens: int) -> tuple[Run, str]:
-    device = engine.runtime.device
-    params = SamplingParams(max_new_tokens=new_tokens)
-    _sync(device)
-    started = time.perf_counter()
-    first: float | None = None
-    stream = engine.stream(prompt.messages, params)
-    for piece in stream:
-        if first is None and piece:
-            first = time.perf_counter() - started
-    _sync(device)
-    wall = time.perf_counter() - started
-    gen = stream.result
-    run = Run(ENGINE_STREAM, prompt.key, gen.completion_tokens, wall, first, gen.finish_reason, gen.prompt_tokens)
-    return run, gen.text
-
-
-def _median(values: Sequence[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
+from .workload import BenchPrompt, build_prompts
 
 
 def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="decode bench", unit="run", file=sys.stderr, disable=not enabled, leave=False)
+
 
 
 # ------------------------------------------------------------------ measurements
@@ -271,7 +89,7 @@ def _engine_vs_plain(
     tok = loaded.tokenizer
     rows: list[dict] = []
     for prompt in prompts:
-        input_ids = _chat_input_ids(loaded, engine, prompt.messages)
+        input_ids = chat_input_ids(loaded, engine, prompt.messages)
         runs: dict[str, list[Run]] = {p: [] for p in PATHS}
         plain_ttft: list[float] = []
         texts: dict[str, str] = {}
@@ -307,10 +125,10 @@ def _engine_vs_plain(
                         plain_ttft.append(ttft)
             bar.update(1)
 
-        plain_rate = _median([r.tokens_per_s for r in runs[PLAIN]])
+        plain_rate = median([r.tokens_per_s for r in runs[PLAIN]])
         for path in PATHS:
             rs = runs[path]
-            rate = _median([r.tokens_per_s for r in rs])
+            rate = median([r.tokens_per_s for r in rs])
             tokens = int(statistics.median([r.tokens for r in rs]))
             row = {
                 "prompt": prompt.key,
@@ -318,9 +136,9 @@ def _engine_vs_plain(
                 "path": path,
                 "prompt_tokens": rs[-1].prompt_tokens,
                 "completion_tokens": tokens,
-                "wall_s": _median([r.wall_s for r in rs]),
+                "wall_s": median([r.wall_s for r in rs]),
                 "tokens_per_s": rate,
-                "ttft_s": _median(plain_ttft) if path == PLAIN else _median([r.ttft_s for r in rs]),
+                "ttft_s": median(plain_ttft) if path == PLAIN else median([r.ttft_s for r in rs]),
                 "ttft_kind": "generate(max_new_tokens=1)" if path == PLAIN else (
                     "first streamed text piece" if path == ENGINE_STREAM else None
                 ),
@@ -340,21 +158,13 @@ def _engine_vs_plain(
     return rows
 
 
-def _first_difference(a: torch.Tensor, b: torch.Tensor) -> int | None:
-    n = min(a.shape[0], b.shape[0])
-    diff = (a[:n] != b[:n]).nonzero()
-    if diff.numel():
-        return int(diff[0, 0])
-    return None if a.shape[0] == b.shape[0] else n
-
-
 def _dtype_runs(
     engine: Engine, prompts: list[BenchPrompt], new_tokens: int, repeats: int, bar, label: str
 ) -> dict:
     """Plain greedy tokens/s on the first prompt, and the greedy ids of every prompt."""
     loaded = engine.generator
     timed = prompts[0]
-    input_ids = _chat_input_ids(loaded, engine, timed.messages)
+    input_ids = chat_input_ids(loaded, engine, timed.messages)
     bar.set_postfix_str(f"{label}: warm-up")
     plain_generate(loaded, input_ids, new_tokens)
     bar.update(1)
@@ -369,12 +179,12 @@ def _dtype_runs(
         bar.update(1)
     for prompt in prompts[1:]:
         bar.set_postfix_str(f"{label}: greedy ids, {prompt.key}")
-        ids, _ = plain_generate(loaded, _chat_input_ids(loaded, engine, prompt.messages), new_tokens)
+        ids, _ = plain_generate(loaded, chat_input_ids(loaded, engine, prompt.messages), new_tokens)
         ids_by_prompt[prompt.key] = ids
         bar.update(1)
     return {
-        "tokens_per_s": _median(rates),
-        "wall_s": _median(walls),
+        "tokens_per_s": median(rates),
+        "wall_s": median(walls),
         "tokens": new_tokens,
         "runs_tokens_per_s": rates,
         "load_s": round(loaded.load_seconds, 2),
@@ -382,257 +192,18 @@ def _dtype_runs(
     }
 
 
-def _release(engine: Engine | None) -> None:
-    if engine is None:
-        return
-    engine._models.clear()
+def _free_memory() -> None:
+    """Give back the memory of engines no longer referenced (their models hold cycles), CUDA's cache too."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
-# ------------------------------------------------------------------ environment
-
-
-def _cpu_busy_seconds() -> float | None:
-    """CPU seconds all processes have been busy since boot (Linux ``/proc/stat``), or None."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
-        return None
-    if not fields or fields[0] != "cpu":
-        return None
-    values = [int(v) for v in fields[1:9]] + [0] * max(0, 9 - len(fields))
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _self_cpu_seconds() -> float:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class OtherLoad:
-    """How many cores other processes kept busy: over one idle second now, and over a span of work."""
-
-    def __init__(self) -> None:
-        self.start_busy = self.start_self = self.start_wall = None
-
-    def sample_idle(self, seconds: float = 1.0) -> float | None:
-        busy0, self0, wall0 = _cpu_busy_seconds(), _self_cpu_seconds(), time.perf_counter()
-        time.sleep(seconds)
-        return self._cores(busy0, self0, wall0)
-
-    def start(self) -> None:
-        self.start_busy, self.start_self = _cpu_busy_seconds(), _self_cpu_seconds()
-        self.start_wall = time.perf_counter()
-
-    def since_start(self) -> float | None:
-        return self._cores(self.start_busy, self.start_self, self.start_wall)
-
-    @staticmethod
-    def _cores(busy0, self0, wall0) -> float | None:
-        busy1 = _cpu_busy_seconds()
-        if busy0 is None or busy1 is None:
-            return None
-        wall = time.perf_counter() - wall0
-        others = (busy1 - busy0) - (_self_cpu_seconds() - self0)
-        return round(max(others, 0.0) / wall, 2) if wall > 0 else None
-
-
-# ------------------------------------------------------------------------ output
-
-
-def _fmt(value, spec: str = ".2f", none: str = "-") -> str:
-    return none if value is None else format(value, spec)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        # Text columns (the first two) left-aligned, figures right-aligned.
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
-def _speed_table(result: dict, markdown: bool) -> str:
-    n = result["settings"]["new_tokens"]
-    headers = ["prompt", "path", "prompt tok", "new tok", "wall s", "tok/s", "TTFT s", "engine/plain", "same text"]
-    rows = []
-    for r in result["engine_vs_plain"]:
-        short = "*" if r["short"] else ""
-        same = r.get("same_text_as_plain")
-        rows.append([
-            r["prompt"],
-            r["path"],
-            str(r["prompt_tokens"]),
-            f"{r['completion_tokens']}{short}",
-            _fmt(r["wall_s"]),
-            _fmt(r["tokens_per_s"], ".1f"),
-            _fmt(r["ttft_s"], ".3f"),
-            _fmt(r["ratio_vs_plain"], ".2f") + ("x" if r["ratio_vs_plain"] is not None else ""),
-            "-" if same is None else ("yes" if same else "NO"),
-        ])
-    text = _table(headers, rows, markdown)
-    notes = [
-        f"tok/s = new tokens / wall time (prefill included), median of {result['settings']['repeats']} "
-        "after a warm-up; plain is forced to exactly N tokens (min_new_tokens).",
-        "TTFT: plain = generate(max_new_tokens=1) (prefill + one step); engine.stream = first streamed text "
-        "piece (the streamer holds text back until a word is complete).",
-    ]
-    if any(r["short"] for r in result["engine_vs_plain"]):
-        notes.append(f"* the engine stopped at the end-of-turn token before {n} tokens: its rate is over fewer "
-                     "tokens, so the prefill weighs more and the ratio is biased low.")
-    if markdown:
-        return text + "\n\n" + "\n".join("- " + s for s in notes)
-    return text + "\n" + "\n".join("  " + s for s in notes)
-
-
-def _dtype_table(result: dict, markdown: bool) -> str:
-    headers = ["dtype", "tok/s", "vs float32", "load s", *[f"greedy vs fp32: {k}" for k in result["check_prompts"]]]
-    rows = []
-    ref = next((d for d in result["dtypes"] if d["dtype"] == "float32" and d.get("tokens_per_s")), None)
-    for d in result["dtypes"]:
-        if d.get("skipped"):
-            rest = ["-"] * (len(result["check_prompts"]) - 1)
-            rows.append([d["dtype"], "skipped", "-", "-", d["skipped"][:60], *rest])
-            continue
-        speedup = d["tokens_per_s"] / ref["tokens_per_s"] if ref else None
-        cells = []
-        for key in result["check_prompts"]:
-            first = d["greedy_vs_float32"][key]
-            cells.append("identical" if first is None else f"differs at token {first}")
-        rows.append([d["dtype"], _fmt(d["tokens_per_s"], ".1f"), _fmt(speedup, ".2f") + ("x" if speedup else ""),
-                     _fmt(d["load_s"]), *cells])
-    return _table(headers, rows, markdown)
-
-
-def _verdict(result: dict) -> list[str]:
-    lines = []
-    v = result["verdict"]
-    if v["fastest_identical"]:
-        lines.append(
-            f"Fastest dtype with greedy output identical to float32 ({len(result['check_prompts'])} prompts x "
-            f"{result['settings']['new_tokens']} tokens): {v['fastest_identical']}."
-        )
-    if v["fastest"] and v["fastest"] != v["fastest_identical"]:
-        lines.append(f"Fastest overall: {v['fastest']} (its greedy output differs from float32).")
-    if v["policy_agrees"] is None:
-        lines.append(f"Policy default for {result['machine']['device']} (assistant/device.py): {v['policy_default']}.")
-    else:
-        lines.append(f"Policy default for {result['machine']['device']} (assistant/device.py): {v['policy_default']}; "
-                     + ("the benchmark agrees." if v["policy_agrees"] else "the benchmark suggests "
-                        f"{v['fastest_identical']} instead."))
-    return lines
-
-
-def render_text(result: dict) -> str:
-    s, m = result["settings"], result["machine"]
-    out = [
-        f"Decode benchmark: {result['model']['name']} on {m['device']} "
-        f"({m.get('cuda_device') or m['cpu']}, {m['torch_threads']} torch threads), "
-        f"{s['new_tokens']} new tokens, median of {s['repeats']}",
-        "",
-        f"1. Engine vs plain model.generate ({s['dtype']})",
-        _speed_table(result, markdown=False),
-        "",
-        "2. dtype: plain greedy decode on the question prompt; greedy ids compared with float32",
-        _dtype_table(result, markdown=False),
-        "",
-        *_verdict(result),
-        *(f"note: {n}" for n in result["notes"]),
-    ]
-    return "\n".join(out)
-
-
-def render_markdown(result: dict) -> str:
-    s, m = result["settings"], result["machine"]
-    machine = [
-        f"- command: `{result['command']}`",
-        f"- when: {result['created']}, commit {result.get('commit') or 'unknown'}",
-        f"- machine: {m['platform']}, CPU {m['cpu']} ({m['cpu_cores_available']} usable cores, "
-        f"{m['torch_threads']} torch threads, bf16 instructions: {', '.join(m['cpu_bf16_instructions']) or 'none'}), "
-        f"load average (1, 5, 15 min) at start {m['load_average']}, at end {m['load_average_at_end']}; "
-        f"cores kept busy by other processes: {m['other_processes_cores_before']} just before, "
-        f"{m['other_processes_cores_during']} on average during the run",
-        f"- device: {m['device']}" + (f" ({m['cuda_device']}, CUDA {m['cuda']})" if m.get("cuda_device") else ""),
-        f"- torch {m['torch']}, transformers {m['transformers']}, Python {m['python']}",
-        f"- model: {result['model']['name']} ({result['model']['parameters'] / 1e6:.1f}M parameters, "
-        f"from {result['model']['origin']})",
-        f"- {s['new_tokens']} new tokens per run, greedy, median of {s['repeats']} after one warm-up",
-    ]
-    parts = [
-        "# Decode benchmark",
-        "",
-        "Generated by `benchmarks/decode.py` (see `docs/benchmarks/README.md`). Do not edit by hand.",
-        "",
-        *machine,
-        "",
-        f"## Engine vs plain `model.generate` ({s['dtype']})",
-        "",
-        _speed_table(result, markdown=True),
-        "",
-        "## dtype",
-        "",
-        "Plain greedy decode tokens/s on the question prompt; greedy token ids for each prompt compared with float32.",
-        "",
-        _dtype_table(result, markdown=True),
-        "",
-        *(f"- {line}" for line in _verdict(result)),
-        *(f"- {line}" for line in result["notes"]),
-        "",
-    ]
-    return "\n".join(parts)
-
-
-def write_chart(result: dict, png: Path) -> str | None:
-    """Bar chart of tokens/s per path and per dtype; returns why it was skipped, if it was."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed (pip install matplotlib): no chart written"
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2, 1]})
-    prompts = list(dict.fromkeys(r["prompt"] for r in result["engine_vs_plain"]))
-    width = 0.8 / len(PATHS)
-    for i, name in enumerate(PATHS):
-        values = [next(r["tokens_per_s"] for r in result["engine_vs_plain"] if r["prompt"] == p and r["path"] == name)
-                  for p in prompts]
-        xs = [j + (i - (len(PATHS) - 1) / 2) * width for j in range(len(prompts))]
-        bars = left.bar(xs, values, width, label=name)
-        left.bar_label(bars, fmt="%.1f", fontsize=8)
-    left.set_xticks(range(len(prompts)), prompts)
-    left.set_ylabel("tokens/s")
-    left.set_title(f"engine vs plain ({result['settings']['dtype']}, {result['settings']['new_tokens']} tokens)")
-    left.legend(fontsize=8)
-    dts = [d for d in result["dtypes"] if not d.get("skipped")]
-    colors = ["tab:green" if d["identical"] else "tab:red" for d in dts]
-    bars = right.bar([d["dtype"] for d in dts], [d["tokens_per_s"] for d in dts], color=colors)
-    right.bar_label(bars, fmt="%.1f", fontsize=8)
-    right.set_title("plain greedy by dtype\n(green: same greedy ids as float32)")
-    right.set_ylabel("tokens/s")
-    m = result["machine"]
-    fig.suptitle(f"{result['model']['name']} on {m['device']} ({m.get('cuda_device') or m['cpu']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    return None
-
-
 # --------------------------------------------------------------------------- run
 
 
-def _dtype_list(dtypes: str | Sequence[str] | None, device: torch.device) -> list[str]:
+def dtypes_to_compare(dtypes: str | Sequence[str] | None, device: torch.device) -> list[str]:
+    """The dtypes of part 2, float32 first (the reference); by default float32 and bfloat16, float16 too on CUDA."""
     if dtypes is None or (isinstance(dtypes, str) and not dtypes.strip()):
         names = ["float32", "bfloat16", "float16"] if device.type == "cuda" else ["float32", "bfloat16"]
     else:
@@ -678,7 +249,7 @@ def run_decode_benchmark(
         raise InvalidParameterError(f"repeats must be a positive integer, got {repeats!r}")
     emit = echo or (lambda _s: None)
     dev = parse_device(device)
-    dtype_names = _dtype_list(dtypes, dev)
+    dtype_names = dtypes_to_compare(dtypes, dev)
     speed_prompts, check_prompts, prompt_info = build_prompts()
     notes: list[str] = []
     if prompt_info.get("note"):
@@ -729,7 +300,7 @@ def run_decode_benchmark(
             ids = measured.pop("ids")
             if name == "float32":
                 reference = ids
-            firsts = {k: _first_difference(ids[k], reference[k]) for k in ids} if reference else {}
+            firsts = {k: first_difference(ids[k], reference[k]) for k in ids} if reference else {}
             dtype_rows.append(
                 measured
                 | {
@@ -739,10 +310,13 @@ def run_decode_benchmark(
                 }
             )
             if eng is not engine:
-                _release(eng)
+                del eng  # the next dtype's model loads into the memory this one frees
+                _free_memory()
     finally:
         bar.close()
-        _release(engine)
+        engine.batcher().close()  # its worker thread holds the engine
+        engine = loaded = None
+        _free_memory()
 
     other_during = other.since_start()
     worst = max(machine["other_processes_cores_before"] or 0, other_during or 0)
@@ -797,25 +371,25 @@ def run_decode_benchmark(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        chart_skipped = write_chart(result, out / "decode.png")
+        chart_skipped = decode_chart(result, out / "decode.png")
     except Exception as exc:  # a chart must never cost the figures
         chart_skipped = f"chart not written: {type(exc).__name__}: {exc}"
     if chart_skipped:
         notes.append(chart_skipped)
         (out / "decode.png").unlink(missing_ok=True)  # never leave an older run's chart beside these figures
     (out / "decode.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    (out / "decode.md").write_text(render_markdown(result), encoding="utf-8")
-    emit(render_text(result))
+    (out / "decode.md").write_text(decode_markdown(result), encoding="utf-8")
+    emit(decode_text(result))
     written = [out / "decode.json", out / "decode.md"] + ([] if chart_skipped else [out / "decode.png"])
     emit("wrote " + ", ".join(str(p) for p in written))
     return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m benchmarks.decode [options]`` is ``finassist bench decode [options]``: one parser, in the CLI."""
-    from assistant.cli import main as cli_main
+    """``python -m benchmarks.decode [options]`` is ``finassist bench decode [options]``: the same parser."""
+    from assistant.cli import main as finassist  # the root command, which has the bench group
 
-    return cli_main(["bench", "decode", *(sys.argv[1:] if argv is None else argv)])
+    return finassist(["bench", "decode", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -21,8 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from assistant.machine import machine_info
-from benchmarks.common import command_line, free_port, percentile
-from benchmarks.serve import QUESTIONS
+from assistant.settings import BatchSettings, ServiceSettings
+
+from .common import BackgroundServer, command_line, free_port, percentile
+from .reports import load_markdown
+from .workload import QUESTIONS
 
 
 def _rss_mb() -> float:
@@ -88,39 +91,6 @@ def _latency(values: list[float]) -> dict:
             for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))}
 
 
-def render_markdown(result: dict) -> str:
-    s = result["settings"]
-    lines = [
-        f"# Load: {s['clients']} clients for {s['seconds']:g} s",
-        "",
-        f"`{result['command']}` on {result['machine'].get('cpu', result['machine'].get('platform'))}, "
-        f"{result['when']}; model `{result['model']}`, max_tokens {s['max_tokens']}, server timeout "
-        f"{s['timeout']:g} s, batch {s['max_batch_size']}, queue {s['max_queue']}.",
-        "",
-        "| status | answers |",
-        "| --- | --- |",
-        *[f"| {k} | {v} |" for k, v in result["status_counts"].items()],
-        "",
-        f"Requests per second: {result['requests_per_s']:.1f} (answered 200: {result['ok_per_s']:.2f}/s).",
-        "",
-        "| latency (s) | p50 | p95 | p99 | max |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name in ("ok", "refused"):
-        lat = result["latency_s"][name]
-        lines.append(f"| {name} | " + " | ".join("-" if lat[k] is None else f"{lat[k]:.3f}" for k in
-                                                 ("p50", "p95", "p99", "max")) + " |")
-    m = result["memory_mb"]
-    lines += [
-        "",
-        f"Memory (resident, this process: server and clients): {m['before']:.0f} MB before, "
-        f"{m['peak']:.0f} MB peak, {m['after']:.0f} MB after.",
-        f"Healthy afterwards: {result['healthy_after']}; no 5xx: {result['no_5xx']}.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def run_load_benchmark(
     generator: str | None = None,
     device: str | None = None,
@@ -129,38 +99,32 @@ def run_load_benchmark(
     seconds: float = 60,
     max_tokens: int = 16,
     timeout: float = 10,
-    max_batch_size: int = 16,
-    max_queue: int = 64,
+    max_batch_size: int = BatchSettings.max_batch_size,
+    max_queue: int = BatchSettings.max_queue,
     out_dir: str | Path | None = "docs/benchmarks",
     encoder: str | None = None,
 ) -> dict:
     """Run the load test; write ``load.json`` and ``load.md`` under ``out_dir`` (None: write nothing)."""
     import httpx
-    import uvicorn
 
     from assistant.api import Assistant
-    from assistant.settings import BatchSettings
     from assistant.guards import uvicorn_config
     from assistant.server import create_app
 
     if clients < 1 or seconds <= 0 or seconds > 3600:
         raise ValueError("clients must be positive and seconds in (0, 3600]")
+    batch = BatchSettings(max_batch_size=max_batch_size, max_queue=max_queue)
     assistant = Assistant(generator=generator, encoder=encoder, device=device, dtype=dtype, audit=None,
-                          batch_settings=BatchSettings(max_batch_size=max_batch_size, max_queue=max_queue))
+                          batch_settings=batch)
     engine = assistant.engine
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    app = create_app(assistant, request_timeout_s=timeout, max_tokens_limit=max(max_tokens, 16))
-    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, log_level="warning",
-                                           max_connections=max(512, 2 * clients)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 300
-        while httpx.get(f"{base_url}/healthz").status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not become healthy")
-            time.sleep(0.1)
+    limits = ServiceSettings(request_timeout_s=timeout, max_tokens_limit=max(max_tokens, 16),
+                             max_connections=max(ServiceSettings.max_connections, 2 * clients))
+    app = create_app(assistant, settings=limits)
+    config = uvicorn_config(app, "127.0.0.1", port, log_level="warning", max_connections=limits.max_connections)
+    with BackgroundServer(config) as server:
+        server.wait_until_healthy(f"{base_url}/healthz")
         model_name = engine.describe()[0]["name"]
         before = _rss_mb()
         started = time.monotonic()
@@ -169,9 +133,6 @@ def run_load_benchmark(
         elapsed = time.monotonic() - started
         healthy = httpx.get(f"{base_url}/healthz", timeout=30).status_code == 200
         after = _rss_mb()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
     counts = Counter(str(status) for status, _ in results)
     ok = [t for s, t in results if s == 200]
     refused = [t for s, t in results if s in (429, 503)]
@@ -196,7 +157,7 @@ def run_load_benchmark(
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "load.json").write_text(json.dumps(result, indent=2))
-        (out / "load.md").write_text(render_markdown(result))
+        (out / "load.md").write_text(load_markdown(result))
         print(f"wrote {out / 'load.json'}, {out / 'load.md'}")
-    print(render_markdown(result))
+    print(load_markdown(result))
     return result
