@@ -149,7 +149,8 @@ def cmd_classify(args: argparse.Namespace) -> None:
 
 def cmd_ask(args: argparse.Namespace) -> None:
     assistant = _assistant(args)
-    sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p}
+    given = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p}
+    sampling = {name: value for name, value in given.items() if value is not None}
     question = read_input(args.question)
     if args.json:
         _print_json(assistant.ask(question, **sampling).to_dict())
@@ -326,9 +327,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     p = add("ask", cmd_ask, "ask a question (answer streams token by token)")
     p.add_argument("question", help="the question, a file path, or - for stdin")
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-p", type=float, default=1.0)
+    # No defaults here: what is not given comes from prompts/ask.toml, as for every front door.
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: prompts/ask.toml's")
+    p.add_argument("--temperature", type=float, default=None, help="0 = greedy (the default)")
+    p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--no-stream", action="store_true", help="print the answer when it is complete")
     p.add_argument("--json", action="store_true")
 
