@@ -36,9 +36,6 @@ class ChatModel:
         """The prompt text for a conversation: the model's chat template, or the plain one."""
         return render_chat(self.loaded.tokenizer, messages)
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
-
     def prompt_ids(self, messages: Sequence[Message]) -> torch.Tensor:
         """The conversation's prompt as token ids, shape (1, n)."""
         return self.loaded.tokenizer(self.render(messages), return_tensors="pt", add_special_tokens=False)["input_ids"]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from .chat import ChatModel
 from .generation import GenerationRequest
 from .settings import BatchSettings
-from .types import Generation, Message, SamplingParams
+from .types import Message, SamplingParams
 from .errors import AssistantError, InputTooLongError, InvalidParameterError, ModelNotFoundError, QueueFullError
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def _raise_for(status: int, body: bytes, url: str) -> None:
 
 
 class UpstreamClient:
-    """A small OpenAI Chat Completions client over httpx (streaming and not)."""
+    """A small OpenAI Chat Completions client over httpx: each completion is streamed into its request."""
 
     def __init__(self, base_url: str, api_key: str | None = None, model: str | None = None, timeout: float = 300.0):
         import httpx
@@ -82,25 +82,6 @@ class UpstreamClient:
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body
-
-    def complete(self, messages: Sequence[Message], params: SamplingParams) -> Generation:
-        import httpx
-
-        url = f"{self.base_url}/chat/completions"
-        try:
-            response = self._http.post(url, json=self._body(messages, params, stream=False))
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"upstream {url} unreachable: {exc}") from exc
-        if response.status_code != 200:
-            _raise_for(response.status_code, response.content, url)
-        data = response.json()
-        choice, usage = data["choices"][0], data.get("usage") or {}
-        return Generation(
-            text=(choice["message"].get("content") or "").strip(),
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            finish_reason=choice.get("finish_reason") or "stop",
-        )
 
     def stream_into(self, messages: Sequence[Message], params: SamplingParams, request) -> None:
         """Stream a completion into a ``GenerationRequest`` (pieces, then its result)."""
