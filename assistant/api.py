@@ -172,16 +172,19 @@ class Assistant:
     # ------------------------------------------------------------------ tasks
 
     def summarize(self, text: str, style: str = "bullets", max_words: int | None = None,
-                  progress: Callable[[int, int, str], None] | None = None, *, user: str | None = None) -> Summary:
-        """Summarise ``text`` as ``bullets``, a ``headline`` or a ``paragraph`` of at most ``max_words``.
-        ``progress(done, total, what)`` is called as a long text is worked through. Recorded in the
-        audit log as given by ``user``."""
+                  progress: Callable[[int, int, str], None] | None = None, *, method: str | None = None,
+                  user: str | None = None) -> Summary:
+        """Summarise ``text`` as ``bullets``, a ``headline`` or a ``paragraph`` of at most ``max_words``;
+        each bullet carries the sentences of ``text`` it was written from (``Summary.bullets[i].sources``).
+        ``method``: "extract" (key sentences, rewritten; the default) or "chunked" (the generator reads
+        it all, chunk by chunk). ``progress(done, total, what)`` is called as a long text is worked
+        through. Recorded in the audit log as given by ``user``."""
         redactor = self.redactor()
         source = redactor.redact(ensure_text(text)) if redactor is not None else text
-        summary = self.pipeline("summarize")(source, style=style, max_words=max_words, progress=progress)
+        summary = self.pipeline("summarize")(source, style=style, max_words=max_words, progress=progress,
+                                             method=method)
         if redactor is not None:
-            summary.text = redactor.restore(summary.text)
-            summary.bullets = [redactor.restore(b) for b in summary.bullets]
+            _restore_summary(summary, redactor, ensure_text(text))
         self.record_answer("summarize", text if isinstance(text, str) else ensure_text(text), summary.text, user=user)
         return summary
 
@@ -321,3 +324,21 @@ def _as_text(value) -> str:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", "replace")
     return value if isinstance(value, str) else str(value)
+
+
+def _restore_summary(summary: Summary, redactor, original: str) -> None:
+    """Put the redacted details back into a summary of redacted text: its text, its bullets, and
+    its sources, whose spans are found again in the original (redaction changed the lengths)."""
+    from dataclasses import replace
+
+    def restored(sentence):
+        text = redactor.restore(sentence.text)
+        start = original.find(text)
+        return replace(sentence, text=text, start=start, end=start + len(text)) if start >= 0 else \
+            replace(sentence, text=text)
+
+    summary.text = redactor.restore(summary.text)
+    summary.sources = [restored(s) for s in summary.sources]
+    for bullet in summary.bullets:
+        bullet.text = redactor.restore(bullet.text)
+        bullet.sources = [restored(s) for s in bullet.sources]

@@ -129,7 +129,8 @@ def _print_json(value) -> None:
 
 
 def cmd_summarize(args: argparse.Namespace) -> None:
-    summary = _assistant(args).summarize(read_input(args.input), style=args.style, max_words=args.max_words)
+    summary = _assistant(args).summarize(read_input(args.input), style=args.style, max_words=args.max_words,
+                                         method=args.method)
     _print_json(summary.to_dict()) if args.json else print(summary)
 
 
@@ -297,7 +298,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole CLI: this library's commands and the groups of the installed packages built on it.
     ``command``: the one about to run (a group may then derive its options only when it is the one,
     as ``finetune``/``eval`` do: deriving them imports the training stack)."""
-    from .tasks.summarize import STYLES
+    from .tasks.summarize import METHODS, STYLES
 
     common = _model_options()
     parser = argparse.ArgumentParser(prog="finassist", description="Offline-first financial text assistant.")
@@ -312,7 +313,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("input", help="file path, the text itself, or - for standard input")
     p.add_argument("--style", choices=STYLES, default="bullets")
     p.add_argument("--max-words", type=int, default=None, help="word budget (default depends on the style)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help="extract: key sentences rewritten into bullets, each with its source (default); chunked: "
+                        "the generator reads the whole text chunk by chunk")
+    p.add_argument("--json", action="store_true", help="print the result as JSON: every bullet with its source "
+                                                       "sentence(s) and their position in the text")
 
     p = add("classify", cmd_classify, "classify texts (sentiment, contract-clause, unfair-tos, ...) with the "
                                       "shipped fine-tuned classifiers, or --zero-shot")

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The loaded-model key of the summary rewriter (the generator with the shipped adapter merged).
+REWRITER = "rewriter"
+
 class Engine:
     """Loads models lazily and runs generation and encoding on the chosen device."""
 
@@ -58,6 +61,7 @@ class Engine:
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
         self._batcher: GenerationBackend | None = None
+        self._rewriter: GenerationBackend | None = None
         #: How concurrent chat requests are batched (``Engine.batcher()``); fixed for the engine's life.
         self.batch_settings = batch_settings or BatchSettings()
         #: The generator as the batching backends use it, the encoder as the classifiers use it
@@ -81,6 +85,22 @@ class Engine:
                     self.add_classifier(run, task=task)
                 except (ModelLoadError, ModelNotFoundError) as exc:
                     self.broken_classifiers[task] = ModelLoadError(f"the shipped {task} classifier is broken: {exc}")
+        #: The summariser's shipped models, where they fit this engine's models: the key-sentence
+        #: scorer (a head over the default encoder) and the rewriter's LoRA adapter (of the default
+        #: generator, run here: not with an upstream server). None: the summariser ranks sentences
+        #: without the scorer / rewrites from the prompt alone (``tasks/summarize.py``).
+        self.summary_scorer: FineTunedClassifier | None = None
+        self.rewriter_adapter: Path | None = None
+        if shipped_classifiers:
+            from .classifiers import FineTunedClassifier
+            from .shipped import SUMMARY_REWRITER, SUMMARY_SCORER, shipped_summary_model
+
+            scorer = shipped_summary_model(SUMMARY_SCORER, self.encoder_spec)
+            if scorer is not None:
+                self.summary_scorer = FineTunedClassifier(scorer, runtime=self.runtime,
+                                                          shared_encoder=self.sentence_encoder)
+            if self.upstream is None:
+                self.rewriter_adapter = shipped_summary_model(SUMMARY_REWRITER, self.generator_spec)
         items = classifiers.items() if isinstance(classifiers, Mapping) else ((None, c) for c in classifiers or ())
         for task, run in items:
             self.add_classifier(run, task=task)
@@ -185,6 +205,27 @@ class Engine:
         from .batching import Batcher
 
         return Batcher(self.chat, self.batch_settings)
+
+    # ---------------------------------------------------------------- summaries
+
+    def rewriter(self) -> tuple[GenerationBackend, bool]:
+        """The backend that writes summary bullets, and whether it is the fine-tuned rewriter: the
+        generator with the shipped summary adapter merged (a second copy of the weights, loaded on
+        first use, batched like chat) when the engine's generator is that adapter's base and runs
+        here; otherwise the engine's own backend, which rewrites from the prompt alone."""
+        adapter = self.rewriter_adapter
+        if adapter is None:
+            return self.batcher(), False
+        if self._rewriter is None:
+            with self._lock:
+                if REWRITER not in self._models:
+                    self._models[REWRITER] = load_model(resolve_model(self.generator_spec, GENERATOR), self.runtime,
+                                                        adapter=adapter)
+                if self._rewriter is None:
+                    from .batching import Batcher
+
+                    self._rewriter = Batcher(ChatModel(lambda: self._models[REWRITER]), self.batch_settings)
+        return self._rewriter, True
 
     # ------------------------------------------------------------------- encoding
 

@@ -408,8 +408,11 @@ def encoder_max_length(enc: LoadedModel) -> int:
     return min(enc.context_window, 512)
 
 
-def load_model(resolved: ResolvedModel, runtime: Runtime) -> LoadedModel:
-    """Load a resolved model and its tokenizer on ``runtime``'s device and dtype (int8 generator on request)."""
+def load_model(resolved: ResolvedModel, runtime: Runtime, adapter: Path | None = None) -> LoadedModel:
+    """Load a resolved model and its tokenizer on ``runtime``'s device and dtype (int8 generator on
+    request). ``adapter``: a LoRA adapter directory (peft: ``adapter_config.json`` and
+    ``adapter_model.safetensors``) of this model, merged into the weights once here, so generation
+    runs a plain model with no adapter overhead."""
     import time
 
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
@@ -429,8 +432,15 @@ def load_model(resolved: ResolvedModel, runtime: Runtime) -> LoadedModel:
             if "attn_implementation" not in str(exc) and "sdpa" not in str(exc).lower():
                 raise
             model = auto.from_pretrained(resolved.location, **common)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"could not load {resolved.role} {resolved.spec!r} from {resolved.origin}: {exc}") from exc
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        # safetensors and peft report a truncated or mismatched adapter as one of these
+        what = f" with the adapter in {adapter}" if adapter is not None else ""
+        raise ModelLoadError(f"could not load {resolved.role} {resolved.spec!r} from {resolved.origin}{what}: "
+                             f"{exc}") from exc
     finally:
         if bars:
             hf_logging.enable_progress_bar()

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .errors import AssistantError
 from .inputs import check_characters
-from .tasks.summarize import MAX_WORDS_RANGE, STYLES
+from .tasks.summarize import MAX_WORDS_RANGE, METHODS, STYLES
 from .types import REPETITION_PENALTY_RANGE, SEED_RANGE, TEMPERATURE_RANGE, SamplingParams
 
 # The bounds of every field come from the checks the tasks and SamplingParams run (one place each).
@@ -281,6 +281,26 @@ class SummarizeRequest(_Request):
     text: str
     style: Literal[STYLES] = "bullets"  # type: ignore[valid-type]  # the summary task's styles
     max_words: Annotated[int, Field(ge=MAX_WORDS_RANGE[0], le=MAX_WORDS_RANGE[1])] | None = None
+    #: "extract" (key sentences rewritten, with sources) or "chunked"; default: the summariser's.
+    method: Literal[METHODS] | None = None  # type: ignore[valid-type]
+
+
+class SourceSentence(BaseModel):
+    """A sentence of the request's text that a bullet was written from: ``text[start:end]``."""
+
+    text: str
+    start: int
+    end: int
+    #: Its position among the text's sentences (0 = first).
+    index: int
+
+
+class SummaryBullet(BaseModel):
+    text: str
+    #: "rewritten" (figures checked against the sources), "source" (the source sentence shortened), or
+    #: "generated" (the chunked method: no sources).
+    origin: str
+    sources: list[SourceSentence]
 
 
 class SummarizeResponse(_Response):
@@ -289,7 +309,10 @@ class SummarizeResponse(_Response):
     model: str
     text: str
     style: str
-    bullets: list[str]
+    method: str
+    bullets: list[SummaryBullet]
+    #: The sources of a headline or paragraph.
+    sources: list[SourceSentence]
     #: How many chunks the source was split into (1 = summarised in one pass).
     chunks: int
     source_tokens: int

@@ -14,9 +14,31 @@ from pathlib import Path
 from .runs import RUN_FILE
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped_runs"
+#: The summariser's shipped models (extract-then-rewrite, ``assistant/tasks/summarize.py``): a folder
+#: of ``SHIPPED_DIR`` without a run file of its own, so ``shipped_runs`` never lists them as
+#: classification tasks. ``scorer``: a head over the encoder that scores sentences as key facts;
+#: ``rewriter``: a LoRA adapter of the default generator that writes one bullet from them.
+SUMMARY_DIR = SHIPPED_DIR / "summarize"
+SUMMARY_SCORER = "scorer"
+SUMMARY_REWRITER = "rewriter"
 #: The files a shipped run consists of (globs): run file, card, weights, text-feature vocabularies.
 SHIPPED_FILES = (RUN_FILE, "README.md", "adapter_config.json", "adapter_model.safetensors", "head.safetensors",
                  "words.json", "chars.json")
+
+
+def shipped_summary_model(name: str, base: str, root: Path | None = None) -> Path | None:
+    """The shipped summary model ``name`` (``SUMMARY_SCORER`` or ``SUMMARY_REWRITER``) when it was
+    fine-tuned from ``base`` (the model spec its run file names, compared as ``shipped_runs``
+    does); None when it is absent or belongs to another base model. An unreadable run file is
+    returned, so that loading it names the problem."""
+    folder = (root or SUMMARY_DIR) / name
+    if not (folder / RUN_FILE).is_file():
+        return None
+    try:
+        spec = json.loads((folder / RUN_FILE).read_text(encoding="utf-8")).get("base_model")
+    except (OSError, ValueError, AttributeError):
+        return folder
+    return folder if str(spec).lower() == str(base).lower() else None
 
 
 def shipped_runs(encoder: str | None = None, root: Path | None = None) -> dict[str, Path]:

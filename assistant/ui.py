@@ -145,8 +145,12 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_UPLOAD_BYTES) ->
             progress((done, total), desc=what.capitalize(), unit="steps")
 
         result = assistant.summarize(text, style=style, max_words=int(max_words), progress=report, user=UI_USER)
-        detail = f"{result.chunks} part(s)" if result.chunks > 1 else "one pass"
-        return result.text, f"Took **{result.seconds:.1f} s** · {result.source_tokens:,} source tokens · {detail}"
+        if result.method == "chunked":
+            detail = f"{result.chunks} part(s)" if result.chunks > 1 else "one pass"
+        else:
+            detail = "key sentences, rewritten"
+        timing = f"Took **{result.seconds:.1f} s** · {result.source_tokens:,} source tokens · {detail}"
+        return result.text, timing, _sources_html(result)
 
     @_readable_errors
     def load_texts(file) -> str:
@@ -203,8 +207,9 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_UPLOAD_BYTES) ->
                     go = gr.Button("Summarise", variant="primary", elem_id="summarise-button")
             summary = gr.Textbox(label="Summary", lines=8, buttons=["copy"], elem_id="summary-output")
             timing = gr.Markdown(elem_id="summary-timing")
+            sources = gr.HTML(elem_id="summary-sources")
             upload.upload(load_document, upload, source)
-            go.click(summarize, [source, style, max_words], [summary, timing], concurrency_limit=2)
+            go.click(summarize, [source, style, max_words], [summary, timing, sources], concurrency_limit=2)
         with gr.Tab("Classify", id="classify"):
             with gr.Row():
                 with gr.Column(scale=3):
@@ -252,3 +257,25 @@ def mount_ui(app, assistant: Assistant, *, path: str = "/", api_key: str | None 
         theme=gr.themes.Soft(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
         css=_CSS,
     )
+
+
+def _sources_html(summary) -> str:
+    """Each bullet (or the headline/paragraph) as an expandable line showing the sentence(s) of the
+    text it was written from: where every figure came from, one click away. Escaped: the text is
+    the user's, never markup."""
+    import html
+
+    def sources(items) -> str:
+        return "".join(f"<blockquote>{html.escape(s.text)} <small>(sentence {s.index + 1})</small></blockquote>"
+                       for s in items)
+
+    if summary.bullets:
+        rows = [(b.text, b.sources, " · source sentence shown" if b.origin == "source" else "")
+                for b in summary.bullets if b.sources]
+    else:
+        rows = [(summary.text, summary.sources, "")] if summary.sources else []
+    if not rows:
+        return ""
+    items = "".join(f"<details class='summary-source'><summary>{html.escape(text)}{html.escape(note)}</summary>"
+                    f"{sources(items)}</details>" for text, items, note in rows)
+    return f"<div><strong>Sources</strong> (open a line to see where it came from){items}</div>"

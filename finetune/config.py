@@ -226,6 +226,9 @@ class GenerateTrainConfig:
     lora_r: int = option(16, "LoRA rank")
     lora_alpha: int = option(32, "LoRA scaling (alpha)")
     lora_dropout: float = option(0.05, "dropout on the LoRA path")
+    merge_lora: bool = option(True, "save the model with the LoRA merged into its weights (a plain model "
+                                    "directory); --no-merge-lora saves the adapter alone (megabytes, loaded over "
+                                    "its base model: what the package ships)")
     lora_target_modules: str | None = option(None, "comma-separated module names, or 'all-linear'; default: peft's "
                                                  "choice for the architecture, else all-linear")
     epochs: float = option(1.0, "training epochs (ignored when --max-steps is set)")

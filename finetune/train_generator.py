@@ -391,7 +391,8 @@ def train_generator(config: GenerateTrainConfig, *, callbacks: Sequence | None =
 
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
-        _save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out, config.lora)
+        _save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out, config.lora,
+                    merge=config.merge_lora)
         _write_run_file(config, out, resolved, metrics, len(train_pairs), len(val_pairs), val_source,
                         command, time.perf_counter() - started)
     trainer.accelerator.wait_for_everyone()
@@ -406,9 +407,16 @@ def _perplexity(loss: float) -> float | None:
         return None
 
 
-def _save_model(model, tokenizer, out: Path, lora: bool) -> None:
+def _save_model(model, tokenizer, out: Path, lora: bool, merge: bool = True) -> None:
     """A plain transformers model directory: LoRA merged into the weights, the KV cache back on,
-    and the tokenizer with its chat template, so the engine loads it by path."""
+    and the tokenizer with its chat template, so the engine loads it by path. Unmerged, the
+    adapter alone (``adapter_model.safetensors`` and ``adapter_config.json``, which names the base
+    model) and the tokenizer: the engine merges it into its base when it loads it."""
+    if lora and not merge:
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        return
     if lora:
         model = model.merge_and_unload()
     model.config.use_cache = True

@@ -79,6 +79,16 @@ def test_summarize_a_file_as_json(run_cli, models, tmp_path, shortest_transcript
     assert data["chunks"] == 1 and data["source_tokens"] > 0
 
 
+def test_summarize_json_gives_each_bullet_its_sources(run_cli, models, tmp_path, shortest_transcript):
+    text = "\n".join(shortest_transcript["transcript"].splitlines()[:30])
+    source = tmp_path / "call.txt"
+    source.write_text(text, encoding="utf-8")
+    data = json.loads(_ok(run_cli("summarize", *models, str(source), "--json")))
+    assert data["method"] == "extract" and data["bullets"]
+    for bullet in data["bullets"]:
+        assert bullet["sources"] and all(text[s["start"]:s["end"]] == s["text"] for s in bullet["sources"])
+
+
 def test_summarize_from_stdin_prints_bullets(run_cli, models):
     out = _ok(run_cli("summarize", *models, "-", "--max-words", "12", input=TEXT))
     lines = out.strip().splitlines()

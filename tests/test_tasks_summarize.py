@@ -1,5 +1,6 @@
-"""Summarisation (assistant/tasks/summarize.py) on the tiny GPT-2: validation, chunking without
-silent truncation, map-reduce over long inputs, and the shape of each style's result."""
+"""Summarisation (assistant/tasks/summarize.py) on the tiny models: validation; extract-then-rewrite
+(sources, the figure check, any length); and the chunked path: chunking without silent
+truncation, map-reduce over long inputs, and the shape of each style's result."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from assistant.types import Generation
 from assistant.errors import EmptyInputError, InvalidParameterError, NotTextError
 from assistant.prompts import load_prompt
-from assistant.tasks.summarize import STYLES, Summary, SummarizePipeline
+from assistant.sentences import Sentence
+from assistant.tasks.summarize import STYLES, Summary, SummarizePipeline, _Chunked
 
 SHORT = (
     "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007. "
@@ -111,8 +113,8 @@ def test_chunk_budget_leaves_room_for_prompt_and_answer(task):
 def test_long_text_is_summarised_chunk_by_chunk(task, shortest_transcript):
     text = shortest_transcript["transcript"].strip()
     budget = task.chunk_budget(max(task._final_tokens("bullets", 120), load_prompt("summarize")["map"]["max_new_tokens"]))
-    result = task(text, style="bullets")
-    assert isinstance(result, Summary)
+    result = task(text, style="bullets", method="chunked")
+    assert isinstance(result, Summary) and result.method == "chunked"
     assert result.source_tokens == task.engine.count_tokens(text)
     assert result.source_tokens > budget
     assert result.chunks == len(task.split(text, budget)) > 1
@@ -120,7 +122,7 @@ def test_long_text_is_summarised_chunk_by_chunk(task, shortest_transcript):
 
 
 def test_short_text_is_summarised_in_one_pass(task):
-    result = task(SHORT, style="paragraph", max_words=20)
+    result = task(SHORT, style="paragraph", max_words=20, method="chunked")
     assert result.chunks == 1
     assert result.source_tokens == task.engine.count_tokens(SHORT)
     assert result.seconds >= 0
@@ -129,37 +131,100 @@ def test_short_text_is_summarised_in_one_pass(task):
 # ------------------------------------------------------- styles (end to end)
 
 
+@pytest.mark.parametrize("method", ["extract", "chunked"])
 @pytest.mark.parametrize("max_words", [5, 40])
-def test_bullets_result_shape(task, max_words):
-    result = task(SHORT, style="bullets", max_words=max_words)
-    assert result.style == "bullets"
+def test_bullets_result_shape(task, max_words, method):
+    result = task(SHORT, style="bullets", max_words=max_words, method=method)
+    assert result.style == "bullets" and result.method == method
     assert result.bullets
-    assert result.text == "\n".join(f"- {b}" for b in result.bullets)
+    assert result.text == "\n".join(f"- {b.text}" for b in result.bullets)
     assert len(_words(result.text)) <= max_words
 
 
+@pytest.mark.parametrize("method", ["extract", "chunked"])
 @pytest.mark.parametrize("max_words", [3, 8])
-def test_headline_result_shape(task, max_words):
-    result = task(SHORT, style="headline", max_words=max_words)
+def test_headline_result_shape(task, max_words, method):
+    result = task(SHORT, style="headline", max_words=max_words, method=method)
     assert result.style == "headline"
     assert result.bullets == []
     assert result.text and "\n" not in result.text
     assert len(_words(result.text)) <= max_words
 
 
-def test_paragraph_result_shape(task):
-    result = task(SHORT, style="paragraph", max_words=30)
+@pytest.mark.parametrize("method", ["extract", "chunked"])
+def test_paragraph_result_shape(task, method):
+    result = task(SHORT, style="paragraph", max_words=30, method=method)
     assert result.style == "paragraph"
-    assert result.bullets == []
     assert result.text and "\n" not in result.text
     assert len(_words(result.text)) <= 30
 
 
-def test_summary_serialises(task):
-    result = task(SHORT, style="headline")
+def test_unknown_method_is_refused(task):
+    with pytest.raises(InvalidParameterError, match="method"):
+        task(SHORT, method="abstractive")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_summary_serialises(task, style):
+    result = task(SHORT, style=style)
     data = json.loads(json.dumps(result.to_dict()))
-    assert set(data) == {"text", "style", "bullets", "chunks", "source_tokens", "seconds"}
+    assert set(data) == {"text", "style", "bullets", "chunks", "source_tokens", "seconds", "method", "sources"}
     assert data["text"] == str(result)
+    for bullet in data["bullets"]:
+        assert set(bullet) == {"text", "origin", "sources"} and bullet["sources"]
+        for source in bullet["sources"]:
+            assert SHORT[source["start"]:source["end"]] == source["text"]
+
+
+# ------------------------------------------------------ extract, then rewrite
+
+
+def test_every_bullet_cites_sentences_of_the_text(task, shortest_transcript):
+    text = shortest_transcript["transcript"]
+    result = task(text, style="bullets", max_words=120)
+    assert result.method == "extract" and result.bullets
+    positions = []
+    for bullet in result.bullets:
+        assert bullet.sources and bullet.origin in ("rewritten", "source")
+        for s in bullet.sources:
+            assert text[s.start:s.end] == s.text
+            positions.append(s.index)
+    assert positions == sorted(positions), "bullets follow the order of the text"
+
+
+def test_no_bullet_states_a_figure_its_source_does_not(task, shortest_transcript):
+    """The tiny random generator writes digits at random: whatever it writes, a bullet shown has
+    only figures its sources state."""
+    from assistant.figures import numeric_precision
+
+    for style_words in (40, 120):
+        for bullet in task(shortest_transcript["transcript"], max_words=style_words).bullets:
+            assert numeric_precision(bullet.text, " ".join(s.text for s in bullet.sources)) in (None, 1.0)
+
+
+def test_an_invented_figure_is_replaced_by_the_source(task):
+    source = [Sentence("So, revenue rose 11.1% to $481.1 million in the quarter.", 0, 55, 0)]
+    invented = task.checked_bullet("- q1 revenue rose 12 percent to $481.1 million.", source)
+    assert invented.origin == "source"
+    assert invented.text == "Revenue rose 11.1% to $481.1 million in the quarter."
+    faithful = task.checked_bullet("q1 revenue rose 11.1 percent to $481.1 million.\nmore", source)
+    assert (faithful.origin, faithful.text) == ("rewritten", "q1 revenue rose 11.1 percent to $481.1 million.")
+    assert task.checked_bullet("  \n", source).origin == "source"
+
+
+def test_a_very_long_text_is_summarised_whole(task, ectsum_val):
+    """A 50,000-word text (ECTSum calls end to end) is scored sentence by sentence: nothing is cut,
+    and the picks may come from anywhere in it."""
+    text = ""
+    for record in ectsum_val:
+        if len(text.split()) >= 50_000:
+            break
+        text += record["transcript"] + "\n"
+    result = task(text, max_words=120)
+    assert len(text.split()) >= 50_000
+    assert result.bullets and result.source_tokens > 50_000
+    for bullet in result.bullets:
+        assert all(text[s.start:s.end] == s.text for s in bullet.sources)
 
 
 # -------------------------------------------- postprocess on written outputs
@@ -167,32 +232,35 @@ def test_summary_serialises(task):
 
 def _post(task, raw: str, style: str, max_words: int, finish_reason: str = "stop") -> Summary:
     """Run the postprocess step on a hand-written model answer."""
-    prepared = task.preprocess(SHORT, style=style, max_words=max_words)
+    prepared = task.preprocess(SHORT, style=style, max_words=max_words, method="chunked")
     generation = Generation(text=raw, prompt_tokens=100, completion_tokens=50, finish_reason=finish_reason)
-    return task.postprocess((prepared, generation, 1, 10))
+    return task.postprocess(_Chunked(prepared, generation, 1, 10))
 
 
 def test_bullets_are_parsed_from_list_markers(task):
     raw = "Here are the key points:\n1. Revenue rose 5%.\n- Profit fell to $3 million.\n* Guidance kept.\n\n• Dividend $0.10."
     result = _post(task, raw, "bullets", 100)
-    assert result.bullets == ["Revenue rose 5%.", "Profit fell to $3 million.", "Guidance kept.", "Dividend $0.10."]
-    assert result.text.splitlines() == [f"- {b}" for b in result.bullets]
+    assert [b.text for b in result.bullets] == ["Revenue rose 5%.", "Profit fell to $3 million.", "Guidance kept.",
+                                                "Dividend $0.10."]
+    assert result.text.splitlines() == [f"- {b.text}" for b in result.bullets]
+    assert all(b.origin == "generated" and b.sources == [] for b in result.bullets)
 
 
 def test_bullets_stop_at_the_word_budget(task):
     raw = "- one two three four\n- five six seven eight\n- nine ten eleven twelve"
     result = _post(task, raw, "bullets", 9)
-    assert result.bullets == ["one two three four", "five six seven eight"]
+    assert [b.text for b in result.bullets] == ["one two three four", "five six seven eight"]
 
 
 def test_repeated_bullets_are_dropped(task):
     raw = "- Revenue rose 5%.\n- Profit fell.\n- Revenue rose 5%.\n- Profit fell."
-    assert _post(task, raw, "bullets", 100).bullets == ["Revenue rose 5%.", "Profit fell."]
+    assert [b.text for b in _post(task, raw, "bullets", 100).bullets] == ["Revenue rose 5%.", "Profit fell."]
 
 
 def test_unfinished_last_bullet_is_dropped_when_cut_off(task):
     raw = "- Revenue rose 5%.\n- Profit fell to EUR 3 mn.\n- Guidance for the full"
-    assert _post(task, raw, "bullets", 100, "length").bullets == ["Revenue rose 5%.", "Profit fell to EUR 3 mn."]
+    assert [b.text for b in _post(task, raw, "bullets", 100, "length").bullets] == ["Revenue rose 5%.",
+                                                                                    "Profit fell to EUR 3 mn."]
     assert len(_post(task, raw, "bullets", 100, "stop").bullets) == 3
 
 

@@ -7,6 +7,7 @@ The tiny models' weights are random: tests check structure, never what the model
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from collections.abc import Iterator
@@ -75,9 +76,14 @@ def test_chat_streams_through_the_batcher(ui, engine):
 
 def test_summarize_and_its_timing(ui, phrasebank):
     text = " ".join(r["sentence"] for r in phrasebank[:6])
-    summary, timing = ui.predict(text, "bullets", 40, api_name="/summarize")
+    summary, timing, sources = ui.predict(text, "bullets", 40, api_name="/summarize")
     assert summary.strip()
     assert timing.startswith("Took **") and "source tokens" in timing
+    # every bullet expands to the sentence(s) it was written from
+    opened = re.findall(r"<details class='summary-source'><summary>(.*?)</summary>(.*?)</details>", sources)
+    assert len(opened) == len(summary.strip().splitlines())
+    for bullet, quoted in opened:
+        assert bullet and any(html.escape(r["sentence"]) in quoted for r in phrasebank[:6])
 
 
 def test_errors_are_readable_messages(ui):

@@ -215,6 +215,11 @@ def test_summarise_a_real_transcript_excerpt(page, shortest_transcript):
     bullets = [line for line in summary.splitlines() if line.lstrip().startswith(("-", "•", "*"))]
     assert bullets, f"no bullets in the summary: {summary!r}"
     assert re.search(r"Took \*?\*?[\d.]+ s", page.locator("#summary-timing").inner_text())
+    # a bullet opens to show the sentence of the transcript it came from
+    first = page.locator("#summary-sources details").first
+    first.locator("summary").click()
+    quoted = first.locator("blockquote").first.inner_text()
+    assert quoted.split(" (sentence")[0] in shortest_transcript["transcript"]
     page.screenshot(path=str(ARTIFACTS / "summarise.png"), full_page=True)
 
 

@@ -1,43 +1,93 @@
-"""Summarisation with the generator, long inputs handled by chunk-then-combine.
+"""Summarisation: extract the key sentences, then rewrite each into a bullet (the default), or
+chunk-then-combine through the generator (``method="chunked"``, for any generator).
 
-A text that fits in one chunk is summarised directly. A longer one is split at
-paragraph and sentence boundaries into chunks; each chunk is turned into notes
-(map) and the notes are summarised in the requested style (reduce), repeating
-the map step while the notes are still too long. Nothing is silently cut.
+**extract** (after ECT-BPS, the ECTSum paper's system): the text is split into sentences (any
+length: sentences are scored independently, so there is no context-window limit); the shipped
+scorer (a head over the encoder's embeddings, ``finetune/summary_data.py`` says how it was
+labelled) scores each as a key fact, or, for an encoder it was not trained on, the sentences
+closest to the document's centre with figures first; the best are picked, near-duplicates
+skipped, and kept in document order. Each is rewritten into one short bullet by the shipped
+rewriter (the default generator with a LoRA fine-tuned on ECTSum) or, for another generator,
+from the prompt alone. A bullet whose figures its source does not state (``assistant.figures``)
+is never shown: its source sentence, shortened, takes its place. Every bullet keeps its source
+sentences and their spans in the text.
+
+**chunked**: a text that fits in one chunk is summarised directly. A longer one is split at
+paragraph and sentence boundaries into chunks; each chunk is turned into notes (map) and the
+notes are summarised in the requested style (reduce), repeating the map step while the notes are
+still too long. Nothing is silently cut. Its bullets have no sources.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 
 from ..types import Generation, SamplingParams
 from ..errors import InputTooLongError
+from ..figures import extract_numbers, numeric_precision
 from ..inputs import ensure_choice, ensure_int, ensure_text
 from ..prompts import load_prompt
+from ..sentences import Sentence, sentence_spans
 from .base import Pipeline
 
 STYLES = ("bullets", "headline", "paragraph")
+#: How a summary is made: extract-then-rewrite (the default, ``prompts/summarize.toml``) or the
+#: generator's chunk-and-combine.
+METHODS = ("extract", "chunked")
 #: The word budgets a summary may ask for (the HTTP schema and the UI take their bounds from here).
 MAX_WORDS_RANGE = (3, 1000)
 _BULLET = re.compile(r"^\s*(?:[-*•–·]|\d+[.)])\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+#: Openings of spoken sentences that carry no fact ("So, ...", "And I'm pleased to report that ...").
+_FILLER = re.compile(
+    r"^(?:(?:and|so|now|also|well|ok(?:ay)?|yes|first|second|finally|overall|again|as (?:a result|you know|"
+    r"mentioned)|in addition|turning to [^,]{1,40}|moving (?:on )?to [^,]{1,40})\s*,?\s+)+"
+    r"|^(?:i'?m|we'?re|i am|we are) (?:very |really )?(?:pleased|happy|proud|excited) to (?:report|say|share|"
+    r"announce) (?:that )?",
+    re.IGNORECASE)
+
+
+@dataclass
+class Bullet:
+    """One fact of a summary and the sentence(s) of the source it was written from."""
+
+    text: str
+    sources: list[Sentence] = field(default_factory=list)
+    #: "rewritten": the rewriter's bullet, its figures checked against the sources; "source": the
+    #: source sentence shortened (the rewrite stated a figure its source does not, or was empty);
+    #: "generated": written by the chunked path (no sources).
+    origin: str = "rewritten"
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "origin": self.origin, "sources": [asdict(s) for s in self.sources]}
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass
 class Summary:
     text: str
     style: str
-    bullets: list[str] = field(default_factory=list)
-    #: How many chunks the source was split into (1 = summarised in one pass).
+    bullets: list[Bullet] = field(default_factory=list)
+    #: How many chunks the source was split into (1 = summarised in one pass; always 1 for "extract").
     chunks: int = 1
+    #: The source's length in tokens of the model that read all of it: the generator ("chunked"),
+    #: the encoder ("extract").
     source_tokens: int = 0
     seconds: float = 0.0
+    method: str = "extract"
+    #: Sources of a headline or paragraph (those of the bullets they were made from).
+    sources: list[Sentence] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("text", "style", "bullets", "chunks", "source_tokens", "seconds")}
+        out = {k: getattr(self, k) for k in ("text", "style", "chunks", "source_tokens", "seconds", "method")}
+        out["bullets"] = [b.to_dict() for b in self.bullets]
+        out["sources"] = [asdict(s) for s in self.sources]
+        return out
 
     def __str__(self) -> str:
         return self.text
@@ -51,6 +101,28 @@ class SummaryRequest:
     started: float
     #: Called as ``progress(done, total, what)`` while long texts are worked through (UI progress bars).
     progress: Callable[[int, int, str], None] | None = None
+    method: str = "extract"
+
+
+@dataclass
+class _Chunked:
+    """What the chunked path's forward step hands to postprocess."""
+
+    prepared: SummaryRequest
+    generation: Generation
+    chunks: int
+    source_tokens: int
+
+
+@dataclass
+class _Extracted:
+    """What the extract path's forward step hands to postprocess."""
+
+    prepared: SummaryRequest
+    bullets: list[Bullet]
+    source_tokens: int
+    #: The headline the generator wrote (headline style), with its sources in ``bullets``.
+    headline: Generation | None = None
 
 
 class SummarizePipeline(Pipeline):
@@ -61,13 +133,136 @@ class SummarizePipeline(Pipeline):
         self.config = load_prompt("summarize")
 
     def preprocess(self, inputs, style: str = "bullets", max_words: int | None = None,
-                   progress: Callable[[int, int, str], None] | None = None) -> SummaryRequest:
+                   progress: Callable[[int, int, str], None] | None = None,
+                   method: str | None = None) -> SummaryRequest:
         text = ensure_text(inputs)
         style = ensure_choice(style, "style", STYLES)
+        method = ensure_choice(method or self.config["method"], "method", METHODS)
         if max_words is None:
             max_words = self.config["styles"][style]["default_max_words"]
         max_words = ensure_int(max_words, "max_words", *MAX_WORDS_RANGE)
-        return SummaryRequest(text, style, max_words, time.perf_counter(), progress)
+        return SummaryRequest(text, style, max_words, time.perf_counter(), progress, method)
+
+    def forward(self, prepared: SummaryRequest) -> _Chunked | _Extracted:
+        if prepared.method == "chunked":
+            return self._forward_chunked(prepared)
+        return self._forward_extract(prepared)
+
+    def postprocess(self, outputs: _Chunked | _Extracted) -> Summary:
+        if isinstance(outputs, _Chunked):
+            return self._postprocess_chunked(outputs)
+        return self._postprocess_extract(outputs)
+
+    # ------------------------------------------------------------ extract: pick
+
+    def pick(self, text: str, k: int) -> tuple[list[Sentence], int]:
+        """The ``k`` key sentences of ``text`` in document order, and the encoder tokens read.
+
+        Scored by the shipped scorer when it fits the encoder, else by closeness to the document's
+        mean embedding with sentences stating figures first. Near-duplicates of a better sentence
+        (cosine above ``[extract] redundancy``) are skipped: calls state results more than once."""
+        import torch
+
+        cfg = self.config["extract"]
+        sentences = [s for s in sentence_spans(text) if len(s.text.split()) >= cfg["min_words"]]
+        if not sentences:  # only fragments: take them as they are
+            sentences = sentence_spans(text)
+        texts = [s.text for s in sentences]
+        scorer = self.engine.summary_scorer
+        encoder = scorer.sentence_encoder if scorer is not None else self.engine.sentence_encoder
+        embeddings = encoder.encode(texts)
+        if scorer is not None:
+            scores = scorer.predict_scores(texts, embeddings=embeddings)[:, scorer.labels.index(cfg["key_label"])]
+        else:
+            centre = torch.nn.functional.normalize(embeddings.mean(dim=0), dim=0)
+            figures = torch.tensor([1.0 if extract_numbers(t) else 0.0 for t in texts])
+            scores = embeddings @ centre + figures
+        picked: list[int] = []
+        for i in torch.argsort(scores, descending=True).tolist():
+            if len(picked) >= k:
+                break
+            if picked and float((embeddings[picked] @ embeddings[i]).max()) > cfg["redundancy"]:
+                continue
+            picked.append(i)
+        tokens = sum(len(encoder.loaded.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+        return [sentences[i] for i in sorted(picked)], tokens
+
+    # --------------------------------------------------------- extract: rewrite
+
+    def _forward_extract(self, prepared: SummaryRequest) -> _Extracted:
+        cfg = self.config["extract"]
+        if prepared.style == "headline":
+            k = cfg["headline_sentences"]
+        else:  # as many facts as the word budget has room for, up to max_bullets
+            k = max(1, min(cfg["max_bullets"], prepared.max_words // cfg["words_per_bullet"]))
+        self._report(prepared, 0, 2, "finding the key sentences")
+        picked, tokens = self.pick(prepared.text, k)
+        self._report(prepared, 1, 2, "writing the summary")
+        if prepared.style == "headline":
+            style_cfg = self.config["styles"]["headline"]
+            source = " ".join(s.text for s in picked)
+            instruction = style_cfg["instruction"].format(text=source, max_words=prepared.max_words)
+            headline = self._complete(instruction, self._final_tokens("headline", prepared.max_words))
+            self._report(prepared, 2, 2, "done")
+            return _Extracted(prepared, [Bullet("", picked, "source")], tokens, headline)
+        backend, _tuned = self.engine.rewriter()
+        bullet_cfg = load_prompt("bullet")
+        params = SamplingParams(max_new_tokens=bullet_cfg["generation"]["max_new_tokens"], temperature=0.0)
+        inputs = [_cut_words(s.text, cfg["max_source_words"]) for s in picked]
+        requests = [[{"role": "system", "content": bullet_cfg["system"]},
+                     {"role": "user", "content": bullet_cfg["finetune"]["instruction"].replace("{text}", text)}]
+                    for text in inputs]
+        generations = self._complete_all(requests, params, lambda done: None, backend=backend)
+        bullets = [self.checked_bullet(g.text, [s]) for g, s in zip(generations, picked)]
+        self._report(prepared, 2, 2, "done")
+        return _Extracted(prepared, bullets, tokens)
+
+    def checked_bullet(self, written: str, sources: Sequence[Sentence]) -> Bullet:
+        """The rewriter's bullet when every figure in it is stated by its sources (after
+        normalisation: "$1.5bn" = "1.5 billion"); otherwise, or when it is empty, the sources
+        shortened. A figure the source does not state is never shown."""
+        lines = [_BULLET.sub("", line).strip() for line in written.strip().splitlines() if line.strip()]
+        text = lines[0] if lines else ""
+        source = " ".join(s.text for s in sources)
+        if text and numeric_precision(text, source) in (None, 1.0):
+            return Bullet(text, list(sources), "rewritten")
+        return Bullet(shorten(source, self.config["extract"]["max_source_words"]), list(sources), "source")
+
+    def _postprocess_extract(self, out: _Extracted) -> Summary:
+        prepared, budget = out.prepared, out.prepared.max_words
+        sources = [s for b in out.bullets for s in b.sources]
+        if prepared.style == "headline":
+            raw = out.headline.text if out.headline is not None else ""
+            lines = [line for line in raw.splitlines() if line.strip()]
+            first = next((line for line in lines if not line.rstrip().endswith(":")), lines[0] if lines else "")
+            first = re.sub(r"^\s*(headline|title)\s*:\s*", "", first, flags=re.IGNORECASE).strip().strip("\"'*# ")
+            source = " ".join(s.text for s in sources)
+            if not first or numeric_precision(first, source) not in (None, 1.0):
+                first = shorten(sources[0].text, budget) if sources else ""
+            text = _cut_words(first, budget)
+            return self._summary(out, text, [], sources)
+        bullets: list[Bullet] = []
+        seen: set[str] = set()
+        for bullet in out.bullets:
+            key = bullet.text.lower()
+            if key in seen:
+                continue
+            used = sum(len(b.text.split()) for b in bullets)
+            if bullets and used + len(bullet.text.split()) > budget:
+                break
+            seen.add(key)
+            bullets.append(Bullet(_cut_words(bullet.text, budget), bullet.sources, bullet.origin))
+        if prepared.style == "paragraph":
+            text = " ".join(_as_sentence(b.text) for b in bullets)
+            return self._summary(out, _cut_words(text, budget), bullets, sources)
+        return self._summary(out, "\n".join(f"- {b.text}" for b in bullets), bullets, [])
+
+    @staticmethod
+    def _summary(out: _Extracted, text: str, bullets: list[Bullet], sources: list[Sentence]) -> Summary:
+        return Summary(text=text, style=out.prepared.style, bullets=bullets, chunks=1,
+                       source_tokens=out.source_tokens,
+                       seconds=round(time.perf_counter() - out.prepared.started, 2), method="extract",
+                       sources=sources)
 
     # ------------------------------------------------------------------ forward
 
@@ -85,16 +280,16 @@ class SummarizePipeline(Pipeline):
     def _complete(self, instruction: str, max_new_tokens: int) -> Generation:
         return self.engine.generate(*self._request(instruction, max_new_tokens))
 
-    def _complete_all(self, instructions: list[str], max_new_tokens: int,
-                      report: Callable[[int], None]) -> list[Generation]:
-        """Run the chunk prompts concurrently: they go through the batcher together, so a
-        transcript of n chunks costs about one batched pass, not n sequential ones. At most a
-        batch's worth is in flight, so one long text never fills the service's queue."""
+    def _complete_all(self, conversations: list[list[dict]], params: SamplingParams,
+                      report: Callable[[int], None], backend=None) -> list[Generation]:
+        """Run the conversations concurrently: they go through the batcher together, so n prompts
+        cost about one batched pass, not n sequential ones. At most a batch's worth is in flight,
+        so one long text never fills the service's queue. ``backend``: default the engine's."""
+        backend = backend or self.engine.batcher()
         window = self.engine.batch_settings.max_batch_size
         results: list[Generation] = []
-        for start in range(0, len(instructions), window):
-            requests = [self.engine.stream(*self._request(text, max_new_tokens))
-                        for text in instructions[start:start + window]]
+        for start in range(0, len(conversations), window):
+            requests = [backend.submit(messages, params) for messages in conversations[start:start + window]]
             try:
                 for request in requests:
                     for _ in request:
@@ -162,7 +357,7 @@ class SummarizePipeline(Pipeline):
             pieces.append(" ".join(current))
         return pieces
 
-    def forward(self, prepared: SummaryRequest) -> tuple[SummaryRequest, Generation, int, int]:
+    def _forward_chunked(self, prepared: SummaryRequest) -> _Chunked:
         style_cfg = self.config["styles"][prepared.style]
         final_tokens = self._final_tokens(prepared.style, prepared.max_words)
         map_cfg = self.config["map"]
@@ -176,7 +371,8 @@ class SummarizePipeline(Pipeline):
             instructions = [map_cfg["instruction"].format(part=i, parts=len(parts), text=part)
                             for i, part in enumerate(parts, 1)]
             notes = [g.text for g in self._complete_all(
-                instructions, map_cfg["max_new_tokens"],
+                [self._request(text, map_cfg["max_new_tokens"])[0] for text in instructions],
+                self._request("", map_cfg["max_new_tokens"])[1],
                 lambda done, total=len(parts): self._report(prepared, done, total + 1, "notes on the text's parts"),
             )]
             text = "\n".join(n for n in notes if n.strip())
@@ -191,7 +387,7 @@ class SummarizePipeline(Pipeline):
         self._report(prepared, chunks if chunks > 1 else 0, chunks + 1 if chunks > 1 else 1, "writing the summary")
         generation = self._complete(instruction, final_tokens)
         self._report(prepared, 1, 1, "done")
-        return prepared, generation, chunks, source_tokens
+        return _Chunked(prepared, generation, chunks, source_tokens)
 
     @staticmethod
     def _report(prepared: SummaryRequest, done: int, total: int, what: str) -> None:
@@ -200,11 +396,12 @@ class SummarizePipeline(Pipeline):
 
     # -------------------------------------------------------------- postprocess
 
-    def postprocess(self, outputs: tuple[SummaryRequest, Generation, int, int]) -> Summary:
-        prepared, generation, chunks, source_tokens = outputs
+    def _postprocess_chunked(self, outputs: _Chunked) -> Summary:
+        prepared, generation = outputs.prepared, outputs.generation
+        chunks, source_tokens = outputs.chunks, outputs.source_tokens
         raw, budget = generation.text, prepared.max_words
         cut_off = generation.finish_reason == "length"  # the last line or sentence may be unfinished
-        bullets: list[str] = []
+        bullets: list[Bullet] = []
         if prepared.style == "bullets":
             lines = [_BULLET.sub("", line).strip() for line in raw.splitlines()]
             lines = [line for line in lines if line and not line.endswith(":")] or _SENTENCE_END.split(raw.strip())
@@ -213,11 +410,11 @@ class SummarizePipeline(Pipeline):
             if cut_off and len(lines) > 1:
                 lines = lines[:-1]
             for line in lines:
-                used = sum(len(b.split()) for b in bullets)
+                used = sum(len(b.text.split()) for b in bullets)
                 if bullets and used + len(line.split()) > budget:
                     break
-                bullets.append(_cut_words(line, budget))
-            text = "\n".join(f"- {b}" for b in bullets)
+                bullets.append(Bullet(_cut_words(line, budget), [], "generated"))
+            text = "\n".join(f"- {b.text}" for b in bullets)
         elif prepared.style == "headline":
             lines = [line for line in raw.splitlines() if line.strip()]
             # Skip a lead-in such as "The headline for the text is:" when a headline follows it.
@@ -236,6 +433,7 @@ class SummarizePipeline(Pipeline):
             chunks=chunks,
             source_tokens=source_tokens,
             seconds=round(time.perf_counter() - prepared.started, 2),
+            method="chunked",
         )
 
 
@@ -252,3 +450,18 @@ def _cut_sentences(text: str, limit: int) -> str:
             break
         kept.append(sentence)
     return _cut_words(" ".join(kept), limit)
+
+
+def shorten(sentence: str, limit: int) -> str:
+    """A source sentence as a bullet: spoken filler at its start dropped ("So, I'm pleased to
+    report that ..."), its first letter capitalised, cut to ``limit`` words."""
+    text = _FILLER.sub("", sentence.strip()) or sentence.strip()
+    return _cut_words(text[:1].upper() + text[1:], limit)
+
+
+def _as_sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return text
+    text = text[:1].upper() + text[1:]
+    return text if text[-1] in ".!?…" else text + "."

@@ -8,7 +8,8 @@ not imported here: the evaluators need no model."""
 from __future__ import annotations
 
 from .classification import ClassificationEvaluator, ClassificationReport, apply_thresholds, tune_thresholds
-from .numbers import extract_numbers, numeric_precision
+from assistant.figures import extract_numbers, numeric_precision
+from assistant.sentences import split_sentences
 from .report import markdown_table, write_json, write_markdown
 from .summarization import (
     SummarizationEvaluator,
@@ -16,7 +17,6 @@ from .summarization import (
     compare_markdown,
     lead_n,
     save_reports,
-    split_sentences,
 )
 
 __all__ = [

@@ -3,7 +3,6 @@ LEAD-n baseline, and side-by-side reports for several systems (LEAD-3, zero-shot
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,44 +10,9 @@ from pathlib import Path
 import numpy as np
 from rouge_score import rouge_scorer
 
-from .numbers import numeric_precision
+from assistant.figures import numeric_precision
+from assistant.sentences import split_sentences
 from .report import markdown_table, new_figure, save_figure, write_json, write_markdown
-
-#: Tokens ending in "." that do not end a sentence (compared lower-case).
-_ABBREVIATIONS = frozenset([
-    "inc.", "corp.", "co.", "ltd.", "llc.", "plc.", "mr.", "mrs.", "ms.", "dr.", "prof.", "sr.", "jr.", "st.",
-    "vs.", "etc.", "e.g.", "i.e.", "approx.", "no.", "fig.", "dept.", "est.",
-    "jan.", "feb.", "mar.", "apr.", "jun.", "jul.", "aug.", "sep.", "sept.", "oct.", "nov.", "dec.",
-])
-#: A sentence-ending punctuation run, optional closing quotes/brackets, then whitespace.
-_BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*\s+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``: line breaks always end one (ECTSum transcripts put one sentence per
-    line); inside a line, ``.!?`` followed by whitespace and an upper-case letter, digit or
-    quote ends one, unless the word before is an abbreviation ("Inc.", "Mr.") or an initial.
-    Decimals ("1.5") never split: no whitespace follows their dot."""
-    sentences: list[str] = []
-    for line in text.splitlines():
-        start = 0
-        for m in _BOUNDARY.finditer(line):
-            end = m.end()
-            if end >= len(line):
-                break
-            nxt = line[end]
-            if not (nxt.isupper() or nxt.isdigit() or nxt in "\"'“‘([$€£"):
-                continue
-            word = line[start:m.start() + 1].rsplit(None, 1)[-1].lower()
-            if word in _ABBREVIATIONS or re.fullmatch(r"(?:[a-z]\.)+", word):  # "Inc.", "J.", "U.S."
-                continue
-            sentences.append(line[start:m.end()].strip())
-            start = end
-        rest = line[start:].strip()
-        if rest:
-            sentences.append(rest)
-    return [s for s in sentences if s]
-
 
 def lead_n(text: str, n: int = 3) -> str:
     """The first ``n`` sentences, one per line: the LEAD-n baseline (LEAD-3 for ECTSum), which a

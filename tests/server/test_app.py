@@ -338,14 +338,29 @@ def test_summarize(client, tiny_gpt2_dir):
     body = r.json()
     assert body["model"] == str(tiny_gpt2_dir)
     assert body["style"] == "headline" and body["chunks"] == 1 and body["source_tokens"] > 0
-    assert set(body) == {"model", "text", "style", "bullets", "chunks", "source_tokens", "seconds"}
+    assert set(body) == {"model", "text", "style", "method", "bullets", "sources", "chunks", "source_tokens",
+                         "seconds"}
     assert len(body["text"].split()) <= 6  # five words, maybe a trailing ellipsis
+    assert body["sources"] and all(TEXT[s["start"]:s["end"]] == s["text"] for s in body["sources"])
+
+
+def test_summary_bullets_carry_their_sources(client):
+    r = client.post("/v1/summarize", json={"text": TEXT, "max_words": 40})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["method"] == "extract" and body["bullets"]
+    for bullet in body["bullets"]:
+        assert bullet["origin"] in ("rewritten", "source") and bullet["sources"]
+        assert all(TEXT[s["start"]:s["end"]] == s["text"] for s in bullet["sources"])
+    chunked = client.post("/v1/summarize", json={"text": TEXT, "max_words": 40, "method": "chunked"}).json()
+    assert chunked["method"] == "chunked" and all(b["sources"] == [] for b in chunked["bullets"])
 
 
 def test_summarize_errors(client):
     assert_error(client.post("/v1/summarize", json={"text": "   "}), 422, "empty_input")
     assert_error(client.post("/v1/summarize", json={"text": TEXT, "style": "haiku"}), 400, param="style")
     assert_error(client.post("/v1/summarize", json={"text": TEXT, "max_words": 1}), 400, param="max_words")
+    assert_error(client.post("/v1/summarize", json={"text": TEXT, "method": "abstractive"}), 400, param="method")
 
 
 def test_classify_list_and_single(client, tiny_bert_dir):

@@ -37,10 +37,11 @@ async def ask(body: AskRequest, service: Annotated[Service, Depends(service_of)]
 
 @router.post("/v1/summarize", response_model=SummarizeResponse, tags=["tasks"])
 async def summarize(body: SummarizeRequest, service: Annotated[Service, Depends(service_of)]) -> SummarizeResponse:
-    """Summarise a text as bullets, a headline or a paragraph (long texts are chunked, never cut)."""
+    """Summarise a text as bullets, a headline or a paragraph, each bullet with the sentences of the text it
+    was written from (any length: sentences are scored one by one, or chunked, never cut)."""
     await service.ready(GENERATOR)
     summary = await service.blocking(service.assistant.summarize, body.text, style=body.style, max_words=body.max_words,
-                                     user=service.who(None))
+                                     method=body.method, user=service.who(None))
     return SummarizeResponse(model=service.model_name(GENERATOR), **summary.to_dict())
 
 @router.post("/v1/classify", response_model=ClassifyResponse, tags=["tasks"])

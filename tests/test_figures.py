@@ -1,10 +1,10 @@
-"""Number extraction and numeric precision (finetune/evaluation/numbers.py)."""
+"""Number extraction and numeric precision (assistant/figures.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from finetune.evaluation import extract_numbers, numeric_precision
+from assistant.figures import extract_numbers, numeric_precision
 
 
 # ------------------------------------------------------------------- numbers
