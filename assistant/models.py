@@ -434,6 +434,14 @@ def load_model(resolved: ResolvedModel, runtime: Runtime, adapter: Path | None =
             model = auto.from_pretrained(resolved.location, **common)
         if adapter is not None:
             from peft import PeftModel
+            from safetensors import safe_open
+
+            weights = Path(adapter) / "adapter_model.safetensors"
+            try:  # a missing or truncated file named as such (peft would report a bare I/O error)
+                with safe_open(str(weights), "pt") as fh:
+                    fh.keys()
+            except Exception as exc:
+                raise ModelLoadError(f"{weights} cannot be read: {exc}") from exc
 
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     except (OSError, ValueError, KeyError, RuntimeError) as exc:

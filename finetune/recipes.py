@@ -231,7 +231,12 @@ def build_shipped(task: str, data: str = "../shared/data", work: str = "runs/shi
     """
     from .evaluation.classifier_runner import evaluate_classifier
     from .runs import add_metrics
+    from .summary_recipes import SUMMARY_RECIPES, build_summary_model
 
+    if task in SUMMARY_RECIPES:  # the summariser's scorer and rewriter (finetune/summary_recipes.py)
+        installed = build_summary_model(task, data=data, work=work, install_run=install_run, resume=resume,
+                                        progress=progress)
+        return BuildReport(task, installed, installed if install_run else None, {}, model_bytes(installed))
     recipe_ = recipe(task)
     work_dir = Path(work).expanduser()
     files = recipe_.prepare(Path(data).expanduser(), work_dir / "data")

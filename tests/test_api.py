@@ -40,14 +40,20 @@ def test_classify_loads_only_the_encoder(fresh):
     assert fresh.engine.loaded(GENERATOR) is None
 
 
-def test_ask_and_summarize_load_only_the_generator(fresh):
+def test_ask_loads_only_the_generator(fresh):
     answer = fresh.ask("What is EBITDA?", max_new_tokens=4)
     assert isinstance(answer, Answer)
     assert fresh.engine.loaded(GENERATOR) is not None
     assert fresh.engine.loaded(ENCODER) is None
-    summary = fresh.summarize(TEXT, style="headline", max_words=5)
+
+
+def test_summarize_reads_with_the_encoder_and_writes_with_the_generator(fresh):
+    """Extract-then-rewrite scores sentences with the encoder; the chunked path needs only the generator."""
+    summary = fresh.summarize(TEXT, style="headline", max_words=5, method="chunked")
     assert isinstance(summary, Summary)
     assert fresh.engine.loaded(ENCODER) is None
+    fresh.summarize(TEXT, max_words=20)
+    assert fresh.engine.loaded(ENCODER) is not None and fresh.engine.loaded(GENERATOR) is not None
 
 
 def test_stream_loads_only_the_generator(fresh):

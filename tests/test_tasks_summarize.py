@@ -207,7 +207,7 @@ def test_an_invented_figure_is_replaced_by_the_source(task):
     invented = task.checked_bullet("- q1 revenue rose 12 percent to $481.1 million.", source)
     assert invented.origin == "source"
     assert invented.text == "Revenue rose 11.1% to $481.1 million in the quarter."
-    faithful = task.checked_bullet("q1 revenue rose 11.1 percent to $481.1 million.\nmore", source)
+    faithful = task.checked_bullet("q1 revenue rose 11.1 percent to $481.1 million.\nmore", source, period="q1")
     assert (faithful.origin, faithful.text) == ("rewritten", "q1 revenue rose 11.1 percent to $481.1 million.")
     assert task.checked_bullet("  \n", source).origin == "source"
 
@@ -292,3 +292,26 @@ def test_paragraph_keeps_whole_sentences_within_budget(task):
     raw = "Revenue rose 5%.\nProfit fell to EUR 3 mn. Guidance was kept for the full year."
     assert _post(task, raw, "paragraph", 9).text == "Revenue rose 5%. Profit fell to EUR 3 mn."
     assert _post(task, raw, "paragraph", 8).text == "Revenue rose 5%."
+
+
+def test_a_bullets_quarter_is_the_one_its_source_or_the_text_names(task):
+    said = [Sentence("Fourth quarter revenue grew 14% to $1.7 billion.", 0, 49, 0)]
+    assert task.checked_bullet("q2 revenue rose 14% to $1.7 billion.", said).text == \
+        "q4 revenue rose 14% to $1.7 billion."
+    unsaid = [Sentence("Revenue for the quarter was $1.5 billion.", 0, 41, 0)]
+    assert task.checked_bullet("q3 revenue $1.5 billion.", unsaid, period="q1").text == "q1 revenue $1.5 billion."
+    assert task.checked_bullet("q3 revenue $1.5 billion.", unsaid).text == "revenue $1.5 billion."
+
+
+def test_the_datasets_company_placeholder_is_never_shown(task):
+    source = [Sentence("Ongoing earnings per share were $1.40.", 0, 38, 0)]
+    assert task.checked_bullet("compname reports q1 earnings per share $1.40.", source, "q1").text == \
+        "q1 earnings per share $1.40."
+    assert "compname" not in task.checked_bullet("compname sees earnings per share $1.40.", source).text
+
+
+def test_the_period_is_the_quarter_named_most():
+    from assistant.tasks.summarize import quarter_of
+
+    assert quarter_of("In the third quarter ... 3Q sales ... unlike the second quarter ... Q3") == "q3"
+    assert quarter_of("Full-year results.") is None

@@ -213,17 +213,23 @@ class SummarizePipeline(Pipeline):
                      {"role": "user", "content": bullet_cfg["finetune"]["instruction"].replace("{text}", text)}]
                     for text in inputs]
         generations = self._complete_all(requests, params, lambda done: None, backend=backend)
-        bullets = [self.checked_bullet(g.text, [s]) for g, s in zip(generations, picked)]
+        period = quarter_of(prepared.text)
+        bullets = [self.checked_bullet(g.text, [s], period) for g, s in zip(generations, picked)]
         self._report(prepared, 2, 2, "done")
         return _Extracted(prepared, bullets, tokens)
 
-    def checked_bullet(self, written: str, sources: Sequence[Sentence]) -> Bullet:
+    def checked_bullet(self, written: str, sources: Sequence[Sentence], period: str | None = None) -> Bullet:
         """The rewriter's bullet when every figure in it is stated by its sources (after
         normalisation: "$1.5bn" = "1.5 billion"); otherwise, or when it is empty, the sources
-        shortened. A figure the source does not state is never shown."""
+        shortened. A figure the source does not state is never shown.
+
+        Quarters are checked too: ECTSum's lines start "q1 revenue ...", so the rewriter writes a
+        quarter even where its sentence says only "the quarter". A quarter becomes the one the
+        sources name, else ``period`` (the quarter the whole text is about, ``quarter_of``), else
+        it is dropped. ECTSum's placeholder for the company's name ("compname") is never shown."""
         lines = [_BULLET.sub("", line).strip() for line in written.strip().splitlines() if line.strip()]
-        text = lines[0] if lines else ""
         source = " ".join(s.text for s in sources)
+        text = _fix_names(_fix_quarters(lines[0], quarter_of(source) or period)) if lines else ""
         if text and numeric_precision(text, source) in (None, 1.0):
             return Bullet(text, list(sources), "rewritten")
         return Bullet(shorten(source, self.config["extract"]["max_source_words"]), list(sources), "source")
@@ -457,6 +463,32 @@ def shorten(sentence: str, limit: int) -> str:
     report that ..."), its first letter capitalised, cut to ``limit`` words."""
     text = _FILLER.sub("", sentence.strip()) or sentence.strip()
     return _cut_words(text[:1].upper() + text[1:], limit)
+
+
+_QUARTER_WORDS = {"first": "q1", "second": "q2", "third": "q3", "fourth": "q4"}
+_QUARTER = re.compile(r"\b(?:(first|second|third|fourth)[- ]quarter|q([1-4])|([1-4])q)\b", re.IGNORECASE)
+_QUARTER_TOKEN = re.compile(r"\bq[1-4]\b", re.IGNORECASE)
+
+
+def quarter_of(text: str) -> str | None:
+    """The quarter ``text`` names most often ("q1".."q4"), None when it names none."""
+    from collections import Counter
+
+    found = Counter()
+    for m in _QUARTER.finditer(text):
+        found[_QUARTER_WORDS[m[1].lower()] if m[1] else f"q{m[2] or m[3]}"] += 1
+    return found.most_common(1)[0][0] if found else None
+
+
+def _fix_quarters(text: str, quarter: str | None) -> str:
+    """Every "qN" in a bullet made the given quarter, or removed when there is none."""
+    fixed = _QUARTER_TOKEN.sub(quarter or "", text)
+    return " ".join(fixed.split()).replace(" .", ".").replace(" ,", ",") or text
+
+
+def _fix_names(text: str) -> str:
+    text = re.sub(r"^compname (?:reports|says|sees|expects|posts|announces)\s+", "", text, flags=re.IGNORECASE)
+    return re.sub(r"\bcompname\b", "the company", text, flags=re.IGNORECASE)
 
 
 def _as_sentence(text: str) -> str:

@@ -1,6 +1,7 @@
-"""``finassist eval summarize``: LEAD-3, the zero-shot base model and a fine-tuned run scored on the
-same examples in one run, through the product's own summariser (``Assistant.summarize``:
-chunking, prompts, post-processing), so the numbers are what a user gets.
+"""``finassist eval summarize``: LEAD-3, the summariser's extractive picks alone, extract-then-rewrite,
+the chunk-and-combine path, and (for a fine-tuned generator run) its base model, scored on the same
+examples in one run, through the product's own summariser (``Assistant.summarize``: picking,
+rewriting, the figure check, prompts, post-processing), so the numbers are what a user gets.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ def _base_of(info) -> str:
 
 
 def _summarize_all(generator: str, sources: Sequence[str], style: str, max_words: int | None, device: str | None,
-                   desc: str) -> tuple[list[str], dict]:
-    """Summaries of ``sources`` by the product's summariser with ``generator``. An example that
-    fails (a user-fixable AssistantError) scores as an empty summary and is counted."""
+                   desc: str, method: str) -> tuple[list[str], list[str], dict]:
+    """Summaries of ``sources`` by the product's summariser with ``generator`` and ``method``, and the
+    source sentences the bullets were written from (one per line: the extractive picks before
+    rewriting; empty for "chunked"). An example that fails (a user-fixable AssistantError) scores
+    as an empty summary and is counted."""
     from tqdm.auto import tqdm
 
     from assistant import Assistant
@@ -55,18 +58,31 @@ def _summarize_all(generator: str, sources: Sequence[str], style: str, max_words
 
     assistant = Assistant(generator=generator, device=None if device in (None, "", "auto") else device)
     predictions: list[str] = []
+    picks: list[str] = []
     failures: list[str] = []
+    rewritten = checked = 0
     started = time.perf_counter()
     try:
         for source in tqdm(sources, desc=desc, unit="doc"):
             try:
-                predictions.append(assistant.summarize(source, style=style, max_words=max_words).text)
+                summary = assistant.summarize(source, style=style, max_words=max_words, method=method)
             except AssistantError as exc:
                 predictions.append("")
+                picks.append("")
                 failures.append(str(exc))
+                continue
+            predictions.append(summary.text)
+            used = {s.index: s.text for b in summary.bullets for s in b.sources} or \
+                {s.index: s.text for s in summary.sources}
+            picks.append("\n".join(used[i] for i in sorted(used)))
+            rewritten += sum(b.origin == "rewritten" for b in summary.bullets)
+            checked += len(summary.bullets)
         seconds = time.perf_counter() - started
-        gen = assistant.engine.loaded(GENERATOR)
-        info = {"generator": generator, "origin": gen.resolved.origin if gen else None,
+        gen = assistant.engine.loaded(GENERATOR) or assistant.engine.loaded("rewriter")
+        info = {"generator": generator, "method": method, "origin": gen.resolved.origin if gen else None,
+                "fine_tuned_rewriter": assistant.engine.rewriter_adapter is not None and method == "extract",
+                "scorer": str(assistant.engine.summary_scorer.path) if assistant.engine.summary_scorer else None,
+                "bullets_rewritten_share": round(rewritten / checked, 4) if checked else None,
                 "device": str(assistant.engine.runtime.device), "dtype": assistant.engine.runtime.dtype_name,
                 "seconds": round(seconds, 1), "seconds_per_example": round(seconds / max(len(sources), 1), 2),
                 "failures": len(failures), "first_failure": failures[0] if failures else None}
@@ -77,24 +93,35 @@ def _summarize_all(generator: str, sources: Sequence[str], style: str, max_words
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    return predictions, info
+    return predictions, picks, info
 
 
 def evaluate_summarizer(model: str | None, data: str, input_field: str = "transcript", target_field: str = "summary",
                         out: str | None = None, limit: int | None = None, baselines: bool = True,
                         max_words: int | None = None, style: str = "bullets", device: str | None = None,
-                        split: str = "validation") -> list[SummarizationReport]:
+                        split: str = "validation", methods: str = "extract,chunked",
+                        chunked_limit: int | None = 10) -> list[SummarizationReport]:
     """Score summarisers on ``data`` with ROUGE and numeric precision, side by side.
 
-    Systems, in order: LEAD-3 (the first three sentences); with ``baselines`` and a fine-tuned
-    run as ``model``, that run's base model zero-shot; then ``model`` itself (a run, preset, hub
-    id or path; ``None``: the default generator, zero-shot). Generators go through
-    ``Assistant.summarize`` (``style``, ``max_words``). ``limit``: the first N records only.
-    With ``out``, ``save_reports`` writes ``summarization.json``/``.md``/``.png`` there.
-    Returns one ``SummarizationReport`` per system.
+    Systems, in order: LEAD-3 (the first three sentences); for each of ``methods`` (comma-separated:
+    "extract", "chunked") ``model`` through ``Assistant.summarize`` (``style``, ``max_words``); with
+    "extract", also its extractive picks alone (the source sentences, before rewriting); with
+    ``baselines`` and a fine-tuned run as ``model``, that run's base model too. ``model``: a run,
+    preset, hub id or path; ``None``: the default generator. ``limit``: the first N records only;
+    ``chunked_limit``: the chunked path (a minute or two a transcript on a CPU) on the first N of
+    those only, its report naming how many. With ``out``, ``save_reports`` writes
+    ``summarization.json``/``.md``/``.png`` there. Returns one ``SummarizationReport`` per system.
     """
+    from assistant.tasks.summarize import METHODS
+
     if limit is not None and limit < 1:
         raise InvalidParameterError(f"limit must be at least 1, got {limit}")
+    if chunked_limit is not None and chunked_limit < 1:
+        raise InvalidParameterError(f"chunked_limit must be at least 1, got {chunked_limit}")
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in METHODS]
+    if not chosen or unknown:
+        raise InvalidParameterError(f"methods must name some of {', '.join(METHODS)}, got {methods!r}")
     records = load_records(data, split=split, required=(input_field, target_field))
     if limit is not None:
         records = records[:limit]
@@ -103,28 +130,34 @@ def evaluate_summarizer(model: str | None, data: str, input_field: str = "transc
     ids = [str(r.get("id", r.get(ORIGIN, i))) for i, r in enumerate(records)]
 
     info = _generator_run(model)
-    systems: list[tuple[str, str | None]] = [("LEAD-3", None)]
-    if info is not None and baselines:
-        base = _base_of(info)
-        systems.append((f"zero-shot {base}", base))
     name = str(model or DEFAULT_GENERATOR)
-    systems.append((f"fine-tuned {name}" if info is not None else f"zero-shot {name}", name))
+    generators = [(f"fine-tuned {name}" if info is not None else name, name)]
+    if info is not None and baselines:
+        generators.insert(0, (f"zero-shot {_base_of(info)}", _base_of(info)))
 
     evaluator = SummarizationEvaluator(rouge_types=("rouge1", "rouge2", "rougeL", "rougeLsum"))
     common = {"data": str(data), "input_field": input_field, "target_field": target_field, "limit": limit}
     reports = []
-    for system, generator in systems:
-        if generator is None:
-            predictions, extra = [lead_n(s, 3) for s in sources], {"baseline": "first 3 sentences"}
-        else:
-            predictions, extra = _summarize_all(generator, sources, style, max_words, device, system)
-            extra.update(style=style, max_words=max_words)
-        report = evaluator(predictions, references, sources=sources, ids=ids, system=system, **common, **extra)
+
+    def score(system: str, predictions: list[str], n: int, **extra) -> None:
+        report = evaluator(predictions, references[:n], sources=sources[:n], ids=ids[:n], system=system, **common,
+                           **extra)
         for row, prediction in zip(report.per_example, predictions):
             row["prediction"] = prediction
         reports.append(report)
         log.info("%s: ROUGE-1 %.4f ROUGE-2 %.4f ROUGE-L %.4f", system, report.rouge1 or 0, report.rouge2 or 0,
                  report.rougeL or 0)
+
+    score("LEAD-3", [lead_n(s, 3) for s in sources], len(sources), baseline="first 3 sentences")
+    for label, generator in generators:
+        for method in chosen:
+            n = min(len(sources), chunked_limit) if method == "chunked" and chunked_limit else len(sources)
+            system = f"{method} {label}" + (f" (first {n})" if n < len(sources) else "")
+            predictions, picks, extra = _summarize_all(generator, sources[:n], style, max_words, device, system,
+                                                       method)
+            if method == "extract" and generator == name:
+                score("extractive picks (no rewrite)", picks, n, baseline="the summariser's source sentences")
+            score(system, predictions, n, style=style, max_words=max_words, **extra)
     if out:
         save_reports(reports, Path(out).expanduser(), "summarization")
     return reports

@@ -1,0 +1,123 @@
+"""The summariser's shipped models (assistant/shipped_runs/summarize/: the key-sentence scorer and the
+rewriter's LoRA adapter): compact safetensors with cards; on real ECTSum val calls the scorer picks
+the sentences that state the reference figures and the rewriter keeps a sentence's figures, above
+floors a broken or swapped artifact would miss; they are the defaults; a damaged file is an error
+that names it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import assistant.shipped as shipped_module
+from assistant import Assistant
+from assistant.errors import ModelLoadError
+from assistant.figures import numeric_precision
+from assistant.models import DEFAULT_ENCODER, DEFAULT_GENERATOR, ENCODER, resolve_model, weights_fingerprint
+from assistant.runs import RUN_FILE, read_run
+from assistant.shipped import SUMMARY_DIR, SUMMARY_REWRITER, SUMMARY_SCORER
+from finetune.summary_data import align
+
+pytestmark = pytest.mark.slow
+
+#: The scorer and the adapter together stay this small (they live in git).
+SIZE_LIMIT = 30_000_000
+
+
+@pytest.fixture(scope="module")
+def summariser():
+    return Assistant(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def aligned_val(ectsum_val):
+    """(transcript record, alignment) of 12 val calls (never trained on)."""
+    return [(r, align(r["transcript"], r["summary"])) for r in ectsum_val[:12]]
+
+
+def test_shipped_summary_models_are_compact_safetensors_with_cards():
+    total = 0
+    for part, base in ((SUMMARY_SCORER, DEFAULT_ENCODER), (SUMMARY_REWRITER, DEFAULT_GENERATOR)):
+        folder = SUMMARY_DIR / part
+        names = {p.name for p in folder.iterdir()}
+        assert {RUN_FILE, "README.md"} <= names
+        assert not any(n.endswith((".bin", ".pt", ".pkl", ".pickle")) for n in names), "safetensors only"
+        info = read_run(folder)
+        assert info.base_model == base
+        card = (folder / "README.md").read_text()
+        assert "GPL-3.0" in card and "scripts/build-models.sh" in card
+        total += sum(p.stat().st_size for p in folder.iterdir())
+    assert read_run(SUMMARY_DIR / SUMMARY_SCORER).base_fingerprint == weights_fingerprint(
+        resolve_model(DEFAULT_ENCODER, ENCODER))
+    assert total < SIZE_LIMIT
+
+
+def test_they_are_the_defaults(summariser):
+    assert summariser.engine.summary_scorer is not None
+    assert summariser.engine.rewriter_adapter == SUMMARY_DIR / SUMMARY_REWRITER
+
+
+def test_the_scorer_picks_the_sentences_that_state_the_reference_figures(summariser, aligned_val):
+    """Share of the reference lines' source sentences (aligned as for training) among the six picks."""
+    pipeline = summariser.pipeline("summarize")
+    found = wanted = 0
+    for record, a in aligned_val:
+        picked, _ = pipeline.pick(record["transcript"], 6)
+        texts = {s.text for s in picked}
+        for sources in a.sources:
+            if sources:
+                wanted += 1
+                found += any(a.sentences[i] in texts for i in sources)
+    assert found / wanted >= FLOOR_PICKED
+
+
+def test_the_rewriter_keeps_the_figures_of_real_sentences(summariser, aligned_val):
+    pipeline = summariser.pipeline("summarize")
+    backend, tuned = summariser.engine.rewriter()
+    assert tuned
+    pairs = [(" ".join(a.sentences[i] for i in src), line) for _, a in aligned_val
+             for src, line, ok in zip(a.sources, a.lines, a.faithful) if src and ok][:24]
+    from assistant.prompts import load_prompt
+    from assistant.types import SamplingParams
+
+    cfg = load_prompt("bullet")
+    params = SamplingParams(max_new_tokens=cfg["generation"]["max_new_tokens"], temperature=0.0)
+    kept = 0
+    for source, _line in pairs:
+        written = backend.submit([{"role": "system", "content": cfg["system"]}, {"role": "user", "content": source}],
+                                 params)
+        for _ in written:
+            pass
+        bullet = written.result.text.strip()
+        kept += bool(bullet) and numeric_precision(bullet, source) in (None, 1.0) and len(bullet) < len(source)
+    assert kept / len(pairs) >= FLOOR_REWRITTEN
+    summary = pipeline(aligned_val[0][0]["transcript"])
+    assert sum(b.origin == "rewritten" for b in summary.bullets) >= len(summary.bullets) // 2
+
+
+def _damaged(tmp_path, monkeypatch, part: str):
+    copy = tmp_path / "summarize"
+    shutil.copytree(SUMMARY_DIR, copy)
+    monkeypatch.setattr(shipped_module, "SUMMARY_DIR", copy)
+    return copy / part
+
+
+@pytest.mark.parametrize("part, name", [(SUMMARY_SCORER, "head.safetensors"),
+                                        (SUMMARY_REWRITER, "adapter_model.safetensors")])
+def test_a_truncated_weights_file_is_named(tmp_path, monkeypatch, part, name, shortest_transcript):
+    damaged = _damaged(tmp_path, monkeypatch, part)
+    data = (damaged / name).read_bytes()
+    (damaged / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError, match=name):
+        Assistant(device="cpu").summarize(shortest_transcript["transcript"])
+
+
+def test_a_scorer_with_swapped_labels_is_refused(tmp_path, monkeypatch, shortest_transcript):
+    damaged = _damaged(tmp_path, monkeypatch, SUMMARY_SCORER)
+    data = json.loads((damaged / RUN_FILE).read_text())
+    data["labels"] = data["labels"][:-1]
+    (damaged / RUN_FILE).write_text(json.dumps(data))
+    with pytest.raises(ModelLoadError, match="head.safetensors"):
+        Assistant(device="cpu").summarize(shortest_transcript["transcript"])
