@@ -180,6 +180,17 @@ def test_python_api_paths_never_show_the_model_personal_data(engine, seen, tmp_p
     _no_values(seen)
 
 
+def test_summary_sources_point_at_the_users_own_text(engine, tmp_path):
+    """Summarised redacted, the sources come back with the details and the spans of the original."""
+    a = Assistant(engine=engine, pii=PiiPolicy(redact_inputs=True), audit=tmp_path / "a.sqlite3")
+    text = f"{PERSONAL} Revenue rose 5% to $3 million in the quarter. Contact {EMAIL} for the report."
+    summary = a.summarize(text, max_words=60)
+    sources = [s for b in summary.bullets for s in b.sources]
+    assert sources
+    for source in sources:
+        assert text[source.start:source.end] == source.text and "_1]" not in source.text
+
+
 def test_without_redact_inputs_the_model_gets_the_text(engine, seen, tmp_path):
     a = Assistant(engine=engine, audit=tmp_path / "a.sqlite3")
     a.classify(f"Contact {EMAIL}")
