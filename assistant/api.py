@@ -17,6 +17,7 @@ from .engine import Engine
 from .settings import BatchSettings
 from .errors import UnknownTaskError
 from .inputs import ensure_text
+from .library import DocumentStore, SQLiteDocumentStore, library_path
 from .models import GENERATOR
 from .pii import PiiPolicy, Redactor
 from .prompts import available_label_sets
@@ -56,6 +57,9 @@ class Assistant:
             ``$FINASSIST_AUDIT`` or the default one ("off" there: none), a path, an ``AuditStore``, or
             ``None``/``False`` for no audit log. The file is opened at the first answer.
         user: who is asking, as the audit log names them, unless a call says otherwise.
+        documents: the document library that grounds answers (``assistant.library``): ``True`` (default)
+            the file named by ``$FINASSIST_LIBRARY`` or the default one in the user's data folder ("off"
+            there: none), a path, a ``DocumentStore``, or ``None``/``False`` for none. Opened at first use.
     """
 
     def __init__(
@@ -75,12 +79,15 @@ class Assistant:
         audit: AuditStore | str | Path | bool | None = True,
         audit_retention_days: float | None = None,
         user: str = "local",
+        documents: DocumentStore | str | Path | bool | None = True,
     ) -> None:
         self.pii = pii or PiiPolicy()
         self.user = user
         self._audit_setting = audit
         self._audit_retention = audit_retention_days
         self._audit: AuditStore | None = None
+        self._documents_setting = documents
+        self._documents: DocumentStore | None = None
         self.engine = engine or Engine(
             generator=generator,
             encoder=encoder,
@@ -139,6 +146,25 @@ class Assistant:
             else:
                 self._audit = setting
         return self._audit
+
+    @property
+    def documents(self) -> DocumentStore | None:
+        """The document library, opened on first use (None: no library). ``documents.add(path)`` indexes
+        a file; while the library holds documents, ``ask`` answers from them with citations."""
+        if self._documents is None and self._documents_setting not in (None, False):
+            setting = self._documents_setting
+            if setting is True or isinstance(setting, (str, Path)):
+                path = library_path(None if setting is True else setting)
+                if path is None:
+                    self._documents_setting = None
+                    return None
+                self._documents = SQLiteDocumentStore(path, embed=self._embed, encoder=self.engine.encoder_spec)
+            else:
+                self._documents = setting
+        return self._documents
+
+    def _embed(self, texts: Sequence[str]):
+        return self.engine.encode(list(texts)).numpy()
 
     def generator_name(self) -> str:
         if self.engine.upstream is not None:
