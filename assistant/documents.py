@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -86,7 +87,7 @@ def read_pages(path: str | Path, max_bytes: int = MAX_UPLOAD_BYTES) -> list[Page
     if suffix in (".html", ".htm"):
         text = ensure_text(html_text(text), name=path.name)
     elif suffix == ".csv":
-        text = ensure_text(_csv_table(text, path.name), name=path.name)
+        text = ensure_text(table_text(_csv_rows(text, path.name)), name=path.name)
     return [Page(1, text)]
 
 
@@ -136,9 +137,10 @@ def _csv_rows(content: str, name: str) -> list[list[str]]:
         raise InvalidInputError(f"{name} is not a CSV file this assistant can read: {exc}") from None
 
 
-def _csv_table(content: str, name: str) -> str:
-    """A CSV file as a text table: one row a line, cells joined by `` | `` (empty rows left out)."""
-    rows = (" | ".join(" ".join(cell.split()) for cell in row) for row in _csv_rows(content, name))
+def table_text(table: Iterable[Iterable[object]]) -> str:
+    """A table as text: one row a line, cells joined by `` | `` (white space in a cell folded, empty
+    rows left out). How the library keeps a CSV file's rows, and how TAT-QA's tables are written."""
+    rows = (" | ".join(" ".join(str(cell).split()) for cell in row) for row in table)
     return "\n".join(row for row in rows if row.strip(" |"))
 
 

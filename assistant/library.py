@@ -41,14 +41,18 @@ from .inputs import ensure_text
 LIBRARY_ENV = "FINASSIST_LIBRARY"
 #: Settings of ``LIBRARY_ENV`` that turn the library off.
 OFF = ("off", "none", "0", "false")
-#: Target passage length (characters). About 200-300 encoder tokens: the encoder's window (256 for
-#: MiniLM) holds most passages whole, and a handful of passages fit the generator's prompt.
-CHUNK_CHARS = 800
-#: Characters a passage shares with the one before, so a sentence cut at a boundary is whole in one.
-CHUNK_OVERLAP = 150
-#: Reciprocal rank fusion constant (Cormack et al. 2009): a passage's fused score is the sum over the
-#: rankings of 1 / (RRF_K + rank). 60 is the paper's value; it damps the weight of the very top ranks.
-RRF_K = 60
+#: Target passage length (characters), about 100-150 encoder tokens. On TAT-QA dev (docs/results.md)
+#: 400 found the question's document more often than 800, 1,500 or whole documents, lexically and
+#: (more so) by embedding: MiniLM's mean-pooled embedding of a long table blurs its rows.
+CHUNK_CHARS = 400
+#: Characters a passage shares with the one before, so a line cut at a boundary is whole in one.
+CHUNK_OVERLAP = 80
+#: Weighted reciprocal rank fusion (Cormack et al. 2009): a passage's fused score is the sum over the
+#: rankings of weight / (RRF_K + rank). Chosen on one half of TAT-QA dev's documents and reported on
+#: the other (docs/results.md): BM25 finds a question's table more often than MiniLM does (figures
+#: and row labels are words to it), so it weighs double, and a small k lets the top ranks count.
+RRF_K = 10
+LEXICAL_WEIGHT = 2.0
 #: How deep each ranking goes before fusion.
 CANDIDATES = 50
 #: Words too common to help a lexical search (FTS5 ranks by BM25, which weighs them little, but an OR
@@ -216,12 +220,14 @@ def fts_query(text: str) -> str:
     return " OR ".join(f'"{w}"' for w in words)
 
 
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> dict[int, float]:
-    """Fused scores of the ids of several rankings (best first): the sum of 1 / (k + rank), rank from 1."""
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], weights: Sequence[float] | None = None,
+                           k: int = RRF_K) -> dict[int, float]:
+    """Fused scores of the ids of several rankings (best first): the sum of weight / (k + rank), rank
+    from 1 (``weights``: one per ranking, default 1 each)."""
     fused: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings)):
         for rank, item in enumerate(ranking, 1):
-            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
+            fused[item] = fused.get(item, 0.0) + weight / (k + rank)
     return fused
 
 
@@ -378,7 +384,7 @@ class SQLiteDocumentStore:
 
     def search(self, query: str, k: int = 5) -> list[Passage]:
         """The ``k`` passages that best match ``query``: BM25 (FTS5) and embedding cosine rankings,
-        ``CANDIDATES`` deep each, fused by reciprocal rank fusion; best first."""
+        ``CANDIDATES`` deep each, fused by weighted reciprocal rank fusion; best first."""
         query = ensure_text(query, "query")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidParameterError(f"k must be a positive integer, got {k!r}")
@@ -399,7 +405,7 @@ class SQLiteDocumentStore:
                 lexical = [row[0] for row in self._db.execute(
                     "SELECT rowid FROM chunk_words WHERE chunk_words MATCH ? ORDER BY bm25(chunk_words) LIMIT ?",
                     (words, CANDIDATES))]
-        fused = reciprocal_rank_fusion([dense, lexical])
+        fused = reciprocal_rank_fusion([dense, lexical], weights=[1.0, LEXICAL_WEIGHT])
         top = sorted(fused, key=lambda i: (-fused[i], i))[:k]
         similarity_of = dict(zip(ids.tolist(), similarities.tolist()))
         with self._lock:

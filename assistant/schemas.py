@@ -176,6 +176,24 @@ class Usage(_Response):
     total_tokens: int
 
 
+class Citation(_Response):
+    """A passage of the user's documents an answer was written from, numbered as the answer cites it."""
+
+    number: int
+    document: str
+    page: int
+    #: The passage's character span on its page.
+    start: int
+    end: int
+    passage: str
+
+
+#: The description of the ``citations`` extension field of chat completions.
+CITATIONS_FIELD = ("finassist extension: the passages of the user's document library the answer was written "
+                   "from, numbered as it cites them ([1], [2], ...); null when the library is empty (the answer is "
+                   "not grounded) and [] when the documents do not contain the answer")
+
+
 class ChatCompletion(_Response):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -184,6 +202,7 @@ class ChatCompletion(_Response):
     choices: list[ChatCompletionChoice]
     usage: Usage
     system_fingerprint: str | None = None
+    citations: list[Citation] | None = Field(default=None, description=CITATIONS_FIELD)
 
 
 class ChoiceDelta(_Response):
@@ -209,6 +228,8 @@ class ChatCompletionChunk(_Response):
     choices: list[ChatCompletionChunkChoice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
+    #: Sent on the first chunk only (the documents are searched before the answer is written).
+    citations: list[Citation] | None = Field(default=None, description=CITATIONS_FIELD + "; on the first chunk")
 
 
 # --------------------------------------------------------------------- models
@@ -270,6 +291,10 @@ class AskResponse(_Response):
     advice_notice: bool
     finish_reason: str
     usage: AskUsage
+    #: The passages of the user's documents the answer was written from (empty when not grounded).
+    citations: list[Citation]
+    #: Whether the documents were found not to contain the answer (the text says so; nothing was generated).
+    declined: bool
 
 
 # ------------------------------------------------------------------ summarize

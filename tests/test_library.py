@@ -79,12 +79,15 @@ def test_real_files_are_added_with_their_pages_and_found_where_they_are(store, f
     assert "Cloud | 120" in store.search("revenue of the cloud segment", k=1)[0].text
 
 
-def test_fusion_ranks_each_list_by_position():
+def test_fusion_ranks_each_list_by_position_and_weight():
     fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1]], k=60)
     assert fused[1] == pytest.approx(1 / 61 + 1 / 62)
     assert fused[3] == pytest.approx(1 / 63 + 1 / 61)
     assert fused[2] == pytest.approx(1 / 62)
     assert max(fused, key=fused.get) == 1
+    weighted = reciprocal_rank_fusion([[1, 2, 3], [3, 1]], weights=[1.0, 3.0], k=10)
+    assert weighted[3] == pytest.approx(1 / 13 + 3 / 11)
+    assert max(weighted, key=weighted.get) == 3
 
 
 def test_words_of_a_query_are_never_fts_syntax():
