@@ -55,11 +55,15 @@ RRF_K = 10
 LEXICAL_WEIGHT = 2.0
 #: How deep each ranking goes before fusion.
 CANDIDATES = 50
-#: Words too common to help a lexical search (FTS5 ranks by BM25, which weighs them little, but an OR
-#: query over them matches nearly every passage and costs time).
+#: Words left out of a lexical search: the most common ones (BM25 weighs them little, but an OR query
+#: over them matches nearly every passage and costs time), and the words a question uses to ask for
+#: arithmetic ("the percentage change between ..."), which say how to compute, not where the figures
+#: are: rare in reports, BM25 weighed them heavily and ranked the passages that happen to use them
+#: (on the tune half of TAT-QA dev, recall@5 0.818 with them, 0.830 without).
 _STOPWORDS = frozenset(
     "a an and are as at be by did do does for from had has have how i in is it its of on or that the their "
-    "this to was were what when where which who why will with".split()
+    "this to was were what when where which who why will with "
+    "average between change decrease difference increase many much percentage respectively".split()
 )
 #: A progress callback: ``progress(done, total, stage)`` (the summariser's signature).
 Progress = Callable[[int, int, str], None]
@@ -77,7 +81,7 @@ class DocumentNotFoundError(InvalidInputError):
 class DocumentInfo:
     id: int
     name: str
-    #: Where it was added from (a path on the machine that added it).
+    #: Where it was added from: a path on the machine that added it, or "upload" (HTTP).
     source: str
     sha256: str
     #: Pages with text (a PDF's; other files are one page).
@@ -128,7 +132,8 @@ class Passage:
 class DocumentStore(Protocol):
     """Where the user's documents live. ``add`` must be all or nothing for each document."""
 
-    def add(self, path: str | Path, *, name: str | None = None, progress: Progress | None = None) -> AddResult: ...
+    def add(self, path: str | Path, *, name: str | None = None, source: str | None = None,
+            progress: Progress | None = None) -> AddResult: ...
 
     def list(self) -> list[DocumentInfo]: ...
 
@@ -316,9 +321,11 @@ class SQLiteDocumentStore:
 
     # ------------------------------------------------------------------ writing
 
-    def add(self, path: str | Path, *, name: str | None = None, progress: Progress | None = None) -> AddResult:
+    def add(self, path: str | Path, *, name: str | None = None, source: str | None = None,
+            progress: Progress | None = None) -> AddResult:
         """Read, cut, embed and index one file, in one transaction. ``name``: how the library names it
-        (default: the file's name). ``progress(done, total, stage)`` follows the embedding and writing."""
+        (default: the file's name); ``source``: where it came from (default: its absolute path).
+        ``progress(done, total, stage)`` follows the embedding and writing."""
         path = Path(path)
         name = ensure_text(name if name is not None else path.name, "document name")
         pages = read_pages(path)
@@ -340,7 +347,7 @@ class SQLiteDocumentStore:
                     self._delete(replaced.id)
                 cursor = self._db.execute(
                     "INSERT INTO documents (name, sha256, source, pages, added) VALUES (?, ?, ?, ?, ?)",
-                    (name, digest, str(path.resolve()), len(pages), added))
+                    (name, digest, source or str(path.resolve()), len(pages), added))
                 document_id = cursor.lastrowid
                 for done, (chunk, vector) in enumerate(zip(chunks, vectors), 1):
                     row = self._db.execute(

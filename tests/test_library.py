@@ -92,6 +92,7 @@ def test_fusion_ranks_each_list_by_position_and_weight():
 
 def test_words_of_a_query_are_never_fts_syntax():
     assert fts_query('What is "NEAR(capex)" OR revenue -2023*') == '"near" OR "capex" OR "revenue" OR "2023"'
+    assert fts_query("What was the percentage change in revenue between 2018 and 2019?") == '"revenue" OR "2018" OR "2019"'
     assert fts_query("what is the") == ""
 
 

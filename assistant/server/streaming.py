@@ -13,7 +13,8 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ..errors import AssistantError
-from ..schemas import ChatCompletionChunk, ChatCompletionChunkChoice, ChoiceDelta, Citation, Usage
+from ..schemas import ChatCompletionChunk, ChatCompletionChunkChoice, ChoiceDelta, Usage
+from ..tasks.ask import Citation
 
 from .errors import error_body, from_assistant_error, timeout_error
 from .service import Service

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from ...models import GENERATOR
-from ...schemas import ChatCompletion, ChatCompletionChoice, ChatCompletionMessage, ChatCompletionRequest, Citation
+from ...schemas import ChatCompletion, ChatCompletionChoice, ChatCompletionMessage, ChatCompletionRequest
 from ...types import Generation
 from ..errors import APIError, timeout_error
 from ..service import Service, service_of
@@ -50,7 +50,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
     else:
         handle = await run_in_threadpool(service.submit, body, messages, turn.params)
     grounded = bool(turn.citations) or turn.declined
-    citations = [Citation.model_validate(c.to_dict()) for c in turn.citations] if grounded else None
+    citations = turn.citations if grounded else None
 
     def notice(text: str) -> str:
         return service.assistant.notice_for(turn, text)
