@@ -339,6 +339,11 @@ class SQLiteDocumentStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                # Checked again under the write lock: another process may have added the same file meanwhile.
+                same = self._db.execute("SELECT id FROM documents WHERE sha256 = ?", (digest,)).fetchone()
+                if same is not None:
+                    self._db.execute("ROLLBACK")
+                    return AddResult(self._info(same[0]), created=False)
                 self._check_encoder(vectors.shape[1])
                 replaced_row = self._db.execute(
                     "SELECT id FROM documents WHERE name = ?", (name,)).fetchone()
