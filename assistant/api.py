@@ -17,12 +17,13 @@ from .engine import Engine
 from .settings import BatchSettings
 from .errors import UnknownTaskError
 from .inputs import ensure_text
+from .library import DocumentStore, Passage, SQLiteDocumentStore, library_path
 from .models import GENERATOR
 from .pii import PiiPolicy, Redactor
 from .prompts import available_label_sets
 from .runs import discover_runs, runs_root
 from .tasks import PIPELINES, Pipeline
-from .tasks.ask import Answer, AskTurn
+from .tasks.ask import Answer, AskTurn, Citation
 from .tasks.classify import Classification
 from .tasks.summarize import Summary
 
@@ -56,6 +57,9 @@ class Assistant:
             ``$FINASSIST_AUDIT`` or the default one ("off" there: none), a path, an ``AuditStore``, or
             ``None``/``False`` for no audit log. The file is opened at the first answer.
         user: who is asking, as the audit log names them, unless a call says otherwise.
+        documents: the document library that grounds answers (``assistant.library``): ``True`` (default)
+            the file named by ``$FINASSIST_LIBRARY`` or the default one in the user's data folder ("off"
+            there: none), a path, a ``DocumentStore``, or ``None``/``False`` for none. Opened at first use.
     """
 
     def __init__(
@@ -75,12 +79,15 @@ class Assistant:
         audit: AuditStore | str | Path | bool | None = True,
         audit_retention_days: float | None = None,
         user: str = "local",
+        documents: DocumentStore | str | Path | bool | None = True,
     ) -> None:
         self.pii = pii or PiiPolicy()
         self.user = user
         self._audit_setting = audit
         self._audit_retention = audit_retention_days
         self._audit: AuditStore | None = None
+        self._documents_setting = documents
+        self._documents: DocumentStore | None = None
         self.engine = engine or Engine(
             generator=generator,
             encoder=encoder,
@@ -139,6 +146,25 @@ class Assistant:
             else:
                 self._audit = setting
         return self._audit
+
+    @property
+    def documents(self) -> DocumentStore | None:
+        """The document library, opened on first use (None: no library). ``documents.add(path)`` indexes
+        a file; while the library holds documents, ``ask`` answers from them with citations."""
+        if self._documents is None and self._documents_setting not in (None, False):
+            setting = self._documents_setting
+            if setting is True or isinstance(setting, (str, Path)):
+                path = library_path(None if setting is True else setting)
+                if path is None:
+                    self._documents_setting = None
+                    return None
+                self._documents = SQLiteDocumentStore(path, embed=self._embed, encoder=self.engine.encoder_spec)
+            else:
+                self._documents = setting
+        return self._documents
+
+    def _embed(self, texts: Sequence[str]):
+        return self.engine.encode(list(texts)).numpy()
 
     def generator_name(self) -> str:
         if self.engine.upstream is not None:
@@ -218,34 +244,59 @@ class Assistant:
 
     def ask(self, question: str, history: Sequence | None = None, *, user: str | None = None, **sampling) -> Answer:
         """One chat turn. ``history``: earlier ``{"role", "content"}`` messages. ``sampling``:
-        ``max_new_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``. Recorded in the audit log."""
+        ``max_new_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``. While the document library
+        holds documents, the answer is written from the passages found for the question and carries
+        them as ``citations`` (or says the documents do not contain it). Recorded in the audit log."""
         redactor = self.redactor()
-        asked = redactor.redact(ensure_text(question, "question")) if redactor is not None else question
-        answer = self.pipeline("ask")(asked, history=self._redact_history(redactor, history), **sampling)
+        turn = self._ask_turn(question, history, redactor, sampling)
+        pipeline = self.pipeline("ask")
+        answer = pipeline.postprocess(pipeline.forward(turn))
         if redactor is not None:
             answer.text = redactor.restore(answer.text)
-        self.record_answer("ask", _as_text(question), answer.text, user=user)
+        self.record_answer("ask", _as_text(question), answer.text, user=user, citations=[str(c) for c in turn.citations])
         return answer
+
+    def evidence(self, question: str) -> list[Passage] | None:
+        """The passages of the document library found for ``question`` (as many as the ask task's
+        ``[grounding] passages``), best first; None when there is no library or it is empty."""
+        store = self.documents
+        if store is None or store.count() == 0:
+            return None
+        return store.search(question, k=self.pipeline("ask").grounding["passages"])
+
+    def _ask_turn(self, question, history: Sequence | None, redactor: Redactor | None, sampling: dict) -> AskTurn:
+        """The ask task's turn for a question: redacted for the model when the policy says so, grounded
+        in the documents found for it (searched with the question as asked: the search is local)."""
+        text = ensure_text(question, "question")
+        return self.pipeline("ask").preprocess(
+            redactor.redact(text) if redactor is not None else text, history=self._redact_history(redactor, history),
+            evidence=self.evidence(text), redact=redactor.redact if redactor is not None else None, **sampling)
 
     def chat_turn(self, messages: Sequence[Mapping], **sampling) -> AskTurn:
         """An OpenAI-style conversation as the ask task answers it (``AskPipeline.conversation``): the
-        ask system prompt unless it brings its own, the ask defaults under ``sampling``."""
-        return self.pipeline("ask").conversation(messages, **sampling)
+        ask system prompt unless it brings its own, the ask defaults under ``sampling``, grounded in
+        the documents found for the last user message."""
+        question = next((m["content"] for m in reversed(messages) if isinstance(m, Mapping) and m.get("role") == "user"
+                         and isinstance(m.get("content"), str) and m["content"].strip()), None)
+        evidence = self.evidence(question) if question is not None else None
+        return self.pipeline("ask").conversation(messages, evidence=evidence, **sampling)
 
     def notice_for(self, turn: AskTurn, text: str) -> str:
         """The not-investment-advice notice to append to ``text`` (with its separator), or ""."""
         return self.pipeline("ask").notice_for(turn, text)
 
     def ask_stream(self, question: str, history: Sequence | None = None, *, user: str | None = None,
-                   **sampling) -> Iterator[str]:
-        """Like ``ask`` but yields the answer piece by piece as it is generated."""
+                   **sampling) -> AnswerStream:
+        """Like ``ask`` but yields the answer piece by piece as it is generated; the returned iterator's
+        ``citations`` are the answer's."""
         redactor = self.redactor()
-        asked = redactor.redact(ensure_text(question, "question")) if redactor is not None else question
-        pieces = self.pipeline("ask").stream(asked, history=self._redact_history(redactor, history), **sampling)
-        return self._restored_and_recorded(pieces, redactor, _as_text(question), user)
+        turn = self._ask_turn(question, history, redactor, sampling)
+        pieces = self.pipeline("ask").pieces(turn)
+        return AnswerStream(self._restored_and_recorded(pieces, redactor, _as_text(question), user, turn.citations),
+                            turn.citations)
 
     def _restored_and_recorded(self, pieces: Iterator[str], redactor: Redactor | None, question: str,
-                               user: str | None) -> Iterator[str]:
+                               user: str | None, citations: Sequence[Citation] = ()) -> Iterator[str]:
         restorer = redactor.restoring() if redactor is not None else None
         answer = ""
         try:
@@ -260,18 +311,19 @@ class Assistant:
         finally:
             pieces.close()  # type: ignore[attr-defined]  # left early: the generation is cancelled now
             if answer:  # an answer stopped early was still given, as far as it went
-                self.record_answer("ask", question, answer, user=user)
+                self.record_answer("ask", question, answer, user=user, citations=[str(c) for c in citations])
 
     def ask_stream_async(self, question: str, history: Sequence | None = None, *, user: str | None = None,
                          **sampling) -> AsyncIterator[str]:
         """``ask_stream`` as an async iterator: for event loops; closing it early cancels the generation."""
         redactor = self.redactor()
-        asked = redactor.redact(ensure_text(question, "question")) if redactor is not None else question
-        pieces = self.pipeline("ask").astream(asked, history=self._redact_history(redactor, history), **sampling)
-        return self._restored_and_recorded_async(pieces, redactor, _as_text(question), user)
+        turn = self._ask_turn(question, history, redactor, sampling)
+        pieces = self.pipeline("ask").apieces(turn)
+        return self._restored_and_recorded_async(pieces, redactor, _as_text(question), user, turn.citations)
 
     async def _restored_and_recorded_async(self, pieces: AsyncIterator[str], redactor: Redactor | None,
-                                           question: str, user: str | None) -> AsyncIterator[str]:
+                                           question: str, user: str | None,
+                                           citations: Sequence[Citation] = ()) -> AsyncIterator[str]:
         restorer = redactor.restoring() if redactor is not None else None
         answer = ""
         try:
@@ -286,7 +338,7 @@ class Assistant:
         finally:
             await pieces.aclose()  # type: ignore[attr-defined]
             if answer:
-                self.record_answer("ask", question, answer, user=user)
+                self.record_answer("ask", question, answer, user=user, citations=[str(c) for c in citations])
 
     def classification_tasks(self) -> list[str]:
         """Zero-shot label sets and the tasks served by fine-tuned classifiers, sorted."""
@@ -317,6 +369,24 @@ class Assistant:
             })
         return rows
 
+
+
+class AnswerStream:
+    """An answer's pieces as they are generated (iterate it; ``close()`` stops the generation), and the
+    citations the answer is written from, known before the first piece."""
+
+    def __init__(self, pieces: Iterator[str], citations: Sequence[Citation]) -> None:
+        self._pieces = pieces
+        self.citations = list(citations)
+
+    def __iter__(self) -> AnswerStream:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        self._pieces.close()  # type: ignore[attr-defined]
 
 
 def _as_text(value) -> str:

@@ -92,6 +92,7 @@ def _assistant(args: argparse.Namespace, batch_settings=None):
         audit_retention_days=getattr(args, "audit_retention_days", None),
         user=f"cli:{_login()}",
         batch_settings=batch_settings,
+        documents=getattr(args, "library", None) or True,
     )
 
 
@@ -157,11 +158,83 @@ def cmd_ask(args: argparse.Namespace) -> None:
         _print_json(assistant.ask(question, **sampling).to_dict())
         return
     if args.no_stream:
-        print(assistant.ask(question, **sampling))
+        answer = assistant.ask(question, **sampling)
+        print(answer)
+        _print_citations(answer.citations)
         return
-    for piece in assistant.ask_stream(question, **sampling):
+    stream = assistant.ask_stream(question, **sampling)
+    for piece in stream:
         print(piece, end="", flush=True)
     print()
+    _print_citations(stream.citations)
+
+
+def _print_citations(citations) -> None:
+    """The passages a grounded answer cites, one line each, under the answer."""
+    if citations:
+        print("\nSources:")
+    for citation in citations:
+        line = str(citation)
+        print(line if len(line) <= 160 else line[:159] + "…")
+
+
+def cmd_docs_add(args: argparse.Namespace) -> None:
+    from tqdm.auto import tqdm
+
+    from .library import files_in
+
+    store = _library(args)
+    failed = 0
+    for path, name in files_in(args.paths):
+        with tqdm(desc=name, unit="passage", leave=False, disable=None) as bar:
+            def progress(done: int, total: int, stage: str) -> None:
+                bar.total = total
+                bar.set_postfix_str(stage, refresh=False)
+                bar.update(done - bar.n)
+            try:
+                result = store.add(path, name=name, progress=progress)
+            except AssistantError as exc:  # one bad file in a folder: said, and the others still added
+                bar.close()
+                print(f"finassist: error: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+        d = result.document
+        what = "replaced" if result.replaced else "added" if result.created else "already in the library:"
+        print(f"{what} {d.name} ({_count(d.pages, 'page')}, {_count(d.chunks, 'passage')})")
+    if failed:
+        raise CliInputError(f"{_count(failed, 'file')} could not be added")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def cmd_docs_list(args: argparse.Namespace) -> None:
+    documents = _library(args).list()
+    if args.json:
+        _print_json([d.to_dict() for d in documents])
+        return
+    if not documents:
+        print("the library is empty: add files with `finassist docs add PATH...`")
+        return
+    width = max(len(d.name) for d in documents)
+    print(f"{'id':>4}  {'document':<{width}}  {'pages':>5}  {'passages':>8}  added")
+    for d in documents:
+        print(f"{d.id:>4}  {d.name:<{width}}  {d.pages:>5}  {d.chunks:>8}  {d.added}")
+
+
+def cmd_docs_remove(args: argparse.Namespace) -> None:
+    store = _library(args)
+    for name in args.names:
+        removed = store.remove(name)
+        print(f"removed {removed.name}")
+
+
+def _library(args: argparse.Namespace):
+    store = _assistant(args).documents
+    if store is None:
+        raise CliInputError("the document library is off (FINASSIST_LIBRARY=off): name one with --library PATH")
+    return store
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -291,6 +364,10 @@ def _model_options() -> argparse.ArgumentParser:
     t.add_argument("--audit-retention-days", type=positive(float), default=None,
                    help="remove audit records older than this (default: keep all)")
     t.add_argument("--no-audit", action="store_true", help="do not record answers in the audit log")
+    d = parent.add_argument_group("documents")
+    d.add_argument("--library", default=None, metavar="PATH",
+                   help="the document library that grounds answers (default $FINASSIST_LIBRARY, else the user's "
+                   "data folder; off: none)")
     return parent
 
 
@@ -338,6 +415,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--no-stream", action="store_true", help="print the answer when it is complete")
     p.add_argument("--json", action="store_true")
+
+    docs = sub.add_parser("docs", help="the document library that answers are grounded in (add, list, remove)",
+                          description="The document library: files whose passages ground `finassist ask` answers, "
+                          "with citations.")
+    docs_sub = docs.add_subparsers(dest="docs", required=True, metavar="ACTION")
+    p = docs_sub.add_parser("add", parents=[common], help="add files and folders (PDF, txt, md, html, csv)")
+    p.set_defaults(func=cmd_docs_add)
+    p.add_argument("paths", nargs="+", help="files, or folders (their files of those types, recursively)")
+    p = docs_sub.add_parser("list", parents=[common], help="the documents, their pages and passages, when added")
+    p.set_defaults(func=cmd_docs_list)
+    p.add_argument("--json", action="store_true")
+    p = docs_sub.add_parser("remove", parents=[common], help="remove documents by name (as listed) or id")
+    p.set_defaults(func=cmd_docs_remove)
+    p.add_argument("names", nargs="+", help="document names or ids")
 
     p = add("models", cmd_models, "show which models resolved, from where, on which device and dtype")
     p.add_argument("--load", action="store_true", help="also load them (parameters, load time)")

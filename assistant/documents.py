@@ -1,7 +1,9 @@
-"""Text out of the files people upload: plain text, Markdown, PDF and CSV columns.
+"""Text out of the files people upload: plain text, Markdown, PDF, HTML and CSV.
 
-Shared by the UI and the CLI, so a file reads the same way everywhere. Problems
-are ``InvalidInputError``s that say what is wrong with the file.
+Shared by the UI, the CLI and the document library, so a file reads the same way everywhere.
+``read_document`` gives a file's whole text (what the summariser takes); ``read_pages`` gives it
+page by page with page numbers (what the library indexes and cites). Problems are
+``InvalidInputError``s that say what is wrong with the file.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 from .errors import EmptyInputError, InputTooLongError, InvalidInputError, NotTextError
@@ -17,6 +22,8 @@ from .settings import MAX_UPLOAD_BYTES
 
 #: File types the summariser accepts.
 DOCUMENT_TYPES = (".txt", ".md", ".pdf")
+#: File types the document library reads (``read_pages``): the summariser's, web pages and tables.
+LIBRARY_TYPES = (*DOCUMENT_TYPES, ".html", ".htm", ".csv")
 #: A PDF's size says little about the work it costs: pages can share one compressed content stream
 #: that inflates many times over and is parsed again for every page. So extraction stops at these
 #: limits, checked page by page while it runs, not after.
@@ -34,6 +41,14 @@ class UnsupportedFileError(InvalidInputError):
     http_status = 415
 
 
+@dataclass(frozen=True)
+class Page:
+    """The text of one page of a file: a PDF's page ``number`` (from 1); other files are one page."""
+
+    number: int
+    text: str
+
+
 def _check_size(path: Path, max_bytes: int) -> None:
     size = path.stat().st_size
     if size > max_bytes:
@@ -42,28 +57,106 @@ def _check_size(path: Path, max_bytes: int) -> None:
         raise EmptyInputError(f"{path.name} is empty")
 
 
-def read_document(path: str | Path, max_bytes: int = MAX_UPLOAD_BYTES) -> str:
-    """The text of a ``.txt``, ``.md`` or ``.pdf`` file (PDF: the text layer of every page, via pypdf)."""
+def _checked(path: str | Path, types: tuple[str, ...], max_bytes: int) -> tuple[Path, str]:
+    """The path and its (lower-case) suffix, once the type is one of ``types`` and the size is within limits."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in DOCUMENT_TYPES:
-        raise UnsupportedFileError(
-            f"{path.name}: unsupported file type {suffix or '(none)'}; use one of {', '.join(DOCUMENT_TYPES)}"
-        )
+    if suffix not in types:
+        raise UnsupportedFileError(f"{path.name}: unsupported file type {suffix or '(none)'}; use one of {', '.join(types)}")
     _check_size(path, max_bytes)
+    return path, suffix
+
+
+def read_document(path: str | Path, max_bytes: int = MAX_UPLOAD_BYTES) -> str:
+    """The text of a ``.txt``, ``.md`` or ``.pdf`` file (PDF: the text layer of every page, via pypdf)."""
+    path, suffix = _checked(path, DOCUMENT_TYPES, max_bytes)
     if suffix == ".pdf":
         return ensure_text(_pdf_text(path), name=path.name)
     return ensure_text(path.read_bytes(), name=path.name)
 
 
-def _pdf_text(path: Path, max_chars: int = MAX_INPUT_CHARS, max_pages: int = MAX_PDF_PAGES,
-              max_content_bytes: int = MAX_PDF_CONTENT_BYTES, time_limit_s: float = PDF_TIME_LIMIT_S) -> str:
+def read_pages(path: str | Path, max_bytes: int = MAX_UPLOAD_BYTES) -> list[Page]:
+    """The pages of a file the library reads (``LIBRARY_TYPES``): a PDF's text layer page by page with
+    its page numbers (pages without text are left out, the others keep their numbers); a text,
+    Markdown, HTML or CSV file as one page. HTML is reduced to its visible text (scripts and styles
+    dropped, a table's cells joined with ``|``); a CSV is kept as a table, one row a line."""
+    path, suffix = _checked(path, LIBRARY_TYPES, max_bytes)
+    if suffix == ".pdf":
+        return _pdf_pages(path)
+    text = ensure_text(path.read_bytes(), name=path.name)
+    if suffix in (".html", ".htm"):
+        text = ensure_text(html_text(text), name=path.name)
+    elif suffix == ".csv":
+        text = ensure_text(table_text(_csv_rows(text, path.name)), name=path.name)
+    return [Page(1, text)]
+
+
+def html_text(html: str) -> str:
+    """The visible text of an HTML document: blocks on lines of their own, table cells joined by
+    `` | `` (a table stays readable as a table), scripts, styles and templates dropped."""
+    parser = _TextOfHtml()
+    parser.feed(html)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    return "\n".join(line.strip(" |") for line in lines if line.strip(" |"))
+
+
+class _TextOfHtml(HTMLParser):
+    _HIDDEN = {"script", "style", "template", "noscript", "head"}
+    _BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "table",
+               "ul", "ol", "pre", "blockquote", "title", "caption", "dt", "dd", "hr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag in self._HIDDEN:
+            self._hidden += 1
+        elif tag in self._BLOCKS:
+            self.parts.append("\n")
+        elif tag in ("td", "th"):
+            self.parts.append(" | ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag in self._BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:  # white space in HTML text, line breaks included, is one space
+            self.parts.append(" " + " ".join(data.split()) + " ")
+
+
+def _csv_rows(content: str, name: str) -> list[list[str]]:
+    try:
+        return list(csv.reader(io.StringIO(content)))
+    except csv.Error as exc:  # a field over csv.field_size_limit(), a stray NUL, a broken quote
+        raise InvalidInputError(f"{name} is not a CSV file this assistant can read: {exc}") from None
+
+
+def table_text(table: Iterable[Iterable[object]]) -> str:
+    """A table as text: one row a line, cells joined by `` | `` (white space in a cell folded, empty
+    rows left out). How the library keeps a CSV file's rows, and how TAT-QA's tables are written."""
+    rows = (" | ".join(" ".join(str(cell).split()) for cell in row) for row in table)
+    return "\n".join(row for row in rows if row.strip(" |"))
+
+
+def _pdf_text(path: Path, **limits) -> str:
+    """A PDF's text layer, its pages' texts joined by blank lines (``limits``: those of ``_pdf_pages``)."""
+    return "\n\n".join(page.text for page in _pdf_pages(path, **limits))
+
+
+def _pdf_pages(path: Path, max_chars: int = MAX_INPUT_CHARS, max_pages: int = MAX_PDF_PAGES,
+               max_content_bytes: int = MAX_PDF_CONTENT_BYTES, time_limit_s: float = PDF_TIME_LIMIT_S) -> list[Page]:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
     started = time.monotonic()
     parsed = chars = 0
-    pages: list[str] = []
+    pages: list[Page] = []
     try:
         reader = PdfReader(path)
         count = len(reader.pages)
@@ -89,14 +182,13 @@ def _pdf_text(path: Path, max_chars: int = MAX_INPUT_CHARS, max_pages: int = MAX
                     f"{path.name}: reading its text took longer than {time_limit_s:g} s (at page {number} of {count})"
                 )
             if text:
-                pages.append(text)
+                pages.append(Page(number, text))
     except (PdfReadError, ValueError, KeyError, OSError, TypeError, AttributeError, RecursionError) as exc:
         # pypdf's ways of saying "not a PDF I can read" (malformed objects surface as the generic ones)
         raise NotTextError(f"{path.name} is not a readable PDF ({type(exc).__name__})") from exc
-    text = "\n\n".join(pages)
-    if not text:
+    if not pages:
         raise EmptyInputError(f"{path.name} has no text layer (a scanned PDF needs OCR first)")
-    return text
+    return pages
 
 
 def read_texts_csv(path: str | Path, column: str | None = None, max_rows: int = 10_000,
@@ -114,10 +206,7 @@ def read_texts_csv(path: str | Path, column: str | None = None, max_rows: int = 
     if suffix == ".txt":
         texts = [line.strip() for line in content.splitlines() if line.strip()]
     else:
-        try:
-            rows = list(csv.reader(io.StringIO(content)))
-        except csv.Error as exc:  # a field over csv.field_size_limit(), a stray NUL, a broken quote
-            raise InvalidInputError(f"{path.name} is not a CSV file this assistant can read: {exc}") from None
+        rows = _csv_rows(content, path.name)
         header = [h.strip() for h in rows[0]]
         lowered = [h.lower() for h in header]
         if column is not None:

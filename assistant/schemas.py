@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .errors import AssistantError
 from .inputs import check_characters
+from .library import DocumentInfo
+from .tasks.ask import Citation
 from .tasks.summarize import MAX_WORDS_RANGE, METHODS, STYLES
 from .types import REPETITION_PENALTY_RANGE, SEED_RANGE, TEMPERATURE_RANGE, SamplingParams
 
@@ -176,6 +178,12 @@ class Usage(_Response):
     total_tokens: int
 
 
+#: The description of the ``citations`` extension field of chat completions.
+CITATIONS_FIELD = ("finassist extension: the passages of the user's document library the answer was written "
+                   "from, numbered as it cites them ([1], [2], ...); null when the library is empty (the answer is "
+                   "not grounded) and [] when the documents do not contain the answer")
+
+
 class ChatCompletion(_Response):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -184,6 +192,7 @@ class ChatCompletion(_Response):
     choices: list[ChatCompletionChoice]
     usage: Usage
     system_fingerprint: str | None = None
+    citations: list[Citation] | None = Field(default=None, description=CITATIONS_FIELD)
 
 
 class ChoiceDelta(_Response):
@@ -209,6 +218,8 @@ class ChatCompletionChunk(_Response):
     choices: list[ChatCompletionChunkChoice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
+    #: Sent on the first chunk only (the documents are searched before the answer is written).
+    citations: list[Citation] | None = Field(default=None, description=CITATIONS_FIELD + "; on the first chunk")
 
 
 # --------------------------------------------------------------------- models
@@ -270,6 +281,37 @@ class AskResponse(_Response):
     advice_notice: bool
     finish_reason: str
     usage: AskUsage
+    #: The passages of the user's documents the answer was written from (empty when not grounded).
+    citations: list[Citation]
+    #: Whether the documents were found not to contain the answer (the text says so; nothing was generated).
+    declined: bool
+
+
+# ------------------------------------------------------------------ documents
+
+
+class DocumentUpload(_Request):
+    """``POST /v1/documents``: one file for the document library, its bytes in base64 (the API takes
+    JSON only). ``name`` is how the library names it; its ending says the type (.pdf, .txt, .md,
+    .html, .csv); a document of the same name is replaced, the same content is not added twice."""
+
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+    content_base64: str
+
+
+class DocumentAdded(_Response):
+    """``assistant.library.AddResult``: the document (its ``source`` is "upload"), whether it was added."""
+
+    document: DocumentInfo
+    #: False when the same content was already in the library (nothing was added).
+    created: bool
+    #: The document of the same name this one replaced, if any.
+    replaced: DocumentInfo | None = None
+
+
+class DocumentList(_Response):
+    object: Literal["list"] = "list"
+    data: list[DocumentInfo]
 
 
 # ------------------------------------------------------------------ summarize

@@ -34,6 +34,9 @@ EVAL_COMMANDS = {
                  "accuracy, micro/macro F1, per-label scores and a confusion matrix of a classifier"),
     "summarize": ("finetune.evaluation.summarizer_runner", None, "evaluate_summarizer",
                   "ROUGE-1/2/L, numeric precision and length of summaries, with LEAD-3 in the same run"),
+    "retrieval": ("finetune.evaluation.retrieval", None, "evaluate_retrieval",
+                  "recall@k of the document library: each TAT-QA question's own table and paragraphs among "
+                  "the passages found"),
 }
 #: Keyword arguments of eval functions that are not command-line options.
 _HIDDEN = {"callbacks", "command"}

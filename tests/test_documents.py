@@ -93,3 +93,41 @@ def test_csv_first_column_multiline_cells_and_txt(tmp_path):
         read_texts_csv(tmp_path / "header.csv")
     with pytest.raises(UnsupportedFileError):
         read_texts_csv(tmp_path / "x.pdf")
+
+
+def test_read_pages_keeps_pdf_page_numbers(tmp_path):
+    from pdfs import text_pdf
+
+    from assistant.documents import Page, read_pages
+
+    path = text_pdf(tmp_path / "report.pdf", ["Contents", "", "Revenue rose 12% to $1.5 billion."])
+    assert read_pages(path) == [Page(1, "Contents"), Page(3, "Revenue rose 12% to $1.5 billion.")]
+
+
+def test_read_pages_html_is_its_visible_text_with_tables_as_rows(tmp_path):
+    from assistant.documents import read_pages
+
+    path = tmp_path / "ir.html"
+    path.write_text(
+        "<!doctype html><html><head><title>IR</title><style>td {color: red}</style></head><body>"
+        "<script>document.write('hidden')</script><h1>Results &amp; outlook</h1><p>Net income\n  rose.</p>"
+        "<table><tr><th>Year</th><th>EPS</th></tr><tr><td>2023</td><td>2.41</td></tr></table></body></html>",
+        encoding="utf-8")
+    (page,) = read_pages(path)
+    assert page.number == 1
+    assert page.text == "Results & outlook\nNet income rose.\nYear | EPS\n2023 | 2.41"
+
+
+def test_read_pages_csv_is_a_table_and_other_types_are_named(tmp_path):
+    from assistant.documents import read_pages
+
+    path = tmp_path / "kpis.csv"
+    path.write_text('metric,2022,2023\n"Free cash flow, adjusted",1.2,1.5\n,,\n', encoding="utf-8")
+    assert read_pages(path)[0].text == "metric | 2022 | 2023\nFree cash flow, adjusted | 1.2 | 1.5"
+    other = tmp_path / "sheet.xlsx"
+    other.write_bytes(b"PK\x03\x04")
+    with pytest.raises(UnsupportedFileError, match=r"\.xlsx; use one of .*\.html"):
+        read_pages(other)
+    (tmp_path / "empty.html").write_text("<html><script>x()</script></html>", encoding="utf-8")
+    with pytest.raises(EmptyInputError):
+        read_pages(tmp_path / "empty.html")

@@ -10,6 +10,8 @@ loopback port. Routes:
 * ``GET /v1/models``: the generator and encoder being served.
 * ``POST /v1/summarize``, ``POST /v1/classify``: ``Assistant.summarize`` and
   ``Assistant.classify`` (blocking calls, run in a thread pool).
+* ``POST /v1/documents`` (a file as base64 in JSON), ``GET /v1/documents``, ``DELETE /v1/documents/{id}``:
+  the document library that grounds ``/v1/ask`` and chat answers (``Assistant.documents``).
 * ``GET /healthz``: 200 once the models are loaded (they load in the background
   at startup), 503 while loading or when loading failed.
 * ``GET /metrics``: Prometheus metrics, in a registry of this app's own.
@@ -47,7 +49,7 @@ from ..pii import install_log_redaction
 from .errors import ERROR_RESPONSES, install_error_handlers
 from .middleware import API_PREFIXES, BearerAuth, BodyLimit, Observe, UPLOAD_OVERHEAD_BYTES
 from .metrics import Metrics
-from .routes import chat, operations, tasks
+from .routes import chat, documents, operations, tasks
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -117,14 +119,17 @@ def create_app(
     install_error_handlers(app)
     # Middleware, outermost last: metrics see every answer (401 and 413 included); the Host check
     # comes before anything else reads the request.
+    # A document upload is a file in JSON (base64: 4 bytes for every 3), so its route takes the upload limit.
+    upload_body_bytes = max(max_body_bytes, (max_upload_bytes + 2) // 3 * 4 + UPLOAD_OVERHEAD_BYTES)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s,
-                       other_max_bytes=max(max_body_bytes, max_upload_bytes + UPLOAD_OVERHEAD_BYTES))
+                       other_max_bytes=max(max_body_bytes, max_upload_bytes + UPLOAD_OVERHEAD_BYTES),
+                       path_max_bytes={documents.UPLOAD_PATH: upload_body_bytes})
     if api_key:
         app.add_middleware(BearerAuth, api_key=api_key)
         if ui:  # the page's own routes: no body is read before a login, and logins are throttled
             app.add_middleware(RequireLoginFirst, open_paths=["/login", *API_PREFIXES])
             app.add_middleware(LoginThrottle, paths=["/login"])
-    routers = (chat.router, tasks.router, operations.router)
+    routers = (chat.router, tasks.router, documents.router, operations.router)
     # The paths metrics may name (the routers' routes are not listed in app.routes once included).
     app.add_middleware(Observe, metrics=metrics, route_paths=lambda: {
         path for r in [*app.routes, *(route for router in routers for route in router.routes)]

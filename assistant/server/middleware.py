@@ -44,6 +44,13 @@ def is_json_body(scope: Scope) -> bool:
     return kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
 
 
+def _bodiless_delete(scope: Scope) -> bool:
+    """A DELETE that announces no body (``DELETE /v1/documents/{id}``): nothing to limit or to type."""
+    headers = dict(scope["headers"])
+    return (scope["method"] == "DELETE" and b"transfer-encoding" not in headers
+            and headers.get(b"content-length", b"0") == b"0")
+
+
 class BodyLimit:
     """Every request body under a size limit and a time limit, before anything parses it.
 
@@ -54,11 +61,13 @@ class BodyLimit:
     Either way, a body still incomplete ``timeout_s`` after the headers is answered 408."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, other_max_bytes: int | None = None,
-                 timeout_s: float = BODY_TIMEOUT_S) -> None:
+                 timeout_s: float = BODY_TIMEOUT_S, path_max_bytes: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.other_max_bytes = other_max_bytes or max_bytes
         self.timeout_s = timeout_s
+        #: API paths whose bodies carry files (document uploads) and have a limit of their own.
+        self.path_max_bytes = path_max_bytes or {}
 
     # Both answer before the body has been read to its end: the connection cannot carry another request.
     def _too_big(self, limit: int) -> APIError:
@@ -70,11 +79,11 @@ class BodyLimit:
                         headers={"Connection": "close"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") or _bodiless_delete(scope):
             await self.app(scope, receive, send)
             return
         api = is_api_path(scope)
-        limit = self.max_bytes if api else self.other_max_bytes
+        limit = self.path_max_bytes.get(scope["path"], self.max_bytes) if api else self.other_max_bytes
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
             if not length.isdigit():
@@ -84,7 +93,7 @@ class BodyLimit:
                 await send_error(send, self._too_big(limit))
                 return
         if api:
-            await self._api(scope, receive, send)
+            await self._api(scope, receive, send, limit)
         else:
             await self._streamed(scope, receive, send, limit)
 
@@ -95,7 +104,7 @@ class BodyLimit:
         except TimeoutError:
             return None
 
-    async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _api(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         if not is_json_body(scope):
             error = APIError(415, "send the request body as JSON with Content-Type: application/json",
                              code="unsupported_media_type")
@@ -113,8 +122,8 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await send_error(send, self._too_big(self.max_bytes))
+            if size > limit:
+                await send_error(send, self._too_big(limit))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

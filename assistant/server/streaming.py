@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import AssistantError
 from ..schemas import ChatCompletionChunk, ChatCompletionChunkChoice, ChoiceDelta, Usage
+from ..tasks.ask import Citation
 
 from .errors import error_body, from_assistant_error, timeout_error
 from .service import Service
@@ -69,10 +70,14 @@ def sse_event(data: dict | str) -> str:
 
 
 def chunk_event(completion_id: str, created: int, model: str, delta: ChoiceDelta | None = None,
-           finish_reason: str | None = None, usage: Usage | None = None) -> dict:
+           finish_reason: str | None = None, usage: Usage | None = None,
+           citations: list[Citation] | None = None) -> dict:
     choices = [] if delta is None else [ChatCompletionChunkChoice(delta=delta, finish_reason=finish_reason)]
-    chunk = ChatCompletionChunk(id=completion_id, created=created, model=model, choices=choices, usage=usage)
+    chunk = ChatCompletionChunk(id=completion_id, created=created, model=model, choices=choices, usage=usage,
+                                citations=citations)
     data = chunk.model_dump(mode="json")
+    if citations is None:  # the extension field only where it says something: the first chunk of a grounded answer
+        del data["citations"]
     for choice in data["choices"]:  # OpenAI sends only the delta's fields that are set
         choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
     return data
@@ -85,15 +90,18 @@ def usage_of(result) -> Usage:
 
 async def stream_events(service: Service, handle, completion_id: str, created: int, model: str,
                          include_usage: bool, redactor=None, record: Callable[[str], None] | None = None,
-                         notice: Callable[[str], str] | None = None) -> AsyncIterator[str]:
-    """The SSE body of a streamed completion: role, content deltas, finish reason, [usage], [DONE].
-    An error after the first event is sent as an ``{"error": ...}`` event (the status is already 200).
-    ``redactor``: placeholders in the answer are put back (split ones held until complete); ``record``
-    gets the answer as sent, when the stream ends however it ends."""
+                         notice: Callable[[str], str] | None = None,
+                         citations: list[Citation] | None = None) -> AsyncIterator[str]:
+    """The SSE body of a streamed completion: role (with the ``citations`` of a grounded answer),
+    content deltas, finish reason, [usage], [DONE]. An error after the first event is sent as an
+    ``{"error": ...}`` event (the status is already 200). ``redactor``: placeholders in the answer are
+    put back (split ones held until complete); ``record`` gets the answer as sent, when the stream ends
+    however it ends."""
     restorer = redactor.restoring() if redactor is not None else None
     sent = ""
     try:
-        yield sse_event(chunk_event(completion_id, created, model, ChoiceDelta(role="assistant", content="")))
+        yield sse_event(chunk_event(completion_id, created, model, ChoiceDelta(role="assistant", content=""),
+                                    citations=citations))
         async for piece in timed_pieces(handle, service.timeout):
             if restorer is not None:
                 piece = restorer.feed(piece)

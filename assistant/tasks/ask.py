@@ -1,20 +1,52 @@
 """The advisory chat turn: a system prompt that keeps answers factual, and a
-not-investment-advice notice appended where the question asks for advice."""
+not-investment-advice notice appended where the question asks for advice.
+
+Grounded in the user's documents when the caller brings passages from the document library
+(``assistant.library``): the question is answered from those passages only, framed as quoted,
+numbered data, and the answer carries them as citations; when even the best passage is far from the
+question, the answer is a fixed sentence saying the documents do not contain it, with no generation.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from ..types import Generation, Message, SamplingParams
 from ..errors import InvalidParameterError
 from ..inputs import ensure_text
+from ..library import Passage
 from ..prompts import load_prompt
 from .base import Pipeline
 
 ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A passage an answer was written from, numbered as the answer cites it ([1], [2], ...)."""
+
+    number: int
+    document: str
+    page: int
+    #: The passage's character span on its page.
+    start: int
+    end: int
+    passage: str
+
+    @classmethod
+    def of(cls, number: int, passage: Passage) -> Citation:
+        return cls(number, passage.document, passage.page, passage.start, passage.end, passage.text)
+
+    def to_dict(self) -> dict:
+        return {"number": self.number, "document": self.document, "page": self.page, "start": self.start,
+                "end": self.end, "passage": self.passage}
+
+    def __str__(self) -> str:
+        """One line: the citation as the CLI prints it and the audit log stores it."""
+        return f"[{self.number}] {self.document}, page {self.page}: {' '.join(self.passage.split())}"
 
 
 @dataclass
@@ -23,6 +55,10 @@ class Answer:
     #: Whether the not-investment-advice notice was appended.
     advice_notice: bool
     generation: Generation
+    #: The passages of the user's documents the answer was written from (none when not grounded).
+    citations: list[Citation] = field(default_factory=list)
+    #: Whether the documents were found not to hold the answer (the text then says so; nothing was generated).
+    declined: bool = False
 
     def to_dict(self) -> dict:
         g = self.generation
@@ -31,6 +67,8 @@ class Answer:
             "advice_notice": self.advice_notice,
             "finish_reason": g.finish_reason,
             "usage": {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens},
+            "citations": [c.to_dict() for c in self.citations],
+            "declined": self.declined,
         }
 
     def __str__(self) -> str:
@@ -40,11 +78,15 @@ class Answer:
 @dataclass
 class AskTurn:
     """One chat turn as the ask task sends it: the conversation (system prompt first), how to sample,
-    and whether the not-investment-advice notice is due."""
+    whether the not-investment-advice notice is due, and, when grounded in the user's documents, the
+    passages it cites or whether it is declined for want of them."""
 
     messages: list[Message]
     params: SamplingParams
     advice: bool
+    citations: list[Citation] = field(default_factory=list)
+    #: The documents do not hold the answer: the turn's answer is the fixed sentence, not a generation.
+    declined: bool = False
 
 
 def normalise_history(history: object) -> list[Message]:
@@ -92,29 +134,81 @@ class AskPipeline(Pipeline):
         except TypeError as exc:  # an unknown keyword argument
             raise InvalidParameterError(f"unknown sampling parameter: {exc}") from exc
 
-    def preprocess(self, inputs, history=None, **sampling) -> AskTurn:
+    @property
+    def grounding(self) -> dict:
+        """How answers are grounded in documents (prompts/ask.toml ``[grounding]``): ``passages`` to
+        retrieve, ``min_similarity``, and the wording."""
+        return self.config["grounding"]
+
+    def preprocess(self, inputs, history=None, evidence: Sequence[Passage] | None = None,
+                   redact: Callable[[str], str] | None = None, **sampling) -> AskTurn:
         question = ensure_text(inputs, "question")
         messages = normalise_history(history)
         messages.append({"role": "user", "content": question})
-        return self.conversation(messages, **sampling)
+        return self.conversation(messages, evidence=evidence, redact=redact, **sampling)
 
-    def conversation(self, messages: Sequence[Message], **sampling) -> AskTurn:
+    def conversation(self, messages: Sequence[Message], evidence: Sequence[Passage] | None = None,
+                     redact: Callable[[str], str] | None = None, **sampling) -> AskTurn:
         """A whole conversation (OpenAI-style messages, the question last) as a turn of this task: the
         ask system prompt first unless the conversation brings its own (an OpenAI client's system
         message is kept), the ask sampling defaults under ``sampling``, and the notice due when the
         last user message asks for advice. Every front door (Python, CLI, web chat, HTTP chat) goes
-        through here, so the same question gets the same kind of answer everywhere."""
+        through here, so the same question gets the same kind of answer everywhere.
+
+        ``evidence``: passages of the user's documents found for the question (None: not grounded; see
+        ``ground``). ``redact``: what the passages go through before the model sees them."""
         # An empty message (an OpenAI client's placeholder turn) says nothing: it is left out.
         messages = normalise_history([m for m in messages if not (isinstance(m, dict) and isinstance(
             m.get("content"), str) and not m["content"].strip())])
         if not any(m["role"] == "user" for m in messages):
             raise InvalidParameterError("the conversation has no user message to answer")
-        if messages[0]["role"] != "system":
-            messages.insert(0, {"role": "system", "content": self.config["system"]})
+        own_system = messages[0]["role"] == "system"
+        if not own_system:
+            system = self.config["system"] if evidence is None else self.grounding["system"]
+            messages.insert(0, {"role": "system", "content": system})
         question = next(m["content"] for m in reversed(messages) if m["role"] == "user")
-        return AskTurn(messages, self.sampling(sampling), self.asks_for_advice(question))
+        turn = AskTurn(messages, self.sampling(sampling), self.asks_for_advice(question))
+        return turn if evidence is None else self.ground(turn, evidence, redact)
+
+    def ground(self, turn: AskTurn, evidence: Sequence[Passage], redact: Callable[[str], str] | None = None) -> AskTurn:
+        """The turn answered from ``evidence`` (best first): declined when no passage is as close to the
+        question as ``min_similarity``; else its last user message becomes the passages, quoted and
+        numbered under a preamble that calls them data, then the question. Passages that would not
+        leave room in the window for the answer are left out, the last first (at least one is kept:
+        a window too small even for it is the engine's error to report)."""
+        if not evidence or max(p.similarity for p in evidence) < self.grounding["min_similarity"]:
+            return replace(turn, declined=True)
+        last = max(i for i, m in enumerate(turn.messages) if m["role"] == "user")
+        question = turn.messages[last]["content"]
+        passages = list(evidence)
+        while True:
+            messages = list(turn.messages)
+            messages[last] = {"role": "user", "content": self.framed(question, passages, redact)}
+            fits = self.engine.prompt_ids(messages).shape[1] + turn.params.max_new_tokens <= self.engine.context_window
+            if fits or len(passages) == 1:
+                break
+            passages.pop()
+        citations = [Citation.of(n, p) for n, p in enumerate(passages, 1)]
+        return replace(turn, messages=messages, citations=citations)
+
+    def framed(self, question: str, passages: Sequence[Passage], redact: Callable[[str], str] | None = None) -> str:
+        """The user's message of a grounded turn: the preamble, each passage quoted and numbered, the
+        question. A passage's own triple quotes are broken up so that it cannot close its quotation."""
+        g = self.grounding
+        quoted = [
+            g["passage"].format(number=n, document=p.document, page=p.page,
+                                text=(redact(p.text) if redact else p.text).replace('"""', '"\u200b""'))
+            for n, p in enumerate(passages, 1)
+        ]
+        return "\n\n".join([g["preamble"], *quoted, g["question"].format(question=question)])
+
+    def declined(self) -> Generation:
+        """The answer of a declined turn: the fixed sentence, nothing generated."""
+        return Generation(self.grounding["not_found"], prompt_tokens=0, completion_tokens=0, finish_reason="stop")
 
     def forward(self, prepared: AskTurn) -> tuple[AskTurn, Generation]:
+        if prepared.declined:
+            return prepared, self.declined()
         return prepared, self.engine.generate(prepared.messages, prepared.params)
 
     def notice_for(self, prepared: AskTurn, text: str) -> str:
@@ -127,12 +221,11 @@ class AskPipeline(Pipeline):
     def postprocess(self, outputs: tuple[AskTurn, Generation]) -> Answer:
         prepared, generation = outputs
         notice = self.notice_for(prepared, generation.text)
-        return Answer(generation.text + notice, bool(notice), generation)
+        return Answer(generation.text + notice, bool(notice), generation, prepared.citations, prepared.declined)
 
-    def stream(self, inputs, history=None, **sampling) -> Iterator[str]:
-        """Yield the answer piece by piece; the notice (if due) comes last."""
-        prepared = self.preprocess(inputs, history, **sampling)
-        stream = self.engine.stream(prepared.messages, prepared.params)
+    def pieces(self, prepared: AskTurn) -> Iterator[str]:
+        """Yield the turn's answer piece by piece as it is generated; the notice (if due) comes last."""
+        stream = [self.declined().text] if prepared.declined else self.engine.stream(prepared.messages, prepared.params)
         text = ""
         for piece in stream:
             text += piece
@@ -141,15 +234,25 @@ class AskPipeline(Pipeline):
         if notice:
             yield notice
 
-    async def astream(self, inputs, history=None, **sampling) -> AsyncIterator[str]:
-        """``stream`` for event loops (the UI, the server): waiting holds no thread, and closing the
+    async def apieces(self, prepared: AskTurn) -> AsyncIterator[str]:
+        """``pieces`` for event loops (the UI, the server): waiting holds no thread, and closing the
         iterator (a Stop button, a client gone) cancels the generation at the next token."""
-        prepared = self.preprocess(inputs, history, **sampling)
-        request = self.engine.stream(prepared.messages, prepared.params)
         text = ""
-        async for piece in request:
-            text += piece
-            yield piece
+        if prepared.declined:
+            text = self.declined().text
+            yield text
+        else:
+            async for piece in self.engine.stream(prepared.messages, prepared.params):
+                text += piece
+                yield piece
         notice = self.notice_for(prepared, text)
         if notice:
             yield notice
+
+    def stream(self, inputs, history=None, **params) -> Iterator[str]:
+        """Yield the answer piece by piece (``preprocess``'s arguments); the notice (if due) comes last."""
+        return self.pieces(self.preprocess(inputs, history, **params))
+
+    def astream(self, inputs, history=None, **params) -> AsyncIterator[str]:
+        """``stream`` for event loops."""
+        return self.apieces(self.preprocess(inputs, history, **params))

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from live_server import LiveServer
+from live_server import LiveServer, assert_error, sse_events
 
 from assistant import Assistant
 from assistant.engine import Engine
@@ -70,31 +70,6 @@ def openai_client(live):
 
 def chat_body(content: str = QUESTION, **extra) -> dict:
     return {"messages": [{"role": "user", "content": content}], "max_tokens": 16, "temperature": 0, **extra}
-
-
-def assert_error(response: httpx.Response, status: int, code: str | None = None, param: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == {"message", "type", "param", "code"}, error
-    assert error["message"] and "Traceback" not in response.text
-    if code is not None:
-        assert error["code"] == code, error
-    if param is not None:
-        assert error["param"] == param, error
-    return error
-
-
-def sse_events(response: httpx.Response) -> list[str]:
-    """The ``data:`` payloads of an SSE response, in order."""
-    events = []
-    for line in response.iter_lines():
-        if line.startswith("data: "):
-            events.append(line[len("data: "):])
-        else:
-            assert line == "", f"unexpected SSE line {line!r}"
-    return events
 
 
 def metric(text: str, name: str, **labels: str) -> float:

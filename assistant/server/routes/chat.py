@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -13,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ...models import GENERATOR
 from ...schemas import ChatCompletion, ChatCompletionChoice, ChatCompletionMessage, ChatCompletionRequest
+from ...types import Generation
 from ..errors import APIError, timeout_error
 from ..service import Service, service_of
 from ..streaming import EventStream, cancel_on_disconnect, stream_events, timed_pieces, usage_of
@@ -34,27 +36,35 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
         raise APIError(404, f"the model {body.model!r} does not exist here; this server chats with {model!r}",
                        code="model_not_found", param="model")
     # The ask task's turn, as for every front door: its system prompt unless the client sent one,
-    # its sampling defaults where the request sets none, and the notice where due.
-    turn = service.assistant.chat_turn([m.as_engine_message() for m in body.messages])
+    # its sampling defaults where the request sets none, the notice where due, and the passages of the
+    # document library found for the question (a search: blocking, so in the thread pool).
+    asked = [m.as_engine_message() for m in body.messages]
+    turn = await service.blocking(service.assistant.chat_turn, asked)
     messages = turn.messages
-    question = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+    question = next(m["content"] for m in reversed(asked) if m["role"] == "user" and m["content"].strip())
     redactor = service.assistant.redactor()  # --redact-inputs: the model sees placeholders, the client its values
     if redactor is not None:
         messages = [{**m, "content": redactor.redact(m["content"])} for m in messages]
-    handle = await run_in_threadpool(service.submit, body, messages, turn.params)
+    if turn.declined:  # the documents do not contain the answer: the fixed sentence, nothing generated
+        handle = Settled(service.assistant.pipeline("ask").declined())
+    else:
+        handle = await run_in_threadpool(service.submit, body, messages, turn.params)
+    grounded = bool(turn.citations) or turn.declined
+    citations = turn.citations if grounded else None
 
     def notice(text: str) -> str:
         return service.assistant.notice_for(turn, text)
 
     def record(text: str) -> None:
-        service.assistant.record_answer("chat", question, text, user=service.who(body.user), model=model)
+        service.assistant.record_answer("chat", question, text, user=service.who(body.user), model=model,
+                                        citations=[str(c) for c in turn.citations])
 
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = stream_events(service, handle, completion_id, created, model, include_usage, redactor, record,
-                                notice)
+                               notice, citations)
         return EventStream(events, on_close=lambda: service.settle(handle))
 
     watcher = asyncio.create_task(cancel_on_disconnect(request, handle))
@@ -78,4 +88,21 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
         choices=[ChatCompletionChoice(message=ChatCompletionMessage(content=text),
                                       finish_reason=result.finish_reason)],
         usage=usage_of(result),
+        citations=citations,
     )
+
+
+class Settled:
+    """A completion whose answer is known without generating (the documents do not contain it): a
+    handle like the batcher's, whose one piece is the whole text."""
+
+    ttft_s = None
+
+    def __init__(self, generation: Generation) -> None:
+        self.result = generation
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        yield self.result.text
+
+    def cancel(self) -> None:
+        pass

@@ -1,0 +1,260 @@
+"""The document library (assistant/library.py) on real files and the real MiniLM encoder: parsing with
+locations, the two indexes and their fusion, re-adding, an interrupted add, persistence, removal."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from pdfs import text_pdf
+
+from assistant import Assistant
+from assistant.documents import Page
+from assistant.errors import InvalidInputError, InvalidParameterError
+from assistant.library import (
+    CHUNK_CHARS,
+    DocumentNotFoundError,
+    DocumentStore,
+    SQLiteDocumentStore,
+    chunk_pages,
+    files_in,
+    fts_query,
+    library_path,
+    reciprocal_rank_fusion,
+)
+
+CAPEX = "Capital expenditure in 2023 was 4.2 billion dollars, up from 3.9 billion dollars in 2022."
+MARGIN = "Gross margin fell to 38 percent in 2023 as input costs rose."
+
+
+@pytest.fixture
+def store(tmp_path, retrieval_engine):
+    s = SQLiteDocumentStore(tmp_path / "library.sqlite", embed=lambda t: retrieval_engine.encode(list(t)).numpy(),
+                            encoder=retrieval_engine.encoder_spec)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def files(tmp_path):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    text_pdf(folder / "annual-report.pdf", ["Chairman's letter: a year of steady progress.", CAPEX])
+    (folder / "call.txt").write_text(f"Operator: welcome to the call.\n\n{MARGIN}\n", encoding="utf-8")
+    (folder / "page.html").write_text(
+        "<html><head><style>p {color: red}</style><script>alert('x')</script></head><body>"
+        "<p>Dividend policy</p><table><tr><th>Year</th><th>Dividend per share</th></tr>"
+        "<tr><td>2023</td><td>1.10</td></tr></table></body></html>", encoding="utf-8")
+    (folder / "segments.csv").write_text("segment,revenue\nCloud,120\nDevices,80\n", encoding="utf-8")
+    return folder
+
+
+def counts(store: SQLiteDocumentStore) -> tuple[int, int, int]:
+    """Documents, passages, and rows of the lexical index, read from the file itself."""
+    with sqlite3.connect(store.path) as db:
+        return tuple(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                     for table in ("documents", "chunks", "chunk_words"))
+
+
+def test_the_store_is_a_document_store(store):
+    assert isinstance(store, DocumentStore)
+
+
+def test_real_files_are_added_with_their_pages_and_found_where_they_are(store, files):
+    for path, name in files_in([files]):
+        assert store.add(path, name=name).created
+    listed = {d.name: d for d in store.list()}
+    assert set(listed) == {"files/annual-report.pdf", "files/call.txt", "files/page.html", "files/segments.csv"}
+    assert listed["files/annual-report.pdf"].pages == 2
+
+    best = store.search("How much was capital expenditure in 2023?", k=3)[0]
+    assert (best.document, best.page) == ("files/annual-report.pdf", 2)
+    assert best.text == CAPEX
+    assert best.end - best.start == len(CAPEX)
+
+    assert store.search("gross margin", k=1)[0].document == "files/call.txt"
+    html = store.search("dividend per share", k=1)[0]
+    assert html.document == "files/page.html"
+    assert "2023 | 1.10" in html.text and "alert" not in html.text and "color" not in html.text
+    assert "Cloud | 120" in store.search("revenue of the cloud segment", k=1)[0].text
+
+
+def test_fusion_ranks_each_list_by_position_and_weight():
+    fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1]], k=60)
+    assert fused[1] == pytest.approx(1 / 61 + 1 / 62)
+    assert fused[3] == pytest.approx(1 / 63 + 1 / 61)
+    assert fused[2] == pytest.approx(1 / 62)
+    assert max(fused, key=fused.get) == 1
+    weighted = reciprocal_rank_fusion([[1, 2, 3], [3, 1]], weights=[1.0, 3.0], k=10)
+    assert weighted[3] == pytest.approx(1 / 13 + 3 / 11)
+    assert max(weighted, key=weighted.get) == 3
+
+
+def test_words_of_a_query_are_never_fts_syntax():
+    assert fts_query('What is "NEAR(capex)" OR revenue -2023*') == '"near" OR "capex" OR "revenue" OR "2023"'
+    assert fts_query("What was the percentage change in revenue between 2018 and 2019?") == '"revenue" OR "2018" OR "2019"'
+    assert fts_query("what is the") == ""
+
+
+def test_a_passage_made_of_words_only_the_index_knows_is_found_lexically(store, tmp_path):
+    (tmp_path / "codes.txt").write_text("Ledger account XQ-7731 holds the escrow balance.", encoding="utf-8")
+    (tmp_path / "other.txt").write_text(MARGIN, encoding="utf-8")
+    store.add(tmp_path / "codes.txt")
+    store.add(tmp_path / "other.txt")
+    assert store.search("xq 7731", k=1)[0].document == "codes.txt"
+
+
+def test_the_same_file_is_not_added_twice(store, files):
+    first = store.add(files / "call.txt")
+    before = counts(store)
+    again = store.add(files / "call.txt")
+    copy = files / "copy-of-call.txt"
+    copy.write_bytes((files / "call.txt").read_bytes())
+    renamed = store.add(copy)
+    assert not again.created and not renamed.created
+    assert again.document == first.document == renamed.document
+    assert counts(store) == before
+
+
+def test_a_new_version_of_a_document_replaces_the_old_one(store, tmp_path):
+    path = tmp_path / "q3.txt"
+    path.write_text(CAPEX, encoding="utf-8")
+    old = store.add(path).document
+    path.write_text(MARGIN, encoding="utf-8")
+    result = store.add(path)
+    assert result.created and result.replaced == old
+    assert [d.name for d in store.list()] == ["q3.txt"]
+    assert all(p.text == MARGIN for p in store.search("capital expenditure", k=5))
+    assert counts(store) == (1, 1, 1)
+
+
+def test_an_add_interrupted_while_writing_leaves_the_library_as_it_was(store, files, tmp_path):
+    store.add(files / "call.txt")
+    before = counts(store)
+    listed = store.list()
+    long = tmp_path / "long.txt"
+    long.write_text("\n".join(f"Note {i}: revenue in region {i} grew by {i} percent." for i in range(200)),
+                    encoding="utf-8")
+
+    def interrupt(done: int, total: int, stage: str) -> None:
+        if stage == "writing" and done == 3:  # Ctrl-C in the middle of the document's transaction
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.add(long, progress=interrupt)
+    assert counts(store) == before
+    assert store.list() == listed
+    assert {p.document for p in store.search("revenue in region 12", k=5)} == {"call.txt"}
+    assert store.add(long).created  # and the library still works
+    assert len(store.list()) == 2
+
+
+def test_a_file_that_cannot_be_read_changes_nothing(store, files, tmp_path):
+    store.add(files / "call.txt")
+    before = counts(store)
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 not really")
+    with pytest.raises(InvalidInputError):
+        store.add(broken)
+    with pytest.raises(InvalidInputError, match="unsupported file type"):
+        store.add(tmp_path / "library.sqlite")
+    assert counts(store) == before
+
+
+def test_the_library_persists_across_a_reopen(store, files, retrieval_engine):
+    store.add(files / "annual-report.pdf")
+    listed = store.list()
+    store.close()
+    reopened = SQLiteDocumentStore(store.path, embed=lambda t: retrieval_engine.encode(list(t)).numpy(),
+                                   encoder=retrieval_engine.encoder_spec)
+    try:
+        assert reopened.list() == listed
+        assert reopened.search("capital expenditure 2023", k=1)[0].page == 2
+    finally:
+        reopened.close()
+
+
+def test_another_process_adding_is_seen_by_the_next_search(store, files, retrieval_engine):
+    store.add(files / "call.txt")
+    assert store.search("capital expenditure", k=5)[0].document == "call.txt"  # the dense index is cached now
+    other = SQLiteDocumentStore(store.path, embed=lambda t: retrieval_engine.encode(list(t)).numpy(),
+                                encoder=retrieval_engine.encoder_spec)
+    try:
+        other.add(files / "annual-report.pdf")
+    finally:
+        other.close()
+    assert store.search("capital expenditure in 2023", k=1)[0].document == "annual-report.pdf"
+
+
+def test_remove_by_name_or_id(store, files):
+    a = store.add(files / "call.txt").document
+    b = store.add(files / "segments.csv").document
+    assert store.remove("call.txt") == a
+    assert store.remove(str(b.id)) == b
+    assert store.list() == [] and counts(store) == (0, 0, 0)
+    with pytest.raises(DocumentNotFoundError, match="no document 'call.txt'"):
+        store.remove("call.txt")
+
+
+def test_a_library_indexed_with_another_encoder_is_refused(store, files):
+    store.add(files / "call.txt")
+    other = SQLiteDocumentStore(store.path, embed=store._embed, encoder="some-other-encoder")
+    try:
+        with pytest.raises(InvalidParameterError, match="indexed with the encoder"):
+            other.search("margin")
+        with pytest.raises(InvalidParameterError, match="indexed with the encoder"):
+            other.add(files / "segments.csv")
+    finally:
+        other.close()
+    store.remove("call.txt")  # an empty library takes any encoder
+    other = SQLiteDocumentStore(store.path, embed=store._embed, encoder="some-other-encoder")
+    try:
+        assert other.add(files / "segments.csv").created
+    finally:
+        other.close()
+
+
+def test_passages_are_whole_lines_with_exact_spans_and_overlap():
+    lines = [f"Line {i}: the segment reported revenue of {i * 10} million dollars for the year." for i in range(40)]
+    page = Page(3, "\n".join(lines))
+    chunks = chunk_pages([page])
+    assert len(chunks) > 1
+    for chunk in chunks:
+        assert chunk.page == 3
+        assert page.text[chunk.start:chunk.end] == chunk.text
+        assert len(chunk.text) <= CHUNK_CHARS
+        assert chunk.text.split("\n")[0] in lines  # starts at a line
+    for before, after in zip(chunks, chunks[1:]):
+        assert after.start < before.end  # overlap: the last line of one starts the next
+        assert after.start > before.start
+    assert chunks[-1].end == len(page.text)
+
+
+def test_a_long_line_is_cut_at_sentence_ends_and_spaces():
+    sentence = "Revenue grew in every region while costs were held flat. "
+    text = sentence * 60 + "x" * (CHUNK_CHARS + 100)
+    chunks = chunk_pages([Page(1, text)])
+    assert all(len(c.text) <= CHUNK_CHARS for c in chunks)
+    assert all(c.text.startswith(("Revenue", "x")) for c in chunks)
+    assert "".join(c.text for c in chunks).count("x") >= CHUNK_CHARS + 100
+
+
+def test_files_in_names_folder_files_by_their_path_and_refuses_missing_paths(files, tmp_path):
+    (files / "notes.bin").write_bytes(b"\x00\x01")
+    found = files_in([files / "call.txt", files])
+    assert found[0] == (files / "call.txt", "call.txt")
+    assert [name for _, name in found[1:]] == ["files/annual-report.pdf", "files/call.txt", "files/page.html",
+                                               "files/segments.csv"]
+    with pytest.raises(InvalidInputError, match="no such file or folder"):
+        files_in([tmp_path / "missing.pdf"])
+
+
+def test_where_the_library_lives(monkeypatch, tmp_path):
+    monkeypatch.setenv("FINASSIST_LIBRARY", str(tmp_path / "mine.sqlite"))
+    assert library_path() == tmp_path / "mine.sqlite"
+    assert library_path(tmp_path / "given.sqlite") == tmp_path / "given.sqlite"
+    monkeypatch.setenv("FINASSIST_LIBRARY", "off")
+    assert library_path() is None
+    assert Assistant(engine=object(), documents=True).documents is None
+    monkeypatch.delenv("FINASSIST_LIBRARY")
+    assert library_path().name == "library.sqlite"
