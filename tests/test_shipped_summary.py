@@ -24,6 +24,12 @@ pytestmark = pytest.mark.slow
 
 #: The scorer and the adapter together stay this small (they live in git).
 SIZE_LIMIT = 30_000_000
+#: Floors under the shipped models' figures on the first 12 val calls (measured 2026-11-29: 27 of 39
+#: reference lines' sources among six picks; 21 of 24 rewrites keep their figures and are shorter;
+#: ROUGE-1 against the reference line 0.53, where the base model without the adapter gets 0.34).
+FLOOR_PICKED = 0.55
+FLOOR_REWRITTEN = 0.7
+FLOOR_LINE_ROUGE1 = 0.44
 
 
 @pytest.fixture(scope="module")
@@ -84,15 +90,21 @@ def test_the_rewriter_keeps_the_figures_of_real_sentences(summariser, aligned_va
 
     cfg = load_prompt("bullet")
     params = SamplingParams(max_new_tokens=cfg["generation"]["max_new_tokens"], temperature=0.0)
+    from rouge_score import rouge_scorer
+
+    rouge = rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True)
     kept = 0
-    for source, _line in pairs:
+    overlap = 0.0
+    for source, line in pairs:
         written = backend.submit([{"role": "system", "content": cfg["system"]}, {"role": "user", "content": source}],
                                  params)
         for _ in written:
             pass
         bullet = written.result.text.strip()
         kept += bool(bullet) and numeric_precision(bullet, source) in (None, 1.0) and len(bullet) < len(source)
+        overlap += rouge.score(line, bullet)["rouge1"].fmeasure
     assert kept / len(pairs) >= FLOOR_REWRITTEN
+    assert overlap / len(pairs) >= FLOOR_LINE_ROUGE1, "written like ECTSum's lines: the adapter is in use"
     summary = pipeline(aligned_val[0][0]["transcript"])
     assert sum(b.origin == "rewritten" for b in summary.bullets) >= len(summary.bullets) // 2
 
