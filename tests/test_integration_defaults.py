@@ -76,11 +76,21 @@ def test_long_earnings_call_is_chunked(assistant, ectsum_val):
     # the shortest transcript of 2500-3500 words (deterministic), over one 1800-token chunk
     candidates = [r for r in ectsum_val if 2500 <= len(r["transcript"].split()) <= 3500]
     record = min(candidates, key=lambda r: (len(r["transcript"].split()), r["id"]))
-    summary = assistant.summarize(record["transcript"], style="headline")
+    summary = assistant.summarize(record["transcript"], style="headline", method="chunked")
     print(f"\n[{record['id']}: {summary.chunks} chunks, {summary.source_tokens} tokens, {summary.seconds} s] {summary.text}")
     assert summary.chunks > 1
     assert summary.source_tokens > load_prompt("summarize")["chunking"]["chunk_tokens"]
     assert summary.text.strip() and "\n" not in summary.text
+
+
+def test_a_headline_of_a_real_call_is_written_from_its_best_sentences(assistant, ectsum_val):
+    record = ectsum_val[0]
+    summary = assistant.summarize(record["transcript"], style="headline")
+    assert summary.method == "extract" and summary.text.strip() and "\n" not in summary.text
+    assert summary.sources and all(s.text in record["transcript"] for s in summary.sources)
+    from assistant.figures import numeric_precision
+
+    assert numeric_precision(summary.text, " ".join(s.text for s in summary.sources)) in (None, 1.0)
 
 
 # ----------------------------------------------------------------- classify
