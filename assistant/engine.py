@@ -264,6 +264,26 @@ class Engine:
             if load:
                 classifier.load()
             rows.append({**classifier.describe(), "task": task})
+        rows += self._summary_rows()
+        return rows
+
+    def _summary_rows(self) -> list[dict]:
+        """Rows for the summariser's shipped models in use (``finassist models``)."""
+        from .runs import read_run
+
+        rows = []
+        for role, path in (("summary-scorer", self.summary_scorer.path if self.summary_scorer else None),
+                           ("summary-rewriter", self.rewriter_adapter)):
+            if path is None:
+                continue
+            try:
+                info = read_run(path).describe()
+            except (ModelLoadError, ModelNotFoundError) as exc:
+                info = {"kind": "?", "task": "?", "base_model": "?", "licence": f"unreadable: {exc}", "metric": None,
+                        "size_bytes": 0}
+            rows.append({"role": role, "name": Path(path).name, "origin": "shipped with the package",
+                         "location": str(path), "configured": True, "shipped": True,
+                         "loaded": role == "summary-rewriter" and REWRITER in self._models, **info})
         return rows
 
 

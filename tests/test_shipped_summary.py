@@ -63,6 +63,10 @@ def test_shipped_summary_models_are_compact_safetensors_with_cards():
 def test_they_are_the_defaults(summariser):
     assert summariser.engine.summary_scorer is not None
     assert summariser.engine.rewriter_adapter == SUMMARY_DIR / SUMMARY_REWRITER
+    rows = {row["role"]: row for row in summariser.models()}  # what `finassist models` lists
+    assert rows["summary-scorer"]["location"] == str(SUMMARY_DIR / SUMMARY_SCORER)
+    assert rows["summary-rewriter"]["base_model"] == DEFAULT_GENERATOR
+    assert all("GPL-3.0" in rows[r]["licence"] for r in ("summary-scorer", "summary-rewriter"))
 
 
 def test_the_scorer_picks_the_sentences_that_state_the_reference_figures(summariser, aligned_val):
