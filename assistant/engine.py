@@ -283,6 +283,7 @@ class Engine:
                         "size_bytes": 0}
             rows.append({"role": role, "name": Path(path).name, "origin": "shipped with the package",
                          "location": str(path), "configured": True, "shipped": True,
+                         "device": str(self.runtime.device), "dtype": self.runtime.dtype_name,
                          "loaded": role == "summary-rewriter" and REWRITER in self._models, **info})
         return rows
 
