@@ -20,6 +20,7 @@ from rouge_score import rouge_scorer
 
 from assistant import Assistant
 from assistant.sentences import sentence_spans
+from assistant.tasks.summarize import select_diverse
 
 
 def main() -> None:
@@ -50,14 +51,7 @@ def main() -> None:
     half = len(cached) // 2
 
     def picks(sentences, emb, scores, k, redundancy):
-        chosen: list[int] = []
-        for i in torch.argsort(scores, descending=True).tolist():
-            if len(chosen) >= k:
-                break
-            if chosen and float((emb[chosen] @ emb[i]).max()) > redundancy:
-                continue
-            chosen.append(i)
-        return "\n".join(sentences[i] for i in sorted(chosen))
+        return "\n".join(sentences[i] for i in sorted(select_diverse(scores, emb, k, redundancy)))
 
     results = []
     for k in range(2, 10):

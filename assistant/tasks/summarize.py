@@ -131,6 +131,8 @@ class SummarizePipeline(Pipeline):
     def __init__(self, engine) -> None:
         super().__init__(engine)
         self.config = load_prompt("summarize")
+        #: The rewriter's prompt (what the shipped adapter was trained on).
+        self.bullet_config = load_prompt("bullet")
 
     def preprocess(self, inputs, style: str = "bullets", max_words: int | None = None,
                    progress: Callable[[int, int, str], None] | None = None,
@@ -177,13 +179,7 @@ class SummarizePipeline(Pipeline):
             centre = torch.nn.functional.normalize(embeddings.mean(dim=0), dim=0)
             figures = torch.tensor([1.0 if extract_numbers(t) else 0.0 for t in texts])
             scores = embeddings @ centre + figures
-        picked: list[int] = []
-        for i in torch.argsort(scores, descending=True).tolist():
-            if len(picked) >= k:
-                break
-            if picked and float((embeddings[picked] @ embeddings[i]).max()) > cfg["redundancy"]:
-                continue
-            picked.append(i)
+        picked = select_diverse(scores, embeddings, k, cfg["redundancy"])
         tokens = sum(len(encoder.loaded.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
         return [sentences[i] for i in sorted(picked)], tokens
 
@@ -206,7 +202,7 @@ class SummarizePipeline(Pipeline):
             self._report(prepared, 2, 2, "done")
             return _Extracted(prepared, [Bullet("", picked, "source")], tokens, headline)
         backend, _tuned = self.engine.rewriter()
-        bullet_cfg = load_prompt("bullet")
+        bullet_cfg = self.bullet_config
         params = SamplingParams(max_new_tokens=bullet_cfg["generation"]["max_new_tokens"], temperature=0.0)
         inputs = [_cut_words(s.text, cfg["max_source_words"]) for s in picked]
         requests = [[{"role": "system", "content": bullet_cfg["system"]},
@@ -239,9 +235,7 @@ class SummarizePipeline(Pipeline):
         sources = [s for b in out.bullets for s in b.sources]
         if prepared.style == "headline":
             raw = out.headline.text if out.headline is not None else ""
-            lines = [line for line in raw.splitlines() if line.strip()]
-            first = next((line for line in lines if not line.rstrip().endswith(":")), lines[0] if lines else "")
-            first = re.sub(r"^\s*(headline|title)\s*:\s*", "", first, flags=re.IGNORECASE).strip().strip("\"'*# ")
+            first = _headline_of(raw)
             source = " ".join(s.text for s in sources)
             if not first or numeric_precision(first, source) not in (None, 1.0):
                 first = shorten(sources[0].text, budget) if sources else ""
@@ -422,11 +416,7 @@ class SummarizePipeline(Pipeline):
                 bullets.append(Bullet(_cut_words(line, budget), [], "generated"))
             text = "\n".join(f"- {b.text}" for b in bullets)
         elif prepared.style == "headline":
-            lines = [line for line in raw.splitlines() if line.strip()]
-            # Skip a lead-in such as "The headline for the text is:" when a headline follows it.
-            first = next((line for line in lines if not line.rstrip().endswith(":")), lines[0] if lines else raw)
-            first = re.sub(r"^\s*(headline|title)\s*:\s*", "", first, flags=re.IGNORECASE).strip().strip("\"'*# ")
-            text = _cut_words(first, budget)
+            text = _cut_words(_headline_of(raw), budget)
         else:
             sentences = _SENTENCE_END.split(" ".join(raw.split()))
             if cut_off and len(sentences) > 1:
@@ -456,6 +446,29 @@ def _cut_sentences(text: str, limit: int) -> str:
             break
         kept.append(sentence)
     return _cut_words(" ".join(kept), limit)
+
+
+def select_diverse(scores, embeddings, k: int, redundancy: float) -> list[int]:
+    """Indices of the ``k`` best-scored rows, best first, skipping any whose embedding is closer than
+    ``redundancy`` (cosine; embeddings L2-normalised) to one already taken."""
+    import torch
+
+    picked: list[int] = []
+    for i in torch.argsort(scores, descending=True).tolist():
+        if len(picked) >= k:
+            break
+        if picked and float((embeddings[picked] @ embeddings[i]).max()) > redundancy:
+            continue
+        picked.append(i)
+    return picked
+
+
+def _headline_of(raw: str) -> str:
+    """The headline in a generator's answer: the first line that is not a lead-in such as "The
+    headline for the text is:" (when a headline follows it), without a "Headline:" label or quotes."""
+    lines = [line for line in raw.splitlines() if line.strip()]
+    first = next((line for line in lines if not line.rstrip().endswith(":")), lines[0] if lines else raw)
+    return re.sub(r"^\s*(headline|title)\s*:\s*", "", first, flags=re.IGNORECASE).strip().strip("\"'*# ")
 
 
 def shorten(sentence: str, limit: int) -> str:
