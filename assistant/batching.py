@@ -18,20 +18,18 @@ arriving mid-batch wait for the next batch (at most one generation's length).
 
 from __future__ import annotations
 
-import atexit
 import logging
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from .chat import ChatModel
-from .generation import GenerationRequest
+from .generation import GenerationRequest, QueuedBackend
 from .settings import BatchSettings
-from .types import Message, SamplingParams
-from .errors import AssistantError, GenerationError, QueueFullError, ServiceUnavailableError
+from .types import SamplingParams
+from .errors import AssistantError, GenerationError
 
 log = logging.getLogger(__name__)
 
@@ -85,97 +83,32 @@ def _sampling_key(params: SamplingParams) -> tuple:
     return (params.temperature, params.top_p, params.repetition_penalty, params.seed)
 
 
-class Batcher:
+class Batcher(QueuedBackend):
     """Owns a worker thread that turns queued requests into batched ``generate`` calls."""
 
+    name = "torch (dynamic batching over generate)"
+    thread_name = "finassist-batcher"
+
     def __init__(self, chat: ChatModel, settings: BatchSettings | None = None) -> None:
-        settings = settings or BatchSettings()
-        self.chat = chat
-        self.max_batch_size = settings.max_batch_size
-        self.max_queue = settings.max_queue
-        self.max_wait_s = settings.max_wait_ms / 1000
-        self.batch_listeners: list[Callable[[int], None]] = []
-        self._waiting: deque[GenerationRequest] = deque()
         self._running: list[GenerationRequest] = []
-        self._cond = threading.Condition()
-        self._closed = False
-        self._batch_seconds = 1.0  # running estimate, for Retry-After
         self._batch_started: float | None = None  # when the running batch began
-        self._thread = threading.Thread(target=self._loop, name="finassist-batcher", daemon=True)
-        self._thread.start()
-        # Stop the worker before the interpreter tears torch down under it.
-        atexit.register(self.close)
-
-    # ------------------------------------------------------------------ public
-
-    def submit(
-        self, messages: Sequence[Message], params: SamplingParams, prompt_ids: torch.Tensor | None = None,
-        max_wait_s: float | None = None,
-    ) -> GenerationRequest:
-        """Queue a chat completion; ``prompt_ids`` (from ``ChatModel.prompt_ids``) saves tokenising it twice.
-        ``max_wait_s``: refuse it (``QueueFullError``) when the batches ahead of it are expected to take
-        longer than that to run, rather than admit a request that would time out waiting."""
-        prompt_ids = self.chat.encode(messages, params, prompt_ids)  # InputTooLongError before queueing
-        request = GenerationRequest(prompt_ids[0], params, self.chat.stop_strings(params))
-        with self._cond:
-            if self._closed:
-                raise ServiceUnavailableError("the generation service is shutting down")
-            waiting = len(self._waiting)
-            retry_after = max(1.0, round(self._batch_seconds, 1))
-            if waiting >= self.max_queue:
-                raise QueueFullError(
-                    f"the server is busy: {waiting} requests are already waiting (limit {self.max_queue})",
-                    retry_after=retry_after,
-                )
-            expected = self.expected_wait_s()
-            if max_wait_s is not None and expected > max_wait_s:
-                raise QueueFullError(
-                    f"the server is busy: a new request would wait about {expected:.0f} s for the {waiting} ahead "
-                    f"of it, longer than this server's limit of {max_wait_s:g} s",
-                    retry_after=max(retry_after, expected - max_wait_s),
-                )
-            request.on_cancel = self._withdraw
-            self._waiting.append(request)
-            self._cond.notify()
-        return request
+        super().__init__(chat, settings or BatchSettings())
 
     def expected_wait_s(self) -> float:
         """How long a request queued now would wait for its batch: the batches ahead of it (the running
         one and those the waiting requests fill) times the recent time per batch."""
         ahead = -(-len(self._waiting) // self.max_batch_size) + (1 if self.active() else 0)
-        per_batch = self._batch_seconds
+        per_batch = self._estimate_s
         started = self._batch_started
         if started is not None:  # a batch already running longer than the estimate says the estimate is low
             per_batch = max(per_batch, time.perf_counter() - started)
         return ahead * per_batch
 
-    def _withdraw(self, request: GenerationRequest) -> None:
-        """A waiting request was cancelled: out of the queue now, so it holds no place a new one could take."""
-        with self._cond:
-            try:
-                self._waiting.remove(request)
-            except ValueError:  # already taken into a batch: the batch frees its row
-                return
-        request.finish("cancelled")
-
-    def queue_depth(self) -> int:
-        return len(self._waiting)
-
     def active(self) -> int:
         return sum(not r.done for r in self._running)
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        with self._cond:
-            self._closed = True
-            for req in self._waiting:
-                req.fail(ServiceUnavailableError("the generation service is shutting down"))
-            self._waiting.clear()
-            self._cond.notify_all()
-        for req in self._running:
-            req.cancel()
-        self._thread.join(timeout=30)
+    def _decoding(self) -> list[GenerationRequest]:
+        return list(self._running)
 
     # ------------------------------------------------------------------ worker
 
@@ -222,11 +155,7 @@ class Batcher:
                     return
                 continue
             self._running = batch
-            for listener in self.batch_listeners:
-                try:
-                    listener(len(batch))
-                except Exception:  # a metrics hook must never take the batcher down
-                    log.exception("batch listener failed")
+            self._notify_batch(len(batch))
             started = self._batch_started = time.perf_counter()
             try:
                 self.run_batch(batch)
@@ -238,7 +167,7 @@ class Batcher:
             finally:
                 self._running = []
                 self._batch_started = None
-            self._batch_seconds = 0.7 * self._batch_seconds + 0.3 * (time.perf_counter() - started)
+            self._estimate_s = 0.7 * self._estimate_s + 0.3 * (time.perf_counter() - started)
 
     def run_batch(self, batch: list[GenerationRequest]) -> None:
         """One left-padded ``generate`` call for ``batch`` (on the worker thread). A subclass may wrap it:

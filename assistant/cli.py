@@ -18,7 +18,7 @@ from .documents import DOCUMENT_TYPES, read_document, read_texts_csv
 from .errors import AssistantError, InputTooLongError, InvalidInputError
 from .inputs import ensure_text
 from .pii import PiiPolicy, install_log_redaction
-from .settings import BATCHING_BACKENDS, MAX_UPLOAD_BYTES, BatchSettings, ServiceSettings
+from .settings import BATCHING_BACKENDS, MAX_UPLOAD_BYTES, ONNX_PRECISIONS, BatchSettings, ServiceSettings
 
 #: The defaults the options show and start from (one set, assistant/settings.py).
 _BATCH, _SERVICE = BatchSettings(), ServiceSettings()
@@ -91,7 +91,9 @@ def _assistant(args: argparse.Namespace, batch_settings=None):
         audit=False if getattr(args, "no_audit", False) else (getattr(args, "audit_log", None) or True),
         audit_retention_days=getattr(args, "audit_retention_days", None),
         user=f"cli:{_login()}",
-        batch_settings=batch_settings,
+        batch_settings=batch_settings or BatchSettings(backend=getattr(args, "backend", _BATCH.backend),
+                                                       onnx_precision=getattr(args, "onnx_precision",
+                                                                              _BATCH.onnx_precision)),
         documents=getattr(args, "library", None) or True,
     )
 
@@ -259,6 +261,8 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"  from:   {row['origin']}")
         print(f"  path:   {row['location']}")
         print(f"  device: {row['device']}, dtype {row['dtype']}, attention {row['attention']}")
+        if row.get("backend"):
+            print(f"  decodes with: {row['backend']}")
         if row.get("parameters"):
             print(f"  loaded: {row['parameters'] / 1e6:.1f}M parameters in {row['load_seconds']} s, "
                   f"context {row['context_window']} tokens")
@@ -287,7 +291,8 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from .server import serve
 
-    batching = BatchSettings(backend=args.batching, max_batch_size=args.max_batch_size, max_queue=args.max_queue)
+    batching = BatchSettings(backend=args.backend, onnx_precision=args.onnx_precision,
+                             max_batch_size=args.max_batch_size, max_queue=args.max_queue)
     assistant = _assistant(args, batch_settings=batching)
     limits = ServiceSettings(
         max_body_bytes=args.max_body_bytes,
@@ -347,6 +352,12 @@ def _model_options() -> argparse.ArgumentParser:
     g.add_argument("--encoder", help="encoder: preset, Hugging Face id or path (default minilm-l6)")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     g.add_argument("--dtype", help="auto (default), float32, bfloat16, float16")
+    g.add_argument("--backend", "--batching", dest="backend", choices=BATCHING_BACKENDS, default=_BATCH.backend,
+                   help="what decodes: onnx (ONNX Runtime GenAI, CPU, the model exported once), dynamic (torch, "
+                   "batches over generate), continuous (torch, transformers' continuous batching); auto (default): "
+                   "onnx on a CPU where the model exports, else dynamic (`finassist models` says which runs)")
+    g.add_argument("--onnx-precision", choices=ONNX_PRECISIONS, default=_BATCH.onnx_precision,
+                   help=f"weights of the ONNX backend's export (default {_BATCH.onnx_precision})")
     g.add_argument("--upstream", help="generate on this OpenAI-compatible server (base URL) instead of locally; "
                    "key in $FINASSIST_UPSTREAM_API_KEY")
     g.add_argument("--upstream-model", help="model name to ask the upstream server for")
@@ -443,9 +454,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help=f"chat requests decoded together (default {_BATCH.max_batch_size})")
     p.add_argument("--max-queue", type=positive(int), default=_BATCH.max_queue,
                    help=f"chat requests that may wait; more get 429 (default {_BATCH.max_queue})")
-    p.add_argument("--batching", choices=BATCHING_BACKENDS, default=_BATCH.backend,
-                   help="dynamic: batches over generate; continuous: transformers' continuous batching (paged KV "
-                   "cache); auto (default): dynamic for now")
     p.add_argument("--max-tokens", type=positive(int), default=_SERVICE.max_tokens_limit,
                    help=f"largest max_tokens a request may ask for (default {_SERVICE.max_tokens_limit})")
     p.add_argument("--max-input-tokens", type=positive(int), default=None, help="longest chat prompt in tokens (default: the model's window)")

@@ -78,6 +78,9 @@ class _PausingBatcher(Batcher):
 class ContinuousBatcher:
     """Serves chat completions through one transformers ``ContinuousBatchingManager`` and one dispatcher thread."""
 
+    #: What decodes (``finassist models``, the benchmarks).
+    name = "torch (transformers continuous batching)"
+
     def __init__(
         self,
         chat: ChatModel,

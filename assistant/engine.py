@@ -22,7 +22,7 @@ from .models import DEFAULT_ENCODER, DEFAULT_GENERATOR, ENCODER, GENERATOR, reso
 from .chat import ChatModel, render_chat  # noqa: F401  (render_chat: assistant.engine.render_chat is public)
 from .generation import GenerationBackend, GenerationRequest
 from .encoder import SentenceEncoder
-from .models import LoadedModel, load_model, read_config  # noqa: F401  (LoadedModel: public here too)
+from .models import LoadedModel, load_model, local_dir as _local_dir, read_config, weights_fingerprint  # noqa: F401  (LoadedModel: public here too)
 from .settings import BatchSettings
 from .types import Generation, Message, SamplingParams
 
@@ -184,12 +184,23 @@ class Engine:
         server when there is one, else the one ``batch_settings.backend`` names."""
         if self._batcher is None:
             backend = self.batch_settings.backend
-            if backend == "continuous" and self.upstream is None:
-                self._load(GENERATOR)  # it builds its cache from the model: load it now, outside the lock _load takes
+            if backend in ("continuous", "onnx", "auto") and self.upstream is None:
+                # These build from the loaded model: load it now, outside the lock _load takes.
+                self._load(GENERATOR)
             with self._lock:
                 if self._batcher is None:
                     self._batcher = self._build_backend(backend)
         return self._batcher
+
+    @property
+    def backend_name(self) -> str:
+        """What decodes chat requests (``finassist models``): the backend's own description once it
+        is built, else the one ``batch_settings.backend`` asks for."""
+        if self._batcher is not None:
+            return getattr(self._batcher, "name", type(self._batcher).__name__)
+        if self.upstream is not None:
+            return f"upstream {self.upstream.base_url}"
+        return f"{self.batch_settings.backend} (chosen on first use)"
 
     def _build_backend(self, backend: str) -> GenerationBackend:
         if self.upstream is not None:
@@ -200,11 +211,49 @@ class Engine:
             from .continuous import ContinuousBatcher
 
             return ContinuousBatcher(self.chat, self.batch_settings)
-        # "auto" is the dynamic batcher on every device for now: continuous batching has not been
-        # measured on a GPU here, and on a CPU it is not clearly faster (docs/benchmarks/serve.md).
+        if backend in ("onnx", "auto"):
+            fast = self._onnx_backend(self._models[GENERATOR], explicit=backend == "onnx")
+            if fast is not None:
+                return fast
+        # Elsewhere "auto" is the dynamic batcher: continuous batching has not been measured on a GPU
+        # here, and on a CPU it is not clearly faster (docs/benchmarks/serve.md).
         from .batching import Batcher
 
         return Batcher(self.chat, self.batch_settings)
+
+    def _onnx_backend(self, gen: LoadedModel, explicit: bool) -> GenerationBackend | None:
+        """The ONNX Runtime GenAI backend (``assistant/onnx_backend.py``) for ``gen``, or None (with a
+        one-line notice where the user asked for it, or where it should have run and could not) when
+        it cannot run here: torch decodes instead. "auto" picks it on a CPU in the default precision."""
+        from . import onnx_backend
+
+        def notice(why: str) -> None:
+            if explicit:
+                log.warning("The ONNX backend does not run here (%s): decoding with torch", why)
+
+        if self.runtime.device.type != "cpu":
+            notice(f"it runs on the CPU, and the engine runs on {self.runtime.device}")
+            return None
+        if not explicit and (self.runtime.dtype != torch.float32 or self.runtime.quantization):
+            return None  # a precision the user chose for torch
+        config = read_config(gen.resolved)
+        if not onnx_backend.exportable(config):
+            notice(f"ONNX Runtime GenAI does not export {(config.get('architectures') or ['?'])[0]}")
+            return None
+        missing = onnx_backend.onnx_available()
+        if missing:
+            log.warning("The fast CPU backend is not installed (%s): decoding with torch", missing)
+            return None
+        try:
+            source = _local_dir(gen.resolved)
+            eos = gen.model.generation_config.eos_token_id
+            pad = onnx_backend.padding_id(gen.tokenizer, set(eos if isinstance(eos, list) else [eos]))
+            precision = self.batch_settings.onnx_precision
+            model_dir = onnx_backend.export_onnx(source, weights_fingerprint(gen.resolved), precision, pad)
+            return onnx_backend.OnnxBatcher(self.chat, model_dir, self.batch_settings, precision=precision)
+        except (ModelLoadError, ModelNotFoundError) as exc:
+            log.warning("The fast CPU backend cannot load %s (%s): decoding with torch", gen.resolved.name, exc)
+            return None
 
     # ---------------------------------------------------------------- summaries
 
@@ -251,8 +300,12 @@ class Engine:
                 "attention": self.runtime.attn_implementation,
                 "loaded": loaded is not None,
             }
-            if role == GENERATOR and self.upstream is not None:
-                row["upstream"] = self.upstream.base_url
+            if role == GENERATOR:
+                if load:
+                    self.batcher()
+                row["backend"] = self.backend_name
+                if self.upstream is not None:
+                    row["upstream"] = self.upstream.base_url
             config = read_config(resolved)
             row["architecture"] = (config.get("architectures") or [config.get("model_type", "?")])[0]
             if loaded:

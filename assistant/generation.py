@@ -9,16 +9,26 @@ them with ``QueueFullError``), and streams each one's text into its ``Generation
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
+import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
+from .errors import QueueFullError, ServiceUnavailableError
 from .types import Generation, Message, SamplingParams
+
+if TYPE_CHECKING:
+    from .chat import ChatModel
+    from .settings import BatchSettings
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -202,3 +212,105 @@ class GenerationRequest:
         self.done = True
         self._put(exc)
         self._put(_END)
+
+
+class QueuedBackend:
+    """What the local backends share: a bounded queue of admitted requests that one worker thread
+    (``_loop``, the subclass's) decodes. Subclasses say how long a new request would wait
+    (``expected_wait_s``), which requests run (``active``), and keep ``_estimate_s`` (the recent
+    time of one batch) for Retry-After."""
+
+    #: What decodes (``finassist models``, the benchmarks).
+    name = "?"
+    #: The worker thread's name.
+    thread_name = "finassist-backend"
+
+    def __init__(self, chat: ChatModel, settings: BatchSettings) -> None:
+        self.chat = chat
+        self.max_batch_size = settings.max_batch_size
+        self.max_queue = settings.max_queue
+        self.max_wait_s = settings.max_wait_ms / 1000
+        self.batch_listeners: list[Callable[[int], None]] = []
+        self._waiting: deque[GenerationRequest] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._estimate_s = 1.0  # running estimate of one batch's time, for Retry-After
+        self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
+        self._thread.start()
+        # Stop the worker before the interpreter tears the runtime down under it.
+        atexit.register(self.close)
+
+    def submit(self, messages: Sequence[Message], params: SamplingParams, prompt_ids: torch.Tensor | None = None,
+               max_wait_s: float | None = None) -> GenerationRequest:
+        """Queue a chat completion; ``prompt_ids`` (from ``ChatModel.prompt_ids``) saves tokenising it twice.
+        Refused (``QueueFullError``) when ``max_queue`` requests already wait, or when it is expected to wait
+        longer than ``max_wait_s``: better refused now, with a Retry-After, than admitted to time out waiting."""
+        prompt_ids = self.chat.encode(messages, params, prompt_ids)  # InputTooLongError before queueing
+        request = GenerationRequest(prompt_ids[0], params, self.chat.stop_strings(params))
+        with self._cond:
+            if self._closed:
+                raise ServiceUnavailableError("the generation service is shutting down")
+            waiting = len(self._waiting)
+            retry_after = max(1.0, round(self._estimate_s, 1))
+            if waiting >= self.max_queue:
+                raise QueueFullError(
+                    f"the server is busy: {waiting} requests are already waiting (limit {self.max_queue})",
+                    retry_after=retry_after,
+                )
+            expected = self.expected_wait_s()
+            if max_wait_s is not None and expected > max_wait_s:
+                raise QueueFullError(
+                    f"the server is busy: a new request would wait about {expected:.0f} s for the {waiting} ahead "
+                    f"of it, longer than this server's limit of {max_wait_s:g} s",
+                    retry_after=max(retry_after, expected - max_wait_s),
+                )
+            request.on_cancel = self._withdraw
+            self._waiting.append(request)
+            self._cond.notify()
+        return request
+
+    def expected_wait_s(self) -> float:
+        raise NotImplementedError
+
+    def active(self) -> int:
+        raise NotImplementedError
+
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    def _withdraw(self, request: GenerationRequest) -> None:
+        """A waiting request was cancelled: out of the queue now, so it holds no place a new one could take."""
+        with self._cond:
+            try:
+                self._waiting.remove(request)
+            except ValueError:  # already decoding: the worker frees its row
+                return
+        request.finish("cancelled")
+
+    def _decoding(self) -> list[GenerationRequest]:
+        """The requests being decoded now (``close`` cancels them)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop: waiting requests fail with ``ServiceUnavailableError``, running ones are cancelled."""
+        if self._closed:
+            return
+        with self._cond:
+            self._closed = True
+            for req in self._waiting:
+                req.fail(ServiceUnavailableError("the generation service is shutting down"))
+            self._waiting.clear()
+            self._cond.notify_all()
+        for req in self._decoding():
+            req.cancel()
+        self._thread.join(timeout=30)
+
+    def _notify_batch(self, size: int) -> None:
+        for listener in self.batch_listeners:
+            try:
+                listener(size)
+            except Exception:  # a metrics hook must never take the worker down
+                log.exception("batch listener failed")
+
+    def _loop(self) -> None:
+        raise NotImplementedError

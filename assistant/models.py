@@ -16,6 +16,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -143,47 +144,55 @@ def converted_dir_for(gguf_path: Path) -> Path:
     return cache_root() / "gguf" / f"{gguf_path.stem}-{digest}"
 
 
-def is_converted(target: Path) -> bool:
-    return (target / _COMPLETE_MARKER).is_file() and (target / "config.json").is_file()
+def is_converted(target: Path, required: str = "config.json") -> bool:
+    """Whether ``target`` is a finished conversion: its completion marker and ``required`` are there."""
+    return (target / _COMPLETE_MARKER).is_file() and (target / required).is_file()
 
 
-def convert_gguf(gguf_path: Path) -> Path:
-    """Convert a GGUF file once into a float safetensors directory in the cache.
-
-    Atomic: the conversion writes into a temporary sibling directory and renames
-    it into place only when complete, so a run killed half-way leaves at most a
-    ``*.partial-*`` directory that is never loaded (and is removed next time).
-    A file lock keeps two processes from converting the same file at once.
-    """
-    target = converted_dir_for(gguf_path)
-    if is_converted(target):
+def build_cached(target: Path, write: Callable[[Path], None], source: str, notice: str,
+                 required: str = "config.json") -> Path:
+    """Build a cache directory once, atomically: ``write`` fills a temporary sibling directory,
+    which is renamed into place only when complete, so a run killed half-way leaves at most a
+    ``*.partial-*`` directory that is never loaded (and is removed next time). A file lock keeps
+    two processes from building the same directory at once. ``notice`` is logged before building.
+    The GGUF conversion and the ONNX export (``assistant/onnx_backend.py``) both go through here."""
+    if is_converted(target, required):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     from filelock import FileLock
 
     with FileLock(str(target) + ".lock"):
-        if is_converted(target):  # another process finished while we waited
+        if is_converted(target, required):  # another process finished while we waited
             return target
         for stale in target.parent.glob(target.name + ".partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
         if target.exists():  # only possible if someone tampered with the cache
             shutil.rmtree(target)
-        if importlib.util.find_spec("gguf") is None:
-            raise ModelLoadError("converting a GGUF model needs the 'gguf' package: pip install gguf")
-        log.warning("Converting %s to safetensors once (about 30 s); cached in %s", gguf_path.name, target)
+        log.warning("%s; cached in %s", notice, target)
         started = time.perf_counter()
         partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".partial-"))
         try:
             partial.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
-            _write_converted(gguf_path, partial)
+            write(partial)
             (partial / _COMPLETE_MARKER).write_text(
-                json.dumps({"source": str(gguf_path), "seconds": round(time.perf_counter() - started, 1)})
+                json.dumps({"source": source, "seconds": round(time.perf_counter() - started, 1)})
             )
             os.rename(partial, target)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
     return target
+
+
+def convert_gguf(gguf_path: Path) -> Path:
+    """Convert a GGUF file once into a float safetensors directory in the cache (``build_cached``)."""
+    target = converted_dir_for(gguf_path)
+    if is_converted(target):
+        return target
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelLoadError("converting a GGUF model needs the 'gguf' package: pip install gguf")
+    return build_cached(target, lambda out: _write_converted(gguf_path, out), str(gguf_path),
+                        f"Converting {gguf_path.name} to safetensors once (about 30 s)")
 
 
 def _write_converted(gguf_path: Path, out_dir: Path) -> None:
@@ -326,18 +335,28 @@ def resolve_model(spec: str | os.PathLike, role: str) -> ResolvedModel:
 # ------------------------------------------------------------------- fingerprints
 
 
+def local_dir(resolved: ResolvedModel) -> Path:
+    """The local directory holding a resolved model's files (a hub id: its copy in the hub cache);
+    ``ModelNotFoundError`` when there is none."""
+    folder = Path(resolved.location)
+    if folder.is_dir():
+        return folder
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(resolved.location, local_files_only=True))
+    except Exception as exc:  # noqa: BLE001 - not in the local cache
+        raise ModelNotFoundError(f"{resolved.location} has no local copy: {exc}") from exc
+
+
 def weights_fingerprint(resolved: ResolvedModel) -> str | None:
     """SHA-256 over a resolved model's safetensors files (sorted by name), or None where no local
     copy can be found. Runs that store only an adapter or a head record it, so a different base
     model behind the same name is refused instead of silently giving wrong answers."""
-    folder = Path(resolved.location)
-    if not folder.is_dir():
-        try:
-            from huggingface_hub import snapshot_download
-
-            folder = Path(snapshot_download(resolved.location, local_files_only=True))
-        except Exception:  # noqa: BLE001 - not in the local cache: nothing to fingerprint
-            return None
+    try:
+        folder = local_dir(resolved)
+    except ModelNotFoundError:  # nothing to fingerprint
+        return None
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         return None

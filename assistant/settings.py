@@ -12,10 +12,15 @@ from dataclasses import dataclass, fields
 
 from .errors import InvalidParameterError
 
-#: Batching backends: "dynamic" (batches over ``generate``, ``assistant/batching.py``),
-#: "continuous" (transformers' continuous batching, ``assistant/continuous.py``), "auto" (the
-#: engine chooses; see ``Engine.batcher``).
-BATCHING_BACKENDS = ("auto", "dynamic", "continuous")
+#: Generation backends: "dynamic" (torch, batches over ``generate``, ``assistant/batching.py``),
+#: "continuous" (torch, transformers' continuous batching, ``assistant/continuous.py``), "onnx"
+#: (ONNX Runtime GenAI with token-level scheduling, CPU, ``assistant/onnx_backend.py``), "auto"
+#: (the engine chooses: onnx on a CPU where the model exports, else dynamic; ``Engine._build_backend``).
+BATCHING_BACKENDS = ("auto", "dynamic", "continuous", "onnx")
+
+#: Weight precisions of the ONNX backend's export ("int8": greedy output closest to fp32 torch at
+#: 5x its speed; "int4": faster, drifts sooner; figures in docs/benchmarks/decode.md).
+ONNX_PRECISIONS = ("int8", "int4", "fp32")
 
 #: The largest file a user may hand over (the web UI's uploads, ``read_document``).
 MAX_UPLOAD_BYTES = 20_000_000
@@ -32,11 +37,16 @@ class BatchSettings:
     max_queue: int = 64
     #: How long a lone request waits for others to share its batch.
     max_wait_ms: float = 5.0
+    #: The ONNX backend's weight precision.
+    onnx_precision: str = "int8"
 
     def __post_init__(self) -> None:
         if self.backend not in BATCHING_BACKENDS:
             raise InvalidParameterError(
-                f"unknown batching backend {self.backend!r}: {', '.join(BATCHING_BACKENDS)}")
+                f"unknown generation backend {self.backend!r}: {', '.join(BATCHING_BACKENDS)}")
+        if self.onnx_precision not in ONNX_PRECISIONS:
+            raise InvalidParameterError(
+                f"unknown ONNX precision {self.onnx_precision!r}: {', '.join(ONNX_PRECISIONS)}")
         for name in ("max_batch_size", "max_queue"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -45,8 +55,8 @@ class BatchSettings:
             raise InvalidParameterError(f"max_wait_ms must be 0 or more, got {self.max_wait_ms!r}")
 
     def options(self) -> dict:
-        """The settings a batcher takes (all but the backend's name)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "backend"}
+        """The settings a batcher takes (all but the backend's name and the export's precision)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("backend", "onnx_precision")}
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,9 @@ class UpstreamBatcher:
     """The ``GenerationBackend`` over an upstream server: each request streams on its own thread, at
     most ``max_batch_size + max_queue`` in flight (more are refused, as the local batchers refuse)."""
 
+    #: What decodes (``finassist models``).
+    name = "upstream OpenAI-compatible server"
+
     def __init__(self, chat: ChatModel, client: UpstreamClient, settings: BatchSettings | None = None) -> None:
         settings = settings or BatchSettings()
         self.chat = chat

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from assistant.cli import CliInputError, positive
-from assistant.settings import BATCHING_BACKENDS, BatchSettings
+from assistant.settings import BatchSettings
 
 #: Where the benchmarks write their figures by default (the committed results).
 RESULTS_DIR = "docs/benchmarks"
@@ -51,7 +51,8 @@ def cmd_bench_serve(args: argparse.Namespace) -> None:
     run_serve_benchmark(generator=args.generator, device=args.device, dtype=args.dtype,
                         concurrency=concurrency_levels(args.concurrency), max_tokens=args.max_tokens,
                         naive_requests=args.naive_requests, max_batch_size=args.max_batch_size, out_dir=args.out,
-                        progress=not args.no_progress, batching=args.batching)
+                        progress=not args.no_progress, batching=args.backend,
+                        onnx_precision=args.onnx_precision)
 
 
 def cmd_bench_classify(args: argparse.Namespace) -> None:
@@ -87,8 +88,6 @@ def register(sub: argparse._SubParsersAction, model_options: argparse.ArgumentPa
     p.add_argument("--naive-requests", type=int, default=8, help="requests for the sequential baseline")
     p.add_argument("--max-batch-size", type=positive(int), default=BatchSettings.max_batch_size,
                    help="chat requests decoded together (default %(default)s)")
-    p.add_argument("--batching", choices=BATCHING_BACKENDS, default=BatchSettings.backend,
-                   help="the server's batcher (see finassist serve --help)")
     p.add_argument("--out", default=RESULTS_DIR)
     p.add_argument("--no-progress", action="store_true")
 

@@ -301,14 +301,16 @@ def test_http_service_over_the_continuous_backend(tiny_gpt2_dir, tiny_bert_dir):
         engine.batcher().close()
 
 
-def test_serve_command_takes_the_batching_backend():
+def test_serve_command_takes_the_backend():
     from assistant.cli import build_parser
 
     parser = build_parser()
-    assert parser.parse_args(["serve"]).batching == "auto"
-    assert parser.parse_args(["serve", "--batching", "continuous"]).batching == "continuous"
+    assert parser.parse_args(["serve"]).backend == "auto"
+    assert parser.parse_args(["serve", "--backend", "onnx"]).backend == "onnx"
+    assert parser.parse_args(["ask", "q", "--backend", "dynamic"]).backend == "dynamic"
+    assert parser.parse_args(["serve", "--batching", "continuous"]).backend == "continuous"  # the older name
     with pytest.raises(SystemExit):
-        parser.parse_args(["serve", "--batching", "paged"])
+        parser.parse_args(["serve", "--backend", "paged"])
 
 
 def test_chat_template_model_with_end_of_turn(tiny_smollm2_dir, tiny_bert_dir):

@@ -1,0 +1,346 @@
+"""The fast CPU generation backend: the generator exported once to ONNX and decoded by ONNX Runtime
+GenAI, behind the same ``GenerationBackend`` interface as the torch backends.
+
+Why this library: measured side by side on the 2-core CPU (docs/benchmarks/decode.md), ONNX Runtime
+GenAI decodes SmolLM2-135M with int8 weights about 5x faster than ``model.generate`` in fp32 (int4:
+faster still, but its greedy output drifts sooner), where CTranslate2 int8 reached 2-3x. It ships
+prebuilt wheels and its own model builder (Hugging Face checkpoint -> ONNX with quantised weights).
+
+Export (``export_onnx``): once per model, weights and precision, into the cache
+(``$FINASSIST_CACHE/onnx``), atomically and with a progress bar, by the library's model builder in
+a subprocess (it holds about 2 GB while it works; the server's process never does). A fine-tuned
+model exports the same way once its LoRA is merged. The exported config gets a padding token that
+never occurs in a prompt (SmolLM2 pads with its end-of-turn token, which every chat prompt contains;
+GenAI masks every padding token, so batched prompts would lose their turn ends).
+
+Scheduling (``OnnxBatcher``): GenAI's own continuous-batching engine needs paged attention, which
+it builds only for CUDA; on a CPU it batches statically, so a request that arrives while a batch
+runs waits for the whole batch. So this backend schedules at the token level itself: requests that
+arrive together form a *cohort* (one batched GenAI generator, prompts right-padded), and the worker
+thread steps every running cohort by one token in turn. A new request starts its cohort at the next
+step (it waits for one step of each running cohort, tens of milliseconds, not for a generation), and
+rows of all cohorts together are limited by ``max_batch_size``. Each request streams its own tokens
+through ``GenerationRequest.feed`` (stop strings, cancellation, finish reasons as in the other
+backends); a finished or cancelled row costs only its share of its cohort's steps until the cohort
+ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from .chat import ChatModel
+from .errors import AssistantError, GenerationError, ModelLoadError
+from .generation import GenerationRequest, QueuedBackend
+from .models import build_cached, cache_root, is_converted
+from .settings import ONNX_PRECISIONS, BatchSettings
+from .types import SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+#: Architectures ONNX Runtime GenAI's model builder exports (its ``create_model`` dispatch; it has
+#: no public query). Anything else decodes with torch without trying an export first.
+ONNX_ARCHITECTURES = frozenset({
+    "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "PhiForCausalLM",
+    "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "GraniteForCausalLM", "OlmoForCausalLM",
+    "SmolLM3ForCausalLM", "NemotronForCausalLM", "InternLM2ForCausalLM",
+})
+
+#: The packages the export and the decoding need (pip names).
+_REQUIRED = {"onnxruntime_genai": "onnxruntime-genai", "onnx": "onnx", "onnx_ir": "onnx-ir"}
+
+
+def onnx_available() -> str | None:
+    """None when the ONNX backend can run here, else why not (a missing package)."""
+    missing = [pip for module, pip in _REQUIRED.items() if importlib.util.find_spec(module) is None]
+    return f"pip install {' '.join(missing)}" if missing else None
+
+
+def exportable(config: dict) -> bool:
+    """Whether the builder exports a model with this ``config.json``."""
+    return bool(set(config.get("architectures") or ()) & ONNX_ARCHITECTURES)
+
+
+# ------------------------------------------------------------------------------------ export
+
+
+def onnx_dir_for(source: Path, fingerprint: str | None, precision: str) -> Path:
+    """The cache directory of one export: keyed by the weights, the precision and the library's
+    version (a new GenAI release may write a different graph)."""
+    import onnxruntime_genai
+
+    key = f"{fingerprint or source.resolve()}|{precision}|onnxruntime-genai-{onnxruntime_genai.__version__}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_root() / "onnx" / f"{source.name}-{precision}-{digest}"
+
+
+def padding_id(tokenizer, eos_ids: set[int]) -> int:
+    """A token id to pad batched prompts with: not an end-of-sequence id (GenAI would stop on it)
+    and, where the tokenizer offers one, not a token the chat template writes (see the module doc)."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    for candidate in (tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.bos_token_id, 0):
+        if candidate is None or candidate in eos_ids:
+            continue
+        if tokenizer.convert_ids_to_tokens(candidate) in template:
+            continue
+        return int(candidate)
+    return len(tokenizer) - 1
+
+
+def export_onnx(source: Path, fingerprint: str | None, precision: str, pad_id: int) -> Path:
+    """Export the Hugging Face model in ``source`` once to ONNX (``precision`` weights, CPU) into the
+    cache; returns the directory GenAI loads. Raises ``ModelLoadError`` when it cannot."""
+    if precision not in ONNX_PRECISIONS:
+        raise ModelLoadError(f"unknown ONNX precision {precision!r}: {', '.join(ONNX_PRECISIONS)}")
+    missing = onnx_available()
+    if missing:
+        raise ModelLoadError(f"the ONNX backend needs its packages: {missing}")
+    target = onnx_dir_for(source, fingerprint, precision)
+    if is_converted(target, "genai_config.json"):
+        return target
+    return build_cached(
+        target, lambda out: _run_builder(source, out, precision, pad_id), str(source),
+        f"Exporting {source.name} to ONNX ({precision}) once (about 10 s for a 135M model)",
+        required="genai_config.json",
+    )
+
+
+def _run_builder(source: Path, out: Path, precision: str, pad_id: int) -> None:
+    """Run GenAI's model builder in a subprocess, its stages as a progress bar."""
+    from tqdm.auto import tqdm
+
+    config = json.loads((source / "config.json").read_text())
+    layers = int(config.get("num_hidden_layers") or 0)
+    work = out / "_builder-cache"
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(source), "-o", str(out),
+           "-p", precision, "-e", "cpu", "-c", str(work)]
+    tail: deque[str] = deque(maxlen=15)
+    with tqdm(total=layers + 2, desc=f"ONNX export ({precision})", unit="stage", leave=False) as bar:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            if re.match(r"Reading (embedding|layer \d+|final norm)", line) or line.startswith("Saving ONNX model"):
+                bar.update(1)
+        rc = proc.wait()
+    shutil.rmtree(work, ignore_errors=True)
+    genai_config = out / "genai_config.json"
+    if rc != 0 or not genai_config.is_file():
+        raise ModelLoadError(f"the ONNX export of {source} failed (exit {rc}): " + " | ".join(list(tail)[-4:]))
+    settings = json.loads(genai_config.read_text())
+    settings["model"]["pad_token_id"] = pad_id
+    genai_config.write_text(json.dumps(settings, indent=2))
+
+
+# --------------------------------------------------------------------------------- scheduler
+
+
+def _sampling_key(params: SamplingParams) -> tuple:
+    """Requests share a cohort only when one GenAI generator can honour all their settings."""
+    return (params.sampled, params.temperature, params.top_p, params.repetition_penalty, params.seed)
+
+
+class _Cohort:
+    """Requests decoded together by one batched GenAI generator."""
+
+    def __init__(self, requests: list[GenerationRequest], generator) -> None:
+        self.requests = requests
+        self.generator = generator
+        self.started = time.perf_counter()
+
+    @property
+    def finished(self) -> bool:
+        return all(r.done for r in self.requests)
+
+
+class OnnxBatcher(QueuedBackend):
+    """Token-level scheduling of chat completions over ONNX Runtime GenAI (see the module doc)."""
+
+    thread_name = "finassist-onnx"
+
+    def __init__(self, chat: ChatModel, model_dir: Path, settings: BatchSettings | None = None,
+                 precision: str | None = None) -> None:
+        import onnxruntime_genai as og
+
+        settings = settings or BatchSettings()
+        precision = precision or settings.onnx_precision
+        self.name = f"onnx ({precision} weights, onnxruntime-genai {og.__version__}, token-level scheduling)"
+        self.model_dir = Path(model_dir)
+        try:
+            self.model = og.Model(str(self.model_dir))
+        except Exception as exc:  # noqa: BLE001 - a broken export is a load error, not a crash
+            raise ModelLoadError(f"ONNX Runtime GenAI cannot load {self.model_dir}: {exc}") from exc
+        self._og = og
+        genai = json.loads((self.model_dir / "genai_config.json").read_text())["model"]
+        self.pad_id = int(genai["pad_token_id"])
+        self.vocab_size = int(genai["vocab_size"])
+        eos = chat.loaded.model.generation_config.eos_token_id
+        eos = genai.get("eos_token_id") if eos is None else eos
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self._cohorts: list[_Cohort] = []
+        super().__init__(chat, settings)
+
+    def expected_wait_s(self) -> float:
+        """How long a request queued now would wait for a row: nothing while rows are free, else
+        the cohorts' remaining life (each full set of ``max_batch_size`` waiting ones adds one)."""
+        free = self.max_batch_size - self._rows()
+        ahead = len(self._waiting)
+        if ahead < free:
+            return 0.0
+        return (1 + (ahead - free) // self.max_batch_size) * self._estimate_s
+
+    def active(self) -> int:
+        return sum(not r.done for c in self._cohorts for r in c.requests)
+
+    def _decoding(self) -> list[GenerationRequest]:
+        return [r for c in list(self._cohorts) for r in c.requests]
+
+    # ------------------------------------------------------------------ worker
+
+    def _rows(self) -> int:
+        return sum(len(c.requests) for c in self._cohorts)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._cohorts and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    break
+                idle = not self._cohorts
+            if idle and self.max_wait_s > 0 and len(self._waiting) < self.max_batch_size:
+                time.sleep(self.max_wait_s)  # let near-simultaneous requests share a cohort
+            self._admit()
+            for cohort in list(self._cohorts):
+                self._step(cohort)
+        for cohort in self._cohorts:
+            self._end(cohort, "cancelled")
+        self._cohorts = []
+
+    def _take(self) -> list[GenerationRequest]:
+        """Waiting requests for one new cohort: same sampling settings, within the free rows and the
+        context window as a whole (every row runs to the longest prompt plus the most new tokens)."""
+        window = self.chat.context_window
+        with self._cond:
+            free = self.max_batch_size - self._rows()
+            taken: list[GenerationRequest] = []
+            kept: deque[GenerationRequest] = deque()
+            key = None
+            longest = most = 0
+            while self._waiting:
+                req = self._waiting.popleft()
+                if req.cancelled:
+                    req.on_cancel = None
+                    req.finish("cancelled")
+                    continue
+                prompt = max(longest, req.prompt_tokens)
+                new = max(most, req.params.max_new_tokens)
+                # A prompt holding the padding id cannot share a padded batch (its own tokens would be masked).
+                alone = bool((req.prompt_ids == self.pad_id).any())
+                fits = not taken or (prompt + new <= window and not alone
+                                     and not any(bool((r.prompt_ids == self.pad_id).any()) for r in taken))
+                if len(taken) < free and (key is None or _sampling_key(req.params) == key) and fits:
+                    req.on_cancel = None  # leaving the queue: a cancel now frees its row at the next step
+                    taken.append(req)
+                    key = _sampling_key(req.params)
+                    longest, most = prompt, new
+                else:
+                    kept.append(req)
+            self._waiting.extendleft(reversed(kept))
+            return taken
+
+    def _admit(self) -> None:
+        taken = self._take()
+        if not taken:
+            return
+        try:
+            generator = self._generator(taken)
+        except BaseException as exc:  # noqa: BLE001 - the requests fail, the worker goes on
+            log.exception("ONNX Runtime GenAI could not start a batch")
+            error = exc if isinstance(exc, AssistantError) else GenerationError(f"generation failed: {exc}")
+            for req in taken:
+                req.fail(error)
+            return
+        self._cohorts.append(_Cohort(taken, generator))
+        self._notify_batch(self._rows())
+
+    def _generator(self, requests: list[GenerationRequest]):
+        """One batched GenAI generator for ``requests``, their prompts right-padded and prefilled."""
+        og = self._og
+        params = requests[0].params
+        width = max(r.prompt_tokens for r in requests)
+        options: dict = {
+            "batch_size": len(requests),
+            "max_length": width + max(r.params.max_new_tokens for r in requests),
+            "do_sample": params.sampled,
+        }
+        if params.sampled:  # top-k off, as on the torch path
+            options.update(temperature=float(params.temperature), top_p=float(params.top_p), top_k=self.vocab_size)
+            if params.seed is not None:
+                options["random_seed"] = int(params.seed)
+        if params.repetition_penalty != 1.0:
+            options["repetition_penalty"] = float(params.repetition_penalty)
+        search = og.GeneratorParams(self.model)
+        search.set_search_options(**options)
+        generator = og.Generator(self.model, search)
+        tokens = np.full((len(requests), width), self.pad_id, dtype=np.int32)
+        for row, req in enumerate(requests):
+            tokens[row, : req.prompt_tokens] = req.prompt_ids.numpy()
+        generator.append_tokens(tokens)
+        return generator
+
+    def _step(self, cohort: _Cohort) -> None:
+        """Decode one token for every row of ``cohort``; end it when every row is done."""
+        tokenizer = self.chat.loaded.tokenizer
+        for req in cohort.requests:
+            if not req.done and req.cancelled:
+                req.finish("cancelled")
+        if cohort.finished:
+            self._end(cohort, "length")
+            return
+        try:
+            cohort.generator.generate_next_token()
+            tokens = cohort.generator.get_next_tokens()
+        except BaseException as exc:  # noqa: BLE001 - fail this cohort's requests, keep the others
+            log.exception("ONNX Runtime GenAI failed while decoding")
+            for req in cohort.requests:
+                if not req.done:
+                    req.fail(GenerationError(f"generation failed: {exc}"))
+            self._end(cohort, "length")
+            return
+        for req, token in zip(cohort.requests, tokens.tolist()):
+            if req.done:
+                continue
+            if token in self.eos_ids:
+                req.new_ids.append(token)
+                req.finish("stop")
+                continue
+            req.feed(token, tokenizer)
+            if req.done:  # a stop string matched
+                req.finish("stop")
+            elif len(req.new_ids) >= req.params.max_new_tokens:
+                req.finish("length")
+        if cohort.finished or cohort.generator.is_done():
+            self._end(cohort, "length")
+
+    def _end(self, cohort: _Cohort, reason: str) -> None:
+        for req in cohort.requests:
+            if not req.done:
+                req.finish(reason)
+        if cohort in self._cohorts:
+            self._cohorts.remove(cohort)
+            self._estimate_s = 0.7 * self._estimate_s + 0.3 * (time.perf_counter() - cohort.started)
+        cohort.generator = None  # frees its KV cache now

@@ -1,0 +1,216 @@
+"""The ONNX Runtime GenAI backend on the tiny Llama with SmolLM2's tokenizer and chat template: the
+export (once, atomic, a padding id that no prompt holds), greedy output equal to torch's (fp32
+export, prompts of different lengths batched together), a request never waiting for a running
+generation, per-request limits, stop strings, cancellation, the bounded queue, and the engine's
+choice of backend with its fall-back to torch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant.engine import Engine
+from assistant.errors import InputTooLongError, ModelLoadError, QueueFullError, ServiceUnavailableError
+from assistant.models import weights_fingerprint
+from assistant.onnx_backend import OnnxBatcher, export_onnx, onnx_available, padding_id
+from assistant.settings import BatchSettings
+from assistant.types import SamplingParams
+
+from chat_prompts import PROMPTS, chat
+
+pytestmark = pytest.mark.skipif(onnx_available() is not None, reason=f"ONNX backend not installed: {onnx_available()}")
+
+
+@pytest.fixture(scope="module")
+def torch_engine(tiny_smollm2_dir, tiny_bert_dir):
+    """The reference: the same tiny model decoded by torch (dynamic batcher)."""
+    engine = Engine(generator=tiny_smollm2_dir, encoder=tiny_bert_dir, device="cpu",
+                    batch_settings=BatchSettings(backend="dynamic"))
+    yield engine
+    engine.batcher().close()
+
+
+@pytest.fixture(scope="module")
+def exported(torch_engine, tmp_path_factory):
+    """The tiny model exported in fp32 (int8 would change a random model's greedy choices) into a
+    cache of this module's own."""
+    cache = tmp_path_factory.mktemp("onnx-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FINASSIST_CACHE", str(cache))
+    gen = torch_engine.generator
+    pad = padding_id(gen.tokenizer, {gen.model.generation_config.eos_token_id})
+    path = export_onnx(Path(gen.resolved.location), weights_fingerprint(gen.resolved), "fp32", pad)
+    yield path, cache, pad
+    mp.undo()
+
+
+@pytest.fixture
+def onnx(torch_engine, exported):
+    b = OnnxBatcher(torch_engine.chat, exported[0], BatchSettings(max_batch_size=8, max_queue=4, max_wait_ms=50),
+                    precision="fp32")
+    yield b
+    b.close()
+
+
+def test_export_is_cached_atomically_with_a_padding_id_no_prompt_holds(torch_engine, exported):
+    path, cache, pad = exported
+    assert path.parent == cache / "onnx" and path.name.endswith(path.name.split("-")[-1])
+    assert (path / "model.onnx").is_file() and (path / ".finassist-complete").is_file()
+    assert not list(path.parent.glob("*.partial-*"))  # nothing half-written left beside it
+    config = json.loads((path / "genai_config.json").read_text())["model"]
+    assert config["pad_token_id"] == pad
+    tok = torch_engine.generator.tokenizer
+    assert pad != config["eos_token_id"]
+    for p in PROMPTS:  # SmolLM2 pads with <|im_end|>, which every chat prompt holds: not here
+        assert pad not in torch_engine.prompt_ids(chat(p))[0].tolist()
+    assert tok.convert_ids_to_tokens(pad) not in tok.chat_template
+    mtime = (path / "model.onnx").stat().st_mtime_ns
+    gen = torch_engine.generator
+    again = export_onnx(Path(gen.resolved.location), weights_fingerprint(gen.resolved), "fp32", pad)
+    assert again == path and (path / "model.onnx").stat().st_mtime_ns == mtime  # not exported twice
+
+
+def test_unknown_precision_is_refused(torch_engine):
+    with pytest.raises(ModelLoadError, match="unknown ONNX precision"):
+        export_onnx(Path(torch_engine.generator.resolved.location), None, "int3", 0)
+
+
+def test_batched_greedy_output_equals_torch(torch_engine, onnx):
+    params = SamplingParams(max_new_tokens=12)
+    expected = []
+    for p in PROMPTS:  # one at a time through torch: the token ids of each
+        handle = torch_engine.stream(chat(p), params)
+        list(handle)
+        expected.append(handle)
+    sizes: list[int] = []
+    onnx.batch_listeners.append(sizes.append)
+    handles = [onnx.submit(chat(p), params) for p in PROMPTS]  # different lengths: right padding
+    for h in handles:
+        list(h)
+    assert max(sizes) > 1, f"requests were not batched: rows {sizes}"
+    assert len({h.prompt_tokens for h in handles}) > 1  # the padding was exercised
+    for want, got in zip(expected, handles):
+        assert got.new_ids == want.new_ids
+        assert got.result.text == want.result.text
+        assert got.result.prompt_tokens == want.result.prompt_tokens
+        assert got.result.finish_reason == want.result.finish_reason
+
+
+def test_a_request_does_not_wait_for_a_running_generation(onnx):
+    long = onnx.submit(chat(PROMPTS[0]), SamplingParams(max_new_tokens=400))
+    pieces = iter(long)
+    next(pieces)  # the long one is decoding
+    started = time.perf_counter()
+    short = onnx.submit(chat(PROMPTS[1]), SamplingParams(max_new_tokens=4))
+    list(short)
+    short_done = time.perf_counter() - started
+    assert not long.done, "the short request waited for the long generation to end"
+    list(pieces)
+    long_left = time.perf_counter() - started
+    assert short.result.completion_tokens == 4 and long.result.completion_tokens in range(1, 401)
+    assert short_done < long_left
+
+
+def test_each_request_keeps_its_own_limit_and_stop_string(torch_engine, onnx):
+    # What torch writes, unstripped (the random model may write only whitespace): stop on its 2nd..3rd characters.
+    free = "".join(torch_engine.stream(chat(PROMPTS[2]), SamplingParams(max_new_tokens=16)))
+    assert len(free) >= 3
+    stop = free[1:3]
+    stopped = onnx.submit(chat(PROMPTS[2]), SamplingParams(max_new_tokens=16, stop=(stop,)))
+    short = onnx.submit(chat(PROMPTS[3]), SamplingParams(max_new_tokens=3))
+    text = "".join(stopped)
+    list(short)
+    assert stop not in text and text == free[: free.find(stop)]
+    assert stopped.result.finish_reason == "stop" and stopped.result.completion_tokens < 16
+    assert short.result.completion_tokens == 3 and short.result.finish_reason == "length"
+
+
+def test_cancel_frees_the_row_and_others_go_on(onnx):
+    a = onnx.submit(chat(PROMPTS[0]), SamplingParams(max_new_tokens=300))
+    b = onnx.submit(chat(PROMPTS[1]), SamplingParams(max_new_tokens=8))
+    next(iter(a))
+    a.cancel()
+    list(b)
+    deadline = time.time() + 10
+    while not a.done and time.time() < deadline:
+        time.sleep(0.01)
+    assert a.result.finish_reason == "cancelled" and a.result.completion_tokens < 300
+    assert b.result.completion_tokens == 8
+    deadline = time.time() + 10
+    while onnx.active() and time.time() < deadline:
+        time.sleep(0.01)
+    assert onnx.active() == 0 and onnx.queue_depth() == 0
+
+
+def test_rows_beyond_max_batch_size_wait_and_a_full_queue_refuses(torch_engine, exported):
+    b = OnnxBatcher(torch_engine.chat, exported[0], BatchSettings(max_batch_size=1, max_queue=2, max_wait_ms=0))
+    try:
+        running = b.submit(chat(PROMPTS[0]), SamplingParams(max_new_tokens=300))
+        next(iter(running))
+        # No free row: a caller that will not wait is refused rather than queued.
+        with pytest.raises(QueueFullError, match="would wait"):
+            b.submit(chat(PROMPTS[1]), SamplingParams(max_new_tokens=2), max_wait_s=0.0)
+        waiting = [b.submit(chat(p), SamplingParams(max_new_tokens=2)) for p in PROMPTS[1:3]]
+        assert b.queue_depth() == 2 and b.active() == 1
+        with pytest.raises(QueueFullError, match="already waiting") as info:
+            b.submit(chat(PROMPTS[3]), SamplingParams(max_new_tokens=2))
+        assert info.value.retry_after >= 1
+        running.cancel()
+        for w in waiting:
+            list(w)
+            assert w.result.completion_tokens == 2
+    finally:
+        b.close()
+    with pytest.raises(ServiceUnavailableError):
+        b.submit(chat(PROMPTS[0]), SamplingParams(max_new_tokens=2))
+
+
+def test_too_long_prompt_is_refused_before_queueing(torch_engine, onnx):
+    window = torch_engine.context_window
+    with pytest.raises(InputTooLongError):
+        onnx.submit(chat("word " * window), SamplingParams(max_new_tokens=8))
+    assert onnx.queue_depth() == 0
+
+
+def test_engine_auto_decodes_with_onnx_on_a_cpu_and_torch_for_gpt2(tiny_smollm2_dir, tiny_bert_dir, tiny_gpt2_dir,
+                                                                   exported, monkeypatch):
+    monkeypatch.setenv("FINASSIST_CACHE", str(exported[1]))
+    engine = Engine(generator=tiny_smollm2_dir, encoder=tiny_bert_dir, device="cpu",
+                    batch_settings=BatchSettings(onnx_precision="fp32"))
+    try:
+        assert "chosen on first use" in engine.backend_name
+        assert isinstance(engine.batcher(), OnnxBatcher) and engine.backend_name.startswith("onnx (fp32")
+        assert engine.generate(chat(PROMPTS[0]), SamplingParams(max_new_tokens=4)).completion_tokens >= 1
+    finally:
+        engine.batcher().close()
+    gpt2 = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu")
+    try:
+        assert gpt2.batcher().name.startswith("torch")  # GenAI's builder does not export GPT-2: no attempt
+    finally:
+        gpt2.batcher().close()
+
+
+def test_a_broken_export_falls_back_to_torch_with_a_notice(tiny_smollm2_dir, tiny_bert_dir, exported, monkeypatch,
+                                                          caplog, tmp_path):
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(exported[1], cache)
+    for model in (cache / "onnx").glob("*/model.onnx"):
+        model.write_bytes(b"not an onnx graph")
+    monkeypatch.setenv("FINASSIST_CACHE", str(cache))
+    engine = Engine(generator=tiny_smollm2_dir, encoder=tiny_bert_dir, device="cpu",
+                    batch_settings=BatchSettings(backend="onnx", onnx_precision="fp32"))
+    with caplog.at_level(logging.WARNING, logger="assistant.engine"):
+        backend = engine.batcher()
+    try:
+        assert backend.name.startswith("torch")
+        notices = [r.getMessage() for r in caplog.records if "fast CPU backend cannot load" in r.getMessage()]
+        assert len(notices) == 1 and "decoding with torch" in notices[0]
+        assert engine.generate(chat(PROMPTS[0]), SamplingParams(max_new_tokens=3)).completion_tokens >= 1
+    finally:
+        backend.close()
