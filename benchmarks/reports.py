@@ -76,6 +76,34 @@ def _decode_dtype_table(result: dict, markdown: bool) -> str:
     return text_table(headers, rows, markdown)
 
 
+def _decode_backend_table(result: dict, markdown: bool) -> str:
+    keys = result["check_prompts"]
+    headers = ["backend", "runs as", "tok/s", "TTFT s", "vs torch fp32", "vs llama.cpp",
+               *[f"greedy vs fp32 generate: {k}" for k in keys]]
+    ratios = result.get("backend_ratios") or {}
+    rows = []
+    for r in result.get("backends") or []:
+        if r.get("skipped"):
+            rows.append([r["backend"], r["skipped"], *["-"] * (len(headers) - 2)])
+            continue
+        ratio = ratios.get(r["backend"], {})
+        cells = []
+        for key in keys:
+            a = (r.get("agreement") or {}).get(key)
+            if a is None:
+                cells.append("-")
+            elif a["first_difference"] is None:
+                cells.append(f"identical ({a['compared']} tokens)")
+            else:
+                cells.append(f"first differs at {a['first_difference']}; {a['agreeing_share']:.0%} of positions agree")
+        rows.append([r["backend"], r.get("runs_as", "-"), format_number(r["tokens_per_s"], ".1f"),
+                     format_number(r["ttft_s"], ".3f"),
+                     format_number(ratio.get("vs_torch_fp32"), ".2f") + ("x" if ratio.get("vs_torch_fp32") else ""),
+                     format_number(ratio.get("vs_llama_cpp"), ".2f") + ("x" if ratio.get("vs_llama_cpp") else ""),
+                     *cells])
+    return text_table(headers, rows, markdown)
+
+
 def _decode_verdict(result: dict) -> list[str]:
     lines = []
     v = result["verdict"]
@@ -109,6 +137,10 @@ def decode_text(result: dict) -> str:
         _decode_dtype_table(result, markdown=False),
         "",
         *_decode_verdict(result),
+        "",
+        "3. Backends, single stream through the engine, and llama.cpp on the GGUF file",
+        _decode_backend_table(result, markdown=False) if result.get("backends") else "not run (CPU only)",
+        "",
         *(f"note: {n}" for n in result["notes"]),
     ]
     return "\n".join(out)
@@ -129,6 +161,7 @@ def decode_markdown(result: dict) -> str:
         f"- model: {result['model']['name']} ({result['model']['parameters'] / 1e6:.1f}M parameters, "
         f"from {result['model']['origin']})",
         f"- {s['new_tokens']} new tokens per run, greedy, median of {s['repeats']} after one warm-up",
+        f"- the engine's backend in part 1: {s.get('engine_backend') or 'unknown'}",
     ]
     parts = [
         "# Decode benchmark",
@@ -148,6 +181,17 @@ def decode_markdown(result: dict) -> str:
         _decode_dtype_table(result, markdown=True),
         "",
         *(f"- {line}" for line in _decode_verdict(result)),
+        "",
+        "## Backends (single stream, through the engine) and llama.cpp",
+        "",
+        "Each backend decodes the question prompt through `Engine.stream` (median tok/s of the timed rounds, "
+        "time to the first text piece); its greedy token ids on every prompt are compared with float32 "
+        "`model.generate`. llama.cpp decodes the Q4_1 GGUF file the project installs "
+        "(`benchmarks/backends.py`).",
+        "",
+        _decode_backend_table(result, markdown=True) if result.get("backends") else "Not run (CPU only).",
+        "",
+        "![tokens/s by backend](decode.png)",
         *(f"- {line}" for line in result["notes"]),
         "",
     ]

@@ -44,3 +44,11 @@ def test_a_short_run_writes_the_json_markdown_and_chart(tiny_gpt2_dir, tmp_path)
     if "chart not written" not in " ".join(saved["notes"]):
         assert (tmp_path / "decode.png").read_bytes().startswith(b"\x89PNG")
     assert result["commit"] == saved["commit"]
+    # Part 3 on a CPU: every backend has a row; GPT-2 does not export to ONNX, so those rows say torch
+    # decoded; llama.cpp runs GGUF files only.
+    backends = {r["backend"]: r for r in saved["backends"]}
+    assert set(backends) == {"torch fp32 (dynamic)", "onnx int8", "onnx int4", "llama.cpp (GGUF Q4_1)"}
+    assert backends["onnx int8"]["runs_as"].startswith("torch")
+    assert backends["torch fp32 (dynamic)"]["agreement"]["question"]["first_difference"] is None
+    assert "GGUF" in backends["llama.cpp (GGUF Q4_1)"]["skipped"]
+    assert "## Backends" in markdown
