@@ -22,7 +22,7 @@ from .models import DEFAULT_ENCODER, DEFAULT_GENERATOR, ENCODER, GENERATOR, reso
 from .chat import ChatModel, render_chat  # noqa: F401  (render_chat: assistant.engine.render_chat is public)
 from .generation import GenerationBackend, GenerationRequest
 from .encoder import SentenceEncoder
-from .models import LoadedModel, load_model, local_dir as _local_dir, read_config, weights_fingerprint  # noqa: F401  (LoadedModel: public here too)
+from .models import LoadedModel, adapter_fingerprint, load_model, local_dir as _local_dir, read_config, weights_fingerprint  # noqa: F401  (LoadedModel: public here too)
 from .settings import BatchSettings
 from .types import Generation, Message, SamplingParams
 
@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 
 #: The loaded-model key of the summary rewriter (the generator with the shipped adapter merged).
 REWRITER = "rewriter"
+
+def _save_merged(gen: LoadedModel, out: Path) -> None:
+    """Write a loaded model (a LoRA merged into it) as a Hugging Face directory, for the ONNX export."""
+    gen.model.save_pretrained(out)
+    gen.tokenizer.save_pretrained(out)
+
 
 class Engine:
     """Loads models lazily and runs generation and encoding on the chosen device."""
@@ -221,10 +227,12 @@ class Engine:
 
         return Batcher(self.chat, self.batch_settings)
 
-    def _onnx_backend(self, gen: LoadedModel, explicit: bool) -> GenerationBackend | None:
-        """The ONNX Runtime GenAI backend (``assistant/onnx_backend.py``) for ``gen``, or None (with a
-        one-line notice where the user asked for it, or where it should have run and could not) when
-        it cannot run here: torch decodes instead. "auto" picks it on a CPU in the default precision."""
+    def _onnx_backend(self, gen: LoadedModel, explicit: bool, chat: ChatModel | None = None,
+                      adapter: Path | None = None) -> GenerationBackend | None:
+        """The ONNX Runtime GenAI backend (``assistant/onnx_backend.py``) for ``gen`` (``adapter``: the
+        LoRA merged into it, exported merged), or None when it cannot run here: torch decodes instead,
+        with a one-line notice where the user asked for it or where it should have run and could not.
+        "auto" picks it on a CPU in the default precision."""
         from . import onnx_backend
 
         def notice(why: str) -> None:
@@ -245,12 +253,18 @@ class Engine:
             log.warning("The fast CPU backend is not installed (%s): decoding with torch", missing)
             return None
         try:
-            source = _local_dir(gen.resolved)
+            base = _local_dir(gen.resolved)
+            fingerprint = weights_fingerprint(gen.resolved) or str(base.resolve())
+            if adapter is None:
+                source, name = base, base.name
+            else:  # the merged weights exist only in memory: written out only if the export runs
+                source, name = (lambda out: _save_merged(gen, out)), f"{base.name}+{Path(adapter).name}"
+                fingerprint += "|adapter:" + (adapter_fingerprint(Path(adapter)) or str(Path(adapter).resolve()))
             eos = gen.model.generation_config.eos_token_id
             pad = onnx_backend.padding_id(gen.tokenizer, set(eos if isinstance(eos, list) else [eos]))
             precision = self.batch_settings.onnx_precision
-            model_dir = onnx_backend.export_onnx(source, weights_fingerprint(gen.resolved), precision, pad)
-            return onnx_backend.OnnxBatcher(self.chat, model_dir, self.batch_settings, precision=precision)
+            model_dir = onnx_backend.export_onnx(source, name, fingerprint, precision, pad)
+            return onnx_backend.OnnxBatcher(chat or self.chat, model_dir, self.batch_settings, precision=precision)
         except (ModelLoadError, ModelNotFoundError) as exc:
             log.warning("The fast CPU backend cannot load %s (%s): decoding with torch", gen.resolved.name, exc)
             return None
@@ -271,9 +285,16 @@ class Engine:
                     self._models[REWRITER] = load_model(resolve_model(self.generator_spec, GENERATOR), self.runtime,
                                                         adapter=adapter)
                 if self._rewriter is None:
-                    from .batching import Batcher
+                    chat = ChatModel(lambda: self._models[REWRITER])
+                    fast = None
+                    if self.batch_settings.backend in ("onnx", "auto"):
+                        fast = self._onnx_backend(self._models[REWRITER], self.batch_settings.backend == "onnx",
+                                                  chat=chat, adapter=adapter)
+                    if fast is None:
+                        from .batching import Batcher
 
-                    self._rewriter = Batcher(ChatModel(lambda: self._models[REWRITER]), self.batch_settings)
+                        fast = Batcher(chat, self.batch_settings)
+                    self._rewriter = fast
         return self._rewriter, True
 
     # ------------------------------------------------------------------- encoding

@@ -363,6 +363,14 @@ def weights_fingerprint(resolved: ResolvedModel) -> str | None:
     return _fingerprint(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
 
 
+def adapter_fingerprint(adapter: Path) -> str | None:
+    """SHA-256 over a LoRA adapter's safetensors files (as ``weights_fingerprint``), None where it has none."""
+    files = sorted(Path(adapter).glob("*.safetensors"))
+    if not files:
+        return None
+    return _fingerprint(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
 @lru_cache(maxsize=16)
 def _fingerprint(files: tuple[tuple[str, int, int], ...]) -> str:
     # Keyed by path, size and mtime: hashing ~100 MB costs a fraction of a second, once per process.

@@ -31,12 +31,14 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +71,11 @@ def onnx_available() -> str | None:
     return f"pip install {' '.join(missing)}" if missing else None
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def exportable(config: dict) -> bool:
     """Whether the builder exports a model with this ``config.json``."""
     return bool(set(config.get("architectures") or ()) & ONNX_ARCHITECTURES)
@@ -77,14 +84,14 @@ def exportable(config: dict) -> bool:
 # ------------------------------------------------------------------------------------ export
 
 
-def onnx_dir_for(source: Path, fingerprint: str | None, precision: str) -> Path:
+def onnx_dir_for(name: str, fingerprint: str, precision: str) -> Path:
     """The cache directory of one export: keyed by the weights, the precision and the library's
-    version (a new GenAI release may write a different graph)."""
+    version (a new GenAI release may write a different graph); ``name`` only makes it readable."""
     import onnxruntime_genai
 
-    key = f"{fingerprint or source.resolve()}|{precision}|onnxruntime-genai-{onnxruntime_genai.__version__}"
+    key = f"{fingerprint}|{precision}|onnxruntime-genai-{onnxruntime_genai.__version__}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_root() / "onnx" / f"{source.name}-{precision}-{digest}"
+    return cache_root() / "onnx" / f"{name}-{precision}-{digest}"
 
 
 def padding_id(tokenizer, eos_ids: set[int]) -> int:
@@ -100,28 +107,40 @@ def padding_id(tokenizer, eos_ids: set[int]) -> int:
     return len(tokenizer) - 1
 
 
-def export_onnx(source: Path, fingerprint: str | None, precision: str, pad_id: int) -> Path:
-    """Export the Hugging Face model in ``source`` once to ONNX (``precision`` weights, CPU) into the
-    cache; returns the directory GenAI loads. Raises ``ModelLoadError`` when it cannot."""
+#: A Hugging Face model to export: its directory, or a function that writes it into a given directory
+#: (a model with a LoRA merged exists only in memory; it is written out only when an export is needed).
+Source = Path | Callable[[Path], None]
+
+
+def export_onnx(source: Source, name: str, fingerprint: str, precision: str, pad_id: int) -> Path:
+    """Export a Hugging Face model once to ONNX (``precision`` weights, CPU) into the cache, keyed by
+    ``fingerprint`` (what identifies its weights); returns the directory GenAI loads. Raises
+    ``ModelLoadError`` when it cannot."""
     if precision not in ONNX_PRECISIONS:
         raise ModelLoadError(f"unknown ONNX precision {precision!r}: {', '.join(ONNX_PRECISIONS)}")
     missing = onnx_available()
     if missing:
         raise ModelLoadError(f"the ONNX backend needs its packages: {missing}")
-    target = onnx_dir_for(source, fingerprint, precision)
+    target = onnx_dir_for(name, fingerprint, precision)
     if is_converted(target, "genai_config.json"):
         return target
     return build_cached(
-        target, lambda out: _run_builder(source, out, precision, pad_id), str(source),
-        f"Exporting {source.name} to ONNX ({precision}) once (about 10 s for a 135M model)",
+        target, lambda out: _run_builder(source, out, precision, pad_id), name,
+        f"Exporting {name} to ONNX ({precision}) once (about 10 s for a 135M model)",
         required="genai_config.json",
     )
 
 
-def _run_builder(source: Path, out: Path, precision: str, pad_id: int) -> None:
+def _run_builder(source: Source, out: Path, precision: str, pad_id: int) -> None:
     """Run GenAI's model builder in a subprocess, its stages as a progress bar."""
     from tqdm.auto import tqdm
 
+    written = None
+    if callable(source):
+        written = out / "_source"
+        written.mkdir()
+        source(written)
+        source = written
     config = json.loads((source / "config.json").read_text())
     layers = int(config.get("num_hidden_layers") or 0)
     work = out / "_builder-cache"
@@ -137,6 +156,8 @@ def _run_builder(source: Path, out: Path, precision: str, pad_id: int) -> None:
                 bar.update(1)
         rc = proc.wait()
     shutil.rmtree(work, ignore_errors=True)
+    if written is not None:
+        shutil.rmtree(written, ignore_errors=True)
     genai_config = out / "genai_config.json"
     if rc != 0 or not genai_config.is_file():
         raise ModelLoadError(f"the ONNX export of {source} failed (exit {rc}): " + " | ".join(list(tail)[-4:]))
@@ -180,7 +201,12 @@ class OnnxBatcher(QueuedBackend):
         self.name = f"onnx ({precision} weights, onnxruntime-genai {og.__version__}, token-level scheduling)"
         self.model_dir = Path(model_dir)
         try:
-            self.model = og.Model(str(self.model_dir))
+            config = og.Config(str(self.model_dir))
+            # ONNX Runtime's default thread count here was 1 on a 2-core machine: 72 tok/s instead of 113
+            # (docs/benchmarks/decode.md). Use the cores this process may run on, as torch does.
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+                "intra_op_num_threads": usable_cores()}}}}))
+            self.model = og.Model(config)
         except Exception as exc:  # noqa: BLE001 - a broken export is a load error, not a crash
             raise ModelLoadError(f"ONNX Runtime GenAI cannot load {self.model_dir}: {exc}") from exc
         self._og = og

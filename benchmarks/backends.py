@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 
 from assistant.engine import Engine
 from assistant.models import DEFAULT_GENERATOR, PRESETS, package_dir
+from assistant.onnx_backend import usable_cores
 from assistant.settings import BatchSettings
 from assistant.types import SamplingParams
 
@@ -121,7 +121,7 @@ def _llama_cpp_row(generator: str | None, prompt: BenchPrompt, render: Callable,
                                  "llama.cpp: several minutes, needs a C++ compiler and cmake)"}
     from llama_cpp import Llama, __version__
 
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = usable_cores()
     llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, verbose=False, seed=0)
     text = render(prompt.messages)
     tick("llama.cpp: warm-up")
@@ -129,6 +129,7 @@ def _llama_cpp_row(generator: str | None, prompt: BenchPrompt, render: Callable,
     rates, ttfts = [], []
     for r in range(repeats):
         tick(f"llama.cpp: round {r + 1}/{repeats}")
+        llm.reset()  # no prompt cache: every round prefills, as the engine's rounds do
         started = time.perf_counter()
         first, n = None, 0
         for _ in llm.create_completion(text, max_tokens=new_tokens, temperature=0.0, stream=True):

@@ -210,7 +210,7 @@ def serve_markdown(result: dict) -> str:
         f"- machine: {m['platform']}, CPU {m['cpu']} ({m['cpu_cores_available']} usable cores), "
         f"device {m['device']}{', GPU ' + m['cuda_device'] if m.get('cuda_device') else ''}; torch {m['torch']}, transformers {m['transformers']}",
         f"- model: {result['model']}, dtype {s['dtype']}; {s['max_tokens']} max tokens per request, greedy; "
-        f"server batcher: max batch {s['max_batch_size']}",
+        f"server backend: {s.get('backend') or s.get('batching') or 'dynamic'}, max batch {s['max_batch_size']}",
         "",
         "| concurrency | requests | tok/s | req/s | TTFT p50 s | TTFT p95 s | ITL p50 ms | ITL p95 ms | vs naive | errors |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -228,7 +228,9 @@ def serve_markdown(result: dict) -> str:
         f"{n['requests']} requests, {n['tokens_per_s']:.1f} tok/s, {n['requests_per_s']:.3f} req/s. "
         "`vs naive` = aggregate tok/s of the level / naive tok/s.",
         "",
-        "TTFT includes queueing: a request that arrives while a batch runs waits for it to end.",
+        "TTFT includes queueing. With the dynamic batcher (torch) a request that arrives while a batch runs waits "
+        "for that batch to end; the onnx backend starts it at the next decoding step while a row is free "
+        "(max batch), so only the levels above the max batch queue.",
         "",
         "![tokens/s by concurrency](serve.png)",
         "",

@@ -135,6 +135,7 @@ def run_serve_benchmark(
     out_dir: str | Path = "docs/benchmarks",
     progress: bool = True,
     batching: str = BatchSettings.backend,
+    onnx_precision: str = BatchSettings.onnx_precision,
 ) -> dict:
     """Run the serving benchmark; print its table and write ``serve.{json,md,png}`` to ``out_dir``."""
     import uvicorn
@@ -145,7 +146,8 @@ def run_serve_benchmark(
 
     # The queue holds every waiting client of the busiest level, so no request is refused.
     queue = max(BatchSettings.max_queue, 2 * max(concurrency))
-    batch = BatchSettings(backend=batching, max_batch_size=max_batch_size, max_queue=queue)
+    batch = BatchSettings(backend=batching, onnx_precision=onnx_precision, max_batch_size=max_batch_size,
+                          max_queue=queue)
     assistant = Assistant(generator=generator, device=device, dtype=dtype, batch_settings=batch)
     engine = assistant.engine
     model_name = engine.describe()[0]["name"]
@@ -171,7 +173,7 @@ def run_serve_benchmark(
         "machine": machine_info(engine.runtime.device),
         "model": model_name,
         "settings": {"dtype": engine.runtime.dtype_name, "max_tokens": max_tokens, "max_batch_size": max_batch_size,
-                     "batching": batching, "concurrency": list(concurrency)},
+                     "batching": batching, "backend": engine.backend_name, "concurrency": list(concurrency)},
         "levels": levels,
         "naive": naive,
     }

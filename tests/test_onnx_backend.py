@@ -43,9 +43,27 @@ def exported(torch_engine, tmp_path_factory):
     mp.setenv("FINASSIST_CACHE", str(cache))
     gen = torch_engine.generator
     pad = padding_id(gen.tokenizer, {gen.model.generation_config.eos_token_id})
-    path = export_onnx(Path(gen.resolved.location), weights_fingerprint(gen.resolved), "fp32", pad)
+    source = Path(gen.resolved.location)
+    path = export_onnx(source, source.name, weights_fingerprint(gen.resolved), "fp32", pad)
     yield path, cache, pad
     mp.undo()
+
+
+@pytest.fixture(scope="module")
+def endless(torch_engine, exported):
+    """A prompt on which the exported random model's greedy output never reaches its end-of-turn token
+    within the context window, and that length: a row that stays busy for as long as a test needs it."""
+    b = OnnxBatcher(torch_engine.chat, exported[0], BatchSettings(), precision="fp32")
+    try:
+        for p in PROMPTS:
+            longest = torch_engine.context_window - torch_engine.prompt_ids(chat(p)).shape[1]
+            handle = b.submit(chat(p), SamplingParams(max_new_tokens=longest))
+            list(handle)
+            if handle.result.finish_reason == "length":
+                return chat(p), longest
+    finally:
+        b.close()
+    pytest.skip("the random model ends every prompt early")
 
 
 @pytest.fixture
@@ -58,7 +76,7 @@ def onnx(torch_engine, exported):
 
 def test_export_is_cached_atomically_with_a_padding_id_no_prompt_holds(torch_engine, exported):
     path, cache, pad = exported
-    assert path.parent == cache / "onnx" and path.name.endswith(path.name.split("-")[-1])
+    assert path.parent == cache / "onnx" and path.name.startswith(Path(torch_engine.generator.resolved.location).name)
     assert (path / "model.onnx").is_file() and (path / ".finassist-complete").is_file()
     assert not list(path.parent.glob("*.partial-*"))  # nothing half-written left beside it
     config = json.loads((path / "genai_config.json").read_text())["model"]
@@ -70,13 +88,14 @@ def test_export_is_cached_atomically_with_a_padding_id_no_prompt_holds(torch_eng
     assert tok.convert_ids_to_tokens(pad) not in tok.chat_template
     mtime = (path / "model.onnx").stat().st_mtime_ns
     gen = torch_engine.generator
-    again = export_onnx(Path(gen.resolved.location), weights_fingerprint(gen.resolved), "fp32", pad)
+    source = Path(gen.resolved.location)
+    again = export_onnx(source, source.name, weights_fingerprint(gen.resolved), "fp32", pad)
     assert again == path and (path / "model.onnx").stat().st_mtime_ns == mtime  # not exported twice
 
 
 def test_unknown_precision_is_refused(torch_engine):
     with pytest.raises(ModelLoadError, match="unknown ONNX precision"):
-        export_onnx(Path(torch_engine.generator.resolved.location), None, "int3", 0)
+        export_onnx(Path(torch_engine.generator.resolved.location), "tiny", "sha256:x", "int3", 0)
 
 
 def test_batched_greedy_output_equals_torch(torch_engine, onnx):
@@ -100,8 +119,9 @@ def test_batched_greedy_output_equals_torch(torch_engine, onnx):
         assert got.result.finish_reason == want.result.finish_reason
 
 
-def test_a_request_does_not_wait_for_a_running_generation(onnx):
-    long = onnx.submit(chat(PROMPTS[0]), SamplingParams(max_new_tokens=400))
+def test_a_request_does_not_wait_for_a_running_generation(onnx, endless):
+    prompt, longest = endless
+    long = onnx.submit(prompt, SamplingParams(max_new_tokens=longest))
     pieces = iter(long)
     next(pieces)  # the long one is decoding
     started = time.perf_counter()
@@ -111,7 +131,7 @@ def test_a_request_does_not_wait_for_a_running_generation(onnx):
     assert not long.done, "the short request waited for the long generation to end"
     list(pieces)
     long_left = time.perf_counter() - started
-    assert short.result.completion_tokens == 4 and long.result.completion_tokens in range(1, 401)
+    assert short.result.completion_tokens == 4 and long.result.completion_tokens in range(1, longest + 1)
     assert short_done < long_left
 
 
@@ -146,11 +166,13 @@ def test_cancel_frees_the_row_and_others_go_on(onnx):
     assert onnx.active() == 0 and onnx.queue_depth() == 0
 
 
-def test_rows_beyond_max_batch_size_wait_and_a_full_queue_refuses(torch_engine, exported):
+def test_rows_beyond_max_batch_size_wait_and_a_full_queue_refuses(torch_engine, exported, endless):
     b = OnnxBatcher(torch_engine.chat, exported[0], BatchSettings(max_batch_size=1, max_queue=2, max_wait_ms=0))
     try:
-        running = b.submit(chat(PROMPTS[0]), SamplingParams(max_new_tokens=300))
-        next(iter(running))
+        prompt, longest = endless  # busy for the whole window: the tiny model decodes fast
+        running = b.submit(prompt, SamplingParams(max_new_tokens=longest))
+        pieces = iter(running)  # kept: a dropped iterator cancels its request (the consumer left)
+        next(pieces)
         # No free row: a caller that will not wait is refused rather than queued.
         with pytest.raises(QueueFullError, match="would wait"):
             b.submit(chat(PROMPTS[1]), SamplingParams(max_new_tokens=2), max_wait_s=0.0)
@@ -214,3 +236,45 @@ def test_a_broken_export_falls_back_to_torch_with_a_notice(tiny_smollm2_dir, tin
         assert engine.generate(chat(PROMPTS[0]), SamplingParams(max_new_tokens=3)).completion_tokens >= 1
     finally:
         backend.close()
+
+
+def test_the_summary_rewriter_decodes_its_merged_lora_with_onnx(tiny_smollm2_dir, tiny_bert_dir, exported,
+                                                                monkeypatch, tmp_path):
+    """A LoRA adapter of the tiny Llama (random, non-zero B so the merge changes the weights): the
+    engine's rewriter exports the merged model once and decodes it with ONNX, token for token as torch
+    decodes the same merge."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_smollm2_dir)
+    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    for name, param in peft.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.5)
+    adapter = tmp_path / "adapter"
+    peft.save_pretrained(adapter)
+    monkeypatch.setenv("FINASSIST_CACHE", str(exported[1]))
+
+    def rewriter(backend: str):
+        engine = Engine(generator=tiny_smollm2_dir, encoder=tiny_bert_dir, device="cpu",
+                        batch_settings=BatchSettings(backend=backend, onnx_precision="fp32"))
+        engine.rewriter_adapter = adapter
+        return engine.rewriter()
+
+    fast, tuned = rewriter("auto")
+    slow, _ = rewriter("dynamic")
+    try:
+        assert tuned and isinstance(fast, OnnxBatcher) and not isinstance(slow, OnnxBatcher)
+        assert "+adapter" in fast.model_dir.name
+        params = SamplingParams(max_new_tokens=10)
+        for p in PROMPTS[:2]:
+            a, b = fast.submit(chat(p), params), slow.submit(chat(p), params)
+            list(a), list(b)
+            assert a.new_ids == b.new_ids
+        base = next(d for d in (exported[1] / "onnx").iterdir() if d.is_dir() and "+" not in d.name)
+        assert fast.model_dir != base  # the merge was exported, not the base model
+    finally:
+        fast.close()
+        slow.close()
