@@ -1,4 +1,4 @@
-"""``finassist bench decode|serve|load|classify``: the benchmarks' command group.
+"""``finassist bench decode|serve|load|coldstart|classify``: the benchmarks' command group.
 
 ``register`` is the ``finassist.commands`` entry point ``bench`` (pyproject.toml; the root command in
 ``assistant/cli.py`` reads the group), so the library's CLI does not import the benchmarks.
@@ -55,6 +55,13 @@ def cmd_bench_serve(args: argparse.Namespace) -> None:
                         onnx_precision=args.onnx_precision)
 
 
+def cmd_bench_coldstart(args: argparse.Namespace) -> None:
+    from .coldstart import run_coldstart_benchmark
+
+    run_coldstart_benchmark(repeats=args.repeats, backend=args.backend, generator=args.generator, encoder=args.encoder,
+                            out_dir=args.out)
+
+
 def cmd_bench_classify(args: argparse.Namespace) -> None:
     from .classify import run_classify_benchmark
 
@@ -90,6 +97,13 @@ def register(sub: argparse._SubParsersAction, model_options: argparse.ArgumentPa
                    help="chat requests decoded together (default %(default)s)")
     p.add_argument("--out", default=RESULTS_DIR)
     p.add_argument("--no-progress", action="store_true")
+
+    p = bench_sub.add_parser(
+        "coldstart", parents=[common], help="seconds from `python app.py` to the first streamed token, caches warm"
+    )
+    p.set_defaults(func=cmd_bench_coldstart)
+    p.add_argument("--repeats", type=positive(int), default=3, help="fresh processes timed (the median counts)")
+    p.add_argument("--out", default=RESULTS_DIR, help="folder for coldstart.json and coldstart.md")
 
     p = bench_sub.add_parser(
         "classify", help="texts/s of the shipped classifiers for 1, 2 and 3 tasks vs plain HF forward passes"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from assistant.errors import InvalidParameterError
 from assistant.models import DEFAULT_GENERATOR, GENERATOR
+from assistant.settings import BATCHING_BACKENDS, BatchSettings
 
 from ..data import ORIGIN, load_records, text_of
 from .summarization import SummarizationEvaluator, SummarizationReport, lead_n, save_reports
@@ -46,7 +47,7 @@ def _base_of(info) -> str:
 
 
 def _summarize_all(generator: str, sources: Sequence[str], style: str, max_words: int | None, device: str | None,
-                   desc: str, method: str) -> tuple[list[str], list[str], dict]:
+                   desc: str, method: str, backend: str = "auto") -> tuple[list[str], list[str], dict]:
     """Summaries of ``sources`` by the product's summariser with ``generator`` and ``method``, and the
     source sentences the bullets were written from (one per line: the extractive picks before
     rewriting; empty for "chunked"). An example that fails (a user-fixable AssistantError) scores
@@ -56,7 +57,8 @@ def _summarize_all(generator: str, sources: Sequence[str], style: str, max_words
     from assistant import Assistant
     from assistant.errors import AssistantError
 
-    assistant = Assistant(generator=generator, device=None if device in (None, "", "auto") else device)
+    assistant = Assistant(generator=generator, device=None if device in (None, "", "auto") else device,
+                          batch_settings=BatchSettings(backend=backend))
     predictions: list[str] = []
     picks: list[str] = []
     failures: list[str] = []
@@ -84,6 +86,8 @@ def _summarize_all(generator: str, sources: Sequence[str], style: str, max_words
                 "scorer": str(assistant.engine.summary_scorer.path) if assistant.engine.summary_scorer else None,
                 "bullets_rewritten_share": round(rewritten / checked, 4) if checked else None,
                 "device": str(assistant.engine.runtime.device), "dtype": assistant.engine.runtime.dtype_name,
+                "backend": getattr(assistant.engine.rewriter()[0], "name", backend) if method == "extract"
+                else assistant.engine.backend_name,
                 "seconds": round(seconds, 1), "seconds_per_example": round(seconds / max(len(sources), 1), 2),
                 "failures": len(failures), "first_failure": failures[0] if failures else None}
     finally:
@@ -100,7 +104,7 @@ def evaluate_summarizer(model: str | None, data: str, input_field: str = "transc
                         out: str | None = None, limit: int | None = None, baselines: bool = True,
                         max_words: int | None = None, style: str = "bullets", device: str | None = None,
                         split: str = "validation", methods: str = "extract,chunked",
-                        chunked_limit: int | None = 10) -> list[SummarizationReport]:
+                        chunked_limit: int | None = 10, backends: str = "auto") -> list[SummarizationReport]:
     """Score summarisers on ``data`` with ROUGE and numeric precision, side by side.
 
     Systems, in order: LEAD-3 (the first three sentences); for each of ``methods`` (comma-separated:
@@ -109,7 +113,9 @@ def evaluate_summarizer(model: str | None, data: str, input_field: str = "transc
     ``baselines`` and a fine-tuned run as ``model``, that run's base model too. ``model``: a run,
     preset, hub id or path; ``None``: the default generator. ``limit``: the first N records only;
     ``chunked_limit``: the chunked path (a minute or two a transcript on a CPU) on the first N of
-    those only, its report naming how many. With ``out``, ``save_reports`` writes
+    those only, its report naming how many. ``backends``: comma-separated generation backends (auto,
+    onnx, dynamic, ...): each method runs once with each, in this run (the quality check of a faster
+    backend); with more than one, each system's name ends with its backend. With ``out``, ``save_reports`` writes
     ``summarization.json``/``.md``/``.png`` there. Returns one ``SummarizationReport`` per system.
     """
     from assistant.tasks.summarize import METHODS
@@ -149,15 +155,21 @@ def evaluate_summarizer(model: str | None, data: str, input_field: str = "transc
                  report.rougeL or 0)
 
     score("LEAD-3", [lead_n(s, 3) for s in sources], len(sources), baseline="first 3 sentences")
+    chosen_backends = [b.strip() for b in backends.split(",") if b.strip()]
+    unknown = [b for b in chosen_backends if b not in BATCHING_BACKENDS]
+    if not chosen_backends or unknown:
+        raise InvalidParameterError(f"backends must name some of {', '.join(BATCHING_BACKENDS)}, got {backends!r}")
     for label, generator in generators:
         for method in chosen:
-            n = min(len(sources), chunked_limit) if method == "chunked" and chunked_limit else len(sources)
-            system = f"{method} {label}" + (f" (first {n})" if n < len(sources) else "")
-            predictions, picks, extra = _summarize_all(generator, sources[:n], style, max_words, device, system,
-                                                       method)
-            if method == "extract" and generator == name:
-                score("extractive picks (no rewrite)", picks, n, baseline="the summariser's source sentences")
-            score(system, predictions, n, style=style, max_words=max_words, **extra)
+            for backend in chosen_backends:
+                n = min(len(sources), chunked_limit) if method == "chunked" and chunked_limit else len(sources)
+                system = f"{method} {label}" + (f" (first {n})" if n < len(sources) else "")
+                system += f" [{backend}]" if len(chosen_backends) > 1 else ""
+                predictions, picks, extra = _summarize_all(generator, sources[:n], style, max_words, device, system,
+                                                           method, backend)
+                if method == "extract" and generator == name and backend == chosen_backends[0]:
+                    score("extractive picks (no rewrite)", picks, n, baseline="the summariser's source sentences")
+                score(system, predictions, n, style=style, max_words=max_words, **extra)
     if out:
         save_reports(reports, Path(out).expanduser(), "summarization")
     return reports

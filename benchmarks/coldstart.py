@@ -1,0 +1,139 @@
+"""Cold start: seconds from launching ``python app.py`` (the web UI and the API in one process) to the
+first streamed token of a chat answer, with the caches warm (the GGUF conversion and the ONNX export
+already done, as they are after the first run).
+
+The clock starts when the process is spawned. The client polls ``/healthz`` (200 once the models are
+loaded) and, from the first answer, sends one streaming ``/v1/chat/completions`` request; the figure is
+the time to its first content chunk, split into "until the port answers", "until healthy" and "first
+token after healthy". Each run is a fresh process; the median of ``repeats`` counts. The caches are
+warmed by one untimed run first.
+
+Run: ``finassist bench coldstart [--repeats 3 --backend auto --out DIR]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from assistant.machine import machine_info
+
+from .common import REPO_ROOT, command_line, free_port, git_commit
+from .timing import median
+
+#: The question of the timed request (a short answer is enough: only the first token counts).
+QUESTION = "What is EBITDA?"
+
+
+def _first_token(port: int, started: float, timeout_s: float) -> dict:
+    """Poll the server until it answers, then stream one chat answer; the phases' seconds from ``started``."""
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    listening = healthy = None
+    deadline = started + timeout_s
+    with httpx.Client(timeout=httpx.Timeout(timeout_s)) as client:
+        while time.perf_counter() < deadline:
+            try:
+                status = client.get(f"{base}/healthz").status_code
+            except httpx.TransportError:
+                time.sleep(0.05)
+                continue
+            listening = listening or time.perf_counter() - started
+            if status == 200:
+                healthy = time.perf_counter() - started
+                break
+            time.sleep(0.05)
+        if healthy is None:
+            raise TimeoutError(f"the server did not become healthy within {timeout_s:g} s")
+        body = {"model": "default", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 16,
+                "temperature": 0, "stream": True}
+        with client.stream("POST", f"{base}/v1/chat/completions", json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                if any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
+                    first = time.perf_counter() - started
+                    return {"listening_s": listening, "healthy_s": healthy, "first_token_s": first,
+                            "after_healthy_s": first - healthy}
+    raise RuntimeError("the answer ended without a token")
+
+
+def _one_run(extra: list[str], timeout_s: float) -> dict:
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--no-audit", *extra], cwd=REPO_ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        return _first_token(port, started, timeout_s)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_coldstart_benchmark(repeats: int = 3, backend: str | None = None, generator: str | None = None,
+                            encoder: str | None = None, out_dir: str | os.PathLike = "docs/benchmarks",
+                            timeout_s: float = 300.0, echo=print) -> dict:
+    """Run the cold-start benchmark; print the figures and write ``coldstart.{json,md}`` to ``out_dir``.
+    ``generator``/``encoder``: the app's models (default: its defaults)."""
+    extra = ["--backend", backend] if backend else []
+    for flag, value in (("--generator", generator), ("--encoder", encoder)):
+        if value:
+            extra += [flag, str(value)]
+    echo("warming the caches (one untimed start)")
+    _one_run(extra, timeout_s)
+    runs = []
+    for i in range(repeats):
+        runs.append(_one_run(extra, timeout_s))
+        echo(f"run {i + 1}/{repeats}: first token at {runs[-1]['first_token_s']:.2f} s")
+    summary = {key: median([r[key] for r in runs]) for key in runs[0]}
+    result = {
+        "benchmark": "coldstart",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(),
+        "commit": git_commit(),
+        "machine": machine_info(None),
+        "settings": {"repeats": repeats, "backend": backend or "auto", "generator": generator or "default",
+                     "encoder": encoder or "default", "question": QUESTION},
+        "runs": runs,
+        "median": summary,
+    }
+    m = result["machine"]
+    lines = [
+        "# Cold start",
+        "",
+        "Generated by `benchmarks/coldstart.py`. Do not edit by hand.",
+        "",
+        f"- command: `{result['command']}`",
+        f"- when: {result['created']}, commit {result['commit'] or 'unknown'}",
+        f"- machine: {m['platform']}, CPU {m['cpu']} ({m['cpu_cores_available']} usable cores)",
+        f"- `python app.py {' '.join(extra) or '(defaults: --backend auto)'}`, caches warm (one untimed start first); median of {repeats} "
+        "fresh processes",
+        "",
+        "| phase (seconds from spawning the process) | median | runs |",
+        "|---|---|---|",
+    ]
+    names = {"listening_s": "the port answers", "healthy_s": "/healthz is 200 (models loaded)",
+             "first_token_s": "first streamed token of a chat answer",
+             "after_healthy_s": "first token after healthy (the backend built on first use)"}
+    for key, label in names.items():
+        lines.append(f"| {label} | {summary[key]:.2f} | {', '.join(f'{r[key]:.2f}' for r in runs)} |")
+    lines.append("")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "coldstart.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (out / "coldstart.md").write_text("\n".join(lines), encoding="utf-8")
+    echo("\n".join(lines))
+    echo(f"wrote {out / 'coldstart.json'}, {out / 'coldstart.md'}")
+    return result
