@@ -217,16 +217,34 @@ class OnnxBatcher(QueuedBackend):
         eos = genai.get("eos_token_id") if eos is None else eos
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self._cohorts: list[_Cohort] = []
+        #: Running estimate of one round (a prefill where a cohort starts, one step of every cohort).
+        self._round_s = 0.05
         super().__init__(chat, settings)
 
     def expected_wait_s(self) -> float:
-        """How long a request queued now would wait for a row: nothing while rows are free, else
-        the cohorts' remaining life (each full set of ``max_batch_size`` waiting ones adds one)."""
+        """How long a request queued now would wait for a row: nothing while rows are free; else until
+        enough running cohorts end (a cohort frees its rows when its last request ends: at most its
+        longest remaining ``max_new_tokens`` rounds away, a round being one step of every cohort, its
+        time measured), plus a whole generation of the waiting requests for every further
+        ``max_batch_size`` ahead. An upper bound where requests end early at their end-of-turn token:
+        better a request refused with Retry-After than admitted to time out waiting."""
         free = self.max_batch_size - self._rows()
         ahead = len(self._waiting)
         if ahead < free:
             return 0.0
-        return (1 + (ahead - free) // self.max_batch_size) * self._estimate_s
+        cohorts = list(self._cohorts)
+        ending = sorted((max((r.params.max_new_tokens - len(r.new_ids) for r in c.requests if not r.done), default=0),
+                         len(c.requests)) for c in cohorts)
+        needed = ahead - free + 1  # rows that must free before this request gets one
+        rounds = 0
+        for remaining, rows in ending:
+            rounds = remaining
+            needed -= rows
+            if needed <= 0:
+                return rounds * self._round_s
+        waiting = list(self._waiting)
+        generation = max((r.params.max_new_tokens for r in waiting), default=0)
+        return (rounds + (1 + (needed - 1) // self.max_batch_size) * generation) * self._round_s
 
     def active(self) -> int:
         return sum(not r.done for c in self._cohorts for r in c.requests)
@@ -249,9 +267,11 @@ class OnnxBatcher(QueuedBackend):
                 idle = not self._cohorts
             if idle and self.max_wait_s > 0 and len(self._waiting) < self.max_batch_size:
                 time.sleep(self.max_wait_s)  # let near-simultaneous requests share a cohort
+            started = time.perf_counter()
             self._admit()
             for cohort in list(self._cohorts):
                 self._step(cohort)
+            self._round_s = 0.8 * self._round_s + 0.2 * (time.perf_counter() - started)
         for cohort in self._cohorts:
             self._end(cohort, "cancelled")
         self._cohorts = []
