@@ -148,7 +148,10 @@ def _run_builder(source: Source, out: Path, precision: str, pad_id: int) -> None
            "-p", precision, "-e", "cpu", "-c", str(work)]
     tail: deque[str] = deque(maxlen=15)
     with tqdm(total=layers + 2, desc=f"ONNX export ({precision})", unit="stage", leave=False) as bar:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        # Unbuffered: the builder's stage lines reach the bar as they happen, not all at its exit.
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                                env=env)
         assert proc.stdout is not None
         for line in proc.stdout:
             tail.append(line.rstrip())
