@@ -118,6 +118,7 @@ def test_models_lists_both_without_loading(run_cli, models, tiny_gpt2_dir, tiny_
     assert f"generator: {tiny_gpt2_dir}  (GPT2LMHeadModel)" in out
     assert f"encoder: {tiny_bert_dir}  (BertModel)" in out
     assert "device: cpu, dtype float32" in out
+    assert "decodes with: auto (chosen on first use)" in out  # not built: nothing was loaded
     assert "loaded:" not in out
     assert "classification tasks: contract-clause, sentiment" in out
 
@@ -126,6 +127,8 @@ def test_models_json_with_load(run_cli, models):
     data = json.loads(_ok(run_cli("models", *models, "--load", "--json")))
     rows = {row["role"]: row for row in data["models"]}
     assert rows["generator"]["loaded"] and rows["generator"]["context_window"] == 1024
+    # Loaded, the backend is built: GPT-2 does not export to ONNX, so "auto" decodes it with torch.
+    assert rows["generator"]["backend"].startswith("torch (dynamic batching")
     assert rows["encoder"]["loaded"] and rows["encoder"]["context_window"] == 128
     assert set(data["classification_tasks"]) >= {"sentiment", "contract-clause"}
 
