@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 
 from .chat import ChatModel
-from .generation import GenerationRequest, QueuedBackend
+from .generation import GenerationRequest, QueuedBackend, notify_listeners
 from .settings import BatchSettings
 from .types import SamplingParams
 from .errors import AssistantError, GenerationError
@@ -51,15 +51,8 @@ class _BatchStreamer:
                 continue
             if req.cancelled:
                 req.finish("cancelled")
-            elif token in self.eos:
-                req.new_ids.append(token)
-                req.finish("stop")
-            else:
-                req.feed(token, self.tokenizer)
-                if req.done:  # a stop string matched
-                    req.finish("stop")
-                elif len(req.new_ids) >= req.params.max_new_tokens:
-                    req.finish("length")
+            elif reason := req.take(token, self.tokenizer, self.eos):
+                req.finish(reason)
 
     def end(self) -> None:
         for req in self.requests:
@@ -155,7 +148,7 @@ class Batcher(QueuedBackend):
                     return
                 continue
             self._running = batch
-            self._notify_batch(len(batch))
+            notify_listeners(self.batch_listeners, len(batch))
             started = self._batch_started = time.perf_counter()
             try:
                 self.run_batch(batch)

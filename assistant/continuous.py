@@ -47,7 +47,7 @@ import torch
 
 from .batching import Batcher
 from .chat import ChatModel
-from .generation import GenerationRequest
+from .generation import GenerationRequest, notify_listeners
 from .settings import BatchSettings
 from .types import Message, SamplingParams
 from .errors import GenerationError, QueueFullError, ServiceUnavailableError
@@ -115,10 +115,7 @@ class ContinuousBatcher:
         self._closed = False
         self._side: _PausingBatcher | None = None
         gen = chat.loaded
-        eos = gen.model.generation_config.eos_token_id
-        if eos is None:
-            eos = gen.tokenizer.eos_token_id
-        self._eos: set[int] = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        self._eos: set[int] = gen.eos_ids
         # Top-k "off" is the logits' width (the LM head's, which may exceed the tokenizer's vocabulary).
         head = gen.model.get_output_embeddings()
         width = getattr(head, "out_features", None) or gen.model.config.get_text_config().vocab_size
@@ -314,16 +311,8 @@ class ContinuousBatcher:
             if req.cancelled:
                 self._drop(req.id, reason="cancelled")
                 return
-            if token in self._eos:
-                req.new_ids.append(token)
-                self._drop(req.id, reason="stop")
-                return
-            req.feed(token, tokenizer)
-            if req.done:  # a stop string matched
-                self._drop(req.id, reason="stop")
-                return
-            if len(req.new_ids) >= req.params.max_new_tokens:
-                self._drop(req.id, reason="length")
+            if reason := req.take(token, tokenizer, self._eos):
+                self._drop(req.id, reason=reason)
                 return
         if output.is_finished():  # the manager's own limit (never before ours; kept for safety)
             self._drop(req.id, reason="length")
@@ -355,11 +344,7 @@ class ContinuousBatcher:
         self._reported = running
         if running == 0:
             return
-        for listener in self.batch_listeners:
-            try:
-                listener(running)
-            except Exception:  # a metrics hook must never take the batcher down
-                log.exception("batch listener failed")
+        notify_listeners(self.batch_listeners, running)
 
     def _recover(self) -> None:
         """The manager's loop died (its error is logged by transformers): fail what it held, start a new one."""

@@ -22,7 +22,7 @@ from .models import DEFAULT_ENCODER, DEFAULT_GENERATOR, ENCODER, GENERATOR, reso
 from .chat import ChatModel, render_chat  # noqa: F401  (render_chat: assistant.engine.render_chat is public)
 from .generation import GenerationBackend, GenerationRequest
 from .encoder import SentenceEncoder
-from .models import LoadedModel, adapter_fingerprint, load_model, local_dir as _local_dir, read_config, weights_fingerprint  # noqa: F401  (LoadedModel: public here too)
+from .models import LoadedModel, folder_fingerprint, load_model, local_dir, read_config  # noqa: F401  (LoadedModel: public here too)
 from .settings import BatchSettings
 from .types import Generation, Message, SamplingParams
 
@@ -217,23 +217,31 @@ class Engine:
             from .continuous import ContinuousBatcher
 
             return ContinuousBatcher(self.chat, self.batch_settings)
-        if backend in ("onnx", "auto"):
-            fast = self._onnx_backend(self._models[GENERATOR], explicit=backend == "onnx")
+        return self._local_backend(self.chat)
+
+    def _local_backend(self, chat: ChatModel, adapter: Path | None = None) -> GenerationBackend:
+        """The ONNX backend for ``chat``'s model where ``batch_settings.backend`` asks for it ("onnx" or
+        "auto") and it runs here, else the dynamic batcher. ``adapter``: the LoRA merged into that model
+        (the summary rewriter), exported merged. Elsewhere than ONNX, "auto" is the dynamic batcher:
+        continuous batching has not been measured on a GPU here, and on a CPU it is not clearly faster
+        (docs/benchmarks/serve.md)."""
+        if self.batch_settings.backend in ("onnx", "auto"):
+            fast = self._onnx_backend(chat, adapter)
             if fast is not None:
                 return fast
-        # Elsewhere "auto" is the dynamic batcher: continuous batching has not been measured on a GPU
-        # here, and on a CPU it is not clearly faster (docs/benchmarks/serve.md).
         from .batching import Batcher
 
-        return Batcher(self.chat, self.batch_settings)
+        return Batcher(chat, self.batch_settings)
 
-    def _onnx_backend(self, gen: LoadedModel, explicit: bool, chat: ChatModel | None = None,
-                      adapter: Path | None = None) -> GenerationBackend | None:
-        """The ONNX Runtime GenAI backend (``assistant/onnx_backend.py``) for ``gen`` (``adapter``: the
-        LoRA merged into it, exported merged), or None when it cannot run here: torch decodes instead,
-        with a one-line notice where the user asked for it or where it should have run and could not.
-        "auto" picks it on a CPU in the default precision."""
+    def _onnx_backend(self, chat: ChatModel, adapter: Path | None) -> GenerationBackend | None:
+        """The ONNX Runtime GenAI backend (``assistant/onnx_backend.py``) for ``chat``'s model (loaded
+        already: ``batcher`` loads it outside the engine's lock), or None when it cannot run here:
+        torch decodes instead, with a one-line notice where the user asked for it ("onnx") or where it
+        should have run and could not. "auto" picks it on a CPU in the default precision."""
         from . import onnx_backend
+
+        explicit = self.batch_settings.backend == "onnx"
+        gen = chat.loaded
 
         def notice(why: str) -> None:
             if explicit:
@@ -253,18 +261,17 @@ class Engine:
             log.warning("The fast CPU backend is not installed (%s): decoding with torch", missing)
             return None
         try:
-            base = _local_dir(gen.resolved)
-            fingerprint = weights_fingerprint(gen.resolved) or str(base.resolve())
+            base = local_dir(gen.resolved)
+            fingerprint = folder_fingerprint(base) or str(base.resolve())
             if adapter is None:
                 source, name = base, base.name
             else:  # the merged weights exist only in memory: written out only if the export runs
                 source, name = (lambda out: _save_merged(gen, out)), f"{base.name}+{Path(adapter).name}"
-                fingerprint += "|adapter:" + (adapter_fingerprint(Path(adapter)) or str(Path(adapter).resolve()))
-            eos = gen.model.generation_config.eos_token_id
-            pad = onnx_backend.padding_id(gen.tokenizer, set(eos if isinstance(eos, list) else [eos]))
+                fingerprint += "|adapter:" + (folder_fingerprint(adapter) or str(Path(adapter).resolve()))
+            pad = onnx_backend.padding_id(gen.tokenizer, gen.eos_ids)
             precision = self.batch_settings.onnx_precision
             model_dir = onnx_backend.export_onnx(source, name, fingerprint, precision, pad)
-            return onnx_backend.OnnxBatcher(chat or self.chat, model_dir, self.batch_settings, precision=precision)
+            return onnx_backend.OnnxBatcher(chat, model_dir, self.batch_settings, precision=precision)
         except (ModelLoadError, ModelNotFoundError) as exc:
             log.warning("The fast CPU backend cannot load %s (%s): decoding with torch", gen.resolved.name, exc)
             return None
@@ -285,16 +292,7 @@ class Engine:
                     self._models[REWRITER] = load_model(resolve_model(self.generator_spec, GENERATOR), self.runtime,
                                                         adapter=adapter)
                 if self._rewriter is None:
-                    chat = ChatModel(lambda: self._models[REWRITER])
-                    fast = None
-                    if self.batch_settings.backend in ("onnx", "auto"):
-                        fast = self._onnx_backend(self._models[REWRITER], self.batch_settings.backend == "onnx",
-                                                  chat=chat, adapter=adapter)
-                    if fast is None:
-                        from .batching import Batcher
-
-                        fast = Batcher(chat, self.batch_settings)
-                    self._rewriter = fast
+                    self._rewriter = self._local_backend(ChatModel(lambda: self._models[REWRITER]), adapter)
         return self._rewriter, True
 
     # ------------------------------------------------------------------- encoding

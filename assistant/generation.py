@@ -193,6 +193,20 @@ class GenerationRequest:
             self.emit(self._held[:safe])
             self._held = self._held[safe:]
 
+    def take(self, token: int, tokenizer, eos_ids: set[int]) -> str | None:
+        """Take one generated token (a local backend's decoding step): the finish reason it brings
+        ("stop": the end-of-turn token or a stop string, "length": ``max_new_tokens`` reached), or None
+        while the request goes on. The caller ends the request with that reason, in its own way."""
+        if token in eos_ids:
+            self.new_ids.append(token)
+            return "stop"
+        self.feed(token, tokenizer)
+        if self.done:  # a stop string matched
+            return "stop"
+        if len(self.new_ids) >= self.params.max_new_tokens:
+            return "length"
+        return None
+
     def finish(self, reason: str, prompt_tokens: int | None = None, completion_tokens: int | None = None) -> None:
         """End the request; an upstream server passes its own token counts."""
         if not self._stop_hit:
@@ -212,6 +226,15 @@ class GenerationRequest:
         self.done = True
         self._put(exc)
         self._put(_END)
+
+
+def notify_listeners(listeners: Sequence[Callable[[int], None]], size: int) -> None:
+    """Tell a backend's ``batch_listeners`` how many requests decode together now."""
+    for listener in listeners:
+        try:
+            listener(size)
+        except Exception:  # a metrics hook must never take the worker down
+            log.exception("batch listener failed")
 
 
 class QueuedBackend:
@@ -304,13 +327,6 @@ class QueuedBackend:
         for req in self._decoding():
             req.cancel()
         self._thread.join(timeout=30)
-
-    def _notify_batch(self, size: int) -> None:
-        for listener in self.batch_listeners:
-            try:
-                listener(size)
-            except Exception:  # a metrics hook must never take the worker down
-                log.exception("batch listener failed")
 
     def _loop(self) -> None:
         raise NotImplementedError

