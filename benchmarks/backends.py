@@ -23,12 +23,11 @@ from pathlib import Path
 import torch
 
 from assistant.engine import Engine
-from assistant.models import DEFAULT_GENERATOR, PRESETS, package_dir
+from assistant.models import DEFAULT_GENERATOR, PRESETS, packaged_gguf
 from assistant.onnx_backend import usable_cores
 from assistant.settings import BatchSettings
-from assistant.types import SamplingParams
 
-from .timing import median
+from .timing import median, timed_stream
 from .workload import BenchPrompt
 
 #: The backends compared: (label, settings).
@@ -50,43 +49,33 @@ def agreement(ids: list[int], reference: list[int]) -> dict:
             "compared": n}
 
 
-def _stream(engine: Engine, prompt: BenchPrompt, new_tokens: int) -> tuple[float, float | None, int, list[int]]:
-    """(seconds, seconds to the first text piece, tokens, token ids) of one greedy stream."""
-    started = time.perf_counter()
-    first = None
-    handle = engine.stream(prompt.messages, SamplingParams(max_new_tokens=new_tokens))
-    for piece in handle:
-        if first is None and piece:
-            first = time.perf_counter() - started
-    return time.perf_counter() - started, first, handle.result.completion_tokens, list(handle.new_ids)
-
-
 def _engine_row(label: str, settings: BatchSettings, generator: str | None, prompts: list[BenchPrompt],
                 reference: dict[str, list[int]], new_tokens: int, repeats: int, tick: Callable[[str], None]) -> dict:
     engine = Engine(generator=generator, device="cpu", batch_settings=settings)
     try:
         started = time.perf_counter()
-        backend = engine.batcher()  # the export happens here on first use (cached afterwards)
+        engine.batcher()  # the export happens here on first use (cached afterwards)
         ready_s = time.perf_counter() - started
         timed = prompts[0]
         tick(f"{label}: warm-up")
-        _stream(engine, timed, new_tokens)
+        timed_stream(engine, timed, new_tokens)
         rates, ttfts, tokens = [], [], []
         for r in range(repeats):
             tick(f"{label}: round {r + 1}/{repeats}")
-            seconds, first, n, _ = _stream(engine, timed, new_tokens)
+            stream, seconds, first = timed_stream(engine, timed, new_tokens)
+            n = stream.result.completion_tokens
             rates.append(n / seconds)
             ttfts.append(first)
             tokens.append(n)
         agree = {}
         for prompt in prompts:
             tick(f"{label}: greedy ids, {prompt.key}")
-            *_, ids = _stream(engine, prompt, new_tokens)
+            stream, *_ = timed_stream(engine, prompt, new_tokens)
             if prompt.key in reference:
-                agree[prompt.key] = agreement(ids, reference[prompt.key])
+                agree[prompt.key] = agreement(stream.new_ids, reference[prompt.key])
         return {
             "backend": label,
-            "runs_as": getattr(backend, "name", type(backend).__name__),
+            "runs_as": engine.backend_name,
             "tokens_per_s": median(rates),
             "runs_tokens_per_s": rates,
             "ttft_s": median(ttfts),
@@ -101,13 +90,9 @@ def _engine_row(label: str, settings: BatchSettings, generator: str | None, prom
 
 
 def gguf_file(generator: str | None) -> Path | None:
-    """The GGUF file behind the generator, where it is the default preset installed from PyPI."""
-    preset = PRESETS.get(generator or DEFAULT_GENERATOR)
-    if preset is None or not preset.gguf_file:
-        return None
-    folder = package_dir(preset)
-    path = folder / preset.gguf_file if folder else None
-    return path if path and path.is_file() else None
+    """The GGUF file behind the generator, where it is a preset installed from PyPI as GGUF."""
+    preset = PRESETS.get((generator or DEFAULT_GENERATOR).lower())
+    return packaged_gguf(preset) if preset is not None else None
 
 
 def _llama_cpp_row(generator: str | None, prompt: BenchPrompt, render: Callable, new_tokens: int, repeats: int,

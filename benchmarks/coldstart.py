@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,17 +70,24 @@ def _first_token(port: int, started: float, timeout_s: float) -> dict:
 def _one_run(extra: list[str], timeout_s: float) -> dict:
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1")
+    # The app's log goes to a file, not a pipe nobody reads (a full pipe would stall the app); its tail
+    # explains a start that fails.
+    log = tempfile.TemporaryFile(mode="w+")
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--no-audit", *extra], cwd=REPO_ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         return _first_token(port, started, timeout_s)
+    except (TimeoutError, RuntimeError) as exc:
+        log.seek(0)
+        raise RuntimeError(f"{exc}; the app's log ends:\n{log.read()[-2000:]}") from exc
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 def run_coldstart_benchmark(repeats: int = 3, backend: str | None = None, generator: str | None = None,

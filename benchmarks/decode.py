@@ -281,7 +281,8 @@ def run_decode_benchmark(
         "load_s": round(loaded.load_seconds, 2),
     }
     main_dtype = engine.runtime.dtype_name
-    engine_backend = engine.backend_name if engine.batcher() else None
+    engine.batcher()  # built now: its name goes into the results
+    engine_backend = engine.backend_name
     tokenizer = loaded.tokenizer
     compare = dev.type == "cpu"  # the backends compared run on the CPU
     total = (repeats + 1) * len(speed_prompts) + len(dtype_names) * (1 + repeats + len(check_prompts) - 1)

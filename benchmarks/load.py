@@ -3,9 +3,10 @@
 ``clients`` concurrent clients on loopback each send chat completions (short answers) one after the
 other for ``seconds``; a server that cannot serve a request in time must refuse it (429/503 with
 Retry-After) rather than let it wait past ``--timeout``. Reported: answers by status code, latency
-of successful and refused answers (p50/p95/p99/max), requests per second, the server process's memory
-(resident set before, peak during, after; the clients run in a process of their own) and the server's health afterwards. Bounded: every client
-stops at the deadline and every request has a client-side timeout.
+of successful and refused answers (p50/p95/p99/max), requests per second, the server process's
+memory (resident set before, peak during, after; the clients run in a process of their own) and the
+server's health afterwards. Bounded: every client stops at the deadline and every request has a
+client-side timeout.
 
 Run: ``finassist bench load [--clients 200 --seconds 60 --max-tokens 16 --timeout 10 --out DIR]``.
 """

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from assistant.engine import Engine, LoadedModel
+from assistant.engine import Engine, GenerationRequest, LoadedModel
 from assistant.types import Message, SamplingParams
 
 from .workload import BenchPrompt
@@ -99,19 +99,23 @@ def engine_generate(engine: Engine, prompt: BenchPrompt, new_tokens: int) -> tup
     return run, gen.text
 
 
-def engine_stream(engine: Engine, prompt: BenchPrompt, new_tokens: int) -> tuple[Run, str]:
-    """``Engine.stream`` iterated to the end, with the time to its first text piece; (the run, its text)."""
+def timed_stream(engine: Engine, prompt: BenchPrompt, new_tokens: int) -> tuple[GenerationRequest, float, float | None]:
+    """``Engine.stream``, greedy, iterated to the end: (its handle, seconds, seconds to its first text piece)."""
     device = engine.runtime.device
-    params = SamplingParams(max_new_tokens=new_tokens)
     sync(device)
     started = time.perf_counter()
     first: float | None = None
-    stream = engine.stream(prompt.messages, params)
+    stream = engine.stream(prompt.messages, SamplingParams(max_new_tokens=new_tokens))
     for piece in stream:
         if first is None and piece:
             first = time.perf_counter() - started
     sync(device)
-    wall = time.perf_counter() - started
+    return stream, time.perf_counter() - started, first
+
+
+def engine_stream(engine: Engine, prompt: BenchPrompt, new_tokens: int) -> tuple[Run, str]:
+    """``Engine.stream`` iterated to the end, with the time to its first text piece; (the run, its text)."""
+    stream, wall, first = timed_stream(engine, prompt, new_tokens)
     gen = stream.result
     run = Run(ENGINE_STREAM, prompt.key, gen.completion_tokens, wall, first, gen.finish_reason, gen.prompt_tokens)
     return run, gen.text

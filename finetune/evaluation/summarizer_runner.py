@@ -100,6 +100,14 @@ def _summarize_all(generator: str, sources: Sequence[str], style: str, max_words
     return predictions, picks, info
 
 
+def _names(option: str, value: str, allowed: Sequence[str]) -> list[str]:
+    """A comma-separated option's names, each one of ``allowed`` (at least one)."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names or any(n not in allowed for n in names):
+        raise InvalidParameterError(f"{option} must name some of {', '.join(allowed)}, got {value!r}")
+    return names
+
+
 def evaluate_summarizer(model: str | None, data: str, input_field: str = "transcript", target_field: str = "summary",
                         out: str | None = None, limit: int | None = None, baselines: bool = True,
                         max_words: int | None = None, style: str = "bullets", device: str | None = None,
@@ -124,10 +132,8 @@ def evaluate_summarizer(model: str | None, data: str, input_field: str = "transc
         raise InvalidParameterError(f"limit must be at least 1, got {limit}")
     if chunked_limit is not None and chunked_limit < 1:
         raise InvalidParameterError(f"chunked_limit must be at least 1, got {chunked_limit}")
-    chosen = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in chosen if m not in METHODS]
-    if not chosen or unknown:
-        raise InvalidParameterError(f"methods must name some of {', '.join(METHODS)}, got {methods!r}")
+    chosen = _names("methods", methods, METHODS)
+    chosen_backends = _names("backends", backends, BATCHING_BACKENDS)  # checked before any data is read
     records = load_records(data, split=split, required=(input_field, target_field))
     if limit is not None:
         records = records[:limit]
@@ -155,10 +161,6 @@ def evaluate_summarizer(model: str | None, data: str, input_field: str = "transc
                  report.rougeL or 0)
 
     score("LEAD-3", [lead_n(s, 3) for s in sources], len(sources), baseline="first 3 sentences")
-    chosen_backends = [b.strip() for b in backends.split(",") if b.strip()]
-    unknown = [b for b in chosen_backends if b not in BATCHING_BACKENDS]
-    if not chosen_backends or unknown:
-        raise InvalidParameterError(f"backends must name some of {', '.join(BATCHING_BACKENDS)}, got {backends!r}")
     for label, generator in generators:
         for method in chosen:
             for backend in chosen_backends:
