@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from assistant import Assistant
+from assistant.errors import InvalidParameterError
 from finetune.evaluation.summarizer_runner import evaluate_summarizer
 
 
@@ -50,3 +53,9 @@ def test_extract_is_scored_with_its_picks_and_chunked_on_fewer(tiny_gpt2_dir, pa
     assert extract.extra["method"] == "extract" and extract.extra["failures"] == 0
     # every figure a bullet shows is stated in the call
     assert extract.numeric_precision in (None, 1.0)
+
+
+@pytest.mark.parametrize("option", [{"methods": "extract,abstractive"}, {"backends": "onnx,vllm"}, {"backends": " , "}])
+def test_unknown_methods_or_backends_are_refused_before_any_data_is_read(tmp_path, option):
+    with pytest.raises(InvalidParameterError, match=f"{next(iter(option))} must name some of"):
+        evaluate_summarizer(None, str(tmp_path / "no-such-data.jsonl"), **option)
