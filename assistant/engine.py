@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The loaded-model key of the summary rewriter (the generator with the shipped adapter merged).
+#: The loaded-model keys of the generator with a shipped adapter merged: the summary rewriter and the
+#: grounded answerer.
 REWRITER = "rewriter"
+ANSWERER = "answerer"
 
 def _save_merged(gen: LoadedModel, out: Path) -> None:
     """Write a loaded model (a LoRA merged into it) as a Hugging Face directory, for the ONNX export."""
@@ -67,7 +69,8 @@ class Engine:
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
         self._batcher: GenerationBackend | None = None
-        self._rewriter: GenerationBackend | None = None
+        #: Backends of the generator with a shipped adapter merged (REWRITER, ANSWERER), built on first use.
+        self._adapted: dict[str, GenerationBackend] = {}
         #: How concurrent chat requests are batched (``Engine.batcher()``); fixed for the engine's life.
         self.batch_settings = batch_settings or BatchSettings()
         #: The generator as the batching backends use it, the encoder as the classifiers use it
@@ -97,9 +100,13 @@ class Engine:
         #: without the scorer / rewrites from the prompt alone (``tasks/summarize.py``).
         self.summary_scorer: FineTunedClassifier | None = None
         self.rewriter_adapter: Path | None = None
+        #: The grounded answerer's LoRA adapter (of the default generator, run here), or None: grounded
+        #: answers are then written from the grounding prompt alone (``tasks/ask.py``).
+        self.answerer_adapter: Path | None = None
         if shipped_classifiers:
             from .classifiers import FineTunedClassifier
-            from .shipped import SUMMARY_REWRITER, SUMMARY_SCORER, shipped_summary_model
+            from .shipped import (ASK_ANSWERER, ASK_DIR, SUMMARY_REWRITER, SUMMARY_SCORER, shipped_model,
+                                  shipped_summary_model)
 
             scorer = shipped_summary_model(SUMMARY_SCORER, self.encoder_spec)
             if scorer is not None:
@@ -107,6 +114,7 @@ class Engine:
                                                           shared_encoder=self.sentence_encoder)
             if self.upstream is None:
                 self.rewriter_adapter = shipped_summary_model(SUMMARY_REWRITER, self.generator_spec)
+                self.answerer_adapter = shipped_model(ASK_DIR / ASK_ANSWERER, self.generator_spec)
         items = classifiers.items() if isinstance(classifiers, Mapping) else ((None, c) for c in classifiers or ())
         for task, run in items:
             self.add_classifier(run, task=task)
@@ -279,21 +287,29 @@ class Engine:
     # ---------------------------------------------------------------- summaries
 
     def rewriter(self) -> tuple[GenerationBackend, bool]:
-        """The backend that writes summary bullets, and whether it is the fine-tuned rewriter: the
-        generator with the shipped summary adapter merged (a second copy of the weights, loaded on
-        first use, batched like chat) when the engine's generator is that adapter's base and runs
-        here; otherwise the engine's own backend, which rewrites from the prompt alone."""
-        adapter = self.rewriter_adapter
-        if adapter is None:
+        """The backend that writes summary bullets, and whether it is the fine-tuned rewriter (the
+        generator with the shipped summary adapter, ``adapted``) or, where that adapter does not
+        apply, the engine's own backend, which rewrites from the prompt alone."""
+        if self.rewriter_adapter is None:
             return self.batcher(), False
-        if self._rewriter is None:
+        return self.adapted(REWRITER, self.rewriter_adapter), True
+
+    def answerer(self) -> GenerationBackend | None:
+        """The backend of the grounded answerer (the generator with the shipped answer adapter,
+        ``adapted``), or None where that adapter does not apply (another generator, an upstream)."""
+        return None if self.answerer_adapter is None else self.adapted(ANSWERER, self.answerer_adapter)
+
+    def adapted(self, key: str, adapter: Path) -> GenerationBackend:
+        """The generator with the LoRA ``adapter`` merged (a second copy of the weights under ``key``,
+        loaded on first use, batched like chat): for a shipped adapter of this engine's generator."""
+        if key not in self._adapted:
             with self._lock:
-                if REWRITER not in self._models:
-                    self._models[REWRITER] = load_model(resolve_model(self.generator_spec, GENERATOR), self.runtime,
-                                                        adapter=adapter)
-                if self._rewriter is None:
-                    self._rewriter = self._local_backend(ChatModel(lambda: self._models[REWRITER]), adapter)
-        return self._rewriter, True
+                if key not in self._models:
+                    self._models[key] = load_model(resolve_model(self.generator_spec, GENERATOR), self.runtime,
+                                                   adapter=adapter)
+                if key not in self._adapted:
+                    self._adapted[key] = self._local_backend(ChatModel(lambda: self._models[key]), adapter)
+        return self._adapted[key]
 
     # ------------------------------------------------------------------- encoding
 
@@ -345,7 +361,7 @@ class Engine:
 
         rows = []
         for role, path in (("summary-scorer", self.summary_scorer.path if self.summary_scorer else None),
-                           ("summary-rewriter", self.rewriter_adapter)):
+                           ("summary-rewriter", self.rewriter_adapter), ("ask-answerer", self.answerer_adapter)):
             if path is None:
                 continue
             try:
@@ -356,7 +372,8 @@ class Engine:
             rows.append({"role": role, "name": Path(path).name, "origin": "shipped with the package",
                          "location": str(path), "configured": True, "shipped": True,
                          "device": str(self.runtime.device), "dtype": self.runtime.dtype_name,
-                         "loaded": role == "summary-rewriter" and REWRITER in self._models, **info})
+                         "loaded": {"summary-rewriter": REWRITER, "ask-answerer": ANSWERER}.get(role) in self._models,
+                         **info})
         return rows
 
 

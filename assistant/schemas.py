@@ -267,6 +267,16 @@ class AskRequest(_Request):
         return [m.as_engine_message() for m in self.history or []]
 
 
+class Computation(_Response):
+    """``assistant.calculator.Computation.to_dict()``."""
+
+    expression: str
+    operands: list[str]
+    value: float
+    scale: str
+    result: str
+
+
 class AskUsage(_Response):
     prompt_tokens: int
     completion_tokens: int
@@ -283,8 +293,11 @@ class AskResponse(_Response):
     usage: AskUsage
     #: The passages of the user's documents the answer was written from (empty when not grounded).
     citations: list[Citation]
-    #: Whether the documents were found not to contain the answer (the text says so; nothing was generated).
+    #: Whether the documents were found not to contain the answer (the text says so).
     declined: bool
+    #: A computed answer's calculation: the expression over figures copied from the documents, the
+    #: figures, the value and its scale, and the result as written (null when nothing was computed).
+    computation: Computation | None = None
 
 
 # ------------------------------------------------------------------ documents

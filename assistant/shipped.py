@@ -21,6 +21,12 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "shipped_runs"
 SUMMARY_DIR = SHIPPED_DIR / "summarize"
 SUMMARY_SCORER = "scorer"
 SUMMARY_REWRITER = "rewriter"
+#: The grounded answerer (``assistant/tasks/ask.py``): a LoRA adapter of the default generator that
+#: answers from passages of the user's documents in a short form (copied text, or arithmetic over
+#: copied figures that ``assistant.calculator`` computes). Like the summariser's, its folder has no
+#: run file of its own.
+ASK_DIR = SHIPPED_DIR / "ask"
+ASK_ANSWERER = "answerer"
 #: The files a shipped run consists of (globs): run file, card, weights, text-feature vocabularies.
 SHIPPED_FILES = (RUN_FILE, "README.md", "adapter_config.json", "adapter_model.safetensors", "head.safetensors",
                  "words.json", "chars.json")
@@ -28,10 +34,14 @@ SHIPPED_FILES = (RUN_FILE, "README.md", "adapter_config.json", "adapter_model.sa
 
 def shipped_summary_model(name: str, base: str, root: Path | None = None) -> Path | None:
     """The shipped summary model ``name`` (``SUMMARY_SCORER`` or ``SUMMARY_REWRITER``) when it was
-    fine-tuned from ``base`` (the model spec its run file names, compared as ``shipped_runs``
-    does); None when it is absent or belongs to another base model. An unreadable run file is
-    returned, so that loading it names the problem."""
-    folder = (root or SUMMARY_DIR) / name
+    fine-tuned from ``base`` (``shipped_model``)."""
+    return shipped_model((root or SUMMARY_DIR) / name, base)
+
+
+def shipped_model(folder: Path, base: str) -> Path | None:
+    """The shipped model in ``folder`` when it was fine-tuned from ``base`` (the model spec its run
+    file names, compared as ``shipped_runs`` does); None when it is absent or belongs to another base
+    model. An unreadable run file is returned, so that loading it names the problem."""
     if not (folder / RUN_FILE).is_file():
         return None
     try:

@@ -1,4 +1,4 @@
-"""``finassist finetune classify|generate`` and ``finassist eval classify|summarize``.
+"""``finassist finetune classify|generate|shipped`` and ``finassist eval classify|summarize|retrieval|ask``.
 
 As in litgpt, each subcommand maps to one plain function, and its options are
 derived from that function's configuration (a dataclass's fields, or the
@@ -37,6 +37,9 @@ EVAL_COMMANDS = {
     "retrieval": ("finetune.evaluation.retrieval", None, "evaluate_retrieval",
                   "recall@k of the document library: each TAT-QA question's own table and paragraphs among "
                   "the passages found"),
+    "ask": ("finetune.evaluation.ask_runner", None, "evaluate_ask",
+            "TAT-QA exact match and F1 of grounded answers (the answerer adapter), citations, and how often "
+            "questions are declined when their document is absent"),
 }
 #: Keyword arguments of eval functions that are not command-line options.
 _HIDDEN = {"callbacks", "command"}

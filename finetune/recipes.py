@@ -231,11 +231,16 @@ def build_shipped(task: str, data: str = "../shared/data", work: str = "runs/shi
     """
     from .evaluation.classifier_runner import evaluate_classifier
     from .runs import add_metrics
+    from .answer_recipe import NAME as ANSWERER
+    from .answer_recipe import build_answerer
     from .summary_recipes import SUMMARY_RECIPES, build_summary_model
 
     if task in SUMMARY_RECIPES:  # the summariser's scorer and rewriter (finetune/summary_recipes.py)
         installed = build_summary_model(task, data=data, work=work, install_run=install_run, resume=resume,
                                         progress=progress)
+        return BuildReport(task, installed, installed if install_run else None, {}, model_bytes(installed))
+    if task == ANSWERER:  # the grounded answerer of the ask task (finetune/answer_recipe.py)
+        installed = build_answerer(data=data, work=work, install_run=install_run, resume=resume)
         return BuildReport(task, installed, installed if install_run else None, {}, model_bytes(installed))
     recipe_ = recipe(task)
     work_dir = Path(work).expanduser()

@@ -122,11 +122,7 @@ def build_summary_model(name: str, data: str = "../shared/data", work: str = "ru
     """Train (or reuse the finished run in ``work``; an interrupted rewriter run resumes from its
     last checkpoint) and install one of the summariser's shipped models. Returns the installed
     folder (the run when ``install_run`` is False)."""
-    from dataclasses import replace
-
     from assistant.runs import is_run
-
-    from .runs import add_metrics
 
     if name not in SUMMARY_RECIPES:
         raise InvalidParameterError(f"no summary recipe {name!r}; recipes: {', '.join(SUMMARY_RECIPES)}")
@@ -142,16 +138,34 @@ def build_summary_model(name: str, data: str = "../shared/data", work: str = "ru
             shutil.rmtree(out, ignore_errors=True)
             train_classifier(config)
         else:
-            from .train_generator import train_generator
+            train_adapter(config, resume)
+    return finish_adapter(out, name, recipe.part, SUMMARY_DIR, DATA_LICENCE, "gpl-3.0", install_run)
 
-            if (out / "checkpoints").is_dir() and resume:
-                config = replace(config, resume=True)
-            elif out.exists():
-                shutil.rmtree(out)
-            train_generator(config)
-    add_metrics(out, {}, rebuild=f"scripts/build-models.sh {name}   # = finassist finetune shipped --task {name}",
-                data_licence=DATA_LICENCE, license="gpl-3.0")
-    installed = install(out, recipe.part) if install_run else out
+
+def train_adapter(config, resume: bool) -> None:
+    """Train a generator adapter run: from its last checkpoint when ``resume`` and there is one, else
+    from the start (an unfinished run's folder is cleared first)."""
+    from dataclasses import replace
+
+    from .train_generator import train_generator
+
+    out = Path(config.out)
+    if (out / "checkpoints").is_dir() and resume:
+        config = replace(config, resume=True)
+    elif out.exists():
+        shutil.rmtree(out)
+    train_generator(config)
+
+
+def finish_adapter(run: Path, name: str, part: str, root: Path, data_licence: str, licence: str,
+                   install_run: bool = True) -> Path:
+    """Write a finished shipped-model run's card (with the command that rebuilds it) and install it
+    as ``root/part``; the installed folder (the run when ``install_run`` is False)."""
+    from .runs import add_metrics
+
+    add_metrics(run, {}, rebuild=f"scripts/build-models.sh {name}   # = finassist finetune shipped --task {name}",
+                data_licence=data_licence, license=licence)
+    installed = install(run, part, root) if install_run else run
     log.info("%s: %.1f MB in %s", name, model_bytes(installed) / 1e6, installed)
     return installed
 

@@ -295,3 +295,73 @@ def test_passages_go_through_redact_and_citations_keep_the_original(task):
     turn = task.preprocess("Capex?", evidence=evidence, redact=lambda t: t.replace("jane.doe@example.com", "[EMAIL_1]"))
     assert "[EMAIL_1]" in turn.messages[-1]["content"] and "jane.doe" not in turn.messages[-1]["content"]
     assert "jane.doe@example.com" in turn.citations[0].passage
+
+
+# ------------------------------------------------------------ the grounded answerer's short form
+
+ANSWERER = load_prompt("answer")
+
+
+def generated(text: str) -> Generation:
+    return Generation(text, prompt_tokens=400, completion_tokens=20, finish_reason="stop")
+
+
+@pytest.fixture
+def answerer_turn(task, monkeypatch, tmp_path):
+    """A grounded turn as it goes to the answerer (the engine has an answerer adapter: only its
+    presence matters until generation)."""
+    monkeypatch.setattr(task.engine, "answerer_adapter", tmp_path)
+    evidence = [passage(f"Fixed Price | $ 1,452.4 | $ 1,146.2 (passage {i})", document=f"10k-{i}.pdf")
+                for i in range(5)]
+    return task.preprocess("What is the change in fixed price sales?", history=[("Hi", "Hello")],
+                           evidence=evidence)
+
+
+def test_the_answerer_reads_the_question_alone_with_its_first_passages(answerer_turn):
+    turn = answerer_turn
+    assert turn.answerer
+    system, user = turn.messages  # no history: the adapter was trained on one question
+    assert system == {"role": "system", "content": ANSWERER["system"]}
+    assert user["content"].startswith(GROUNDING["preamble"]) and "What is the change in fixed price sales?" in user["content"]
+    assert [c.document for c in turn.citations] == [f"10k-{i}.pdf" for i in range(ANSWERER["passages"])]
+    assert turn.params.temperature == 0.0 and turn.params.repetition_penalty == 1.0
+    assert turn.params.max_new_tokens == ANSWERER["generation"]["max_new_tokens"]
+
+
+def test_a_computed_answer_shows_result_expression_and_figures(task, answerer_turn):
+    answer = task.written(answerer_turn, generated("compute: $1,452.4 - $1,146.2\nscale: million\nsources: [2]"))
+    assert answer.computation.value == pytest.approx(306.2) and answer.computation.operands == ("$1,452.4", "$1,146.2")
+    assert answer.text.startswith("306.2 million [2]")
+    assert "$1,452.4 - $1,146.2 = 306.2" in answer.text
+    assert answer.to_dict()["computation"]["result"] == "306.2 million"
+    assert len(answer.citations) == ANSWERER["passages"] and not answer.declined
+
+
+def test_a_copied_answer_keeps_its_text_and_scale(task, answerer_turn):
+    answer = task.written(answerer_turn, generated("answer: $1,452.4 | $1,146.2\nscale: million\nsources: [1] [9]"))
+    assert answer.text == "$1,452.4 million; $1,146.2 million [1]"  # [9] names no passage shown: dropped
+    assert answer.short.parts == ("$1,452.4", "$1,146.2") and answer.computation is None
+
+
+def test_not_found_declines_without_citations(task, answerer_turn):
+    answer = task.written(answerer_turn, generated("not found"))
+    assert answer.declined and answer.citations == [] and answer.text == GROUNDING["not_found"]
+
+
+def test_a_calculation_that_cannot_be_checked_is_said_so_not_guessed(task, answerer_turn):
+    answer = task.written(answerer_turn, generated("compute: __import__('os').getcwd()\nsources: [1]"))
+    assert answer.computation is None and "could not be checked" in answer.text and "[1]" in answer.text
+    divide = task.written(answerer_turn, generated("compute: 5 / (2 - 2)"))
+    assert "divides by zero" in divide.text
+
+
+def test_text_not_in_the_answerers_form_is_shown_as_written(task, answerer_turn):
+    answer = task.written(answerer_turn, generated("Sales rose.\n"))
+    assert answer.text == "Sales rose." and answer.short is None and answer.citations == answerer_turn.citations
+
+
+def test_a_client_system_message_gets_a_free_answer_not_the_answerer(task, monkeypatch, tmp_path):
+    monkeypatch.setattr(task.engine, "answerer_adapter", tmp_path)
+    turn = task.conversation([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capex?"}],
+                             evidence=[passage("Capex was $4.2 billion.")])
+    assert not turn.answerer and turn.messages[0]["content"] == "Be brief."

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
+from ..calculator import Computation, InvalidExpressionError, compute, format_figure
 from ..types import Generation, Message, SamplingParams
 from ..errors import InvalidParameterError
 from ..inputs import ensure_text
@@ -49,6 +50,44 @@ class Citation:
         return f"[{self.number}] {self.document}, page {self.page}: {' '.join(self.passage.split())}"
 
 
+@dataclass(frozen=True)
+class ShortAnswer:
+    """What the grounded answerer wrote (prompts/answer.toml), parsed: text copied from the passages
+    (``kind`` "answer": its ``parts``), a calculation over figures copied from them ("compute": its
+    ``expression``), or "not_found"; the ``scale`` its figures are counted in and the passages it
+    names as its ``sources``."""
+
+    kind: str
+    parts: tuple[str, ...] = ()
+    expression: str | None = None
+    scale: str = ""
+    sources: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> ShortAnswer | None:
+        """The answerer's text parsed; None when it is not in the answerer's form."""
+        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        if not lines:
+            return None
+        head, _, value = lines[0].partition(":")
+        head = head.strip().lower()
+        if lines[0].lower().rstrip(".") == "not found":
+            return cls("not_found")
+        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        scale = fields.get("scale", "").lower()
+        scale = scale if scale in ("thousand", "million", "billion", "percent") else ""
+        sources = tuple(int(n) for n in re.findall(r"\[(\d+)\]", fields.get("sources", "")))
+        if head == "answer" and value.strip():
+            return cls("answer", tuple(p.strip() for p in value.split(" | ") if p.strip()), None, scale, sources)
+        if head == "compute" and value.strip():
+            return cls("compute", (), value.strip(), scale, sources)
+        return None
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "parts": list(self.parts), "expression": self.expression, "scale": self.scale,
+                "sources": list(self.sources)}
+
+
 @dataclass
 class Answer:
     text: str
@@ -57,8 +96,12 @@ class Answer:
     generation: Generation
     #: The passages of the user's documents the answer was written from (none when not grounded).
     citations: list[Citation] = field(default_factory=list)
-    #: Whether the documents were found not to hold the answer (the text then says so; nothing was generated).
+    #: Whether the documents were found not to hold the answer (the text then says so).
     declined: bool = False
+    #: The grounded answerer's own answer (None when the answer was written freely or declined unasked).
+    short: ShortAnswer | None = None
+    #: For a computed answer: the expression, its figures, the result (``assistant.calculator``).
+    computation: Computation | None = None
 
     def to_dict(self) -> dict:
         g = self.generation
@@ -69,6 +112,7 @@ class Answer:
             "usage": {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens},
             "citations": [c.to_dict() for c in self.citations],
             "declined": self.declined,
+            "computation": self.computation.to_dict() if self.computation else None,
         }
 
     def __str__(self) -> str:
@@ -87,6 +131,8 @@ class AskTurn:
     citations: list[Citation] = field(default_factory=list)
     #: The documents do not hold the answer: the turn's answer is the fixed sentence, not a generation.
     declined: bool = False
+    #: Answered by the grounded answerer (the shipped adapter) in its short form, then written out here.
+    answerer: bool = False
 
 
 def normalise_history(history: object) -> list[Message]:
@@ -113,12 +159,35 @@ def normalise_history(history: object) -> list[Message]:
     return messages
 
 
+def framed_question(grounding: dict, question: str, passages: Sequence[Passage],
+                    redact: Callable[[str], str] | None = None) -> str:
+    """The user's message of a grounded turn: the preamble, each passage quoted and numbered, the
+    question (``grounding``: prompts/ask.toml ``[grounding]``). A passage's own triple quotes are
+    broken up so that it cannot close its quotation. The answerer adapter is trained on messages
+    written by this function (finetune/answer_data.py)."""
+    quoted = [
+        grounding["passage"].format(number=n, document=p.document, page=p.page,
+                                    text=(redact(p.text) if redact else p.text).replace('"""', '"\u200b""'))
+        for n, p in enumerate(passages, 1)
+    ]
+    return "\n\n".join([grounding["preamble"], *quoted, grounding["question"].format(question=question)])
+
+
+def _with_scale(part: str, scale: str) -> str:
+    """A copied figure with the scale the answerer gave it ("$1,496.5" in millions: "$1,496.5 million")."""
+    if not scale or not re.search(r"\d", part) or re.search(r"(%|thousand|million|billion)\s*$", part, re.I):
+        return part
+    return part + "%" if scale == "percent" else f"{part} {scale}"
+
+
 class AskPipeline(Pipeline):
     name = "ask"
 
     def __init__(self, engine) -> None:
         super().__init__(engine)
         self.config = load_prompt("ask")
+        #: The grounded answerer's prompt, sampling and wording (prompts/answer.toml).
+        self.answerer = load_prompt("answer")
 
     @cached_property
     def _advice_patterns(self) -> list[re.Pattern]:
@@ -168,18 +237,33 @@ class AskPipeline(Pipeline):
             messages.insert(0, {"role": "system", "content": system})
         question = next(m["content"] for m in reversed(messages) if m["role"] == "user")
         turn = AskTurn(messages, self.sampling(sampling), self.asks_for_advice(question))
-        return turn if evidence is None else self.ground(turn, evidence, redact)
+        if evidence is None:
+            return turn
+        # A client's own system prompt asks for its own kind of answer: written freely from the passages.
+        return self.ground(turn, evidence, redact, answerer=not own_system)
 
-    def ground(self, turn: AskTurn, evidence: Sequence[Passage], redact: Callable[[str], str] | None = None) -> AskTurn:
+    def ground(self, turn: AskTurn, evidence: Sequence[Passage], redact: Callable[[str], str] | None = None,
+               answerer: bool = True) -> AskTurn:
         """The turn answered from ``evidence`` (best first): declined when no passage is as close to the
         question as ``min_similarity``; else its last user message becomes the passages, quoted and
-        numbered under a preamble that calls them data, then the question. Passages that would not
-        leave room in the window for the answer are left out, the last first (at least one is kept:
-        a window too small even for it is the engine's error to report)."""
+        numbered under a preamble that calls them data, then the question.
+
+        With ``answerer`` and the engine's answerer adapter (the default generator's), the question alone
+        (no history) and the first ``passages`` of prompts/answer.toml go to the answerer, which copies
+        or computes the answer (``written``). Otherwise the answer is written freely from the passages;
+        those that would not leave room in the window for the answer are left out, the last first (at
+        least one is kept: a window too small even for it is the engine's error to report)."""
         if not evidence or max(p.similarity for p in evidence) < self.grounding["min_similarity"]:
             return replace(turn, declined=True)
         last = max(i for i, m in enumerate(turn.messages) if m["role"] == "user")
         question = turn.messages[last]["content"]
+        if answerer and self.engine.answerer_adapter is not None:
+            passages = list(evidence)[:self.answerer["passages"]]
+            messages = [{"role": "system", "content": self.answerer["system"]},
+                        {"role": "user", "content": self.framed(question, passages, redact)}]
+            params = replace(turn.params, **self.answerer["generation"])
+            return replace(turn, messages=messages, params=params, answerer=True,
+                           citations=[Citation.of(n, p) for n, p in enumerate(passages, 1)])
         passages = list(evidence)
         while True:
             messages = list(turn.messages)
@@ -192,15 +276,8 @@ class AskPipeline(Pipeline):
         return replace(turn, messages=messages, citations=citations)
 
     def framed(self, question: str, passages: Sequence[Passage], redact: Callable[[str], str] | None = None) -> str:
-        """The user's message of a grounded turn: the preamble, each passage quoted and numbered, the
-        question. A passage's own triple quotes are broken up so that it cannot close its quotation."""
-        g = self.grounding
-        quoted = [
-            g["passage"].format(number=n, document=p.document, page=p.page,
-                                text=(redact(p.text) if redact else p.text).replace('"""', '"\u200b""'))
-            for n, p in enumerate(passages, 1)
-        ]
-        return "\n\n".join([g["preamble"], *quoted, g["question"].format(question=question)])
+        """The user's message of a grounded turn (``framed_question`` with this task's wording)."""
+        return framed_question(self.grounding, question, passages, redact)
 
     def declined(self) -> Generation:
         """The answer of a declined turn: the fixed sentence, nothing generated."""
@@ -209,7 +286,38 @@ class AskPipeline(Pipeline):
     def forward(self, prepared: AskTurn) -> tuple[AskTurn, Generation]:
         if prepared.declined:
             return prepared, self.declined()
+        if prepared.answerer:
+            request = self.engine.answerer().submit(prepared.messages, prepared.params)
+            for _ in request:
+                pass
+            return prepared, request.result
         return prepared, self.engine.generate(prepared.messages, prepared.params)
+
+    def written(self, prepared: AskTurn, generation: Generation) -> Answer:
+        """The grounded answerer's answer written out: copied text or the computed result with the
+        passages it came from, and for a calculation the expression and its figures; the fixed
+        sentence when it found the answer not in the passages; its raw text when not in its form."""
+        short = ShortAnswer.parse(generation.text)
+        citations = prepared.citations
+        if short is None:
+            return Answer(generation.text.strip(), False, generation, citations)
+        if short.kind == "not_found":
+            return Answer(self.grounding["not_found"], False, generation, [], declined=True, short=short)
+        wording = self.answerer["written"]
+        numbers = [n for n in short.sources if 1 <= n <= len(citations)] or [1]
+        sources = " ".join(f"[{n}]" for n in numbers)
+        if short.kind == "answer":
+            text = "; ".join(_with_scale(part, short.scale) for part in short.parts)
+            return Answer(wording["copied"].format(text=text, sources=sources), False, generation, citations,
+                          short=short)
+        try:
+            computation = compute(short.expression or "", short.scale)
+        except InvalidExpressionError as exc:
+            return Answer(wording["not_computable"].format(error=exc, sources=sources), False, generation, citations,
+                          short=short)
+        text = wording["computed"].format(result=format_figure(computation.value, short.scale), sources=sources,
+                                          expression=computation.expression, value=format_figure(computation.value))
+        return Answer(text, False, generation, citations, short=short, computation=computation)
 
     def notice_for(self, prepared: AskTurn, text: str) -> str:
         """The notice to append (with its separator), or "" when none is due."""
@@ -220,11 +328,20 @@ class AskPipeline(Pipeline):
 
     def postprocess(self, outputs: tuple[AskTurn, Generation]) -> Answer:
         prepared, generation = outputs
+        if prepared.answerer and not prepared.declined:
+            answer = self.written(prepared, generation)
+            notice = self.notice_for(prepared, answer.text)
+            answer.text, answer.advice_notice = answer.text + notice, bool(notice)
+            return answer
         notice = self.notice_for(prepared, generation.text)
         return Answer(generation.text + notice, bool(notice), generation, prepared.citations, prepared.declined)
 
     def pieces(self, prepared: AskTurn) -> Iterator[str]:
-        """Yield the turn's answer piece by piece as it is generated; the notice (if due) comes last."""
+        """Yield the turn's answer piece by piece as it is generated; the notice (if due) comes last.
+        The answerer's short form is written out whole, once it is complete."""
+        if prepared.answerer and not prepared.declined:
+            yield self.postprocess(self.forward(prepared)).text
+            return
         stream = [self.declined().text] if prepared.declined else self.engine.stream(prepared.messages, prepared.params)
         text = ""
         for piece in stream:
@@ -238,6 +355,12 @@ class AskPipeline(Pipeline):
         """``pieces`` for event loops (the UI, the server): waiting holds no thread, and closing the
         iterator (a Stop button, a client gone) cancels the generation at the next token."""
         text = ""
+        if prepared.answerer and not prepared.declined:
+            request = self.engine.answerer().submit(prepared.messages, prepared.params)
+            async for _ in request:
+                pass
+            yield self.postprocess((prepared, request.result)).text
+            return
         if prepared.declined:
             text = self.declined().text
             yield text

@@ -97,6 +97,21 @@ def part_of(context_uid: str) -> str:
     return PARTS[int(hashlib.sha256(context_uid.encode()).hexdigest(), 16) % 2]
 
 
+def index_contexts(records: list[dict], folder: Path, store) -> dict[str, str]:
+    """Add each distinct context of TAT-QA ``records`` to ``store`` as a document ``<context_uid>.txt``
+    (written in ``folder``), as a user adds files; the contexts' texts by id."""
+    from tqdm.auto import tqdm
+
+    contexts: dict[str, str] = {}
+    for record in records:
+        contexts.setdefault(text_of(record, "context_uid"), tatqa_document(record))
+    for uid, text in tqdm(contexts.items(), desc="indexing", unit="doc"):
+        path = folder / f"{uid}.txt"
+        path.write_text(text, encoding="utf-8")
+        store.add(path)
+    return contexts
+
+
 def evaluate_retrieval(data: str, k: str = "1,5,10", part: str | None = None, limit: int | None = None,
                        library: str | None = None, encoder: str | None = None, device: str | None = None,
                        out: str | None = None) -> RetrievalReport:
@@ -122,21 +137,15 @@ def evaluate_retrieval(data: str, k: str = "1,5,10", part: str | None = None, li
     if part is not None and part not in PARTS:
         raise InvalidParameterError(f"part must be one of {', '.join(PARTS)}; got {part!r}")
     records = load_records(data, required=("question", "context_uid"))[:limit]
-    contexts: dict[str, str] = {}
-    for record in records:
-        contexts.setdefault(text_of(record, "context_uid"), tatqa_document(record))
-    records = [r for r in records if part is None or part_of(r["context_uid"]) == part]
     with tempfile.TemporaryDirectory(prefix="finassist-retrieval-") as work:
         folder = Path(work)
         assistant = Assistant(encoder=encoder, device=None if device in (None, "", "auto") else device,
                               documents=library or folder / "library.sqlite", audit=False)
         store = assistant.documents
         started = time.perf_counter()
-        for uid, text in tqdm(contexts.items(), desc="indexing", unit="doc"):
-            path = folder / f"{uid}.txt"
-            path.write_text(text, encoding="utf-8")
-            store.add(path)
+        contexts = index_contexts(records, folder, store)
         indexing = time.perf_counter() - started
+        records = [r for r in records if part is None or part_of(r["context_uid"]) == part]
         passages = sum(d.chunks for d in store.list())
         depth = max(ks)
         grounding = assistant.pipeline("ask").grounding
