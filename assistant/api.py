@@ -292,11 +292,10 @@ class Assistant:
         redactor = self.redactor()
         turn = self._ask_turn(question, history, redactor, sampling)
         pieces = self.pipeline("ask").pieces(turn)
-        return AnswerStream(self._restored_and_recorded(pieces, redactor, _as_text(question), user, turn.citations),
-                            turn.citations)
+        return AnswerStream(self._restored_and_recorded(pieces, redactor, _as_text(question), user, turn), turn)
 
     def _restored_and_recorded(self, pieces: Iterator[str], redactor: Redactor | None, question: str,
-                               user: str | None, citations: Sequence[Citation] = ()) -> Iterator[str]:
+                               user: str | None, turn: AskTurn) -> Iterator[str]:
         restorer = redactor.restoring() if redactor is not None else None
         answer = ""
         try:
@@ -311,19 +310,20 @@ class Assistant:
         finally:
             pieces.close()  # type: ignore[attr-defined]  # left early: the generation is cancelled now
             if answer:  # an answer stopped early was still given, as far as it went
-                self.record_answer("ask", question, answer, user=user, citations=[str(c) for c in citations])
+                self.record_answer("ask", question, answer, user=user, citations=[str(c) for c in turn.citations])
 
     def ask_stream_async(self, question: str, history: Sequence | None = None, *, user: str | None = None,
-                         **sampling) -> AsyncIterator[str]:
-        """``ask_stream`` as an async iterator: for event loops; closing it early cancels the generation."""
+                         **sampling) -> AsyncAnswerStream:
+        """``ask_stream`` as an async iterator: for event loops; closing it early cancels the generation.
+        Its ``citations`` are the answer's."""
         redactor = self.redactor()
         turn = self._ask_turn(question, history, redactor, sampling)
         pieces = self.pipeline("ask").apieces(turn)
-        return self._restored_and_recorded_async(pieces, redactor, _as_text(question), user, turn.citations)
+        return AsyncAnswerStream(self._restored_and_recorded_async(pieces, redactor, _as_text(question), user, turn),
+                                 turn)
 
     async def _restored_and_recorded_async(self, pieces: AsyncIterator[str], redactor: Redactor | None,
-                                           question: str, user: str | None,
-                                           citations: Sequence[Citation] = ()) -> AsyncIterator[str]:
+                                           question: str, user: str | None, turn: AskTurn) -> AsyncIterator[str]:
         restorer = redactor.restoring() if redactor is not None else None
         answer = ""
         try:
@@ -338,7 +338,7 @@ class Assistant:
         finally:
             await pieces.aclose()  # type: ignore[attr-defined]
             if answer:
-                self.record_answer("ask", question, answer, user=user, citations=[str(c) for c in citations])
+                self.record_answer("ask", question, answer, user=user, citations=[str(c) for c in turn.citations])
 
     def classification_tasks(self) -> list[str]:
         """Zero-shot label sets and the tasks served by fine-tuned classifiers, sorted."""
@@ -373,11 +373,16 @@ class Assistant:
 
 class AnswerStream:
     """An answer's pieces as they are generated (iterate it; ``close()`` stops the generation), and the
-    citations the answer is written from, known before the first piece."""
+    citations the answer is written from: known before the first piece, except for the grounded
+    answerer's answer, which comes in one piece and may drop them (the documents do not hold it)."""
 
-    def __init__(self, pieces: Iterator[str], citations: Sequence[Citation]) -> None:
+    def __init__(self, pieces: Iterator[str], turn: AskTurn) -> None:
         self._pieces = pieces
-        self.citations = list(citations)
+        self._turn = turn
+
+    @property
+    def citations(self) -> list[Citation]:
+        return list(self._turn.citations)
 
     def __iter__(self) -> AnswerStream:
         return self
@@ -387,6 +392,27 @@ class AnswerStream:
 
     def close(self) -> None:
         self._pieces.close()  # type: ignore[attr-defined]
+
+
+class AsyncAnswerStream:
+    """``AnswerStream`` for event loops: ``async for`` its pieces; ``aclose()`` stops the generation."""
+
+    def __init__(self, pieces: AsyncIterator[str], turn: AskTurn) -> None:
+        self._pieces = pieces
+        self._turn = turn
+
+    @property
+    def citations(self) -> list[Citation]:
+        return list(self._turn.citations)
+
+    def __aiter__(self) -> AsyncAnswerStream:
+        return self
+
+    async def __anext__(self) -> str:
+        return await self._pieces.__anext__()
+
+    async def aclose(self) -> None:
+        await self._pieces.aclose()  # type: ignore[attr-defined]
 
 
 def _as_text(value) -> str:

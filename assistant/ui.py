@@ -1,20 +1,24 @@
-"""Gradio web UI: chat, summarise, classify — a thin front door over the same Assistant.
+"""Gradio web UI: chat, summarise, classify, documents — a thin front door over the same Assistant.
 
 No model logic here: every tab calls ``Assistant`` methods (the chat streams through
-the service's batcher) and shows their results. ``mount_ui`` puts the page on the
-HTTP service's FastAPI app, so the UI and the API share one process, one port and
-one engine. Problems of ours (``AssistantError``) show as readable messages in the
-page; anything else is logged and shown as a short "internal error" line.
+the service's batcher) and shows their results; the Documents tab manages the library
+(``Assistant.documents``) that grounds chat answers, which then show their numbered
+citations. ``mount_ui`` puts the page on the HTTP service's FastAPI app, so the UI and
+the API share one process, one port and one engine. Problems of ours (``AssistantError``)
+show as readable messages in the page; anything else is logged and shown as a short
+"internal error" line.
 """
 
 from __future__ import annotations
 
 import csv
 import hmac
+import html
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import aclosing
 from functools import wraps
 from pathlib import Path
 
@@ -24,8 +28,9 @@ import gradio as gr
 import pandas as pd
 
 from .api import Assistant
-from .documents import DOCUMENT_TYPES, read_document, read_texts_csv
-from .errors import AssistantError, EmptyInputError, InvalidInputError
+from .documents import DOCUMENT_TYPES, LIBRARY_TYPES, read_document, read_texts_csv
+from .errors import AssistantError, EmptyInputError, InputTooLongError, InvalidInputError
+from .library import AddResult, DocumentInfo, DocumentStore
 from .settings import MAX_UPLOAD_BYTES
 from .tasks.summarize import STYLES
 
@@ -42,11 +47,23 @@ MAX_CLASSIFY_TEXTS = 2000
 UI_USER = "web-ui"
 #: Labels drawn in the bar chart (contract clauses have 41).
 CHART_LABELS = 10
+#: The Documents tab's table: what ``finassist docs list`` shows.
+DOCUMENT_COLUMNS = ["id", "document", "pages", "passages", "added"]
+#: Opens the citations appended to a chat answer. The page sends the answer back as history with the
+#: next question; the history keeps only the text before it (the passages would crowd out the window).
+CITATIONS_START = "<div class='chat-citations'>"
 
 _CSS = """
 #finassist-header p { margin: 0; color: var(--body-text-color-subdued); }
+.chat-citations details { margin-top: 0.25em; }
+.chat-citations summary { cursor: pointer; }
 footer { display: none !important; }
 """
+
+
+def _answer_text(content) -> str:
+    """A chat message's text without the citations the page appended to it."""
+    return _text_of(content).split(CITATIONS_START, 1)[0].rstrip()
 
 
 def _text_of(content) -> str:
@@ -114,17 +131,24 @@ def _scores_frame(result) -> pd.DataFrame:
 
 
 def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_UPLOAD_BYTES) -> gr.Blocks:
-    """The page: Chat, Summarise and Classify tabs over ``assistant``."""
+    """The page: Chat, Summarise, Classify and Documents tabs over ``assistant``."""
 
     async def chat(message: str, history: list[dict]):
-        turns = [{"role": m["role"], "content": _text_of(m["content"])} for m in history if _text_of(m["content"])]
+        turns = [{"role": m["role"], "content": _answer_text(m["content"])} for m in history
+                 if _answer_text(m["content"])]
         answer = ""
         try:
             # Async: a waiting chat holds no thread, and Stop (Gradio cancels this coroutine)
             # closes the stream, which frees the request's row in the batch at the next token.
-            async for piece in assistant.ask_stream_async(message, history=turns, user=UI_USER):
-                answer += piece
-                yield answer
+            stream = assistant.ask_stream_async(message, history=turns, user=UI_USER)
+            async with aclosing(stream):
+                async for piece in stream:
+                    answer += piece
+                    yield answer
+            # Read after the answer: the grounded answerer may find the answer not in the passages after
+            # all, and then cites none (as ``Assistant.ask`` does).
+            if stream.citations:
+                yield answer + _citations_html(stream.citations)
         except AssistantError as exc:
             raise _user_error(exc) from exc
         except Exception as exc:
@@ -229,7 +253,110 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_UPLOAD_BYTES) ->
             download = gr.DownloadButton("Download CSV", visible=False, elem_id="classify-download")
             texts_file.upload(load_texts, texts_file, texts)
             go.click(classify, [texts, task, zero_shot], [chart, caption, table, download])
+        with gr.Tab("Documents", id="documents"):
+            _documents_tab(demo, assistant.documents, max_file_bytes)
     return demo
+
+
+def _documents_tab(demo: gr.Blocks, store: DocumentStore | None, max_file_bytes: int) -> None:
+    """The library that grounds chat answers: upload files to add, see what is there, remove."""
+    if store is None:
+        gr.Markdown("The document library is off (`FINASSIST_LIBRARY=off`), so answers are not grounded in "
+                    "documents: start the app with `--library PATH` to use one.", elem_id="documents-off")
+        return
+
+    @_readable_errors
+    def list_documents():
+        documents = store.list()
+        return (gr.Dataframe(_documents_frame(documents), label=_library_caption(documents)),
+                gr.Dropdown(choices=[d.name for d in documents], value=None))
+
+    @_readable_errors
+    def add_documents(files, progress=gr.Progress()):
+        paths = [uploaded_path(f) for f in files or []]
+        if not paths:
+            raise EmptyInputError("choose one or more files to add to the library")
+        done, failed = [], []
+        for path in paths:
+            try:
+                done.append(_added_line(_add_upload(store, path, max_file_bytes, progress)))
+            except AssistantError as exc:  # one bad file: said, and the others still added (as `docs add` does)
+                failed.append(str(exc))
+        if failed:
+            raise InvalidInputError("; ".join(done + failed))
+        return "\n".join(f"- {html.escape(line)}" for line in done), None
+
+    @_readable_errors
+    def remove_document(name: str | None):
+        if not name:
+            raise EmptyInputError("choose the document to remove")
+        return f"Removed {html.escape(store.remove(name).name)}."
+
+    gr.Markdown("Chat answers are written from these documents, with numbered citations, while the library "
+                f"holds any. Accepted: {', '.join(LIBRARY_TYPES)}.")
+    with gr.Row():
+        with gr.Column(scale=3):
+            files = gr.File(label="Files to add", file_count="multiple", file_types=list(LIBRARY_TYPES),
+                            height=140, elem_id="documents-upload")
+            add = gr.Button("Add to library", variant="primary", elem_id="documents-add")
+        with gr.Column(scale=2):
+            choice = gr.Dropdown([], value=None, label="Document", elem_id="documents-choice")
+            remove = gr.Button("Remove", variant="stop", elem_id="documents-remove")
+    status = gr.Markdown(elem_id="documents-status")
+    table = gr.Dataframe(_documents_frame([]), label="Library", interactive=False, wrap=True,
+                         elem_id="documents-table")
+    # First: the API name "list_documents" goes to the page load, not to a refresh below.
+    demo.load(list_documents, None, [table, choice])
+    # The list refreshes after an add or a remove, failed or not (a failed add may have added others).
+    add.click(add_documents, files, [status, files]).then(list_documents, None, [table, choice],
+                                                          api_visibility="private")
+    remove.click(remove_document, choice, status).then(list_documents, None, [table, choice],
+                                                       api_visibility="private")
+
+
+def _add_upload(store: DocumentStore, path: Path, max_file_bytes: int, progress) -> AddResult:
+    """Add one uploaded file under its own name, within the page's upload limit."""
+    size = path.stat().st_size
+    if size > max_file_bytes:
+        raise InputTooLongError(f"{path.name} is {size / 1e6:.1f} MB; the limit is {max_file_bytes / 1e6:.1f} MB")
+
+    def report(done: int, total: int, stage: str) -> None:
+        progress((done, total), desc=f"{path.name}: {stage}", unit="passages")
+
+    return store.add(path, name=path.name, source="upload", progress=report)
+
+
+def _added_line(result: AddResult) -> str:
+    """What adding did, worded as ``finassist docs add`` words it."""
+    d = result.document
+    what = "replaced" if result.replaced else "added" if result.created else "already in the library:"
+    return f"{what} {d.name} ({_count(d.pages, 'page')}, {_count(d.chunks, 'passage')})"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _documents_frame(documents: Sequence[DocumentInfo]) -> pd.DataFrame:
+    return pd.DataFrame([[d.id, d.name, d.pages, d.chunks, d.added] for d in documents], columns=DOCUMENT_COLUMNS)
+
+
+def _library_caption(documents: Sequence[DocumentInfo]) -> str:
+    if not documents:
+        return "Library: empty (add files above)"
+    return f"Library: {_count(len(documents), 'document')}, {_count(sum(d.chunks for d in documents), 'passage')}"
+
+
+def _citations_html(citations) -> str:
+    """The passages a grounded answer was written from, numbered as it cites them, each opening to its
+    text. One line of HTML (a blank line would end the HTML block in the chat's Markdown); escaped: the
+    passages are the user's documents, never markup."""
+    def passage(text: str) -> str:
+        return "<br>".join(html.escape(line) for line in text.splitlines() if line.strip())
+
+    items = "".join(f"<details class='chat-citation'><summary>[{c.number}] {html.escape(c.document)}, page {c.page}"
+                    f"</summary><blockquote>{passage(c.passage)}</blockquote></details>" for c in citations)
+    return f"\n\n{CITATIONS_START}<strong>Sources</strong>{items}</div>"
 
 
 def mount_ui(app, assistant: Assistant, *, path: str = "/", api_key: str | None = None,
@@ -246,12 +373,9 @@ def mount_ui(app, assistant: Assistant, *, path: str = "/", api_key: str | None 
     # Gradio checks that the files a request names were uploaded (not any path on the server) only for
     # apps it launched itself; a mounted app must say it is running for that check to apply.
     demo.has_launched = True
-    auth = None
-    if api_key:
-        def auth(username: str, password: str) -> bool:
-            return hmac.compare_digest(password.encode(), api_key.encode())
     return gr.mount_gradio_app(
-        app, demo, path=path, auth=auth, auth_message="Enter the service's API key as the password.",
+        app, demo, path=path, auth=_password_check(api_key) if api_key else None,
+        auth_message="Enter the service's API key as the password.",
         max_file_size=max_file_bytes, ssr_mode=False, footer_links=[], show_error=True,
         # System fonts: the default theme's Google Fonts would be fetched from the internet.
         theme=gr.themes.Soft(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
@@ -259,12 +383,18 @@ def mount_ui(app, assistant: Assistant, *, path: str = "/", api_key: str | None 
     )
 
 
+def _password_check(api_key: str) -> Callable[[str, str], bool]:
+    """The login form's check: any user name, the service's API key as the password."""
+    def check(username: str, password: str) -> bool:
+        return hmac.compare_digest(password.encode(), api_key.encode())
+
+    return check
+
+
 def _sources_html(summary) -> str:
     """Each bullet (or the headline/paragraph) as an expandable line showing the sentence(s) of the
     text it was written from: where every figure came from, one click away. Escaped: the text is
     the user's, never markup."""
-    import html
-
     def sources(items) -> str:
         return "".join(f"<blockquote>{html.escape(s.text)} <small>(sentence {s.index + 1})</small></blockquote>"
                        for s in items)

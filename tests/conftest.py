@@ -86,6 +86,25 @@ def shortest_transcript(ectsum_val) -> dict:
     return min(ectsum_val, key=lambda r: (len(r["transcript"].split()), r["id"]))
 
 
+@pytest.fixture(scope="session")
+def tatqa_dev() -> list[dict]:
+    """TAT-QA dev: questions on a table and paragraphs of a real annual report, with their answers."""
+    return _read_jsonl(_data_file("qa", "tatqa", "dev.jsonl"))
+
+
+@pytest.fixture
+def tatqa_file(tmp_path, tatqa_dev) -> tuple[Path, dict]:
+    """A TAT-QA dev record as a text document: its table (a row a line, cells joined by " | "), then its
+    paragraphs; and the record, whose ``question`` ("What is the amount of total sales in 2019?") a
+    cell of the table answers."""
+    from assistant.documents import table_text
+
+    record = tatqa_dev[1]
+    path = tmp_path / f"tatqa-{record['context_uid'][:8]}.txt"
+    path.write_text("\n\n".join([table_text(record["table"]), *record["paragraphs"]]), encoding="utf-8")
+    return path, record
+
+
 # ------------------------------------------------------------------ threads
 
 

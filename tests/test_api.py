@@ -3,6 +3,8 @@ table, errors, and that it is one engine shared by every task."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import torch
 
@@ -212,6 +214,16 @@ def test_a_stream_carries_its_citations_and_an_empty_library_leaves_answers_ungr
     answer = empty.ask("What was capital expenditure in 2023?", max_new_tokens=4)
     assert answer.citations == [] and not answer.declined
     assert Assistant(engine=retrieval_engine, documents=False).documents is None
+
+
+def test_an_async_stream_carries_its_citations(grounded):
+    async def answer():
+        stream = grounded.ask_stream_async("How did gross margin change in the third quarter?", max_new_tokens=6)
+        return stream.citations, "".join([piece async for piece in stream])
+
+    citations, text = asyncio.run(answer())
+    assert citations[0].document == "call-q3.txt" and citations[0].number == 1
+    assert text
 
 
 def test_redacted_inputs_keep_personal_data_in_documents_from_the_model(tmp_path, retrieval_engine):

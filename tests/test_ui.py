@@ -20,6 +20,7 @@ from assistant import Assistant
 from assistant.engine import Engine
 from assistant.server import create_app
 from assistant.settings import BatchSettings
+from assistant.ui import CITATIONS_START, _answer_text, build_ui
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # gradio_client would report its start to the hub
 gradio_client = pytest.importorskip("gradio_client")
@@ -33,11 +34,24 @@ def engine(tiny_gpt2_dir, tiny_bert_dir) -> Engine:
 
 
 @pytest.fixture(scope="module")
-def live(engine) -> Iterator[LiveServer]:
-    server = LiveServer(create_app(Assistant(engine=engine), ui=True, max_body_bytes=20_000,
-                                   max_upload_bytes=50_000))
+def assistant(engine, tmp_path_factory) -> Assistant:
+    """The page's assistant, with a document library of its own."""
+    return Assistant(engine=engine, documents=tmp_path_factory.mktemp("ui-library") / "library.sqlite")
+
+
+@pytest.fixture(scope="module")
+def live(assistant) -> Iterator[LiveServer]:
+    server = LiveServer(create_app(assistant, ui=True, max_body_bytes=20_000, max_upload_bytes=50_000))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def library(assistant):
+    """The page's library, emptied after the test: the chat tests answer without documents."""
+    yield assistant.documents
+    for document in assistant.documents.list():
+        assistant.documents.remove(document.id)
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +180,90 @@ def test_concurrent_chats_share_batches(live, engine, tiny_gpt2_dir):
     assert all(isinstance(a, str) and a for a in answers)
     batches, singles = after[0] - before[0], after[1] - before[1]
     assert batches >= 1 and singles < 3, f"the chats ran one by one: {batches} batches, {singles} of one request"
+
+
+# -------------------------------------------------------------------- documents
+
+
+def _listed(ui) -> tuple[dict, dict]:
+    """The Documents tab's table and document chooser, as the page load fills them."""
+    table, choice = ui.predict(api_name="/list_documents")
+    return table, choice
+
+
+def _names(ui) -> list[str]:
+    return [row[1] for row in _listed(ui)[0]["value"]["data"]]
+
+
+def test_documents_tab_adds_lists_and_removes_a_document(ui, library, tatqa_file):
+    path, _ = tatqa_file
+    table, choice = _listed(ui)
+    assert table["value"]["data"] == [] and table["label"].startswith("Library: empty")
+    status, files = ui.predict([gradio_client.handle_file(str(path))], api_name="/add_documents")
+    assert status.startswith(f"- added {path.name} (1 page, ") and files is None  # the upload box is cleared
+    status, _ = ui.predict([gradio_client.handle_file(str(path))], api_name="/add_documents")
+    assert status.startswith(f"- already in the library: {path.name}")
+    table, choice = _listed(ui)
+    [row] = table["value"]["data"]
+    info = library.get(path.name)
+    assert row == [info.id, path.name, 1, info.chunks, info.added] and info.chunks >= 1
+    assert table["label"] == f"Library: 1 document, {info.chunks} passage{'s' * (info.chunks != 1)}"
+    assert choice["choices"] == [[path.name, path.name]]
+    assert ui.predict(path.name, api_name="/remove_document") == f"Removed {path.name}."
+    assert _names(ui) == [] and library.count() == 0
+
+
+def test_documents_tab_refuses_bad_files_readably(ui, library, tatqa_file, tmp_path):
+    path, _ = tatqa_file
+    wrong = tmp_path / "deck.docx"
+    wrong.write_bytes(b"PK\x03\x04 not a library file type")
+    with pytest.raises(gradio_client.exceptions.AppError, match="(?i)file type"):  # Gradio's own check, or ours
+        ui.predict([gradio_client.handle_file(str(wrong))], api_name="/add_documents")
+    broken = tmp_path / "annual-report.pdf"
+    broken.write_bytes(b"an annual report, but not a PDF")
+    # One bad file among good ones: said, and the good ones are added all the same (as `docs add` does).
+    with pytest.raises(gradio_client.exceptions.AppError,
+                       match=rf"^added {path.name} \(1 page, .*; annual-report\.pdf is not a readable PDF") as raised:
+        ui.predict([gradio_client.handle_file(str(path)), gradio_client.handle_file(str(broken))],
+                   api_name="/add_documents")
+    assert "Traceback" not in str(raised.value)
+    assert _names(ui) == [path.name]
+    with pytest.raises(gradio_client.exceptions.AppError, match="choose one or more files"):
+        ui.predict([], api_name="/add_documents")
+    with pytest.raises(gradio_client.exceptions.AppError, match="choose the document to remove"):
+        ui.predict(None, api_name="/remove_document")
+    ui.predict(path.name, api_name="/remove_document")
+    with pytest.raises(gradio_client.exceptions.AppError, match="no document .* in the library"):
+        ui.predict(path.name, api_name="/remove_document")  # removed meanwhile (another tab, the CLI)
+
+
+def test_documents_tab_says_when_the_library_is_off(engine):
+    config = build_ui(Assistant(engine=engine, documents=False)).config
+    assert any(c.get("props", {}).get("elem_id") == "documents-off" for c in config["components"])
+    handlers = {d.get("api_name") for d in config["dependencies"]}
+    assert not {"add_documents", "remove_document", "list_documents"} & handlers
+
+
+def test_grounded_chat_answer_shows_numbered_citations(retrieval_engine, tatqa_file, tmp_path):
+    """With a document in the library, the answer ends with its sources: numbered as it cites them,
+    each opening to its passage (the real MiniLM finds it; the tiny generator writes the answer)."""
+    path, record = tatqa_file
+    assistant = Assistant(engine=retrieval_engine, documents=tmp_path / "library.sqlite", audit=False)
+    server = LiveServer(create_app(assistant, ui=True))
+    client = gradio_client.Client(f"{server.url}/", verbose=False)
+    try:
+        client.predict([gradio_client.handle_file(str(path))], api_name="/add_documents")
+        answer = client.submit(record["question"], api_name="/chat").result(timeout=120)
+    finally:
+        client.close()
+        server.stop()
+    text, start, sources = answer.partition(CITATIONS_START)
+    assert start and text.strip()
+    cited = re.findall(r"<details class='chat-citation'><summary>\[(\d+)\] (.*?), page (\d+)</summary>"
+                       r"<blockquote>(.*?)</blockquote></details>", sources)
+    assert [int(number) for number, *_ in cited] == list(range(1, len(cited) + 1)) and cited
+    assert {(document, page) for _, document, page, _ in cited} == {(path.name, "1")}
+    shown = html.escape(path.read_text(encoding="utf-8"))
+    for *_, passage in cited:
+        assert all(line in shown for line in passage.split("<br>"))  # the document's own text, escaped
+    assert _answer_text(answer) == text.rstrip()  # sent back as history without its sources

@@ -1,10 +1,11 @@
 """The web UI in a real browser: ``python app.py`` with the real default models, driven by
 Playwright in Debian's headless Chromium.
 
-One app process and one browser serve the whole module (the models load once). Every
-request the page makes is recorded: the page must work offline, so nothing may go
-anywhere but the app's own loopback address. Screenshots of each tab go to
-``test-artifacts/ui/`` (ignored by git) for a person to look at.
+One app process and one browser serve the whole module (the models load once); the app
+has a document library of its own, empty but while a Documents test runs (the chat tests
+answer without documents). Every request the page makes is recorded: the page must work
+offline, so nothing may go anywhere but the app's own loopback address. Screenshots of
+each tab go to ``test-artifacts/ui/`` (ignored by git) for a person to look at.
 """
 
 from __future__ import annotations
@@ -55,13 +56,15 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    """``python app.py`` on a free loopback port, ready (``/healthz`` 200) with the default models."""
+    """``python app.py`` on a free loopback port, ready (``/healthz`` 200) with the default models and a
+    document library of its own (never the user's)."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    folder = tmp_path_factory.mktemp("app")
+    log_path = folder / "app.log"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "app.py", "--port", str(port), "--library", str(folder / "library.sqlite")]
     with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO_ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_S
@@ -145,7 +148,7 @@ def _toast(page) -> str:
 def test_page_shows_models_and_tabs(page):
     header = page.locator("#finassist-header").inner_text()
     assert "smollm2-135m-instruct" in header and "minilm-l6" in header and "cpu" in header
-    for name in ("Chat", "Summarise", "Classify"):
+    for name in ("Chat", "Summarise", "Classify", "Documents"):
         assert page.get_by_role("tab", name=name).is_visible()
     assert page.get_by_text("What does a debt-to-equity ratio tell me?").is_visible()  # an example
 
@@ -307,3 +310,65 @@ def test_classify_csv_upload(page, phrasebank, tmp_path):
     page.locator("#classify-button").click()
     page.locator("#classify-download").wait_for(state="visible", timeout=ANSWER_S * 1000)
     assert rows[4]["sentence"][:30] in page.locator("#classify-table").inner_text()
+
+
+# -------------------------------------------------------------------- documents
+
+
+@pytest.fixture
+def library(app_url):
+    """The app's document library, emptied after the test (through the API): the chat tests answer
+    without documents."""
+    yield f"{app_url}/v1/documents"
+    for document in httpx.get(f"{app_url}/v1/documents").json()["data"]:
+        httpx.delete(f"{app_url}/v1/documents/{document['id']}").raise_for_status()
+
+
+def _add_document(page, path: Path) -> None:
+    """Upload ``path`` in the Documents tab, add it, and wait for the list to show it."""
+    _open_tab(page, "Documents")
+    page.locator("#documents-upload input[type=file]").set_input_files(str(path))
+    # Listed in the file preview once uploaded (while uploading, only the progress shows its name).
+    page.locator(f'#documents-upload .file-preview td.filename[aria-label="{path.name}"]').wait_for(timeout=30_000)
+    page.locator("#documents-add").click()
+    page.locator("#documents-status").get_by_text(f"added {path.name}").wait_for(timeout=ANSWER_S * 1000)
+    page.locator("#documents-table").get_by_text(path.name).filter(visible=True).first.wait_for(timeout=30_000)
+
+
+def test_documents_tab_adds_lists_and_removes_a_document(page, library, tatqa_file):
+    path, _ = tatqa_file
+    _open_tab(page, "Documents")
+    page.locator("#documents-table").get_by_text("Library: empty").wait_for(timeout=30_000)  # the page load lists it
+    _add_document(page, path)
+    assert "Library: 1 document" in page.locator("#documents-table").inner_text()
+    [listed] = httpx.get(library).json()["data"]
+    cells = [page.locator("#documents-table").get_by_test_id(f"cell-0-{column}").inner_text().strip()
+             for column in range(5)]
+    assert cells[:4] == [str(listed["id"]), path.name, "1", str(listed["chunks"])] and listed["added"] in cells[4]
+    page.screenshot(path=str(ARTIFACTS / "documents.png"), full_page=True)
+    page.get_by_label("Document", exact=True).click()
+    page.get_by_role("option", name=path.name).click()
+    page.locator("#documents-remove").click()
+    page.locator("#documents-status").get_by_text(f"Removed {path.name}.").wait_for(timeout=30_000)
+    page.locator("#documents-table").get_by_text("Library: empty").wait_for(timeout=30_000)
+    assert path.name not in page.locator("#documents-table").inner_text()
+    assert httpx.get(library).json()["data"] == []
+
+
+def test_chat_answer_cites_the_document_and_opens_to_its_passage(page, library, tatqa_file):
+    path, record = tatqa_file
+    _add_document(page, path)
+    _open_tab(page, "Chat")
+    page.fill("#chat-input textarea", record["question"])
+    page.keyboard.press("Enter")
+    _wait_idle(page, '[data-testid="bot"]', ANSWER_S)
+    first = page.locator('[data-testid="bot"]').last.locator("details.chat-citation").first
+    first.wait_for(timeout=10_000)
+    assert first.locator("summary").inner_text().strip() == f"[1] {path.name}, page 1"
+    passage = first.locator("blockquote")
+    assert not passage.is_visible()  # closed until asked for
+    first.locator("summary").click()
+    passage.wait_for(state="visible", timeout=5_000)
+    document = " ".join(path.read_text(encoding="utf-8").split())
+    assert " ".join(passage.inner_text().split()) in document
+    page.screenshot(path=str(ARTIFACTS / "chat-citations.png"), full_page=True)

@@ -340,7 +340,9 @@ class AskPipeline(Pipeline):
         """Yield the turn's answer piece by piece as it is generated; the notice (if due) comes last.
         The answerer's short form is written out whole, once it is complete."""
         if prepared.answerer and not prepared.declined:
-            yield self.postprocess(self.forward(prepared)).text
+            answer = self.postprocess(self.forward(prepared))
+            prepared.citations = answer.citations  # none when it found the answer not in the passages
+            yield answer.text
             return
         stream = [self.declined().text] if prepared.declined else self.engine.stream(prepared.messages, prepared.params)
         text = ""
@@ -359,7 +361,9 @@ class AskPipeline(Pipeline):
             request = self.engine.answerer().submit(prepared.messages, prepared.params)
             async for _ in request:
                 pass
-            yield self.postprocess((prepared, request.result)).text
+            answer = self.postprocess((prepared, request.result))
+            prepared.citations = answer.citations  # none when it found the answer not in the passages
+            yield answer.text
             return
         if prepared.declined:
             text = self.declined().text

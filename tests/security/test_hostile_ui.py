@@ -70,6 +70,18 @@ def test_files_never_uploaded_are_not_read(ui_live, tmp_path, api_name):
     assert_healthy(ui_live.url)
 
 
+def test_files_never_uploaded_are_not_added_to_the_library(ui, ui_live, tmp_path):
+    secret = tmp_path / "notes.md"
+    secret.write_text(f"# private\n{SECRET}\n", encoding="utf-8")
+    for path in (str(secret), "/etc/hostname", f"{tmp_path}/../{tmp_path.name}/notes.md"):
+        for payload in ({"path": path, "meta": {"_type": "gradio.FileData"}}, {"path": path}, path):
+            answer = _call(ui_live.url, "add_documents", [[payload]])
+            assert SECRET not in answer and "event: error" in answer, answer[:300]
+    table, _ = ui.predict(api_name="/list_documents")
+    assert not {"notes.md", "hostname"} & {row[1] for row in table["value"]["data"]}
+    assert_healthy(ui_live.url)
+
+
 def test_uploaded_path_accepts_only_the_upload_folder(tmp_path):
     from gradio.utils import get_upload_folder
 

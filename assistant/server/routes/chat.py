@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -45,8 +46,16 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
     redactor = service.assistant.redactor()  # --redact-inputs: the model sees placeholders, the client its values
     if redactor is not None:
         messages = [{**m, "content": redactor.redact(m["content"])} for m in messages]
+    pipeline = service.assistant.pipeline("ask")
     if turn.declined:  # the documents do not contain the answer: the fixed sentence, nothing generated
-        handle = Settled(service.assistant.pipeline("ask").declined())
+        handle = Settled(pipeline.declined())
+    elif turn.answerer:
+        # The grounded answerer (the generator with its shipped adapter) writes a short form that is
+        # written out whole once complete: answered here, then sent like a settled answer. Its
+        # citations are the passages it answered from, none when it found the answer not in them.
+        answered = await service.blocking(lambda: pipeline.postprocess(pipeline.forward(replace(turn, messages=messages))))
+        turn = replace(turn, citations=answered.citations, declined=answered.declined)
+        handle = Settled(replace(answered.generation, text=answered.text))
     else:
         handle = await run_in_threadpool(service.submit, body, messages, turn.params)
     grounded = bool(turn.citations) or turn.declined
