@@ -104,3 +104,21 @@ def classify_chart(result: dict, png: Path) -> str | None:
     ax.set_title("Classification throughput, same run")
     ax.legend()
     return _save(plt, fig, png, dpi=110)
+
+
+def ask_chart(result: dict, png: Path) -> str | None:
+    """Seconds per question of each path (one dot a question, the median marked); returns why it was
+    skipped, if it was."""
+    plt = _pyplot()
+    if plt is None:
+        return NO_MATPLOTLIB
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, row in enumerate(result["rows"]):
+        ax.scatter(row["seconds"], [i] * len(row["seconds"]), alpha=0.5, s=14)
+        ax.plot([row["median_s"]] * 2, [i - 0.3, i + 0.3], color="black")
+    ax.axvline(5, color="grey", linestyle="--", linewidth=1, label="target: 5 s median")
+    ax.set_yticks(range(len(result["rows"])), [r["path"] for r in result["rows"]])
+    ax.set_xlabel("seconds from question to answer (CPU)")
+    ax.set_title(f"Grounded answers, library of {result['library']['documents']:,} documents")
+    ax.legend(fontsize=8)
+    return _save(plt, fig, png, dpi=110)

@@ -1,4 +1,4 @@
-"""``finassist bench decode|serve|load|coldstart|classify``: the benchmarks' command group.
+"""``finassist bench decode|serve|load|coldstart|classify|ask``: the benchmarks' command group.
 
 ``register`` is the ``finassist.commands`` entry point ``bench`` (pyproject.toml; the root command in
 ``assistant/cli.py`` reads the group), so the library's CLI does not import the benchmarks.
@@ -68,6 +68,13 @@ def cmd_bench_classify(args: argparse.Namespace) -> None:
     run_classify_benchmark(data=args.data, texts=args.texts, out_dir=args.out, repeats=args.repeats)
 
 
+def cmd_bench_ask(args: argparse.Namespace) -> None:
+    from .ask import run_ask_benchmark
+
+    run_ask_benchmark(data=args.data, documents=args.documents, questions=args.questions, backend=args.backend,
+                      out_dir=args.out)
+
+
 def register(sub: argparse._SubParsersAction, model_options: argparse.ArgumentParser, command: str | None) -> None:
     """Add ``bench`` and its benchmarks to the root command's subparsers (their options cost nothing to
     build, so ``command`` changes nothing here)."""
@@ -113,6 +120,16 @@ def register(sub: argparse._SubParsersAction, model_options: argparse.ArgumentPa
     p.add_argument("--texts", type=positive(int), default=512, help="real texts to classify")
     p.add_argument("--repeats", type=positive(int), default=2, help="timed runs (the fastest counts)")
     p.add_argument("--out", default=RESULTS_DIR, help="folder for classify.json, classify.md and classify.png")
+
+    p = bench_sub.add_parser(
+        "ask", parents=[common], help="seconds from a question to its grounded answer, library of 1,000 documents; "
+        "the answerer vs free-form answers"
+    )
+    p.set_defaults(func=cmd_bench_ask)
+    p.add_argument("--data", default="../shared/data", help="folder of the public datasets")
+    p.add_argument("--documents", type=positive(int), default=1000, help="documents in the library")
+    p.add_argument("--questions", type=positive(int), default=30, help="questions timed per path")
+    p.add_argument("--out", default=RESULTS_DIR, help="folder for ask.json, ask.md and ask.png")
 
     p = bench_sub.add_parser(
         "load", parents=[common], help="many clients for a fixed time against the protected service: status counts, "
