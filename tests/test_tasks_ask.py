@@ -365,3 +365,9 @@ def test_a_client_system_message_gets_a_free_answer_not_the_answerer(task, monke
     turn = task.conversation([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capex?"}],
                              evidence=[passage("Capex was $4.2 billion.")])
     assert not turn.answerer and turn.messages[0]["content"] == "Be brief."
+
+
+def test_answerer_false_writes_the_grounded_answer_freely(task, monkeypatch, tmp_path):
+    monkeypatch.setattr(task.engine, "answerer_adapter", tmp_path)
+    turn = task.preprocess("Capex?", evidence=[passage("Capex was $4.2 billion.")], answerer=False)
+    assert not turn.answerer and turn.messages[0] == {"role": "system", "content": GROUNDING["system"]}

@@ -210,14 +210,14 @@ class AskPipeline(Pipeline):
         return self.config["grounding"]
 
     def preprocess(self, inputs, history=None, evidence: Sequence[Passage] | None = None,
-                   redact: Callable[[str], str] | None = None, **sampling) -> AskTurn:
+                   redact: Callable[[str], str] | None = None, answerer: bool = True, **sampling) -> AskTurn:
         question = ensure_text(inputs, "question")
         messages = normalise_history(history)
         messages.append({"role": "user", "content": question})
-        return self.conversation(messages, evidence=evidence, redact=redact, **sampling)
+        return self.conversation(messages, evidence=evidence, redact=redact, answerer=answerer, **sampling)
 
     def conversation(self, messages: Sequence[Message], evidence: Sequence[Passage] | None = None,
-                     redact: Callable[[str], str] | None = None, **sampling) -> AskTurn:
+                     redact: Callable[[str], str] | None = None, answerer: bool = True, **sampling) -> AskTurn:
         """A whole conversation (OpenAI-style messages, the question last) as a turn of this task: the
         ask system prompt first unless the conversation brings its own (an OpenAI client's system
         message is kept), the ask sampling defaults under ``sampling``, and the notice due when the
@@ -225,7 +225,8 @@ class AskPipeline(Pipeline):
         through here, so the same question gets the same kind of answer everywhere.
 
         ``evidence``: passages of the user's documents found for the question (None: not grounded; see
-        ``ground``). ``redact``: what the passages go through before the model sees them."""
+        ``ground``). ``redact``: what the passages go through before the model sees them.
+        ``answerer``: False writes a grounded answer freely even where the answerer adapter serves."""
         # An empty message (an OpenAI client's placeholder turn) says nothing: it is left out.
         messages = normalise_history([m for m in messages if not (isinstance(m, dict) and isinstance(
             m.get("content"), str) and not m["content"].strip())])
@@ -240,7 +241,7 @@ class AskPipeline(Pipeline):
         if evidence is None:
             return turn
         # A client's own system prompt asks for its own kind of answer: written freely from the passages.
-        return self.ground(turn, evidence, redact, answerer=not own_system)
+        return self.ground(turn, evidence, redact, answerer=answerer and not own_system)
 
     def ground(self, turn: AskTurn, evidence: Sequence[Passage], redact: Callable[[str], str] | None = None,
                answerer: bool = True) -> AskTurn:

@@ -207,9 +207,7 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
 def _answer(pipeline, question: str, passages: list, answerer: bool):
     """The ask task's answer to ``question`` from ``passages`` (as ``Assistant.ask`` answers it, without
     the audit log); ``answerer``: through the answerer adapter, else written freely."""
-    turn = pipeline.preprocess(question)
-    turn = pipeline.ground(turn, passages, answerer=answerer) if passages else pipeline.ground(turn, [])
-    return pipeline.postprocess(pipeline.forward(turn))
+    return pipeline.postprocess(pipeline.forward(pipeline.preprocess(question, evidence=passages, answerer=answerer)))
 
 
 def _chart(report: AskReport, path: Path) -> None:
