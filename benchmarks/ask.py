@@ -45,12 +45,16 @@ def _library(assistant, data: Path, documents: int, folder: Path) -> tuple[list[
 
     records = load_records(data / TATQA)
     started = time.perf_counter()
-    contexts = index_contexts(records, folder, assistant.documents)
-    news = load_records(data / NEWS)[: max(0, documents - len(contexts))]
-    for row in tqdm(news, desc="indexing news", unit="doc"):
-        path = folder / f"reuters-{row['id']}.txt"
-        path.write_text(row["text"], encoding="utf-8")
-        assistant.documents.add(path)
+    index_contexts(records, folder, assistant.documents)
+    store = assistant.documents
+    with tqdm(total=max(0, documents - store.count()), desc="indexing news", unit="doc") as bar:
+        for row in load_records(data / NEWS):
+            if store.count() >= documents:
+                break
+            path = folder / f"reuters-{row['id']}.txt"
+            path.write_text(row["text"], encoding="utf-8")
+            if store.add(path).created:  # a text already in the library (a repeated article) adds nothing
+                bar.update()
     return records, time.perf_counter() - started
 
 

@@ -165,7 +165,10 @@ def finish_adapter(run: Path, name: str, part: str, root: Path, data_licence: st
 
     add_metrics(run, {}, rebuild=f"scripts/build-models.sh {name}   # = finassist finetune shipped --task {name}",
                 data_licence=data_licence, license=licence)
-    installed = install(run, part, root) if install_run else run
+    if not install_run:
+        return run
+    installed = install(run, part, root)
+    add_metrics(installed, {}, license=licence)  # the card and run file state the installed (fp16) size
     log.info("%s: %.1f MB in %s", name, model_bytes(installed) / 1e6, installed)
     return installed
 
@@ -201,5 +204,8 @@ def finish_from_checkpoint(run: str | Path, checkpoint: str | None = None) -> Pa
         shutil.copy2(chosen / name, out / name)
     resolved = resolve_model(config.model, GENERATOR)
     pairs = sum(1 for _ in open(config.train, encoding="utf-8"))
-    _write_run_file(config, out, resolved, metrics, pairs, 0, "", None, 0.0)
+    # Training time from the files' times: the configuration is written when training starts, the
+    # checkpoint's state when it is saved (a resumed run counts from its last start).
+    seconds = (chosen / "trainer_state.json").stat().st_mtime - (checkpoints / _CONFIG_FILE).stat().st_mtime
+    _write_run_file(config, out, resolved, metrics, pairs, 0, "", None, max(seconds, 0.0))
     return out
