@@ -247,7 +247,7 @@ def cmd_models(args: argparse.Namespace) -> None:
         _print_json({"models": rows, "classification_tasks": tasks})
         return
     for row in rows:
-        if row["role"] in ("classifier", "run", "summary-scorer", "summary-rewriter"):
+        if row["role"] in ("classifier", "run", "summary-scorer", "summary-rewriter", "ask-answerer"):
             metric = row.get("metric")
             score = f", {metric['name']} {metric['value']:.3f}" if metric else ""
             use = "in use" if row.get("configured") else "not in use (--classifier TASK=PATH)"

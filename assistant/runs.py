@@ -78,13 +78,14 @@ class RunInfo:
 
     @property
     def headline(self) -> tuple[str, float] | None:
-        """The metric a run is judged by: accuracy (single-label), macro-F1 (multi-label), else
-        the first number among the metrics."""
+        """The metric a run is judged by: accuracy (single-label), macro-F1 (multi-label), exact match
+        (a generator's held-out answers), else the first number among the metrics."""
         preferred = ("macro_f1", "micro_f1") if self.multi_label else ("accuracy", "macro_f1")
+        held_out_preferred = preferred if self.is_classifier else ("exact_match", "f1")
         # figures on held-out data (shipped runs) before those on the validation split
         for key in ("held_out", "held_out_before_refit"):
             for set_name, figures in (self.metrics.get(key) or {}).items():
-                for name in preferred if isinstance(figures, dict) and self.is_classifier else ():
+                for name in held_out_preferred if isinstance(figures, dict) else ():
                     value = figures.get(name)
                     if isinstance(value, (int, float)) and not isinstance(value, bool):
                         return f"{name} on {set_name}", float(value)
