@@ -371,18 +371,23 @@ class Assistant:
 
 
 
-class AnswerStream:
-    """An answer's pieces as they are generated (iterate it; ``close()`` stops the generation), and the
-    citations the answer is written from: known before the first piece, except for the grounded
-    answerer's answer, which comes in one piece and may drop them (the documents do not hold it)."""
+class _TurnStream:
+    """What both answer streams share: their pieces, and the citations of their turn, read when asked:
+    known before the first piece, except for the grounded answerer's answer, which comes in one piece
+    and may drop them (the documents do not hold it)."""
 
-    def __init__(self, pieces: Iterator[str], turn: AskTurn) -> None:
+    def __init__(self, pieces, turn: AskTurn) -> None:
         self._pieces = pieces
         self._turn = turn
 
     @property
     def citations(self) -> list[Citation]:
         return list(self._turn.citations)
+
+
+class AnswerStream(_TurnStream):
+    """An answer's pieces as they are generated (iterate it; ``close()`` stops the generation), and the
+    citations the answer is written from."""
 
     def __iter__(self) -> AnswerStream:
         return self
@@ -394,16 +399,8 @@ class AnswerStream:
         self._pieces.close()  # type: ignore[attr-defined]
 
 
-class AsyncAnswerStream:
+class AsyncAnswerStream(_TurnStream):
     """``AnswerStream`` for event loops: ``async for`` its pieces; ``aclose()`` stops the generation."""
-
-    def __init__(self, pieces: AsyncIterator[str], turn: AskTurn) -> None:
-        self._pieces = pieces
-        self._turn = turn
-
-    @property
-    def citations(self) -> list[Citation]:
-        return list(self._turn.citations)
 
     def __aiter__(self) -> AsyncAnswerStream:
         return self

@@ -183,7 +183,7 @@ def _print_citations(citations) -> None:
 def cmd_docs_add(args: argparse.Namespace) -> None:
     from tqdm.auto import tqdm
 
-    from .library import files_in
+    from .library import counted, files_in
 
     store = _library(args)
     failed = 0
@@ -200,15 +200,9 @@ def cmd_docs_add(args: argparse.Namespace) -> None:
                 print(f"finassist: error: {exc}", file=sys.stderr)
                 failed += 1
                 continue
-        d = result.document
-        what = "replaced" if result.replaced else "added" if result.created else "already in the library:"
-        print(f"{what} {d.name} ({_count(d.pages, 'page')}, {_count(d.chunks, 'passage')})")
+        print(result)
     if failed:
-        raise CliInputError(f"{_count(failed, 'file')} could not be added")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' * (n != 1)}"
+        raise CliInputError(f"{counted(failed, 'file')} could not be added")
 
 
 def cmd_docs_list(args: argparse.Namespace) -> None:

@@ -183,10 +183,7 @@ class Engine:
     def generate(self, messages: Sequence[Message], params: SamplingParams | None = None) -> Generation:
         """Run one chat completion to the end, through the batching backend like a stream (concurrent
         callers share batches, and the backend's admission limit applies to every caller)."""
-        request = self.stream(messages, params)
-        for _ in request:
-            pass
-        return request.result
+        return self.stream(messages, params).wait()
 
     def stream(self, messages: Sequence[Message], params: SamplingParams | None = None) -> GenerationRequest:
         """Start a chat completion; iterate the returned ``GenerationRequest`` for its text as it is

@@ -128,6 +128,12 @@ class GenerationRequest:
             raise item
         return None if item is _END else item  # type: ignore[return-value]
 
+    def wait(self) -> Generation:
+        """Run to the end without reading the pieces; the result."""
+        for _ in self:
+            pass
+        return self.result
+
     def __iter__(self) -> Iterator[str]:
         try:
             while (piece := self._piece(self._pieces.get())) is not None:

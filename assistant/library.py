@@ -105,6 +105,17 @@ class AddResult:
     #: The document of the same name this one replaced, if any.
     replaced: DocumentInfo | None = None
 
+    def __str__(self) -> str:
+        """One line, as ``finassist docs add`` and the web UI's Documents tab say it."""
+        d = self.document
+        what = "replaced" if self.replaced else "added" if self.created else "already in the library:"
+        return f"{what} {d.name} ({counted(d.pages, 'page')}, {counted(d.chunks, 'passage')})"
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless one: "1 page", "3 passages"."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
 
 @dataclass(frozen=True)
 class Passage:

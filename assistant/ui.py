@@ -30,7 +30,7 @@ import pandas as pd
 from .api import Assistant
 from .documents import DOCUMENT_TYPES, LIBRARY_TYPES, read_document, read_texts_csv
 from .errors import AssistantError, EmptyInputError, InputTooLongError, InvalidInputError
-from .library import AddResult, DocumentInfo, DocumentStore
+from .library import AddResult, DocumentInfo, DocumentStore, counted
 from .settings import MAX_UPLOAD_BYTES
 from .tasks.summarize import STYLES
 
@@ -279,7 +279,7 @@ def _documents_tab(demo: gr.Blocks, store: DocumentStore | None, max_file_bytes:
         done, failed = [], []
         for path in paths:
             try:
-                done.append(_added_line(_add_upload(store, path, max_file_bytes, progress)))
+                done.append(str(_add_upload(store, path, max_file_bytes, progress)))
             except AssistantError as exc:  # one bad file: said, and the others still added (as `docs add` does)
                 failed.append(str(exc))
         if failed:
@@ -326,17 +326,6 @@ def _add_upload(store: DocumentStore, path: Path, max_file_bytes: int, progress)
     return store.add(path, name=path.name, source="upload", progress=report)
 
 
-def _added_line(result: AddResult) -> str:
-    """What adding did, worded as ``finassist docs add`` words it."""
-    d = result.document
-    what = "replaced" if result.replaced else "added" if result.created else "already in the library:"
-    return f"{what} {d.name} ({_count(d.pages, 'page')}, {_count(d.chunks, 'passage')})"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' * (n != 1)}"
-
-
 def _documents_frame(documents: Sequence[DocumentInfo]) -> pd.DataFrame:
     return pd.DataFrame([[d.id, d.name, d.pages, d.chunks, d.added] for d in documents], columns=DOCUMENT_COLUMNS)
 
@@ -344,7 +333,7 @@ def _documents_frame(documents: Sequence[DocumentInfo]) -> pd.DataFrame:
 def _library_caption(documents: Sequence[DocumentInfo]) -> str:
     if not documents:
         return "Library: empty (add files above)"
-    return f"Library: {_count(len(documents), 'document')}, {_count(sum(d.chunks for d in documents), 'passage')}"
+    return f"Library: {counted(len(documents), 'document')}, {counted(sum(d.chunks for d in documents), 'passage')}"
 
 
 def _citations_html(citations) -> str:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from assistant.calculator import InvalidExpressionError, compute
+from assistant.tasks.ask import ShortAnswer
 
 from .data import load_records
 
@@ -124,8 +125,7 @@ def _shown(passages: Sequence, record: dict, count: int) -> list:
     target = answer_target(record, passages)
     if target is None:
         return list(passages[:count])
-    sources = {int(n) for n in re.findall(r"\[(\d+)\]", target.splitlines()[-1])}
-    keep = sorted(sources)[:count]
+    keep = sorted(set(ShortAnswer.parse(target).sources))[:count]
     keep += [n for n in range(1, len(passages) + 1) if n not in keep][:count - len(keep)]
     return [passages[n - 1] for n in sorted(keep)]
 
@@ -143,7 +143,7 @@ def answer_pairs(data: str, out: str | Path, negatives: float = 0.3, seed: int =
     from assistant.prompts import load_prompt
     from assistant.tasks.ask import framed_question
 
-    from .evaluation.retrieval import ABSENT_MARGIN, index_contexts, part_of
+    from .evaluation.retrieval import ABSENT_MARGIN, context_document, index_contexts, part_of
 
     records = load_records(data, required=("question", "context_uid", "answer_type"))[:limit]
     rng = random.Random(seed)
@@ -158,7 +158,7 @@ def answer_pairs(data: str, out: str | Path, negatives: float = 0.3, seed: int =
         shown = passages or load_prompt("answer")["passages"]
         for record in tqdm([r for r in records if part_of(r["context_uid"]) == "tune"], desc="pairs", unit="question"):
             found = store.search(record["question"], k=searched + ABSENT_MARGIN)
-            own = f"{record['context_uid']}.txt"
+            own = context_document(record)
             passages = _shown(found[:searched], record, shown)
             target = answer_target(record, passages)
             if target is None:

@@ -39,7 +39,7 @@ def build_answerer(data: str = "../shared/data", work: str = "runs/shipped", ins
 
     from .answer_data import answer_pairs
     from .config import GenerateTrainConfig
-    from .summary_recipes import finish_adapter, train_adapter
+    from .summary_recipes import finish_shipped_run, train_adapter
 
     work_dir = Path(work).expanduser()
     out = work_dir / NAME
@@ -48,4 +48,4 @@ def build_answerer(data: str = "../shared/data", work: str = "runs/shipped", ins
         counts = answer_pairs(str(Path(data).expanduser() / "qa" / "tatqa" / "dev.jsonl"), pairs)
         log.info("answerer pairs: %s", counts)
         train_adapter(GenerateTrainConfig(train=str(pairs), out=str(out), **OPTIONS), resume)
-    return finish_adapter(out, NAME, ASK_ANSWERER, ASK_DIR, DATA_LICENCE, "cc-by-4.0", install_run)
+    return finish_shipped_run(out, NAME, ASK_ANSWERER, ASK_DIR, DATA_LICENCE, "cc-by-4.0", install_run)

@@ -139,7 +139,7 @@ def build_summary_model(name: str, data: str = "../shared/data", work: str = "ru
             train_classifier(config)
         else:
             train_adapter(config, resume)
-    return finish_adapter(out, name, recipe.part, SUMMARY_DIR, DATA_LICENCE, "gpl-3.0", install_run)
+    return finish_shipped_run(out, name, recipe.part, SUMMARY_DIR, DATA_LICENCE, "gpl-3.0", install_run)
 
 
 def train_adapter(config, resume: bool) -> None:
@@ -157,8 +157,8 @@ def train_adapter(config, resume: bool) -> None:
     train_generator(config)
 
 
-def finish_adapter(run: Path, name: str, part: str, root: Path, data_licence: str, licence: str,
-                   install_run: bool = True) -> Path:
+def finish_shipped_run(run: Path, name: str, part: str, root: Path, data_licence: str, licence: str,
+                       install_run: bool = True) -> Path:
     """Write a finished shipped-model run's card (with the command that rebuilds it) and install it
     as ``root/part``; the installed folder (the run when ``install_run`` is False)."""
     from .runs import add_metrics

@@ -19,7 +19,7 @@ from assistant.models import DEFAULT_GENERATOR
 from assistant.runs import RUN_FILE, read_run
 from assistant.shipped import ASK_ANSWERER, ASK_DIR
 from finetune.evaluation.ask_runner import predicted
-from finetune.evaluation.retrieval import part_of, tatqa_document
+from finetune.evaluation.retrieval import context_document, part_of, tatqa_document
 from finetune.evaluation.tatqa_metric import em_f1
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ def grounded(tmp_path_factory, tatqa_dev):
         if len(added) == 12 and record["context_uid"] not in added:
             continue
         if record["context_uid"] not in added:
-            path = folder / f"{record['context_uid']}.txt"
+            path = folder / context_document(record)
             path.write_text(tatqa_document(record), encoding="utf-8")
             assistant.documents.add(path)
             added.add(record["context_uid"])
@@ -83,7 +83,7 @@ def test_real_questions_are_answered_copied_or_computed_with_citations(grounded)
         parts, scale = predicted(answer)
         em += em_f1(record, parts, scale)[0]
         in_form += answer.short is not None
-        own = f"{record['context_uid']}.txt"
+        own = context_document(record)
         cited += any(c.document == own for c in answer.citations)
         if answer.computation is not None:  # the calculation is shown, over figures of the passages read
             computed += 1

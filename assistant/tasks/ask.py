@@ -131,7 +131,8 @@ class AskTurn:
     citations: list[Citation] = field(default_factory=list)
     #: The documents do not hold the answer: the turn's answer is the fixed sentence, not a generation.
     declined: bool = False
-    #: Answered by the grounded answerer (the shipped adapter) in its short form, then written out here.
+    #: Answered by the grounded answerer (the shipped adapter) in its short form, then written out here
+    #: (``ground`` declines a turn before it chooses the answerer, so a turn it declined has this False).
     answerer: bool = False
 
 
@@ -288,10 +289,7 @@ class AskPipeline(Pipeline):
         if prepared.declined:
             return prepared, self.declined()
         if prepared.answerer:
-            request = self.engine.answerer().submit(prepared.messages, prepared.params)
-            for _ in request:
-                pass
-            return prepared, request.result
+            return prepared, self.engine.answerer().submit(prepared.messages, prepared.params).wait()
         return prepared, self.engine.generate(prepared.messages, prepared.params)
 
     def written(self, prepared: AskTurn, generation: Generation) -> Answer:
@@ -329,7 +327,7 @@ class AskPipeline(Pipeline):
 
     def postprocess(self, outputs: tuple[AskTurn, Generation]) -> Answer:
         prepared, generation = outputs
-        if prepared.answerer and not prepared.declined:
+        if prepared.answerer:
             answer = self.written(prepared, generation)
             notice = self.notice_for(prepared, answer.text)
             answer.text, answer.advice_notice = answer.text + notice, bool(notice)
@@ -340,7 +338,7 @@ class AskPipeline(Pipeline):
     def pieces(self, prepared: AskTurn) -> Iterator[str]:
         """Yield the turn's answer piece by piece as it is generated; the notice (if due) comes last.
         The answerer's short form is written out whole, once it is complete."""
-        if prepared.answerer and not prepared.declined:
+        if prepared.answerer:
             answer = self.postprocess(self.forward(prepared))
             prepared.citations = answer.citations  # none when it found the answer not in the passages
             yield answer.text
@@ -358,7 +356,7 @@ class AskPipeline(Pipeline):
         """``pieces`` for event loops (the UI, the server): waiting holds no thread, and closing the
         iterator (a Stop button, a client gone) cancels the generation at the next token."""
         text = ""
-        if prepared.answerer and not prepared.declined:
+        if prepared.answerer:
             request = self.engine.answerer().submit(prepared.messages, prepared.params)
             async for _ in request:
                 pass

@@ -292,9 +292,7 @@ class SummarizePipeline(Pipeline):
             requests = [backend.submit(messages, params) for messages in conversations[start:start + window]]
             try:
                 for request in requests:
-                    for _ in request:
-                        pass
-                    results.append(request.result)
+                    results.append(request.wait())
                     report(len(results))
             finally:  # an error or an interrupt: free the rows still running
                 for request in requests:

@@ -26,8 +26,8 @@ from pathlib import Path
 from assistant.errors import InvalidParameterError
 
 from ..data import load_records
-from .report import markdown_table, write_json, write_markdown
-from .retrieval import ABSENT_MARGIN, PARTS, index_contexts, part_of
+from .report import markdown_table, new_figure, save_figure, write_json, write_markdown
+from .retrieval import ABSENT_MARGIN, PARTS, context_document, index_contexts, part_of
 from .tatqa_metric import em_f1
 
 #: Published for comparison (TAT-QA test set, a RoBERTa-large model with operator heads).
@@ -151,10 +151,10 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
         found_for = {}
         for record in tqdm(chosen, desc="searching", unit="question"):
             found = store.search(record["question"], k=shown + ABSENT_MARGIN)
-            own = f"{record['context_uid']}.txt"
+            own = context_document(record)
             found_for[record["id"]] = (found[:shown], [p for p in found if p.document != own][:shown])
         read = pipeline.answerer["passages"]
-        own_found = sum(any(p.document == f"{r['context_uid']}.txt" for p in found_for[r["id"]][0][:read])
+        own_found = sum(any(p.document == context_document(r) for p in found_for[r["id"]][0][:read])
                         for r in chosen) / max(len(chosen), 1)
         modes = [("answerer", True)] + ([("free-form (baseline)", False)] if baseline else [])
         scores, kept = [], []
@@ -168,7 +168,7 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
             started = time.perf_counter()
             for record in tqdm(chosen, desc=name, unit="question"):
                 present, missing = found_for[record["id"]]
-                own = f"{record['context_uid']}.txt"
+                own = context_document(record)
                 answer = _answer(pipeline, record["question"], present, answerer)
                 parts, scale = predicted(answer)
                 e, f = em_f1(record, parts, scale)
@@ -212,13 +212,9 @@ def _answer(pipeline, question: str, passages: list, answerer: bool):
 
 def _chart(report: AskReport, path: Path) -> None:
     """EM and F1 by answer type, one group of bars per way of answering."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     types = sorted({t for s in report.scores for t in s.by_type})
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig = new_figure(8, 3.6)
+    ax = fig.subplots()
     width = 0.8 / (2 * len(report.scores))
     for i, s in enumerate(report.scores):
         for j, metric in enumerate(("em", "f1")):
@@ -231,7 +227,4 @@ def _chart(report: AskReport, path: Path) -> None:
     ax.set_ylabel("%")
     ax.set_title(f"TAT-QA dev, {report.part} half: grounded answers")
     ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -97,16 +97,21 @@ def part_of(context_uid: str) -> str:
     return PARTS[int(hashlib.sha256(context_uid.encode()).hexdigest(), 16) % 2]
 
 
+def context_document(record: dict) -> str:
+    """The library's name for a TAT-QA record's own document (``index_contexts`` adds it so)."""
+    return f"{record['context_uid']}.txt"
+
+
 def index_contexts(records: list[dict], folder: Path, store) -> dict[str, str]:
-    """Add each distinct context of TAT-QA ``records`` to ``store`` as a document ``<context_uid>.txt``
-    (written in ``folder``), as a user adds files; the contexts' texts by id."""
+    """Add each distinct context of TAT-QA ``records`` to ``store`` as a document named by
+    ``context_document`` (written in ``folder``), as a user adds files; the contexts' texts by id."""
     from tqdm.auto import tqdm
 
     contexts: dict[str, str] = {}
     for record in records:
         contexts.setdefault(text_of(record, "context_uid"), tatqa_document(record))
     for uid, text in tqdm(contexts.items(), desc="indexing", unit="doc"):
-        path = folder / f"{uid}.txt"
+        path = folder / context_document({"context_uid": uid})
         path.write_text(text, encoding="utf-8")
         store.add(path)
     return contexts
@@ -158,7 +163,7 @@ def evaluate_retrieval(data: str, k: str = "1,5,10", part: str | None = None, li
             # Deep enough that, without the question's own document's passages, `shown` are left: what
             # the search would give were that document not in the library (its passages out of both rankings).
             found = store.search(text_of(record, "question"), k=max(depth, shown) + ABSENT_MARGIN)
-            own = f"{record['context_uid']}.txt"
+            own = context_document(record)
             ranks.append(next((i for i, p in enumerate(found[:depth], 1) if p.document == own), None))
             best.append(max((p.similarity for p in found[:shown]), default=0.0))  # what the ask task compares
             others = [p for p in found if p.document != own][:shown]
