@@ -22,6 +22,11 @@ from .metrics import METRIC_METHODS, Metrics
 API_PREFIXES = ("/v1/", "/metrics")
 #: Room for the multipart framing around an uploaded file.
 UPLOAD_OVERHEAD_BYTES = 64_000
+#: How much of a refused body is read and thrown away before the 413 goes out. A client still
+#: sending when the server closes gets "connection reset" instead of our JSON error (the reason
+#: nginx's lingering close exists); past this much we stop reading and close regardless, so an
+#: over-limit body costs at most this many bytes of reading.
+DRAIN_MAX_BYTES = 1 << 20
 
 # ------------------------------------------------------------------ middleware
 
@@ -69,10 +74,25 @@ class BodyLimit:
         #: API paths whose bodies carry files (document uploads) and have a limit of their own.
         self.path_max_bytes = path_max_bytes or {}
 
-    # Both answer before the body has been read to its end: the connection cannot carry another request.
+    # Both may answer before the body has been read to its end: the connection cannot carry another request.
     def _too_big(self, limit: int) -> APIError:
         return APIError(413, f"the request body is over the limit of {limit:,} bytes", code="body_too_large",
                         headers={"Connection": "close"})
+
+    async def _refuse_too_big(self, receive: Receive, send: Send, limit: int, deadline: float,
+                              unread: int | None = None) -> None:
+        """413, after reading what is left of a body of modest size (``unread`` bytes announced, or
+        up to ``DRAIN_MAX_BYTES``) within the body's time, so the client is listening for the answer."""
+        if unread is None or unread <= DRAIN_MAX_BYTES:
+            drained = 0
+            while drained <= DRAIN_MAX_BYTES:
+                message = await self._receive_until(receive, deadline)
+                if message is None or message["type"] != "http.request":
+                    break
+                drained += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        await send_error(send, self._too_big(limit))
 
     def _too_slow(self) -> APIError:
         return APIError(408, f"the request body did not arrive within {self.timeout_s:g} s", code="request_timeout",
@@ -90,7 +110,7 @@ class BodyLimit:
                 await send_error(send, APIError(400, "invalid Content-Length header", code="invalid_body"))
                 return
             if int(length) > limit:
-                await send_error(send, self._too_big(limit))
+                await self._refuse_too_big(receive, send, limit, time.monotonic() + self.timeout_s, int(length))
                 return
         if api:
             await self._api(scope, receive, send, limit)
@@ -123,7 +143,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await send_error(send, self._too_big(limit))
+                await self._refuse_too_big(receive, send, limit, deadline)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -187,7 +207,10 @@ class BodyLimit:
             if refused is None:
                 raise
         if refused is not None and not started:
-            await send_error(send, refused)
+            if refused.status == 413 and not body_done:
+                await self._refuse_too_big(receive, send, limit, deadline)
+            else:
+                await send_error(send, refused)
 
 
 class BearerAuth:
