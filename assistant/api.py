@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-import torch
+from .lazy import torch
 
 from .audit import AuditRecord, AuditStore, SQLiteAuditStore, open_default_store
 from .engine import Engine
@@ -359,7 +359,7 @@ class Assistant:
                 "name": info.path.name,
                 "origin": f"run found in {runs_root()}",
                 "location": str(info.path),
-                "device": str(runtime.device),
+                "device": runtime.device_name,
                 "dtype": runtime.dtype_name,
                 "attention": runtime.attn_implementation,
                 "architecture": info.kind,

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-import torch
+from .lazy import torch
 
 from .chat import ChatModel
 from .generation import GenerationRequest, QueuedBackend, notify_listeners
@@ -96,6 +96,10 @@ class Batcher(QueuedBackend):
         if started is not None:  # a batch already running longer than the estimate says the estimate is low
             per_batch = max(per_batch, time.perf_counter() - started)
         return ahead * per_batch
+
+    def expected_run_s(self, params: SamplingParams) -> float:
+        """One batch, at the recent time per batch."""
+        return self._estimate_s
 
     def active(self) -> int:
         return sum(not r.done for r in self._running)
@@ -178,7 +182,7 @@ class Batcher(QueuedBackend):
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
         for row, req in enumerate(batch):
-            input_ids[row, width - req.prompt_tokens :] = req.prompt_ids
+            input_ids[row, width - req.prompt_tokens :] = torch.as_tensor(req.prompt_ids)
             attention[row, width - req.prompt_tokens :] = 1
         params = batch[0].params
         kwargs = params.generate_kwargs()

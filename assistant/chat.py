@@ -8,13 +8,15 @@ this is all they use of it, so a backend can be built and tested over a loaded m
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import InputTooLongError
 from .models import LoadedModel
 from .prompts import load_prompt
 from .types import Message, SamplingParams
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class ChatModel:
@@ -36,11 +38,12 @@ class ChatModel:
         """The prompt text for a conversation: the model's chat template, or the plain one."""
         return render_chat(self.loaded.tokenizer, messages)
 
-    def prompt_ids(self, messages: Sequence[Message]) -> torch.Tensor:
-        """The conversation's prompt as token ids, shape (1, n)."""
-        return self.loaded.tokenizer(self.render(messages), return_tensors="pt", add_special_tokens=False)["input_ids"]
+    def prompt_ids(self, messages: Sequence[Message]) -> np.ndarray:
+        """The conversation's prompt as token ids, shape (1, n): a numpy array, which every backend reads
+        (the torch ones convert it), so that the ONNX path never imports torch."""
+        return self.loaded.tokenizer(self.render(messages), return_tensors="np", add_special_tokens=False)["input_ids"]
 
-    def encode(self, messages: Sequence[Message], params: SamplingParams, ids: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, messages: Sequence[Message], params: SamplingParams, ids: np.ndarray | None = None) -> np.ndarray:
         """Prompt token ids (1, n) (``ids`` if the caller already has them); refused with
         ``InputTooLongError`` when prompt plus new tokens exceed the context window."""
         if ids is None:

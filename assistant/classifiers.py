@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from .lazy import torch
 
 from .device import Runtime, quantize_int8, resolve_runtime
 from .encoder import SentenceEncoder
@@ -179,7 +179,7 @@ class FineTunedClassifier:
         self.runtime = runtime or resolve_runtime(device, dtype)
         self._shared_encoder = shared_encoder
         if int8 is None:
-            int8 = INT8_ON_CPU and self.runtime.device.type == "cpu" and self.runtime.dtype == torch.float32
+            int8 = INT8_ON_CPU and self.runtime.device_type == "cpu" and self.runtime.dtype_key == "float32"
         self.int8 = bool(int8) and self.info.kind != "classifier-head"
         self._lock = threading.Lock()
         self._loaded = False
@@ -363,12 +363,15 @@ class FineTunedClassifier:
         self.load()
         return self._sentence_encoder
 
-    @torch.inference_mode()
     def predict_scores(self, texts: Sequence[str], batch_size: int = 32,
                        embeddings: torch.Tensor | None = None) -> torch.Tensor:
         """Probabilities, shape (len(texts), len(labels)), in ``labels`` order (float32, CPU).
         ``embeddings``: a head run's sentence embeddings of ``texts``, already computed by its
         ``sentence_encoder`` (one pass shared by several tasks)."""
+        with torch.inference_mode():  # (not a decorator: that would import torch with this module)
+            return self._predict_scores(texts, batch_size, embeddings)
+
+    def _predict_scores(self, texts: Sequence[str], batch_size: int, embeddings: torch.Tensor | None) -> torch.Tensor:
         self.load()
         texts = list(texts)
         if not texts:
@@ -419,7 +422,7 @@ class FineTunedClassifier:
             "name": self.path.name,
             "origin": f"fine-tuned run ({self.info.kind})",
             "location": str(self.path),
-            "device": str(self.runtime.device),
+            "device": self.runtime.device_name,
             "dtype": self.runtime.dtype_name,
             "attention": self.runtime.attn_implementation,
             "architecture": self._architecture(),

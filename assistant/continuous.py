@@ -42,8 +42,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-
-import torch
+from typing import TYPE_CHECKING
 
 from .batching import Batcher
 from .chat import ChatModel
@@ -51,6 +50,9 @@ from .generation import GenerationRequest, notify_listeners
 from .settings import BatchSettings
 from .types import Message, SamplingParams
 from .errors import GenerationError, QueueFullError, ServiceUnavailableError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +131,11 @@ class ContinuousBatcher:
     # ------------------------------------------------------------------ public
 
     def submit(
-        self, messages: Sequence[Message], params: SamplingParams, prompt_ids: torch.Tensor | None = None,
-        max_wait_s: float | None = None,
+        self, messages: Sequence[Message], params: SamplingParams, prompt_ids: np.ndarray | None = None,
+        deadline_s: float | None = None,
     ) -> GenerationRequest:
         """Queue a chat completion; ``prompt_ids`` (from ``ChatModel.prompt_ids``) saves tokenising it twice.
-        ``max_wait_s`` bounds the expected wait of the requests that go to the side batcher (``Batcher.submit``);
+        ``deadline_s`` bounds the expected time of the requests that go to the side batcher (``Batcher.submit``);
         the continuous loop admits up to its in-flight limit."""
         prompt_ids = self.chat.encode(messages, params, prompt_ids)  # InputTooLongError before queueing
         with self._lock:
@@ -147,7 +149,7 @@ class ContinuousBatcher:
                     retry_after=max(1.0, round(self._request_seconds, 1)),
                 )
             if _needs_generate(params):
-                return self._side_batcher().submit(messages, params, prompt_ids, max_wait_s=max_wait_s)
+                return self._side_batcher().submit(messages, params, prompt_ids, deadline_s=deadline_s)
             request = GenerationRequest(prompt_ids[0], params, self.chat.stop_strings(params))
             self._inflight[request.id] = request
         try:

@@ -22,38 +22,54 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from .lazy import torch
 
 from .errors import DeviceError
 
+#: The precisions a model may load in, by every name they are given, to torch's name.
 DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
 }
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """Where and in which precision a model runs."""
+    """Where and in which precision a model runs. Kept as names (``"cpu"``, ``"cuda:0"``; ``"float32"``)
+    so that choosing them needs no torch (``assistant/lazy.py``); ``device`` and ``dtype`` are the torch
+    objects, for the code that runs the model."""
 
-    device: torch.device
-    dtype: torch.dtype
+    device_name: str
+    dtype_key: str
     attn_implementation: str = "sdpa"
     #: "int8": linear layers of the generator quantised after loading (``dtype`` is then the
     #: precision of everything else, float32).
     quantization: str | None = None
 
     @property
+    def device(self) -> torch.device:
+        return torch.device(self.device_name)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype_key)
+
+    @property
+    def device_type(self) -> str:
+        """``"cpu"`` or ``"cuda"``."""
+        return self.device_name.split(":", 1)[0]
+
+    @property
     def dtype_name(self) -> str:
-        return self.quantization or str(self.dtype).removeprefix("torch.")
+        return self.quantization or self.dtype_key
 
     def describe(self) -> str:
-        name = str(self.device)
-        if self.device.type == "cuda":
+        name = self.device_name
+        if self.device_type == "cuda":
             name += f" ({torch.cuda.get_device_name(self.device)})"
         return f"{name}, {self.dtype_name}, attention={self.attn_implementation}"
 
@@ -62,53 +78,71 @@ class Runtime:
 QUANTIZED = ("int8",)
 
 
-def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    key = str(dtype).lower().removeprefix("torch.")
+def parse_dtype(dtype: str | torch.dtype | None) -> str | None:
+    """A precision's torch name (``"float32"``), None for "auto" or nothing."""
+    if dtype is None:
+        return None
+    key = str(dtype).lower().removeprefix("torch.")  # a torch.dtype too, by its name: no torch import
     if key == "auto":
         return None
     if key in QUANTIZED:
-        return torch.float32  # loaded in fp32, quantised afterwards (resolve_runtime records it)
+        return "float32"  # loaded in fp32, quantised afterwards (resolve_runtime records it)
     if key not in DTYPES:
         raise DeviceError(f"unknown dtype {dtype!r}; use one of: auto, {', '.join(sorted(DTYPES) + list(QUANTIZED))}")
     return DTYPES[key]
 
 
-def parse_device(device: str | torch.device | None) -> torch.device:
+def cuda_available() -> bool:
+    """Whether torch can use a GPU here. A CPU-only torch build says so in its version (``+cpu``), which is
+    read without importing torch (a second of every start on the CPU path); otherwise torch is asked."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        if version("torch").endswith("+cpu"):
+            return False
+    except PackageNotFoundError:  # a torch not installed as a distribution (built from source): ask it
+        pass
+    return torch.cuda.is_available()
+
+
+def parse_device(device: str | torch.device | None) -> str:
+    """A device's name (``"cpu"``, ``"cuda"``, ``"cuda:1"``), checked against this machine."""
     if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return "cuda" if cuda_available() else "cpu"
+    if str(device) == "cpu":
+        return "cpu"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    if dev.type == "cuda" and not cuda_available():
         raise DeviceError(f"device {device!r} was asked for but CUDA is not available on this machine")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise DeviceError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
     if dev.type not in ("cpu", "cuda"):
         raise DeviceError(f"device type {dev.type!r} is not supported; use cpu or cuda")
-    return dev
+    return str(dev)
 
 
-def default_dtype(device: torch.device) -> torch.dtype:
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+def default_dtype(device_name: str) -> str:
+    if device_name.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
 
 
 def resolve_runtime(device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> Runtime:
     """The one place that turns user overrides (or nothing) into a device and dtype."""
     dev = parse_device(device)
+    on_cuda = dev.startswith("cuda")
     quantization = str(dtype).lower() if isinstance(dtype, str) and dtype.lower() in QUANTIZED else None
-    if quantization and dev.type != "cpu":
+    if quantization and on_cuda:
         raise DeviceError(f"dtype {quantization} is the CPU's dynamic quantisation; on CUDA use bfloat16 or float16")
     chosen = parse_dtype(dtype) or default_dtype(dev)
-    if dev.type == "cuda" and chosen == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+    if on_cuda and chosen == "bfloat16" and not torch.cuda.is_bf16_supported():
         raise DeviceError("bfloat16 was asked for but this GPU does not support it; use float16")
-    if dev.type == "cpu" and chosen == torch.float16:
+    if not on_cuda and chosen == "float16":
         raise DeviceError("float16 on CPU is slow and numerically fragile; use float32 or bfloat16")
-    return Runtime(device=dev, dtype=chosen, attn_implementation="sdpa", quantization=quantization)
+    return Runtime(device_name=dev, dtype_key=chosen, attn_implementation="sdpa", quantization=quantization)
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-import torch
+from .lazy import torch
 
 from .device import Runtime
 from .models import ENCODER, LoadedModel, encoder_max_length, load_model, resolve_model

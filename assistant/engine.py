@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
+from .lazy import torch
 
 from .device import resolve_runtime
 from .errors import ModelLoadError, ModelNotFoundError
@@ -27,6 +27,8 @@ from .settings import BatchSettings
 from .types import Generation, Message, SamplingParams
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .classifiers import FineTunedClassifier
 
 log = logging.getLogger(__name__)
@@ -155,7 +157,9 @@ class Engine:
         with self._lock:
             if role not in self._models:
                 spec = self.generator_spec if role == GENERATOR else self.encoder_spec
-                self._models[role] = load_model(resolve_model(spec, role), self.runtime)
+                # Where the ONNX backend is to decode, the torch weights load only if something needs them.
+                lazy = role == GENERATOR and self._onnx_mismatch() is None
+                self._models[role] = load_model(resolve_model(spec, role), self.runtime, lazy_weights=lazy)
         return self._models[role]
 
     # ----------------------------------------------------------------- generation
@@ -176,7 +180,7 @@ class Engine:
     def context_window(self) -> int:
         return self.generator.context_window
 
-    def prompt_ids(self, messages: Sequence[Message]) -> torch.Tensor:
+    def prompt_ids(self, messages: Sequence[Message]) -> np.ndarray:
         """The conversation's prompt as token ids, shape (1, n)."""
         return self.chat.prompt_ids(messages)
 
@@ -195,8 +199,8 @@ class Engine:
         server when there is one, else the one ``batch_settings.backend`` names."""
         if self._batcher is None:
             backend = self.batch_settings.backend
-            if backend in ("continuous", "onnx", "auto") and self.upstream is None:
-                # These build from the loaded model: load it now, outside the lock _load takes.
+            if self.upstream is None:
+                # The local backends build from the loaded model: load it now, outside the lock _load takes.
                 self._load(GENERATOR)
             with self._lock:
                 if self._batcher is None:
@@ -236,7 +240,21 @@ class Engine:
                 return fast
         from .batching import Batcher
 
+        chat.loaded.model  # torch decodes after all: its weights now, not on the first request
         return Batcher(chat, self.batch_settings)
+
+    def _onnx_mismatch(self) -> str | None:
+        """Why the ONNX backend is not for this engine (None: it is meant to decode here; it may still
+        fail to load, and torch decodes then): not asked for, another device, or ("auto") a precision
+        the user chose for torch."""
+        backend = self.batch_settings.backend
+        if backend not in ("onnx", "auto") or self.upstream is not None:
+            return f"the {backend} backend was asked for"
+        if self.runtime.device_type != "cpu":
+            return f"it runs on the CPU, and the engine runs on {self.runtime.device_name}"
+        if backend == "auto" and self.runtime.dtype_name != "float32":
+            return f"{self.runtime.dtype_name} was asked for, which torch runs"
+        return None
 
     def _onnx_backend(self, chat: ChatModel, adapter: Path | None) -> GenerationBackend | None:
         """The ONNX Runtime GenAI backend (``assistant/onnx_backend.py``) for ``chat``'s model (loaded
@@ -252,11 +270,10 @@ class Engine:
             if explicit:
                 log.warning("The ONNX backend does not run here (%s): decoding with torch", why)
 
-        if self.runtime.device.type != "cpu":
-            notice(f"it runs on the CPU, and the engine runs on {self.runtime.device}")
+        mismatch = self._onnx_mismatch()
+        if mismatch is not None:
+            notice(mismatch)
             return None
-        if not explicit and (self.runtime.dtype != torch.float32 or self.runtime.quantization):
-            return None  # a precision the user chose for torch
         config = read_config(gen.resolved)
         if not onnx_backend.exportable(config):
             notice(f"ONNX Runtime GenAI does not export {(config.get('architectures') or ['?'])[0]}")
@@ -303,7 +320,7 @@ class Engine:
             with self._lock:
                 if key not in self._models:
                     self._models[key] = load_model(resolve_model(self.generator_spec, GENERATOR), self.runtime,
-                                                   adapter=adapter)
+                                                   adapter=adapter, lazy_weights=self._onnx_mismatch() is None)
                 if key not in self._adapted:
                     self._adapted[key] = self._local_backend(ChatModel(lambda: self._models[key]), adapter)
         return self._adapted[key]
@@ -327,7 +344,7 @@ class Engine:
                 "name": resolved.name,
                 "origin": resolved.origin,
                 "location": resolved.location,
-                "device": str(self.runtime.device),
+                "device": self.runtime.device_name,
                 "dtype": self.runtime.dtype_name,
                 "attention": self.runtime.attn_implementation,
                 "loaded": loaded is not None,
@@ -368,7 +385,7 @@ class Engine:
                         "size_bytes": 0}
             rows.append({"role": role, "name": Path(path).name, "origin": "shipped with the package",
                          "location": str(path), "configured": True, "shipped": True,
-                         "device": str(self.runtime.device), "dtype": self.runtime.dtype_name,
+                         "device": self.runtime.device_name, "dtype": self.runtime.dtype_name,
                          "loaded": {"summary-rewriter": REWRITER, "ask-answerer": ANSWERER}.get(role) in self._models,
                          **info})
         return rows

@@ -19,12 +19,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import torch
-
 from .errors import QueueFullError, ServiceUnavailableError
 from .types import Generation, Message, SamplingParams
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .chat import ChatModel
     from .settings import BatchSettings
 
@@ -38,11 +38,11 @@ class GenerationBackend(Protocol):
     #: Called with the size of each batch as it starts (metrics).
     batch_listeners: list[Callable[[int], None]]
 
-    def submit(self, messages: Sequence[Message], params: SamplingParams, prompt_ids: torch.Tensor | None = None,
-               max_wait_s: float | None = None) -> GenerationRequest:
+    def submit(self, messages: Sequence[Message], params: SamplingParams, prompt_ids: np.ndarray | None = None,
+               deadline_s: float | None = None) -> GenerationRequest:
         """Admit one chat completion (or raise ``QueueFullError`` / ``InputTooLongError`` now).
-        ``prompt_ids``: the prompt already encoded (saves tokenising twice); ``max_wait_s``: refuse a
-        request that would wait longer than this for its turn."""
+        ``prompt_ids``: the prompt already encoded (saves tokenising twice); ``deadline_s``: refuse a
+        request not expected to be finished (waited for its turn and decoded) within this many seconds."""
         ...
 
     def queue_depth(self) -> int:
@@ -82,7 +82,7 @@ def partial_stop_suffix(text: str, stops: Sequence[str]) -> int:
 class GenerationRequest:
     """Handle of one submitted chat completion: iterate (sync or async) for its text pieces."""
 
-    def __init__(self, prompt_ids: torch.Tensor, params: SamplingParams, stops: tuple[str, ...]) -> None:
+    def __init__(self, prompt_ids: np.ndarray, params: SamplingParams, stops: tuple[str, ...]) -> None:
         self.id = f"req-{next(_ids)}"
         self.prompt_ids = prompt_ids
         self.prompt_tokens = int(prompt_ids.shape[-1])
@@ -269,11 +269,12 @@ class QueuedBackend:
         # Stop the worker before the interpreter tears the runtime down under it.
         atexit.register(self.close)
 
-    def submit(self, messages: Sequence[Message], params: SamplingParams, prompt_ids: torch.Tensor | None = None,
-               max_wait_s: float | None = None) -> GenerationRequest:
+    def submit(self, messages: Sequence[Message], params: SamplingParams, prompt_ids: np.ndarray | None = None,
+               deadline_s: float | None = None) -> GenerationRequest:
         """Queue a chat completion; ``prompt_ids`` (from ``ChatModel.prompt_ids``) saves tokenising it twice.
-        Refused (``QueueFullError``) when ``max_queue`` requests already wait, or when it is expected to wait
-        longer than ``max_wait_s``: better refused now, with a Retry-After, than admitted to time out waiting."""
+        Refused (``QueueFullError``) when ``max_queue`` requests already wait, or when it is not expected to
+        be finished (its wait, then its own decoding) within ``deadline_s``: better refused now, with a
+        Retry-After, than admitted to time out."""
         prompt_ids = self.chat.encode(messages, params, prompt_ids)  # InputTooLongError before queueing
         request = GenerationRequest(prompt_ids[0], params, self.chat.stop_strings(params))
         with self._cond:
@@ -286,12 +287,13 @@ class QueuedBackend:
                     f"the server is busy: {waiting} requests are already waiting (limit {self.max_queue})",
                     retry_after=retry_after,
                 )
-            expected = self.expected_wait_s()
-            if max_wait_s is not None and expected > max_wait_s:
+            wait = self.expected_wait_s()
+            expected = wait + self.expected_run_s(params)
+            if deadline_s is not None and expected > deadline_s:
                 raise QueueFullError(
-                    f"the server is busy: a new request would wait about {expected:.0f} s for the {waiting} ahead "
-                    f"of it, longer than this server's limit of {max_wait_s:g} s",
-                    retry_after=max(retry_after, expected - max_wait_s),
+                    f"the server is busy: a new request would wait about {wait:.0f} s for the {waiting} ahead of it "
+                    f"and finish in about {expected:.0f} s, later than this server's limit of {deadline_s:g} s",
+                    retry_after=max(retry_after, expected - deadline_s),
                 )
             request.on_cancel = self._withdraw
             self._waiting.append(request)
@@ -299,6 +301,10 @@ class QueuedBackend:
         return request
 
     def expected_wait_s(self) -> float:
+        raise NotImplementedError
+
+    def expected_run_s(self, params: SamplingParams) -> float:
+        """How long a request with ``params`` is expected to decode once it has its turn."""
         raise NotImplementedError
 
     def active(self) -> int:

@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .device import Runtime, quantize_int8
+from .lazy import torch
 from .errors import ModelLoadError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -136,10 +138,11 @@ def cache_root() -> Path:
 
 def converted_dir_for(gguf_path: Path) -> Path:
     """The cache directory for one GGUF file; a changed file gets a new directory."""
-    st = gguf_path.stat()
-    import transformers
+    from importlib.metadata import version
 
-    key = f"{gguf_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|transformers-{transformers.__version__.split('.')[0]}"
+    st = gguf_path.stat()
+    # The installed version from its metadata: importing transformers here would cost most of a second.
+    key = f"{gguf_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|transformers-{version('transformers').split('.')[0]}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_root() / "gguf" / f"{gguf_path.stem}-{digest}"
 
@@ -354,6 +357,29 @@ def local_dir(resolved: ResolvedModel) -> Path:
         raise ModelNotFoundError(f"{resolved.location} has no local copy: {exc}") from exc
 
 
+def count_parameters(resolved: ResolvedModel) -> int | None:
+    """The number of weights in a model's safetensors files, read from their headers (no weights are
+    loaded); None where it has no local safetensors files."""
+    from safetensors import safe_open
+
+    try:
+        files = sorted(local_dir(resolved).glob("*.safetensors"))
+    except ModelNotFoundError:
+        return None
+    total = 0
+    for path in files:
+        with safe_open(str(path), "numpy") as fh:
+            for name in fh.keys():
+                tensor = fh.get_slice(name)
+                if not tensor.get_dtype().startswith(("F", "BF")):
+                    continue  # integer buffers saved beside the weights (BERT's position ids) are not parameters
+                count = 1
+                for size in tensor.get_shape():
+                    count *= size
+                total += count
+    return total or None
+
+
 def weights_fingerprint(resolved: ResolvedModel) -> str | None:
     """SHA-256 over a resolved model's safetensors files (sorted by name), or None where no local
     copy can be found. Runs that store only an adapter or a head record it, so a different base
@@ -375,13 +401,30 @@ def folder_fingerprint(folder: Path) -> str | None:
 
 @lru_cache(maxsize=16)
 def _fingerprint(files: tuple[tuple[str, int, int], ...]) -> str:
-    # Keyed by path, size and mtime: hashing ~100 MB costs a fraction of a second, once per process.
+    # Keyed by path, size and mtime, in memory and in the cache folder: hashing the default generator's
+    # 540 MB takes about 0.4 s, which every server start would otherwise pay (the ONNX export's key).
+    # The same rule as git's index: a file rewritten in place keeps neither its size and mtime both.
+    memo = cache_root() / "fingerprints" / hashlib.sha256(repr(files).encode()).hexdigest()[:32]
+    try:
+        known = memo.read_text().strip()
+        if known.startswith("sha256:"):
+            return known
+    except OSError:
+        pass
     digest = hashlib.sha256()
     for name, _, _ in files:
         with open(name, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
-    return "sha256:" + digest.hexdigest()
+    value = "sha256:" + digest.hexdigest()
+    try:  # written whole or not at all; a cache that cannot be written only costs the hashing again
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        partial = memo.with_name(f"{memo.name}.{os.getpid()}.partial")
+        partial.write_text(value)
+        os.replace(partial, memo)
+    except OSError:
+        pass
+    return value
 
 
 def context_window(config) -> int | None:
@@ -389,32 +432,72 @@ def context_window(config) -> int | None:
     where the config does not say (GPT-2 names it ``n_positions``, most others
     ``max_position_embeddings``)."""
     for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(config, attr, None)
+        value = config.get(attr) if isinstance(config, dict) else getattr(config, attr, None)
         if isinstance(value, int) and value > 0:
             return value
     return None
 
 
-@dataclass
 class LoadedModel:
-    resolved: ResolvedModel
-    runtime: Runtime
-    model: torch.nn.Module
-    tokenizer: object
-    load_seconds: float
+    """A model and its tokenizer on a runtime. The weights may load later than the tokenizer
+    (``load_model(..., lazy_weights=True)``): the ONNX backend decodes from its own export and needs
+    only the tokenizer and the config, so a server on it starts without reading the torch weights;
+    anything that touches ``model`` loads them then, once."""
+
+    def __init__(self, resolved: ResolvedModel, runtime: Runtime, model: torch.nn.Module | None, tokenizer: object,
+                 load_seconds: float, load_weights: Callable[[], torch.nn.Module] | None = None,
+                 adapter: Path | None = None) -> None:
+        self.resolved = resolved
+        #: The LoRA adapter merged into the weights, if any.
+        self.adapter = adapter
+        self.runtime = runtime
+        self.tokenizer = tokenizer
+        self.load_seconds = load_seconds
+        self._model = model
+        self._load_weights = load_weights
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> torch.nn.Module:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    started = time.perf_counter()
+                    self._model = self._load_weights()
+                    self.load_seconds += time.perf_counter() - started
+        return self._model
+
+    @property
+    def weights_loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def config(self) -> dict:
+        """The model's config.json as a dict."""
+        return read_config(self.resolved)
 
     @property
     def context_window(self) -> int:
-        return context_window(self.model.config) or 2048  # a config that does not say: a common size
+        config = self._model.config if self._model is not None else self.config
+        return context_window(config) or 2048  # a config that does not say: a common size
 
     @property
     def parameters(self) -> int:
+        """How many weights the model has: counted in the loaded model, or (weights not loaded yet) in
+        its safetensors files' headers, so that asking does not load them."""
+        if self._model is None and self._load_weights is not None and not self.adapter:
+            counted = count_parameters(self.resolved)
+            if counted:
+                return counted
         return sum(p.numel() for p in self.model.parameters())
 
     @property
     def eos_ids(self) -> set[int]:
         """The ids that end a generation: the generation config's, else the tokenizer's."""
-        eos = self.model.generation_config.eos_token_id
+        if self._model is not None:
+            eos = self._model.generation_config.eos_token_id
+        else:  # what the generation config would say: generation_config.json, else the model config
+            eos = read_json(self.resolved, "generation_config.json").get("eos_token_id", self.config.get("eos_token_id"))
         if eos is None:
             eos = self.tokenizer.eos_token_id
         return set(eos if isinstance(eos, list) else [] if eos is None else [eos])
@@ -422,13 +505,18 @@ class LoadedModel:
 
 def read_config(resolved: ResolvedModel) -> dict:
     """The model's config.json (from its folder or the Hugging Face cache), or {} where there is none."""
-    path = Path(resolved.location) / "config.json"
+    return read_json(resolved, "config.json")
+
+
+def read_json(resolved: ResolvedModel, name: str) -> dict:
+    """One JSON file of the model (from its folder or the Hugging Face cache), or {} where there is none."""
+    path = Path(resolved.location) / name
     if path.is_file():
         return json.loads(path.read_text())
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        hit = try_to_load_from_cache(resolved.location, "config.json")
+        hit = try_to_load_from_cache(resolved.location, name)
         return json.loads(Path(hit).read_text()) if isinstance(hit, str) else {}
     except Exception:
         return {}
@@ -445,24 +533,91 @@ def encoder_max_length(enc: LoadedModel) -> int:
     return min(enc.context_window, 512)
 
 
-def load_model(resolved: ResolvedModel, runtime: Runtime, adapter: Path | None = None) -> LoadedModel:
+def load_model(resolved: ResolvedModel, runtime: Runtime, adapter: Path | None = None,
+               lazy_weights: bool = False) -> LoadedModel:
     """Load a resolved model and its tokenizer on ``runtime``'s device and dtype (int8 generator on
     request). ``adapter``: a LoRA adapter directory (peft: ``adapter_config.json`` and
     ``adapter_model.safetensors``) of this model, merged into the weights once here, so generation
-    runs a plain model with no adapter overhead."""
-    import time
+    runs a plain model with no adapter overhead. ``lazy_weights``: the tokenizer now, the weights
+    when first used (``LoadedModel``); an unreadable adapter is still reported here."""
+    started = time.perf_counter()
+    try:
+        tokenizer = load_tokenizer(resolved, fast_path=lazy_weights)
+        if adapter is not None:
+            check_adapter(adapter)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise _load_error(resolved, adapter, exc) from exc
 
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    def weights() -> torch.nn.Module:
+        try:
+            return _load_weights(resolved, runtime, adapter)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            # safetensors and peft report a truncated or mismatched adapter as one of these
+            raise _load_error(resolved, adapter, exc) from exc
+
+    if lazy_weights:
+        try:  # the weights' files are there and their headers read: anything else fails here, not later
+            lazy_weights = count_parameters(resolved) is not None
+        except Exception as exc:  # noqa: BLE001 - safetensors reports a bad header as several kinds
+            raise _load_error(resolved, adapter, exc) from exc
+    model = None if lazy_weights else weights()
+    seconds = time.perf_counter() - started
+    log.info("loaded %s %s%s on %s in %.1fs", resolved.role, resolved.name,
+             " (tokenizer; weights on first use)" if lazy_weights else "", runtime.describe(), seconds)
+    return LoadedModel(resolved, runtime, model, tokenizer, seconds, load_weights=weights, adapter=adapter)
+
+
+def _load_error(resolved: ResolvedModel, adapter: Path | None, exc: Exception) -> ModelLoadError:
+    what = f" with the adapter in {adapter}" if adapter is not None else ""
+    return ModelLoadError(f"could not load {resolved.role} {resolved.spec!r} from {resolved.origin}{what}: {exc}")
+
+
+#: Tokenizer classes that are the generic fast tokenizer over ``tokenizer.json`` (transformers 5 names
+#: it ``TokenizersBackend``; 4 named it ``PreTrainedTokenizerFast``).
+_GENERIC_FAST_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def load_tokenizer(resolved: ResolvedModel, fast_path: bool = False):
+    """The model's tokenizer (``AutoTokenizer``). ``fast_path``: where the folder names the generic
+    fast tokenizer, that class is opened directly: the same tokenizer, without AutoTokenizer's detour
+    through the model's config class (which imports the modelling stack, most of a second; see
+    ``finassist bench coldstart``)."""
+    folder = Path(resolved.location)
+    if fast_path and (folder / "tokenizer.json").is_file():
+        named = read_json(resolved, "tokenizer_config.json").get("tokenizer_class")
+        if named in _GENERIC_FAST_TOKENIZERS:
+            from transformers import PreTrainedTokenizerFast
+
+            return PreTrainedTokenizerFast.from_pretrained(resolved.location,
+                                                           local_files_only=resolved.local_files_only)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolved.location, local_files_only=resolved.local_files_only)
+
+
+def check_adapter(adapter: Path) -> None:
+    """A LoRA adapter's weights can be read (a missing or truncated file named as such: peft would report
+    a bare I/O error, and only when the weights load)."""
+    from safetensors import safe_open
+
+    weights = Path(adapter) / "adapter_model.safetensors"
+    try:
+        with safe_open(str(weights), "numpy") as fh:
+            fh.keys()
+    except Exception as exc:
+        raise ModelLoadError(f"{weights} cannot be read: {exc}") from exc
+
+
+def _load_weights(resolved: ResolvedModel, runtime: Runtime, adapter: Path | None) -> torch.nn.Module:
+    from transformers import AutoModel, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    started = time.perf_counter()
     auto = AutoModelForCausalLM if resolved.role == GENERATOR else AutoModel
     common = {"local_files_only": resolved.local_files_only, "dtype": runtime.dtype}
     # Loading safetensors takes a second or two: a progress bar would only be noise.
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved.location, local_files_only=resolved.local_files_only)
         try:
             model = auto.from_pretrained(resolved.location, attn_implementation=runtime.attn_implementation, **common)
         except ValueError as exc:  # an architecture without SDPA support: its default attention
@@ -471,21 +626,8 @@ def load_model(resolved: ResolvedModel, runtime: Runtime, adapter: Path | None =
             model = auto.from_pretrained(resolved.location, **common)
         if adapter is not None:
             from peft import PeftModel
-            from safetensors import safe_open
-
-            weights = Path(adapter) / "adapter_model.safetensors"
-            try:  # a missing or truncated file named as such (peft would report a bare I/O error)
-                with safe_open(str(weights), "pt") as fh:
-                    fh.keys()
-            except Exception as exc:
-                raise ModelLoadError(f"{weights} cannot be read: {exc}") from exc
 
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        # safetensors and peft report a truncated or mismatched adapter as one of these
-        what = f" with the adapter in {adapter}" if adapter is not None else ""
-        raise ModelLoadError(f"could not load {resolved.role} {resolved.spec!r} from {resolved.origin}{what}: "
-                             f"{exc}") from exc
     finally:
         if bars:
             hf_logging.enable_progress_bar()
@@ -494,9 +636,7 @@ def load_model(resolved: ResolvedModel, runtime: Runtime, adapter: Path | None =
         model = quantize_int8(model)
     if resolved.role == ENCODER:
         record_pooling(model, Path(resolved.location))
-    seconds = time.perf_counter() - started
-    log.info("loaded %s %s on %s in %.1fs", resolved.role, resolved.name, runtime.describe(), seconds)
-    return LoadedModel(resolved, runtime, model, tokenizer, seconds)
+    return model
 
 
 def record_pooling(model, location: Path) -> None:

@@ -247,6 +247,11 @@ class OnnxBatcher(QueuedBackend):
         generation = max((r.params.max_new_tokens for r in waiting), default=0)
         return (rounds + (1 + (needed - 1) // self.max_batch_size) * generation) * self._round_s
 
+    def expected_run_s(self, params: SamplingParams) -> float:
+        """Its ``max_new_tokens`` rounds at the measured time of a round (which grows with the cohorts
+        running): an upper bound where it ends early at its end-of-turn token."""
+        return params.max_new_tokens * self._round_s
+
     def active(self) -> int:
         return sum(not r.done for c in self._cohorts for r in c.requests)
 
@@ -346,7 +351,7 @@ class OnnxBatcher(QueuedBackend):
         generator = og.Generator(self.model, search)
         tokens = np.full((len(requests), width), self.pad_id, dtype=np.int32)
         for row, req in enumerate(requests):
-            tokens[row, : req.prompt_tokens] = req.prompt_ids.numpy()
+            tokens[row, : req.prompt_tokens] = req.prompt_ids
         generator.append_tokens(tokens)
         return generator
 

@@ -372,6 +372,18 @@ def mount_ui(app, assistant: Assistant, *, path: str = "/", api_key: str | None 
     )
 
 
+def ui_app(assistant: Assistant, *, api_key: str | None = None, max_file_bytes: int = MAX_UPLOAD_BYTES):
+    """The page as an ASGI app of its own, with the lifespan that starts its queue: for a server that
+    mounts it once it is built (``assistant/server/late_ui.py``) rather than before it listens.
+    Built by ``mount_ui`` on a holder app, so both ways serve the same page with the same settings."""
+    from fastapi import FastAPI
+
+    holder = FastAPI()
+    mount_ui(holder, assistant, path="/", api_key=api_key, max_file_bytes=max_file_bytes)
+    page = holder.routes[-1].app  # mount_ui's last act: the page mounted at "/"
+    return page, holder.router.lifespan_context(holder)
+
+
 def _password_check(api_key: str) -> Callable[[str, str], bool]:
     """The login form's check: any user name, the service's API key as the password."""
     def check(username: str, password: str) -> bool:

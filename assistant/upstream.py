@@ -140,8 +140,8 @@ class UpstreamBatcher:
         self._lock = threading.Lock()
 
     def submit(self, messages: Sequence[Message], params: SamplingParams, prompt_ids=None,
-               max_wait_s: float | None = None) -> GenerationRequest:
-        """``max_wait_s`` is not used: the upstream server queues and refuses on its own."""
+               deadline_s: float | None = None) -> GenerationRequest:
+        """``deadline_s`` is not used: the upstream server queues and refuses on its own."""
         # The local tokenizer checks the window and estimates the prompt's tokens (the upstream counts its own).
         prompt_ids = self.chat.encode(messages, params, prompt_ids)
         request = GenerationRequest(prompt_ids[0], params, ())

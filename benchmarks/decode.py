@@ -250,7 +250,7 @@ def run_decode_benchmark(
     if not isinstance(repeats, int) or repeats < 1:
         raise InvalidParameterError(f"repeats must be a positive integer, got {repeats!r}")
     emit = echo or (lambda _s: None)
-    dev = parse_device(device)
+    dev = torch.device(parse_device(device))
     dtype_names = dtypes_to_compare(dtypes, dev)
     speed_prompts, check_prompts, prompt_info = build_prompts()
     notes: list[str] = []
@@ -345,7 +345,7 @@ def run_decode_benchmark(
     identical = [d for d in usable if d["identical"]]
     fastest_identical = max(identical, key=lambda d: d["tokens_per_s"])["dtype"] if identical else None
     fastest = max(usable, key=lambda d: d["tokens_per_s"])["dtype"] if usable else None
-    policy = str(default_dtype(dev)).removeprefix("torch.")
+    policy = default_dtype(str(dev))
     result = {
         "benchmark": "decode",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

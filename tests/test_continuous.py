@@ -52,7 +52,7 @@ def reference(tiny_engine):
 def test_greedy_output_equals_generate_and_the_dynamic_batcher(tiny_engine, cb, reference):
     assert isinstance(tiny_engine.batcher(), Batcher)
     params = SamplingParams(max_new_tokens=12)
-    ids = tiny_engine.chat.encode(chat(PROMPTS[0]), params)
+    ids = torch.as_tensor(tiny_engine.chat.encode(chat(PROMPTS[0]), params))
     gen = tiny_engine.generator
     with torch.inference_mode():
         plain = gen.model.generate(

@@ -72,6 +72,19 @@ def test_engine_refuses_cuda_at_construction_without_loading_anything(tiny_gpt2_
         Engine(generator=tiny_gpt2_dir, device="cuda")
 
 
+@no_cuda
+def test_choosing_the_cpu_runtime_does_not_import_torch():
+    # The ONNX path decides with the runtime's names; torch is imported by what runs a torch model.
+    import subprocess
+    import sys
+
+    code = ("import sys; from assistant.device import resolve_runtime; r = resolve_runtime(None); "
+            "from assistant.lazy import torch; "
+            "print(r.device_type, r.dtype_name, torch.imported, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["cpu", "float32", "False", "False"]
+
+
 def test_device_errors_are_user_errors():
     assert issubclass(DeviceError, AssistantError)
 
@@ -83,7 +96,7 @@ def test_engine_refuses_fp16_on_cpu(tiny_gpt2_dir):
 
 def test_engine_loads_in_the_resolved_dtype(tiny_gpt2_dir, tiny_bert_dir):
     engine = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu", dtype="bf16")
-    assert engine.runtime == Runtime(torch.device("cpu"), torch.bfloat16)
+    assert engine.runtime == Runtime("cpu", "bfloat16")
     gen = engine.generator
     assert {p.dtype for p in gen.model.parameters()} == {torch.bfloat16}
     assert gen.runtime.dtype is torch.bfloat16

@@ -265,3 +265,31 @@ def test_corrupt_config_is_a_load_error(tmp_path, tiny_bert_dir):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ModelLoadError):
         Engine(encoder=tmp_path, device="cpu").encoder
+
+
+def test_a_lazily_loaded_model_counts_its_parameters_from_the_file_headers(tiny_gpt2_dir, tiny_bert_dir):
+    from assistant.device import resolve_runtime
+
+    for location, role in ((tiny_gpt2_dir, models.GENERATOR), (tiny_bert_dir, models.ENCODER)):
+        loaded = models.load_model(models.resolve_model(str(location), role), resolve_runtime("cpu"), lazy_weights=True)
+        counted = loaded.parameters
+        assert not loaded.weights_loaded  # read from the safetensors headers (BERT's integer position ids left out)
+        assert counted == sum(p.numel() for p in loaded.model.parameters())
+
+
+def test_weight_fingerprints_are_remembered_on_disk_by_size_and_mtime(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINASSIST_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"weights, version one")
+    first = models.folder_fingerprint(folder)
+    [memo] = (tmp_path / "cache" / "fingerprints").iterdir()
+    assert memo.read_text() == first
+    models._fingerprint.cache_clear()  # a new process: the answer comes from the file, not from hashing
+    memo.write_text("sha256:remembered")
+    assert models.folder_fingerprint(folder) == "sha256:remembered"
+    stat = weights.stat()
+    weights.write_bytes(b"weights, the second version")  # rewritten: another size, so another key
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert models.folder_fingerprint(folder) not in (None, first, "sha256:remembered")

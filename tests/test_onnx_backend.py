@@ -175,7 +175,7 @@ def test_rows_beyond_max_batch_size_wait_and_a_full_queue_refuses(torch_engine, 
         next(pieces)
         # No free row: a caller that will not wait is refused rather than queued.
         with pytest.raises(QueueFullError, match="would wait"):
-            b.submit(chat(PROMPTS[1]), SamplingParams(max_new_tokens=2), max_wait_s=0.0)
+            b.submit(chat(PROMPTS[1]), SamplingParams(max_new_tokens=2), deadline_s=0.0)
         waiting = [b.submit(chat(p), SamplingParams(max_new_tokens=2)) for p in PROMPTS[1:3]]
         assert b.queue_depth() == 2 and b.active() == 1
         with pytest.raises(QueueFullError, match="already waiting") as info:
@@ -207,6 +207,10 @@ def test_engine_auto_decodes_with_onnx_on_a_cpu_and_torch_for_gpt2(tiny_smollm2_
         assert "chosen on first use" in engine.backend_name
         assert isinstance(engine.batcher(), OnnxBatcher) and engine.backend_name.startswith("onnx (fp32")
         assert engine.generate(chat(PROMPTS[0]), SamplingParams(max_new_tokens=4)).completion_tokens >= 1
+        # ONNX decodes from its export: the torch weights were never read, and load when something asks.
+        gen = engine.generator
+        assert not gen.weights_loaded
+        assert gen.parameters == sum(p.numel() for p in gen.model.parameters()) and gen.weights_loaded
     finally:
         engine.batcher().close()
     gpt2 = Engine(generator=tiny_gpt2_dir, encoder=tiny_bert_dir, device="cpu")
@@ -231,6 +235,7 @@ def test_a_broken_export_falls_back_to_torch_with_a_notice(tiny_smollm2_dir, tin
         backend = engine.batcher()
     try:
         assert backend.name.startswith("torch")
+        assert engine.generator.weights_loaded  # torch decodes after all: its weights load now, not on a request
         notices = [r.getMessage() for r in caplog.records if "fast CPU backend cannot load" in r.getMessage()]
         assert len(notices) == 1 and "decoding with torch" in notices[0]
         assert engine.generate(chat(PROMPTS[0]), SamplingParams(max_new_tokens=3)).completion_tokens >= 1
@@ -265,6 +270,12 @@ def test_the_summary_rewriter_decodes_its_merged_lora_with_onnx(tiny_smollm2_dir
 
     fast, tuned = rewriter("auto")
     slow, _ = rewriter("dynamic")
+    again = Engine(generator=tiny_smollm2_dir, encoder=tiny_bert_dir, device="cpu",
+                   batch_settings=BatchSettings(onnx_precision="fp32"))
+    again.rewriter_adapter = adapter
+    assert again.rewriter()[0].model_dir == fast.model_dir
+    assert not again.loaded("rewriter").weights_loaded  # the merge is exported already: no torch weights read
+    again.rewriter()[0].close()
     try:
         assert tuned and isinstance(fast, OnnxBatcher) and not isinstance(slow, OnnxBatcher)
         assert "+adapter" in fast.model_dir.name
@@ -278,3 +289,31 @@ def test_the_summary_rewriter_decodes_its_merged_lora_with_onnx(tiny_smollm2_dir
     finally:
         fast.close()
         slow.close()
+
+
+def test_serving_on_onnx_never_imports_torch(tiny_smollm2_dir, tiny_bert_dir, exported):
+    """The fast CPU path end to end in a fresh interpreter: the service's modules, the engine, the
+    tokenizer and a generation, with torch never imported (a second of every server start:
+    ``assistant/lazy.py``)."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+import assistant.cli, assistant.server
+from assistant.api import Assistant
+from assistant.engine import Engine
+from assistant.settings import BatchSettings
+from assistant.types import SamplingParams
+engine = Engine(generator={str(tiny_smollm2_dir)!r}, encoder={str(tiny_bert_dir)!r},
+                batch_settings=BatchSettings(onnx_precision="fp32"))
+Assistant(engine=engine, documents=False, audit=False)
+out = engine.generate([{{"role": "user", "content": "What is EBITDA?"}}], SamplingParams(max_new_tokens=4))
+print(engine.backend_name.split()[0], out.completion_tokens, "torch" in sys.modules)
+"""
+    env = dict(os.environ, FINASSIST_CACHE=str(exported[1]), HF_HUB_OFFLINE="1")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    backend, tokens, torch_imported = run.stdout.split()[-3:]
+    assert backend == "onnx" and int(tokens) >= 1 and torch_imported == "False"

@@ -13,7 +13,7 @@ loopback port. Routes:
 * ``POST /v1/documents`` (a file as base64 in JSON), ``GET /v1/documents``, ``DELETE /v1/documents/{id}``:
   the document library that grounds ``/v1/ask`` and chat answers (``Assistant.documents``).
 * ``GET /healthz``: 200 once the models are loaded (they load in the background
-  at startup), 503 while loading or when loading failed.
+  at startup) and the web UI, where served, is built; 503 while loading or when loading failed.
 * ``GET /metrics``: Prometheus metrics, in a registry of this app's own.
 * ``GET /docs``, ``GET /redoc``: the OpenAPI documentation, its scripts served from this process
   (``fastapi-offline``'s copies), so it works offline.
@@ -31,6 +31,7 @@ Retry-After) when the expected wait exceeds the request timeout.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -50,6 +51,7 @@ from .errors import ERROR_RESPONSES, install_error_handlers
 from .middleware import API_PREFIXES, BearerAuth, BodyLimit, Observe, UPLOAD_OVERHEAD_BYTES
 from .metrics import Metrics
 from .routes import chat, documents, operations, tasks
+from .late_ui import WEB_UI, LateUI
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,9 @@ def create_app(
         max_input_tokens: longest chat prompt accepted, in tokens (default: only the model's context window).
         max_tokens_limit: largest ``max_tokens`` a chat request may ask for (and the default cap).
         request_timeout_s: a request that takes longer is answered 504 (its generation is cancelled).
-        ui: also serve the Gradio web UI at ``/`` (needs gradio; the API alone does not import it).
+        ui: also serve the Gradio web UI at ``/`` (needs gradio; the API alone does not import it). The
+            page is built after the port listens and the models load (``late_ui.py``): until then ``/``
+            says it is starting, and ``/healthz`` is 200 only once the page is there too.
         max_upload_bytes: largest file the UI accepts (its uploads are not API bodies); the UI's other
             request bodies have the same limit.
         allowed_hosts: Host header names answered (others get 400); default the loopback names, which is
@@ -99,12 +103,24 @@ def create_app(
     service = Service(assistant, metrics, max_input_tokens=max_input_tokens, max_tokens_limit=max_tokens_limit,
                       request_timeout_s=request_timeout_s, caller=key_id(api_key) if api_key else "anonymous")
 
+    late_ui = LateUI() if ui else None
+
+    def make_page():
+        from ..ui import ui_app  # Gradio is imported here, in the build's thread, after the port listens
+
+        return ui_app(assistant, api_key=api_key, max_file_bytes=max_upload_bytes)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service.start_loading()
+        service.start_loading(parts=(WEB_UI,) if late_ui else ())
+        if late_ui:
+            building = asyncio.create_task(late_ui.build(service, make_page))
         try:
             yield
         finally:
+            if late_ui:
+                late_ui.stop()
+                await asyncio.gather(building, return_exceptions=True)
             service.stop()
 
     app = FastAPIOffline(
@@ -139,10 +155,8 @@ def create_app(
     for router in routers:
         app.include_router(router)
 
-    if ui:  # last: the page is mounted at "/" and must not shadow the routes above
-        from ..ui import mount_ui
-
-        mount_ui(app, assistant, api_key=api_key, max_file_bytes=max_upload_bytes)
+    if late_ui:  # last: the page is mounted at "/" and must not shadow the routes above
+        app.mount("/", late_ui)
     return app
 
 

@@ -56,11 +56,24 @@ class Service:
 
     # ---------------------------------------------------------------- loading
 
-    def start_loading(self) -> None:
-        """Load the generator (and start the batcher), then the encoder, in the background."""
+    def start_loading(self, parts: tuple[str, ...] = ()) -> None:
+        """Load the generator (and start the batcher), then the encoder, in the background. ``parts``:
+        more that ``/healthz`` waits for, each settled by ``part_ready`` / ``part_failed`` (the web UI)."""
         loop = asyncio.get_running_loop()
         self._loaded = {GENERATOR: loop.create_future(), ENCODER: loop.create_future()}
+        self._loaded.update({part: loop.create_future() for part in parts})
         self._loader = asyncio.create_task(self._load_all())
+
+    async def models_settled(self) -> None:
+        """Wait until the models have loaded or failed to."""
+        await asyncio.wait([self._loaded[GENERATOR], self._loaded[ENCODER]])
+
+    def part_ready(self, part: str) -> None:
+        self._loaded[part].set_result(None)
+
+    def part_failed(self, part: str, exc: BaseException) -> None:
+        self._loaded[part].set_exception(exc)
+        self._loaded[part].exception()  # retrieved: reported by /healthz
 
     async def _load_all(self) -> None:
         for role in (GENERATOR, ENCODER):
@@ -77,7 +90,8 @@ class Service:
                 future.exception()  # retrieved: no "exception never retrieved" warning
             else:
                 future.set_result(None)
-        self.metrics.models_loaded.set(1 if self.health()[0] == "ok" else 0)
+        models = [self._loaded[GENERATOR], self._loaded[ENCODER]]
+        self.metrics.models_loaded.set(1 if all(f.exception() is None for f in models) else 0)
 
     def stop(self) -> None:
         self._loader.cancel()  # a load still running finishes in its thread; nothing waits for it
@@ -144,7 +158,7 @@ class Service:
 
     def submit(self, body: ChatCompletionRequest, messages: list[dict[str, str]], defaults: SamplingParams):
         params, prompt_ids = self.sampling(body, messages, defaults)
-        return self.batcher.submit(messages, params, prompt_ids, max_wait_s=self.timeout)
+        return self.batcher.submit(messages, params, prompt_ids, deadline_s=self.timeout)
 
     def settle(self, handle) -> None:
         """A chat completion's consumer is done with it: record its metrics, first cancelling it if it has

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import torch
+from ..lazy import torch
 
 from ..classifiers import chosen_labels
 from ..errors import UnknownTaskError

@@ -14,9 +14,9 @@ def test_cold_start_times_real_app_processes(tiny_smollm2_dir, tiny_bert_dir, tm
     result = run_coldstart_benchmark(repeats=1, generator=str(tiny_smollm2_dir), encoder=str(tiny_bert_dir),
                                      out_dir=tmp_path / "out", timeout_s=240, echo=printed.append)
     run = result["runs"][0]
-    # The phases happen in order: the port answers, the models load, then the first token streams.
-    assert 0 < run["listening_s"] <= run["healthy_s"] < run["first_token_s"]
-    assert abs(run["after_healthy_s"] - (run["first_token_s"] - run["healthy_s"])) < 1e-9
+    # The phases happen in order: the port answers, the first token streams (the request sent as soon as
+    # the port answered waits for the generator), then everything is loaded and the web UI built.
+    assert 0 < run["listening_s"] < run["first_token_s"] <= run["healthy_s"]
     saved = json.loads((tmp_path / "out" / "coldstart.json").read_text())
     assert saved["median"]["first_token_s"] == run["first_token_s"]
     assert "| first streamed token of a chat answer |" in (tmp_path / "out" / "coldstart.md").read_text()

@@ -1,5 +1,5 @@
-"""``GET /v1/models``, ``/healthz`` (200 once the models are loaded, 503 before or when loading failed)
-and ``/metrics`` (Prometheus)."""
+"""``GET /v1/models``, ``/healthz`` (200 once the models are loaded and the web UI, where served, is built;
+503 before or when loading failed) and ``/metrics`` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ async def list_models(service: Annotated[Service, Depends(service_of)]) -> Model
 
 @router.get("/healthz", response_model=Health, tags=["operations"], responses={503: {"model": Health}})
 async def healthz(service: Annotated[Service, Depends(service_of)]):
-    """200 once the models are loaded; 503 while they load or when loading failed."""
+    """200 once the models are loaded (and the web UI built, where served); 503 while they load or when loading failed."""
     status, detail = service.health()
     return JSONResponse(Health(status=status, detail=detail).model_dump(), 200 if status == "ok" else 503)
 
