@@ -22,7 +22,9 @@ step (it waits for one step of each running cohort, tens of milliseconds, not fo
 rows of all cohorts together are limited by ``max_batch_size``. Each request streams its own tokens
 through ``GenerationRequest.feed`` (stop strings, cancellation, finish reasons as in the other
 backends); a finished or cancelled row costs only its share of its cohort's steps until the cohort
-ends.
+ends. The model and its generators live in a child process (``genai_worker.py``: GenAI holds the GIL
+while it computes, which would stop the server's event loop); the worker thread here schedules and
+sends it one call per prefill and per step.
 """
 
 from __future__ import annotations
@@ -87,9 +89,10 @@ def exportable(config: dict) -> bool:
 def onnx_dir_for(name: str, fingerprint: str, precision: str) -> Path:
     """The cache directory of one export: keyed by the weights, the precision and the library's
     version (a new GenAI release may write a different graph); ``name`` only makes it readable."""
-    import onnxruntime_genai
+    from importlib.metadata import version
 
-    key = f"{fingerprint}|{precision}|onnxruntime-genai-{onnxruntime_genai.__version__}"
+    # The installed version from its metadata: the library itself is loaded only in the decoding process.
+    key = f"{fingerprint}|{precision}|onnxruntime-genai-{version('onnxruntime-genai')}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_root() / "onnx" / f"{name}-{precision}-{digest}"
 
@@ -177,12 +180,19 @@ def _sampling_key(params: SamplingParams) -> tuple:
     return (params.sampled, params.temperature, params.top_p, params.repetition_penalty, params.seed)
 
 
+#: Tokens per call to the decoding process while one cohort runs and no request waits.
+BURST_TOKENS = 4
+
+
 class _Cohort:
     """Requests decoded together by one batched GenAI generator."""
 
-    def __init__(self, requests: list[GenerationRequest], generator) -> None:
+    def __init__(self, requests: list[GenerationRequest], generator: int) -> None:
         self.requests = requests
+        #: Its generator's id in the decoding process (``genai_worker.py``).
         self.generator = generator
+        #: Whether it has had a step (its first token comes alone: the time to the first token).
+        self.stepped = False
         self.started = time.perf_counter()
 
     @property
@@ -197,30 +207,27 @@ class OnnxBatcher(QueuedBackend):
 
     def __init__(self, chat: ChatModel, model_dir: Path, settings: BatchSettings | None = None,
                  precision: str | None = None) -> None:
-        import onnxruntime_genai as og
+        from .genai_worker import GenAIWorker
 
         settings = settings or BatchSettings()
         precision = precision or settings.onnx_precision
-        self.name = f"onnx ({precision} weights, onnxruntime-genai {og.__version__}, token-level scheduling)"
         self.model_dir = Path(model_dir)
-        try:
-            config = og.Config(str(self.model_dir))
-            # ONNX Runtime's default thread count here was 1 on a 2-core machine: 72 tok/s instead of 113
-            # (docs/benchmarks/decode.md). Use the cores this process may run on, as torch does.
-            config.overlay(json.dumps({"model": {"decoder": {"session_options": {
-                "intra_op_num_threads": usable_cores()}}}}))
-            self.model = og.Model(config)
-        except Exception as exc:  # noqa: BLE001 - a broken export is a load error, not a crash
-            raise ModelLoadError(f"ONNX Runtime GenAI cannot load {self.model_dir}: {exc}") from exc
-        self._og = og
         genai = json.loads((self.model_dir / "genai_config.json").read_text())["model"]
         self.pad_id = int(genai["pad_token_id"])
         self.vocab_size = int(genai["vocab_size"])
         self.eos_ids = chat.loaded.eos_ids
+        # The model decodes in a process of its own: GenAI holds the GIL while it computes (genai_worker.py).
+        self.worker = GenAIWorker(self.model_dir, usable_cores())
+        self.name = (f"onnx ({precision} weights, onnxruntime-genai {self.worker.version}, token-level scheduling, "
+                     "decoding in a process of its own)")
         self._cohorts: list[_Cohort] = []
         #: Running estimate of one round (a prefill where a cohort starts, one step of every cohort).
         self._round_s = 0.05
         super().__init__(chat, settings)
+
+    def close(self) -> None:
+        super().close()
+        self.worker.close()
 
     def expected_wait_s(self) -> float:
         """How long a request queued now would wait for a row: nothing while rows are free; else until
@@ -275,10 +282,14 @@ class OnnxBatcher(QueuedBackend):
                 time.sleep(self.max_wait_s)  # let near-simultaneous requests share a cohort
             started = time.perf_counter()
             self._admit()
+            # One cohort and nobody waiting: a few tokens per call to the decoding process, which spares
+            # a round trip per token (streamed BURST_TOKENS at a time, ~40 ms); else one, so that every
+            # cohort and every new request gets its turn at each token.
+            alone = len(self._cohorts) == 1 and not self._waiting
             for cohort in list(self._cohorts):
-                self._step(cohort)
+                self._step(cohort, BURST_TOKENS if alone and cohort.stepped else 1)
             self._round_s = 0.8 * self._round_s + 0.2 * (time.perf_counter() - started)
-        for cohort in self._cohorts:
+        for cohort in list(self._cohorts):
             self._end(cohort, "cancelled")
         self._cohorts = []
 
@@ -330,9 +341,9 @@ class OnnxBatcher(QueuedBackend):
         self._cohorts.append(_Cohort(taken, generator))
         notify_listeners(self.batch_listeners, self._rows())
 
-    def _generator(self, requests: list[GenerationRequest]):
-        """One batched GenAI generator for ``requests``, their prompts right-padded and prefilled."""
-        og = self._og
+    def _generator(self, requests: list[GenerationRequest]) -> int:
+        """One batched GenAI generator for ``requests``, their prompts right-padded and prefilled: its
+        id in the decoding process."""
         params = requests[0].params
         width = max(r.prompt_tokens for r in requests)
         options: dict = {
@@ -346,17 +357,14 @@ class OnnxBatcher(QueuedBackend):
                 options["random_seed"] = int(params.seed)
         if params.repetition_penalty != 1.0:
             options["repetition_penalty"] = float(params.repetition_penalty)
-        search = og.GeneratorParams(self.model)
-        search.set_search_options(**options)
-        generator = og.Generator(self.model, search)
         tokens = np.full((len(requests), width), self.pad_id, dtype=np.int32)
         for row, req in enumerate(requests):
             tokens[row, : req.prompt_tokens] = req.prompt_ids
-        generator.append_tokens(tokens)
-        return generator
+        return self.worker.new_generator(options, tokens)
 
-    def _step(self, cohort: _Cohort) -> None:
-        """Decode one token for every row of ``cohort``; end it when every row is done."""
+    def _step(self, cohort: _Cohort, tokens: int = 1) -> None:
+        """Decode up to ``tokens`` tokens for every row of ``cohort`` (no more than its rows still need);
+        end it when every row is done."""
         tokenizer = self.chat.loaded.tokenizer
         for req in cohort.requests:
             if not req.done and req.cancelled:
@@ -364,20 +372,23 @@ class OnnxBatcher(QueuedBackend):
         if cohort.finished:
             self._end(cohort, "length")
             return
+        needed = max((r.params.max_new_tokens - len(r.new_ids) for r in cohort.requests if not r.done), default=1)
+        cohort.stepped = True
         try:
-            cohort.generator.generate_next_token()
-            tokens = cohort.generator.get_next_tokens()
+            steps, at_end = self.worker.step(cohort.generator, max(1, min(tokens, needed)))
         except BaseException as exc:  # noqa: BLE001 - fail this cohort's requests, keep the others
             log.exception("ONNX Runtime GenAI failed while decoding")
+            error = exc if isinstance(exc, AssistantError) else GenerationError(f"generation failed: {exc}")
             for req in cohort.requests:
                 if not req.done:
-                    req.fail(GenerationError(f"generation failed: {exc}"))
+                    req.fail(error)
             self._end(cohort, "length")
             return
-        for req, token in zip(cohort.requests, tokens.tolist()):
-            if not req.done and (reason := req.take(token, tokenizer, self.eos_ids)):
-                req.finish(reason)
-        if cohort.finished or cohort.generator.is_done():
+        for step in steps.tolist():
+            for req, token in zip(cohort.requests, step):
+                if not req.done and (reason := req.take(token, tokenizer, self.eos_ids)):
+                    req.finish(reason)
+        if cohort.finished or at_end:
             self._end(cohort, "length")
 
     def _end(self, cohort: _Cohort, reason: str) -> None:
@@ -387,4 +398,7 @@ class OnnxBatcher(QueuedBackend):
         if cohort in self._cohorts:
             self._cohorts.remove(cohort)
             self._estimate_s = 0.7 * self._estimate_s + 0.3 * (time.perf_counter() - cohort.started)
-        cohort.generator = None  # frees its KV cache now
+        try:
+            self.worker.drop(cohort.generator)  # frees its KV cache now
+        except AssistantError:  # the decoding process is gone: nothing left to free
+            pass

@@ -263,7 +263,7 @@ def load_markdown(result: dict) -> str:
     m = result["memory_mb"]
     lines += [
         "",
-        f"Memory (resident, the server process; the clients run in another): {m['before']:.0f} MB before, "
+        f"Memory (resident, the server process and its decoding process; the clients run in another): {m['before']:.0f} MB before, "
         f"{m['peak']:.0f} MB peak, {m['after']:.0f} MB after.",
         f"Healthy afterwards: {result['healthy_after']}; no 5xx: {result['no_5xx']}.",
         "",

@@ -1,8 +1,9 @@
 """The ONNX Runtime GenAI backend on the tiny Llama with SmolLM2's tokenizer and chat template: the
 export (once, atomic, a padding id that no prompt holds), greedy output equal to torch's (fp32
 export, prompts of different lengths batched together), a request never waiting for a running
-generation, per-request limits, stop strings, cancellation, the bounded queue, and the engine's
-choice of backend with its fall-back to torch."""
+generation, per-request limits, stop strings, cancellation, the bounded queue, the engine's
+choice of backend with its fall-back to torch, and the decoding process (never the server's own,
+started again if it dies)."""
 
 from __future__ import annotations
 
@@ -117,6 +118,20 @@ def test_batched_greedy_output_equals_torch(torch_engine, onnx):
         assert got.result.text == want.result.text
         assert got.result.prompt_tokens == want.result.prompt_tokens
         assert got.result.finish_reason == want.result.finish_reason
+
+
+def test_a_lone_request_decoded_a_few_tokens_per_call_equals_torch(torch_engine, onnx):
+    # Alone, with nobody waiting, a cohort asks the decoding process for BURST_TOKENS tokens a call;
+    # its limit (13: not a multiple of the burst) and its stop string still cut it where torch would.
+    params = SamplingParams(max_new_tokens=13)
+    want = torch_engine.stream(chat(PROMPTS[2]), params)
+    free = "".join(want)  # unstripped, as streamed
+    got = onnx.submit(chat(PROMPTS[2]), params)
+    list(got)
+    assert got.new_ids == want.new_ids and got.result.completion_tokens == 13
+    stop = free[5:7]
+    cut = onnx.submit(chat(PROMPTS[2]), SamplingParams(max_new_tokens=13, stop=(stop,)))
+    assert "".join(cut) == free[: free.find(stop)] and cut.result.finish_reason == "stop"
 
 
 def test_a_request_does_not_wait_for_a_running_generation(onnx, endless):
@@ -310,10 +325,24 @@ engine = Engine(generator={str(tiny_smollm2_dir)!r}, encoder={str(tiny_bert_dir)
                 batch_settings=BatchSettings(onnx_precision="fp32"))
 Assistant(engine=engine, documents=False, audit=False)
 out = engine.generate([{{"role": "user", "content": "What is EBITDA?"}}], SamplingParams(max_new_tokens=4))
-print(engine.backend_name.split()[0], out.completion_tokens, "torch" in sys.modules)
+print(engine.backend_name.split()[0], out.completion_tokens, "torch" in sys.modules, "onnxruntime_genai" in sys.modules)
 """
     env = dict(os.environ, FINASSIST_CACHE=str(exported[1]), HF_HUB_OFFLINE="1")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
-    backend, tokens, torch_imported = run.stdout.split()[-3:]
+    backend, tokens, torch_imported, genai_imported = run.stdout.split()[-4:]
     assert backend == "onnx" and int(tokens) >= 1 and torch_imported == "False"
+    assert genai_imported == "False"  # the model decodes in a process of its own (genai_worker.py)
+
+
+def test_a_decoding_process_that_died_is_started_again(torch_engine, exported):
+    b = OnnxBatcher(torch_engine.chat, exported[0], BatchSettings(), precision="fp32")
+    try:
+        first = b.submit(chat(PROMPTS[0]), SamplingParams(max_new_tokens=4)).wait()
+        b.worker._process.kill()
+        b.worker._process.wait(timeout=10)
+        again = b.submit(chat(PROMPTS[0]), SamplingParams(max_new_tokens=4)).wait()
+        assert b.worker.alive and again.text == first.text  # greedy: the same answer from the new process
+    finally:
+        b.close()
+    assert not b.worker.alive
