@@ -91,6 +91,9 @@ class GenerationRequest:
         self.result: Generation | None = None
         self.ttft_s: float | None = None
         self.submitted = time.perf_counter()
+        #: When (``time.perf_counter()``) it should be finished, if its caller said (``deadline_s``): a
+        #: backend refuses it rather than start it too late to finish by then.
+        self.deadline: float | None = None
         self._pieces: queue.Queue = queue.Queue()
         # Set by __aiter__: pieces then go straight to the consumer's event loop, so a waiting
         # async consumer holds no thread (a thread per waiting stream would starve the pool).
@@ -295,6 +298,8 @@ class QueuedBackend:
                     f"and finish in about {expected:.0f} s, later than this server's limit of {deadline_s:g} s",
                     retry_after=max(retry_after, expected - deadline_s),
                 )
+            if deadline_s is not None:
+                request.deadline = request.submitted + deadline_s
             request.on_cancel = self._withdraw
             self._waiting.append(request)
             self._cond.notify()

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .chat import ChatModel
-from .errors import AssistantError, GenerationError, ModelLoadError
+from .errors import AssistantError, GenerationError, ModelLoadError, QueueFullError
 from .generation import GenerationRequest, QueuedBackend, notify_listeners
 from .models import build_cached, cache_root, is_converted
 from .settings import ONNX_PRECISIONS, BatchSettings
@@ -304,11 +304,19 @@ class OnnxBatcher(QueuedBackend):
             key = None
             longest = most = 0
             solo = False  # the cohort so far holds a prompt with the padding id: nothing joins it
+            now = time.perf_counter()
             while self._waiting:
                 req = self._waiting.popleft()
                 if req.cancelled:
                     req.on_cancel = None
                     req.finish("cancelled")
+                    continue
+                late = req.deadline is not None and now + self.expected_run_s(req.params) > req.deadline
+                if late:  # it waited longer than admission expected: refused now (429), not timed out later (504)
+                    req.on_cancel = None
+                    req.fail(QueueFullError(
+                        "the server is busy: this request waited too long to be finished within this server's "
+                        "time limit", retry_after=max(1.0, round(self._estimate_s, 1))))
                     continue
                 prompt = max(longest, req.prompt_tokens)
                 new = max(most, req.params.max_new_tokens)

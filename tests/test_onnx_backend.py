@@ -206,6 +206,23 @@ def test_rows_beyond_max_batch_size_wait_and_a_full_queue_refuses(torch_engine, 
         b.submit(chat(PROMPTS[0]), SamplingParams(max_new_tokens=2))
 
 
+def test_a_request_that_can_no_longer_finish_in_time_is_refused_not_started(torch_engine, exported, endless):
+    b = OnnxBatcher(torch_engine.chat, exported[0], BatchSettings(max_batch_size=1, max_wait_ms=0), precision="fp32")
+    try:
+        prompt, _ = endless
+        running = b.submit(prompt, SamplingParams(max_new_tokens=30))
+        pieces = iter(running)
+        next(pieces)  # the one row is busy
+        late = b.submit(chat(PROMPTS[1]), SamplingParams(max_new_tokens=4))
+        late.deadline = time.perf_counter() + 0.005  # its caller's limit passes while it waits for the row
+        list(pieces)
+        with pytest.raises(QueueFullError, match="waited too long") as info:
+            list(late)
+        assert late.new_ids == [] and info.value.retry_after >= 1  # refused with a Retry-After, never started
+    finally:
+        b.close()
+
+
 def test_too_long_prompt_is_refused_before_queueing(torch_engine, onnx):
     window = torch_engine.context_window
     with pytest.raises(InputTooLongError):

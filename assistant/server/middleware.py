@@ -20,6 +20,8 @@ from .metrics import METRIC_METHODS, Metrics
 #: bodies are size-checked here. Health checks, the documentation and the web UI (which has
 #: its own login and upload limit) are outside.
 API_PREFIXES = ("/v1/", "/metrics")
+#: The key under ``request.state`` of the time (``time.monotonic()``) a request arrived (``Observe``).
+RECEIVED_AT = "received_at"
 #: Room for the multipart framing around an uploaded file.
 UPLOAD_OVERHEAD_BYTES = 64_000
 #: How much of a refused body is read and thrown away before the 413 goes out. A client still
@@ -254,6 +256,8 @@ class Observe:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        # When the request arrived, before its body was read: the request timeout counts from here.
+        scope.setdefault("state", {})[RECEIVED_AT] = time.monotonic()
         status = 500  # what the client gets if the app raises before answering
 
         async def observe_send(message: Message) -> None:

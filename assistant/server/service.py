@@ -21,6 +21,7 @@ from ..models import ENCODER, GENERATOR
 from ..schemas import ChatCompletionRequest
 from .errors import APIError, timeout_error
 from .metrics import Metrics
+from .middleware import RECEIVED_AT
 
 
 log = logging.getLogger(__name__)
@@ -156,9 +157,17 @@ class Service:
             requested = min(room, self.max_tokens_limit, defaults.max_new_tokens)
         return body.to_sampling_params(requested, defaults), prompt_ids
 
-    def submit(self, body: ChatCompletionRequest, messages: list[dict[str, str]], defaults: SamplingParams):
+    def remaining_s(self, request: Request) -> float:
+        """Seconds left of the request timeout, which counts from the request's arrival (``Observe``
+        stamps it before the body is read: under load, reading and parsing take time of their own)."""
+        received = getattr(request.state, RECEIVED_AT, None)
+        return self.timeout if received is None else max(0.0, self.timeout - (time.monotonic() - received))
+
+    def submit(self, body: ChatCompletionRequest, messages: list[dict[str, str]], defaults: SamplingParams,
+               deadline_s: float | None = None):
+        """Admit a chat completion, to be finished within ``deadline_s`` (default: the request timeout)."""
         params, prompt_ids = self.sampling(body, messages, defaults)
-        return self.batcher.submit(messages, params, prompt_ids, deadline_s=self.timeout)
+        return self.batcher.submit(messages, params, prompt_ids, deadline_s=self.timeout if deadline_s is None else deadline_s)
 
     def settle(self, handle) -> None:
         """A chat completion's consumer is done with it: record its metrics, first cancelling it if it has
@@ -167,7 +176,7 @@ class Service:
         if handle in self._settled:
             return
         self._settled.add(handle)
-        if handle.result is not None:
+        if handle.result is not None or getattr(handle, "done", False):  # finished, or failed (no result to wait for)
             self._record(handle)
             return
         handle.cancel()

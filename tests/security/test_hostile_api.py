@@ -279,7 +279,9 @@ def test_dropped_streams_leave_the_queue_at_once(make_engine):
 def test_admission_refuses_what_cannot_be_served_in_time(make_engine):
     fresh_engine = make_engine(max_batch_size=1, max_queue=64)
     _slowed(fresh_engine)
-    server = LiveServer(create_app(Assistant(engine=fresh_engine), max_tokens_limit=1000, request_timeout_s=1.5))
+    # The batcher's first estimate of a batch is 1 s: a request with one batch ahead expects to be finished in
+    # about 2 s (that batch, then its own), within the 2.5 s timeout; with two ahead, 3 s: refused.
+    server = LiveServer(create_app(Assistant(engine=fresh_engine), max_tokens_limit=1000, request_timeout_s=2.5))
     batcher = fresh_engine.batcher()
     try:
         clients = [httpx.Client(base_url=server.url, timeout=60) for _ in range(3)]

@@ -470,6 +470,32 @@ def test_request_timeout(engine):
         server.stop()
 
 
+def test_the_request_timeout_counts_from_the_requests_arrival(engine):
+    # A body that takes 1.5 s to arrive leaves 0.5 s of a 2 s timeout: the answer is a 504 about 2 s after
+    # the request began, not 2 s after its body was read (the client waits from the start).
+    import socket
+
+    server = LiveServer(create_app(Assistant(engine=engine), request_timeout_s=2.0, body_timeout_s=10))
+    try:
+        body = json.dumps(chat_body(max_tokens=LONG)).encode()
+        head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            started = time.monotonic()
+            sock.sendall(head + body[:10])
+            time.sleep(1.5)
+            sock.sendall(body[10:])
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            elapsed = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 504") and b'"timeout"' in answer
+        assert 1.9 < elapsed < 3.0, elapsed
+        assert wait_idle(engine, 5) < 5
+    finally:
+        server.stop()
+
+
 # --------------------------------------------------------------- queue limits
 
 

@@ -57,7 +57,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
         turn = replace(turn, citations=answered.citations, declined=answered.declined)
         handle = Settled(replace(answered.generation, text=answered.text))
     else:
-        handle = await run_in_threadpool(service.submit, body, messages, turn.params)
+        handle = await run_in_threadpool(service.submit, body, messages, turn.params, service.remaining_s(request))
     grounded = bool(turn.citations) or turn.declined
     citations = turn.citations if grounded else None
 
@@ -78,7 +78,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
 
     watcher = asyncio.create_task(cancel_on_disconnect(request, handle))
     try:
-        async for _ in timed_pieces(handle, service.timeout):
+        async for _ in timed_pieces(handle, service.remaining_s(request)):
             pass
     except TimeoutError:
         handle.cancel()
