@@ -31,7 +31,8 @@ def cmd_bench_load(args: argparse.Namespace) -> None:
 
     run_load_benchmark(generator=args.generator, encoder=args.encoder, device=args.device, dtype=args.dtype,
                        clients=args.clients, seconds=args.seconds, max_tokens=args.max_tokens, timeout=args.timeout,
-                       max_batch_size=args.max_batch_size, max_queue=args.max_queue, out_dir=args.out)
+                       max_batch_size=args.max_batch_size, max_queue=args.max_queue, rounds=args.rounds,
+                       out_dir=args.out)
 
 
 def concurrency_levels(value: str) -> list[int]:
@@ -144,6 +145,8 @@ def register(sub: argparse._SubParsersAction, model_options: argparse.ArgumentPa
                    help="chat requests decoded together (default %(default)s)")
     p.add_argument("--max-queue", type=positive(int), default=BatchSettings.max_queue,
                    help="chat requests that may wait; more get 429 (default %(default)s)")
+    p.add_argument("--rounds", type=positive(int), default=1,
+                   help="the load this many times against one server, its memory after each (does it come back?)")
     p.add_argument("--out", default=RESULTS_DIR, help="folder for load.json and load.md")
 
 

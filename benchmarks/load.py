@@ -122,16 +122,20 @@ def run_load_benchmark(
     max_queue: int = BatchSettings.max_queue,
     out_dir: str | Path | None = "docs/benchmarks",
     encoder: str | None = None,
+    rounds: int = 1,
 ) -> dict:
-    """Run the load test; write ``load.json`` and ``load.md`` under ``out_dir`` (None: write nothing)."""
+    """Run the load test; write ``load.json`` and ``load.md`` under ``out_dir`` (None: write nothing).
+    ``rounds``: the load repeated against the same server, its memory taken after each (a server that
+    keeps growing round after round leaks; one that grows once and stays has warmed up). The status
+    counts and latencies are those of every round together."""
     import httpx
 
     from assistant.api import Assistant
     from assistant.guards import uvicorn_config
     from assistant.server import create_app
 
-    if clients < 1 or seconds <= 0 or seconds > 3600:
-        raise ValueError("clients must be positive and seconds in (0, 3600]")
+    if clients < 1 or seconds <= 0 or seconds > 3600 or rounds < 1:
+        raise ValueError("clients and rounds must be positive and seconds in (0, 3600]")
     batch = BatchSettings(max_batch_size=max_batch_size, max_queue=max_queue)
     assistant = Assistant(generator=generator, encoder=encoder, device=device, dtype=dtype, audit=None,
                           batch_settings=batch)
@@ -147,8 +151,14 @@ def run_load_benchmark(
         model_name = engine.describe()[0]["name"]
         before = _rss_mb()
         started = time.monotonic()
+        results: list = []
+        per_round = []
         with _MemoryWatch() as watch, ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-            results = pool.submit(_load_in_process, base_url, clients, seconds, max_tokens, timeout + 5).result()
+            for _ in range(rounds):
+                found = pool.submit(_load_in_process, base_url, clients, seconds, max_tokens, timeout + 5).result()
+                results += found
+                per_round.append({"status_counts": dict(sorted(Counter(str(s) for s, _ in found).items())),
+                                  "memory_after_mb": round(_rss_mb(), 1)})
         elapsed = time.monotonic() - started
         healthy = httpx.get(f"{base_url}/healthz", timeout=30).status_code == 200
         after = _rss_mb()
@@ -162,7 +172,9 @@ def run_load_benchmark(
         "machine": machine_info(engine.runtime.device),
         "model": model_name,
         "settings": {"clients": clients, "seconds": seconds, "max_tokens": max_tokens, "timeout": timeout,
-                     "max_batch_size": max_batch_size, "max_queue": max_queue, "dtype": engine.runtime.dtype_name},
+                     "max_batch_size": max_batch_size, "max_queue": max_queue, "dtype": engine.runtime.dtype_name,
+                     "rounds": rounds},
+        "rounds": per_round,
         "status_counts": dict(sorted(counts.items())),
         "requests": len(results),
         "requests_per_s": round(len(results) / elapsed, 2),

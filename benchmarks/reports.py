@@ -241,7 +241,7 @@ def serve_markdown(result: dict) -> str:
 def load_markdown(result: dict) -> str:
     s = result["settings"]
     lines = [
-        f"# Load: {s['clients']} clients for {s['seconds']:g} s",
+        f"# Load: {s['clients']} clients for {s['seconds']:g} s" + (f", {s['rounds']} rounds" if s.get("rounds", 1) > 1 else ""),
         "",
         f"`{result['command']}` on {result['machine'].get('cpu', result['machine'].get('platform'))}, "
         f"{result['when']}; model `{result['model']}`, max_tokens {s['max_tokens']}, server timeout "
@@ -268,6 +268,12 @@ def load_markdown(result: dict) -> str:
         f"Healthy afterwards: {result['healthy_after']}; no 5xx: {result['no_5xx']}.",
         "",
     ]
+    rounds = result.get("rounds") or []
+    if len(rounds) > 1:  # the same load again and again against one server: does its memory come back?
+        lines += ["| round | answers by status | memory after (MB) |", "| --- | --- | --- |"]
+        lines += [f"| {i} | {', '.join(f'{k}: {v}' for k, v in r['status_counts'].items())} | {r['memory_after_mb']:.0f} |"
+                  for i, r in enumerate(rounds, 1)]
+        lines.append("")
     return "\n".join(lines)
 
 

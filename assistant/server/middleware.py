@@ -195,12 +195,22 @@ class BodyLimit:
                 body_done = not message.get("more_body", False)
             return message
 
+        # Gradio refuses an upload over its own limit with a text/plain 413: its words, in our JSON error.
+        plain_413: list[bytes] | None = None
+
         async def guarded_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, plain_413
             if refused is not None and not started:
                 return  # our answer replaces the app's
             if message["type"] == "http.response.start":
+                kind = dict(message.get("headers", [])).get(b"content-type", b"")
+                if message["status"] == 413 and b"json" not in kind:
+                    plain_413 = []
+                    return
                 started = True
+            elif plain_413 is not None:
+                plain_413.append(message.get("body", b""))
+                return
             await send(message)
 
         try:
@@ -208,6 +218,11 @@ class BodyLimit:
         except Exception:
             if refused is None:
                 raise
+        if plain_413 is not None and refused is None:
+            said = b"".join(plain_413).decode("utf-8", "replace").strip()[:300]
+            await send_error(send, APIError(413, said or f"the upload is over the limit of {limit:,} bytes",
+                                            code="body_too_large", headers={"Connection": "close"}))
+            return
         if refused is not None and not started:
             if refused.status == 413 and not body_done:
                 await self._refuse_too_big(receive, send, limit, deadline)

@@ -152,10 +152,18 @@ def test_ui_bodies_have_the_size_limit(ui_live):
 
     r = httpx.post(f"{ui_live.url}/gradio_api/upload", content=chunks(),
                    headers={"content-type": "multipart/form-data; boundary=zz"})
-    # Refused either by the service's body limit (a JSON error, whose body the closing connection
-    # can overtake) or, when the upload's file part reaches it first, by Gradio's own file-size
-    # limit ("File size exceeded ..."): a 413 and no traceback either way.
+    # Refused either by the service's body limit or, when the upload's file part reaches it first, by
+    # Gradio's own file-size limit ("File size exceeded ..."): a 413 and no traceback either way.
     assert r.status_code == 413 and "Traceback" not in r.text and 'File "' not in r.text
+    assert_healthy(ui_live.url)
+
+
+def test_an_upload_over_the_ui_limit_gets_our_json_error(ui_live):
+    # Within the body limit (multipart room included) but over the page's file limit: Gradio refuses it in
+    # text/plain; the client reads our JSON error with Gradio's words.
+    r = httpx.post(f"{ui_live.url}/gradio_api/upload", files={"files": ("a.txt", b"x" * 230_000, "text/plain")})
+    error = assert_error(r, 413, "body_too_large")
+    assert "File size exceeded" in error["message"]
     assert_healthy(ui_live.url)
 
 
