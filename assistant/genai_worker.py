@@ -55,7 +55,12 @@ class GenAIWorker:
         from_child, to_parent = os.pipe()
         command = [sys.executable, "-m", "assistant.genai_worker", self.model_dir, str(self.threads),
                    str(from_parent), str(to_parent)]
-        self._process = subprocess.Popen(command, pass_fds=(from_parent, to_parent), stdin=subprocess.DEVNULL)
+        try:
+            self._process = subprocess.Popen(command, pass_fds=(from_parent, to_parent), stdin=subprocess.DEVNULL)
+        except (OSError, ValueError) as exc:  # no process to be had here (pass_fds is POSIX): torch decodes instead
+            for fd in (from_parent, to_child, from_child, to_parent):
+                os.close(fd)
+            raise ModelLoadError(f"cannot start the ONNX decoding process: {exc}") from exc
         os.close(from_parent)
         os.close(to_parent)
         self._send = Connection(to_child, readable=False)
