@@ -284,7 +284,7 @@ class QueuedBackend:
             if self._closed:
                 raise ServiceUnavailableError("the generation service is shutting down")
             waiting = len(self._waiting)
-            retry_after = max(1.0, round(self._estimate_s, 1))
+            retry_after = self.retry_after_s()
             if waiting >= self.max_queue:
                 raise QueueFullError(
                     f"the server is busy: {waiting} requests are already waiting (limit {self.max_queue})",
@@ -307,6 +307,10 @@ class QueuedBackend:
 
     def expected_wait_s(self) -> float:
         raise NotImplementedError
+
+    def retry_after_s(self) -> float:
+        """When a refused client should try again: the recent time of one batch, at least a second."""
+        return max(1.0, round(self._estimate_s, 1))
 
     def expected_run_s(self, params: SamplingParams) -> float:
         """How long a request with ``params`` is expected to decode once it has its turn."""

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -446,10 +446,11 @@ class LoadedModel:
 
     def __init__(self, resolved: ResolvedModel, runtime: Runtime, model: torch.nn.Module | None, tokenizer: object,
                  load_seconds: float, load_weights: Callable[[], torch.nn.Module] | None = None,
-                 adapter: Path | None = None) -> None:
+                 header_parameters: int | None = None) -> None:
         self.resolved = resolved
-        #: The LoRA adapter merged into the weights, if any.
-        self.adapter = adapter
+        #: The weights counted in the safetensors headers (``count_parameters``), where that count stands for
+        #: the model as it loads (no adapter merged into it): ``parameters`` without loading them.
+        self.header_parameters = header_parameters
         self.runtime = runtime
         self.tokenizer = tokenizer
         self.load_seconds = load_seconds
@@ -471,9 +472,9 @@ class LoadedModel:
     def weights_loaded(self) -> bool:
         return self._model is not None
 
-    @property
+    @cached_property
     def config(self) -> dict:
-        """The model's config.json as a dict."""
+        """The model's config.json as a dict (read once: the context window is asked on every request)."""
         return read_config(self.resolved)
 
     @property
@@ -485,10 +486,8 @@ class LoadedModel:
     def parameters(self) -> int:
         """How many weights the model has: counted in the loaded model, or (weights not loaded yet) in
         its safetensors files' headers, so that asking does not load them."""
-        if self._model is None and self._load_weights is not None and not self.adapter:
-            counted = count_parameters(self.resolved)
-            if counted:
-                return counted
+        if self._model is None and self.header_parameters:
+            return self.header_parameters
         return sum(p.numel() for p in self.model.parameters())
 
     @property
@@ -555,16 +554,19 @@ def load_model(resolved: ResolvedModel, runtime: Runtime, adapter: Path | None =
             # safetensors and peft report a truncated or mismatched adapter as one of these
             raise _load_error(resolved, adapter, exc) from exc
 
+    counted = None
     if lazy_weights:
         try:  # the weights' files are there and their headers read: anything else fails here, not later
-            lazy_weights = count_parameters(resolved) is not None
+            counted = count_parameters(resolved)
         except Exception as exc:  # noqa: BLE001 - safetensors reports a bad header as several kinds
             raise _load_error(resolved, adapter, exc) from exc
+        lazy_weights = counted is not None
     model = None if lazy_weights else weights()
     seconds = time.perf_counter() - started
     log.info("loaded %s %s%s on %s in %.1fs", resolved.role, resolved.name,
              " (tokenizer; weights on first use)" if lazy_weights else "", runtime.describe(), seconds)
-    return LoadedModel(resolved, runtime, model, tokenizer, seconds, load_weights=weights, adapter=adapter)
+    return LoadedModel(resolved, runtime, model, tokenizer, seconds, load_weights=weights,
+                       header_parameters=counted if adapter is None else None)
 
 
 def _load_error(resolved: ResolvedModel, adapter: Path | None, exc: Exception) -> ModelLoadError:

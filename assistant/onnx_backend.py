@@ -316,7 +316,7 @@ class OnnxBatcher(QueuedBackend):
                     req.on_cancel = None
                     req.fail(QueueFullError(
                         "the server is busy: this request waited too long to be finished within this server's "
-                        "time limit", retry_after=max(1.0, round(self._estimate_s, 1))))
+                        "time limit", retry_after=self.retry_after_s()))
                     continue
                 prompt = max(longest, req.prompt_tokens)
                 new = max(most, req.params.max_new_tokens)
