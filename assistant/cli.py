@@ -241,7 +241,7 @@ def cmd_models(args: argparse.Namespace) -> None:
         _print_json({"models": rows, "classification_tasks": tasks})
         return
     for row in rows:
-        if row["role"] in ("classifier", "run", "summary-scorer", "summary-rewriter", "ask-answerer"):
+        if "kind" in row:  # a fine-tuned run (classifier, summary or answer model), not a backbone
             metric = row.get("metric")
             score = f", {metric['name']} {metric['value']:.3f}" if metric else ""
             use = "in use" if row.get("configured") else "not in use (--classifier TASK=PATH)"

@@ -33,9 +33,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The loaded-model keys of the generator with a shipped adapter merged: the summary rewriter and the
-#: grounded answerer.
+#: The loaded-model keys of the generator with a shipped adapter merged: the summary rewriter, the
+#: headliner and the grounded answerer.
 REWRITER = "rewriter"
+HEADLINER = "headliner"
 ANSWERER = "answerer"
 
 def _save_merged(gen: LoadedModel, out: Path) -> None:
@@ -71,7 +72,8 @@ class Engine:
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
         self._batcher: GenerationBackend | None = None
-        #: Backends of the generator with a shipped adapter merged (REWRITER, ANSWERER), built on first use.
+        #: Backends of the generator with a shipped adapter merged (REWRITER, HEADLINER, ANSWERER), built on
+        #: first use.
         self._adapted: dict[str, GenerationBackend] = {}
         #: How concurrent chat requests are batched (``Engine.batcher()``); fixed for the engine's life.
         self.batch_settings = batch_settings or BatchSettings()
@@ -102,13 +104,16 @@ class Engine:
         #: without the scorer / rewrites from the prompt alone (``tasks/summarize.py``).
         self.summary_scorer: FineTunedClassifier | None = None
         self.rewriter_adapter: Path | None = None
+        #: The headliner's LoRA adapter (of the default generator, run here), or None: headlines are then
+        #: written from the headline style's prompt alone.
+        self.headliner_adapter: Path | None = None
         #: The grounded answerer's LoRA adapter (of the default generator, run here), or None: grounded
         #: answers are then written from the grounding prompt alone (``tasks/ask.py``).
         self.answerer_adapter: Path | None = None
         if shipped_classifiers:
             from .classifiers import FineTunedClassifier
-            from .shipped import (ASK_ANSWERER, ASK_DIR, SUMMARY_REWRITER, SUMMARY_SCORER, shipped_model,
-                                  shipped_summary_model)
+            from .shipped import (ASK_ANSWERER, ASK_DIR, SUMMARY_HEADLINER, SUMMARY_REWRITER, SUMMARY_SCORER,
+                                  shipped_model, shipped_summary_model)
 
             scorer = shipped_summary_model(SUMMARY_SCORER, self.encoder_spec)
             if scorer is not None:
@@ -116,6 +121,7 @@ class Engine:
                                                           shared_encoder=self.sentence_encoder)
             if self.upstream is None:
                 self.rewriter_adapter = shipped_summary_model(SUMMARY_REWRITER, self.generator_spec)
+                self.headliner_adapter = shipped_summary_model(SUMMARY_HEADLINER, self.generator_spec)
                 self.answerer_adapter = shipped_model(ASK_DIR / ASK_ANSWERER, self.generator_spec)
         items = classifiers.items() if isinstance(classifiers, Mapping) else ((None, c) for c in classifiers or ())
         for task, run in items:
@@ -308,6 +314,11 @@ class Engine:
             return self.batcher(), False
         return self.adapted(REWRITER, self.rewriter_adapter), True
 
+    def headliner(self) -> GenerationBackend | None:
+        """The backend that writes headlines (the generator with the shipped headline adapter,
+        ``adapted``), or None where that adapter does not apply (another generator, an upstream)."""
+        return None if self.headliner_adapter is None else self.adapted(HEADLINER, self.headliner_adapter)
+
     def answerer(self) -> GenerationBackend | None:
         """The backend of the grounded answerer (the generator with the shipped answer adapter,
         ``adapted``), or None where that adapter does not apply (another generator, an upstream)."""
@@ -375,7 +386,8 @@ class Engine:
 
         rows = []
         for role, path in (("summary-scorer", self.summary_scorer.path if self.summary_scorer else None),
-                           ("summary-rewriter", self.rewriter_adapter), ("ask-answerer", self.answerer_adapter)):
+                           ("summary-rewriter", self.rewriter_adapter), ("summary-headliner", self.headliner_adapter),
+                           ("ask-answerer", self.answerer_adapter)):
             if path is None:
                 continue
             try:
@@ -386,7 +398,8 @@ class Engine:
             rows.append({"role": role, "name": Path(path).name, "origin": "shipped with the package",
                          "location": str(path), "configured": True, "shipped": True,
                          "device": self.runtime.device_name, "dtype": self.runtime.dtype_name,
-                         "loaded": {"summary-rewriter": REWRITER, "ask-answerer": ANSWERER}.get(role) in self._models,
+                         "loaded": {"summary-rewriter": REWRITER, "summary-headliner": HEADLINER,
+                                    "ask-answerer": ANSWERER}.get(role) in self._models,
                          **info})
         return rows
 

@@ -97,8 +97,17 @@ def numeric_precision(output: str, source: str, rel_tol: float = 0.005) -> float
     "$2 billion" is supported by any source figure from 1.5 to 2.5 billion). Signs are ignored: prose states direction in words
     ("fell 5%") where the source may write -5% or (5). Each occurrence in ``output`` counts.
     """
-    numbers = _parse(output)
+    return stated_share(figures_of(output), figures_of(source), rel_tol)
+
+
+def figures_of(text: str) -> list[_Number]:
+    """The numbers ``text`` states (values with their scale), for ``stated_share``."""
+    return _parse(text)
+
+
+def stated_share(numbers: list[_Number], pool: list[_Number], rel_tol: float = 0.005) -> float | None:
+    """Share of ``numbers`` that ``pool`` states (as ``numeric_precision`` counts); None when there
+    are none."""
     if not numbers:
         return None
-    pool = _parse(source)
     return sum(_supported(n, pool, rel_tol) for n in numbers) / len(numbers)

@@ -17,10 +17,12 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "shipped_runs"
 #: The summariser's shipped models (extract-then-rewrite, ``assistant/tasks/summarize.py``): a folder
 #: of ``SHIPPED_DIR`` without a run file of its own, so ``shipped_runs`` never lists them as
 #: classification tasks. ``scorer``: a head over the encoder that scores sentences as key facts;
-#: ``rewriter``: a LoRA adapter of the default generator that writes one bullet from them.
+#: ``rewriter``: a LoRA adapter of the default generator that writes one bullet from them;
+#: ``headliner``: another that writes a news headline from a text's first and best sentences.
 SUMMARY_DIR = SHIPPED_DIR / "summarize"
 SUMMARY_SCORER = "scorer"
 SUMMARY_REWRITER = "rewriter"
+SUMMARY_HEADLINER = "headliner"
 #: The grounded answerer (``assistant/tasks/ask.py``): a LoRA adapter of the default generator that
 #: answers from passages of the user's documents in a short form (copied text, or arithmetic over
 #: copied figures that ``assistant.calculator`` computes). Like the summariser's, its folder has no
@@ -33,7 +35,7 @@ SHIPPED_FILES = (RUN_FILE, "README.md", "adapter_config.json", "adapter_model.sa
 
 
 def shipped_summary_model(name: str, base: str, root: Path | None = None) -> Path | None:
-    """The shipped summary model ``name`` (``SUMMARY_SCORER`` or ``SUMMARY_REWRITER``) when it was
+    """The shipped summary model ``name`` (``SUMMARY_SCORER``, ``SUMMARY_REWRITER``, ``SUMMARY_HEADLINER``) when it was
     fine-tuned from ``base`` (``shipped_model``)."""
     return shipped_model((root or SUMMARY_DIR) / name, base)
 

@@ -19,6 +19,7 @@ ECTSum paper's ECT-BPS did, by similarity plus figures:
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -144,4 +145,47 @@ def rewrite_pairs(records: Sequence[dict]) -> list[dict]:
             if src and ok:
                 pairs.append({"input": "\n".join(a.sentences[i] for i in src), "target": line,
                               "document": str(record.get("id", ""))})
+    return pairs
+
+
+# ------------------------------------------------------------------------------ headlines
+# Reuters-21578 headlines are in capitals ("STANDARD OIL <SRD> TO FORM FINANCIAL UNIT") and name the
+# company's ticker, which the article body never states. The headliner is taught headlines as a
+# reader wants them: in the case the article itself writes each word ("Standard Oil to form
+# financial unit"), with no ticker, so it never learns to write a symbol it was not given.
+
+_TICKER = re.compile(r"\s*<[^<>]*>")
+_WORD = re.compile(r"[A-Za-z][A-Za-z.'&-]*")
+
+
+def headline_target(headline: str, text: str) -> str:
+    """``headline`` without tickers and in the article's own case: a word in lower case where ``text``
+    writes it so (other than at the start of a sentence), else as ``text`` most often writes it, else
+    in lower case; the first letter capital."""
+    forms: dict[str, Counter] = {}
+    for m in _WORD.finditer(text):
+        before = text[:m.start()].rstrip()
+        if not before or before[-1] in ".!?\n":
+            continue  # a sentence's first word is capitalised whatever it is
+        forms.setdefault(m[0].lower(), Counter())[m[0]] += 1
+
+    def cased(m: re.Match) -> str:
+        seen = forms.get(m[0].lower())
+        return m[0].lower() if not seen or m[0].lower() in seen else seen.most_common(1)[0][0]
+
+    cleaned = " ".join(_TICKER.sub(" ", headline).split())
+    out = _WORD.sub(cased, cleaned.lower() if cleaned.isupper() else cleaned)
+    out = re.sub(r"\b(\d+)(ST|ND|RD|TH)\b", lambda m: m[1] + m[2].lower(), out)
+    return out[:1].upper() + out[1:]
+
+
+def headline_pairs(records: Sequence[dict], source_of) -> list[dict]:
+    """Headliner training pairs ``{input, target, document}``: what the summariser writes a headline
+    from (``source_of(text)``: ``SummarizePipeline.headline_source`` of its picks) and the record's
+    headline as ``headline_target`` gives it. Records whose headline is left empty are skipped."""
+    pairs = []
+    for record in records:
+        target = headline_target(record["headline"], record["text"])
+        if target:
+            pairs.append({"input": source_of(record["text"]), "target": target, "document": str(record.get("id", ""))})
     return pairs

@@ -1,11 +1,13 @@
 """How the summariser's shipped models are built (``scripts/build-models.sh summary-scorer``,
-``summary-rewriter``): the data each trains on (ECTSum train, aligned by ``summary_data``), the exact
-training options, and where the compact artifact is installed (``assistant/shipped_runs/summarize``).
+``summary-rewriter``, ``summary-headliner``): the data each trains on (ECTSum train aligned by
+``summary_data``; Reuters-21578 headlines for the headliner), the exact training options, and where
+the compact artifact is installed (``assistant/shipped_runs/summarize``).
 
 Kept apart from the classifier recipes (``recipes.py``): the scorer is a classifier run but serves
 the summariser, not a classification task, and the rewriter is a generator adapter. Both are
 judged by what the summariser makes with them: ``finassist eval summarize`` on ECTSum val (all 249
-calls), which ``docs/results.md`` records.
+calls) and on the 500 Reuters articles the headliner never sees (``prepare_headlines``), which
+``docs/results.md`` records.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from pathlib import Path
 
 from assistant.errors import InvalidParameterError
 from assistant.runs import model_bytes
-from assistant.shipped import SUMMARY_DIR, SUMMARY_REWRITER, SUMMARY_SCORER
+from assistant.shipped import SUMMARY_DIR, SUMMARY_HEADLINER, SUMMARY_REWRITER, SUMMARY_SCORER
 
 from .data import load_records
 
 log = logging.getLogger(__name__)
 
 DATA_LICENCE = "GPL-3.0 (ECTSum)"
+HEADLINE_DATA_LICENCE = "research use (Reuters-21578, Distribution 1.0 README)"
+#: Reuters articles held out from the headliner (its validation data) and drawn for its training.
+HEADLINE_HELD_OUT, HEADLINE_ARTICLES, HEADLINE_SEED = 500, 3000, 0
 #: The files a shipped summary model consists of.
 _FILES = ("finassist-run.json", "README.md", "adapter_config.json", "adapter_model.safetensors", "head.safetensors",
           "words.json")
@@ -45,6 +50,51 @@ def prepare(data: Path, out: Path) -> dict[str, Path]:
     return files
 
 
+def prepare_headlines(data: Path, out: Path, progress: bool = True) -> dict[str, Path]:
+    """Reuters-21578 headlines: ``HEADLINE_HELD_OUT`` articles drawn with ``HEADLINE_SEED`` are held
+    out whole (``reuters-headlines-heldout.jsonl``, for ``finassist eval summarize --style
+    headline``); ``HEADLINE_ARTICLES`` of the rest, drawn with the same generator, become training
+    pairs: what the summariser writes a headline from (the article's first sentence and the
+    shipped scorer's best other one, ``SummarizePipeline.headline_source``) -> the headline as
+    ``summary_data.headline_target`` gives it. The scorer must be installed first."""
+    from tqdm.auto import tqdm
+
+    from assistant import Assistant
+
+    from .summary_data import headline_pairs
+
+    held, chosen = headline_split(load_records(data / "summarization" / "reuters_headlines" / "train.jsonl"))
+    pipeline = Assistant(audit=False).pipeline("summarize")
+    k = pipeline.config["extract"]["headline_sentences"]
+
+    def source_of(text: str) -> str:
+        return pipeline.headline_source(pipeline.pick(text, k, lead=True)[0])
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"heldout": out / "reuters-headlines-heldout.jsonl", "headlines": out / "reuters-headline-train.jsonl"}
+    _write(files["heldout"], [{k: v for k, v in r.items() if not k.startswith("_")} for r in held])
+    _write(files["headlines"], headline_pairs(tqdm(chosen, desc="headline sources", unit="article",
+                                                   disable=not progress), source_of))
+    return files
+
+
+def headline_split(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(the ``HEADLINE_HELD_OUT`` held-out articles, the ``HEADLINE_ARTICLES`` training articles), both in
+    file order, drawn from Reuters-21578 ``records`` with ``HEADLINE_SEED``; no article is in both."""
+    import random
+
+    rng = random.Random(HEADLINE_SEED)
+    held = set(rng.sample(range(len(records)), min(HEADLINE_HELD_OUT, len(records) // 2)))
+    rest = [i for i in range(len(records)) if i not in held]
+    chosen = sorted(rng.sample(rest, min(HEADLINE_ARTICLES, len(rest))))
+    return [records[i] for i in sorted(held)], [records[i] for i in chosen]
+
+
+def _write(path: Path, rows) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
 @dataclass(frozen=True)
 class SummaryRecipe:
     name: str
@@ -52,8 +102,10 @@ class SummaryRecipe:
     part: str
     #: "classify" (``ClassifyTrainConfig``) or "generate" (``GenerateTrainConfig``).
     trainer: str
-    #: Training options; "{sentences}"/"{pairs}" are replaced by the prepared files.
+    #: Training options; "{sentences}"/"{pairs}"/"{headlines}" are replaced by the prepared files.
     options: dict
+    #: What it trains on: "ectsum" (``prepare``) or "reuters" (``prepare_headlines``).
+    data: str = "ectsum"
 
 
 SUMMARY_RECIPES: dict[str, SummaryRecipe] = {r.name: r for r in (
@@ -71,6 +123,14 @@ SUMMARY_RECIPES: dict[str, SummaryRecipe] = {r.name: r for r in (
         "eval_steps": 120, "val_fraction": 0.03, "max_val_samples": 96, "baseline_eval": False,
         "logging_steps": 10,
     }),
+    # The same form for headlines: short news sentences in, a headline of ~8 words out.
+    SummaryRecipe("summary-headliner", SUMMARY_HEADLINER, "generate", {
+        "task": "headline", "train": "{headlines}", "lora": True, "merge_lora": False, "lora_r": 16,
+        "lora_alpha": 32, "lora_target_modules": "all-linear", "max_steps": 200, "batch_size": 8,
+        "gradient_accumulation_steps": 1, "learning_rate": 4e-4, "max_input_tokens": 176, "max_target_tokens": 32,
+        "save_steps": 40, "eval_steps": 100, "val_fraction": 0.03, "max_val_samples": 64, "baseline_eval": False,
+        "logging_steps": 10,
+    }, data="reuters"),
 )}
 
 
@@ -130,7 +190,9 @@ def build_summary_model(name: str, data: str = "../shared/data", work: str = "ru
     work_dir = Path(work).expanduser()
     out = work_dir / name
     if not (is_run(out) and resume):
-        files = prepare(Path(data).expanduser(), work_dir / "data")
+        source = Path(data).expanduser()
+        files = prepare_headlines(source, work_dir / "data", progress) if recipe.data == "reuters" else \
+            prepare(source, work_dir / "data")
         config = _config(recipe, files, out, progress)
         if recipe.trainer == "classify":
             from .train_classifier import train_classifier
@@ -139,6 +201,8 @@ def build_summary_model(name: str, data: str = "../shared/data", work: str = "ru
             train_classifier(config)
         else:
             train_adapter(config, resume)
+    if recipe.data == "reuters":  # the adapter's own licence: the project's; the data's is stated beside it
+        return finish_shipped_run(out, name, recipe.part, SUMMARY_DIR, HEADLINE_DATA_LICENCE, "apache-2.0", install_run)
     return finish_shipped_run(out, name, recipe.part, SUMMARY_DIR, DATA_LICENCE, "gpl-3.0", install_run)
 
 

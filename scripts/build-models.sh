@@ -5,14 +5,15 @@
 #
 #   scripts/build-models.sh                     # every shipped classifier
 #   scripts/build-models.sh sentiment           # one of them
-#   scripts/build-models.sh summary-scorer summary-rewriter   # the summariser's (finetune/summary_recipes.py)
+#   scripts/build-models.sh summary-scorer summary-rewriter summary-headliner   # the summariser's (finetune/summary_recipes.py)
 #   scripts/build-models.sh answerer            # the grounded answerer of `ask` (finetune/answer_recipe.py)
 #   DATA=/path/to/data scripts/build-models.sh  # another copy of the datasets
 #
 # Finished runs under runs/shipped are reused and interrupted ones resume; FRESH=1 starts over.
 # On the project's 2-core CPU: sentiment (LoRA) about an hour, contract-clause and unfair-tos
 # (heads with cross-validation) 15-45 minutes each; summary-scorer about 20 minutes, summary-rewriter
-# (LoRA on SmolLM2-135M) about two hours, answerer (LoRA, TAT-QA) about 90 minutes; a GPU shortens
+# (LoRA on SmolLM2-135M) about two hours, summary-headliner (LoRA, Reuters; after the scorer, which
+# builds its inputs) about 30 minutes, answerer (LoRA, TAT-QA) about 90 minutes; a GPU shortens
 # the LoRA runs to minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."

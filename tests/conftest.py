@@ -81,6 +81,22 @@ def ectsum_val() -> list[dict]:
 
 
 @pytest.fixture(scope="session")
+def reuters_headlines() -> list[dict]:
+    """Reuters-21578 articles with their headlines, as the data folder has them."""
+    from finetune.data import load_records
+
+    return load_records(_data_file("summarization", "reuters_headlines", "train.jsonl"))
+
+
+@pytest.fixture(scope="session")
+def reuters_heldout(reuters_headlines) -> list[dict]:
+    """The Reuters articles the shipped headliner never trained on (its recipe's held-out draw)."""
+    from finetune.summary_recipes import headline_split
+
+    return headline_split(reuters_headlines)[0]
+
+
+@pytest.fixture(scope="session")
 def shortest_transcript(ectsum_val) -> dict:
     """The ECTSum validation transcript with the fewest words (deterministic choice)."""
     return min(ectsum_val, key=lambda r: (len(r["transcript"].split()), r["id"]))

@@ -150,9 +150,10 @@ def test_cli_models_names_both_defaults_and_the_shipped_classifiers(run_cli, mak
     for task in ("sentiment", "contract-clause", "unfair-tos"):
         assert f"for task {task}" in proc.stdout
     assert "CC BY-NC-SA 3.0 (non-commercial" in proc.stdout and "CC BY 4.0" in proc.stdout
-    # three classifiers, the summariser's scorer and rewriter, the ask task's answerer
-    assert proc.stdout.count("shipped, in use") == 6
+    # three classifiers, the summariser's scorer, rewriter and headliner, the ask task's answerer
+    assert proc.stdout.count("shipped, in use") == 7
     assert "summary-scorer: scorer" in proc.stdout and "summary-rewriter: rewriter" in proc.stdout
+    assert "summary-headliner: headliner" in proc.stdout and "Reuters-21578" in proc.stdout
     assert "ask-answerer: answerer" in proc.stdout
 
 

@@ -315,3 +315,19 @@ def test_the_period_is_the_quarter_named_most():
 
     assert quarter_of("In the third quarter ... 3Q sales ... unlike the second quarter ... Q3") == "q3"
     assert quarter_of("Full-year results.") is None
+
+
+# ------------------------------------------------------------------ cutting
+
+
+def test_a_cut_never_parts_a_figure_from_its_scale():
+    """A real Reuters results table cut at a headline's budget: "Sales 109.4" alone would state
+    another number than "109.4 mln"."""
+    from assistant.figures import numeric_precision
+    from assistant.tasks.summarize import shorten
+
+    table = ("Shr loss six cts vs profit 55 cts Net loss 414,000 vs profit 3,936,000 Sales 109.4 mln vs "
+             "126.8 mln")
+    cut = shorten(table, 16)
+    assert cut.endswith("Sales …") and numeric_precision(cut, table) == 1.0
+    assert shorten(table, 20) == table or numeric_precision(shorten(table, 20), table) == 1.0

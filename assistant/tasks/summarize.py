@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..types import Generation, SamplingParams
 from ..errors import InputTooLongError
-from ..figures import extract_numbers, numeric_precision
+from ..figures import extract_numbers, figures_of, numeric_precision, stated_share
 from ..inputs import ensure_choice, ensure_int, ensure_text
 from ..prompts import load_prompt
 from ..sentences import Sentence, sentence_spans
@@ -133,6 +133,8 @@ class SummarizePipeline(Pipeline):
         self.config = load_prompt("summarize")
         #: The rewriter's prompt (what the shipped adapter was trained on).
         self.bullet_config = load_prompt("bullet")
+        #: The headliner's prompt (what the shipped headline adapter was trained on).
+        self.headline_config = load_prompt("headline")
 
     def preprocess(self, inputs, style: str = "bullets", max_words: int | None = None,
                    progress: Callable[[int, int, str], None] | None = None,
@@ -157,12 +159,14 @@ class SummarizePipeline(Pipeline):
 
     # ------------------------------------------------------------ extract: pick
 
-    def pick(self, text: str, k: int) -> tuple[list[Sentence], int]:
+    def pick(self, text: str, k: int, lead: bool = False) -> tuple[list[Sentence], int]:
         """The ``k`` key sentences of ``text`` in document order, and the encoder tokens read.
 
         Scored by the shipped scorer when it fits the encoder, else by closeness to the document's
         mean embedding with sentences stating figures first. Near-duplicates of a better sentence
-        (cosine above ``[extract] redundancy``) are skipped: calls state results more than once."""
+        (cosine above ``[extract] redundancy``) are skipped: calls state results more than once.
+        ``lead``: the first sentence is always one of them (a headline's: news put the story in
+        their first sentence, calls name the company and the quarter there)."""
         import torch
 
         cfg = self.config["extract"]
@@ -179,6 +183,9 @@ class SummarizePipeline(Pipeline):
             centre = torch.nn.functional.normalize(embeddings.mean(dim=0), dim=0)
             figures = torch.tensor([1.0 if extract_numbers(t) else 0.0 for t in texts])
             scores = embeddings @ centre + figures
+        if lead:
+            scores = scores.clone()
+            scores[0] = float("inf")
         picked = select_diverse(scores, embeddings, k, cfg["redundancy"])
         tokens = sum(len(encoder.loaded.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
         return [sentences[i] for i in sorted(picked)], tokens
@@ -192,13 +199,10 @@ class SummarizePipeline(Pipeline):
         else:  # as many facts as the word budget has room for, up to max_bullets
             k = max(1, min(cfg["max_bullets"], prepared.max_words // cfg["words_per_bullet"]))
         self._report(prepared, 0, 2, "finding the key sentences")
-        picked, tokens = self.pick(prepared.text, k)
+        picked, tokens = self.pick(prepared.text, k, lead=prepared.style == "headline")
         self._report(prepared, 1, 2, "writing the summary")
         if prepared.style == "headline":
-            style_cfg = self.config["styles"]["headline"]
-            source = " ".join(s.text for s in picked)
-            instruction = style_cfg["instruction"].format(text=source, max_words=prepared.max_words)
-            headline = self._complete(instruction, self._final_tokens("headline", prepared.max_words))
+            headline = self._headline(picked, prepared.max_words)
             self._report(prepared, 2, 2, "done")
             return _Extracted(prepared, [Bullet("", picked, "source")], tokens, headline)
         backend, _tuned = self.engine.rewriter()
@@ -213,6 +217,27 @@ class SummarizePipeline(Pipeline):
         bullets = [self.checked_bullet(g.text, [s], period) for g, s in zip(generations, picked)]
         self._report(prepared, 2, 2, "done")
         return _Extracted(prepared, bullets, tokens)
+
+    def headline_source(self, picked: Sequence[Sentence]) -> str:
+        """What a headline is written from: the picked sentences, each cut to ``max_source_words``
+        (the shipped headliner was trained on exactly this, ``finetune/summary_data.py``)."""
+        limit = self.config["extract"]["max_source_words"]
+        return "\n".join(_cut_words(s.text, limit) for s in picked)
+
+    def _headline(self, picked: Sequence[Sentence], max_words: int) -> Generation:
+        """The headline of the picked sentences: by the shipped headliner (the generator with the
+        headline adapter, trained on Reuters) where it applies, else by the generator from the
+        headline style's prompt."""
+        source = self.headline_source(picked)
+        backend = self.engine.headliner()
+        if backend is None:
+            instruction = self.config["styles"]["headline"]["instruction"].format(text=source, max_words=max_words)
+            return self._complete(instruction, self._final_tokens("headline", max_words))
+        cfg = self.headline_config
+        params = SamplingParams(max_new_tokens=cfg["generation"]["max_new_tokens"], temperature=0.0)
+        request = [{"role": "system", "content": cfg["system"]},
+                   {"role": "user", "content": cfg["finetune"]["instruction"].replace("{text}", source)}]
+        return self._complete_all([request], params, lambda done: None, backend=backend)[0]
 
     def checked_bullet(self, written: str, sources: Sequence[Sentence], period: str | None = None) -> Bullet:
         """The rewriter's bullet when every figure in it is stated by its sources (after
@@ -432,8 +457,15 @@ class SummarizePipeline(Pipeline):
 
 
 def _cut_words(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` words, marked with "…". A figure the cut would part from its scale
+    ("109.4" of "109.4 mln") goes too: alone it would state another number."""
     words = text.split()
-    return text if len(words) <= limit else " ".join(words[:limit]) + " …"
+    if len(words) <= limit:
+        return text
+    kept, pool = words[:limit], figures_of(text)
+    while len(kept) > 1 and stated_share(figures_of(kept[-1]), pool) == 0.0:
+        kept.pop()
+    return " ".join(kept) + " …"
 
 
 def _cut_sentences(text: str, limit: int) -> str:

@@ -47,11 +47,13 @@ def _base_of(info) -> str:
 
 
 def _summarize_all(generator: str, sources: Sequence[str], style: str, max_words: int | None, device: str | None,
-                   desc: str, method: str, backend: str = "auto") -> tuple[list[str], list[str], dict]:
+                   desc: str, method: str, backend: str = "auto",
+                   adapters: bool = True) -> tuple[list[str], list[str], dict]:
     """Summaries of ``sources`` by the product's summariser with ``generator`` and ``method``, and the
     source sentences the bullets were written from (one per line: the extractive picks before
-    rewriting; empty for "chunked"). An example that fails (a user-fixable AssistantError) scores
-    as an empty summary and is counted."""
+    rewriting; empty for "chunked"). ``adapters=False``: the generator's shipped summary adapters
+    (rewriter, headliner) are left out, so the plain generator writes from the same picks. An example
+    that fails (a user-fixable AssistantError) scores as an empty summary and is counted."""
     from tqdm.auto import tqdm
 
     from assistant import Assistant
@@ -59,6 +61,8 @@ def _summarize_all(generator: str, sources: Sequence[str], style: str, max_words
 
     assistant = Assistant(generator=generator, device=None if device in (None, "", "auto") else device,
                           batch_settings=BatchSettings(backend=backend))
+    if not adapters:
+        assistant.engine.rewriter_adapter = assistant.engine.headliner_adapter = None
     predictions: list[str] = []
     picks: list[str] = []
     failures: list[str] = []
@@ -83,6 +87,8 @@ def _summarize_all(generator: str, sources: Sequence[str], style: str, max_words
         gen = assistant.engine.loaded(GENERATOR) or assistant.engine.loaded("rewriter")
         info = {"generator": generator, "method": method, "origin": gen.resolved.origin if gen else None,
                 "fine_tuned_rewriter": assistant.engine.rewriter_adapter is not None and method == "extract",
+                "fine_tuned_headliner": assistant.engine.headliner_adapter is not None and method == "extract"
+                and style == "headline",
                 "scorer": str(assistant.engine.summary_scorer.path) if assistant.engine.summary_scorer else None,
                 "bullets_rewritten_share": round(rewritten / checked, 4) if checked else None,
                 "device": str(assistant.engine.runtime.device), "dtype": assistant.engine.runtime.dtype_name,
@@ -112,7 +118,8 @@ def evaluate_summarizer(model: str | None, data: str, input_field: str = "transc
                         out: str | None = None, limit: int | None = None, baselines: bool = True,
                         max_words: int | None = None, style: str = "bullets", device: str | None = None,
                         split: str = "validation", methods: str = "extract,chunked",
-                        chunked_limit: int | None = 10, backends: str = "auto") -> list[SummarizationReport]:
+                        chunked_limit: int | None = 10, backends: str = "auto",
+                        without_adapters: bool = False) -> list[SummarizationReport]:
     """Score summarisers on ``data`` with ROUGE and numeric precision, side by side.
 
     Systems, in order: LEAD-3 (the first three sentences); for each of ``methods`` (comma-separated:
@@ -123,7 +130,10 @@ def evaluate_summarizer(model: str | None, data: str, input_field: str = "transc
     ``chunked_limit``: the chunked path (a minute or two a transcript on a CPU) on the first N of
     those only, its report naming how many. ``backends``: comma-separated generation backends (auto,
     onnx, dynamic, ...): each method runs once with each, in this run (the quality check of a faster
-    backend); with more than one, each system's name ends with its backend. With ``out``, ``save_reports`` writes
+    backend); with more than one, each system's name ends with its backend.
+    ``without_adapters``: each "extract" system also runs with the generator's shipped adapters
+    (rewriter, headliner) left out, the plain generator writing from the same picks (what they add).
+    With ``out``, ``save_reports`` writes
     ``summarization.json``/``.md``/``.png`` there. Returns one ``SummarizationReport`` per system.
     """
     from assistant.tasks.summarize import METHODS
@@ -172,6 +182,11 @@ def evaluate_summarizer(model: str | None, data: str, input_field: str = "transc
                 if method == "extract" and generator == name and backend == chosen_backends[0]:
                     score("extractive picks (no rewrite)", picks, n, baseline="the summariser's source sentences")
                 score(system, predictions, n, style=style, max_words=max_words, **extra)
+                if method == "extract" and without_adapters:
+                    plain = f"{system} without adapters"
+                    predictions, _, extra = _summarize_all(generator, sources[:n], style, max_words, device, plain,
+                                                           method, backend, adapters=False)
+                    score(plain, predictions, n, style=style, max_words=max_words, **extra)
     if out:
         save_reports(reports, Path(out).expanduser(), "summarization")
     return reports

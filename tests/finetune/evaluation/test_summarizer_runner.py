@@ -59,3 +59,19 @@ def test_extract_is_scored_with_its_picks_and_chunked_on_fewer(tiny_gpt2_dir, pa
 def test_unknown_methods_or_backends_are_refused_before_any_data_is_read(tmp_path, option):
     with pytest.raises(InvalidParameterError, match=f"{next(iter(option))} must name some of"):
         evaluate_summarizer(None, str(tmp_path / "no-such-data.jsonl"), **option)
+
+
+@pytest.mark.slow
+def test_without_adapters_adds_the_plain_generator_on_the_same_picks(reuters_heldout, tmp_path):
+    """Headlines of held-out Reuters articles by the default generator: with its shipped headliner,
+    and without it (what the adapter adds), in one run."""
+    data = tmp_path / "reuters.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in reuters_heldout[:3]))
+    reports = evaluate_summarizer("smollm2-135m-instruct", str(data), input_field="text", target_field="headline",
+                                  style="headline", methods="extract", without_adapters=True, device="cpu")
+    systems = {r.system: r for r in reports}
+    assert list(systems) == ["LEAD-3", "extractive picks (no rewrite)", "extract smollm2-135m-instruct",
+                             "extract smollm2-135m-instruct without adapters"]
+    tuned, plain = systems["extract smollm2-135m-instruct"], systems["extract smollm2-135m-instruct without adapters"]
+    assert tuned.extra["fine_tuned_headliner"] and not plain.extra["fine_tuned_headliner"]
+    assert [r["prediction"] for r in tuned.per_example] != [r["prediction"] for r in plain.per_example]
