@@ -4,8 +4,8 @@
 the compact artifact is installed (``assistant/shipped_runs/summarize``).
 
 Kept apart from the classifier recipes (``recipes.py``): the scorer is a classifier run but serves
-the summariser, not a classification task, and the rewriter is a generator adapter. Both are
-judged by what the summariser makes with them: ``finassist eval summarize`` on ECTSum val (all 249
+the summariser, not a classification task, and the rewriter and the headliner are generator
+adapters. All are judged by what the summariser makes with them: ``finassist eval summarize`` on ECTSum val (all 249
 calls) and on the 500 Reuters articles the headliner never sees (``prepare_headlines``), which
 ``docs/results.md`` records.
 """
@@ -72,7 +72,7 @@ def prepare_headlines(data: Path, out: Path, progress: bool = True) -> dict[str,
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"heldout": out / "reuters-headlines-heldout.jsonl", "headlines": out / "reuters-headline-train.jsonl"}
-    _write(files["heldout"], [{k: v for k, v in r.items() if not k.startswith("_")} for r in held])
+    _write(files["heldout"], [{key: v for key, v in r.items() if not key.startswith("_")} for r in held])
     _write(files["headlines"], headline_pairs(tqdm(chosen, desc="headline sources", unit="article",
                                                    disable=not progress), source_of))
     return files
@@ -201,8 +201,8 @@ def build_summary_model(name: str, data: str = "../shared/data", work: str = "ru
             train_classifier(config)
         else:
             train_adapter(config, resume)
-    if recipe.data == "reuters":  # the adapter's own licence: the project's; the data's is stated beside it
-        return finish_shipped_run(out, name, recipe.part, SUMMARY_DIR, HEADLINE_DATA_LICENCE, "apache-2.0", install_run)
+    if recipe.data == "reuters":  # "other": Reuters-21578 is for research use, which no SPDX licence says
+        return finish_shipped_run(out, name, recipe.part, SUMMARY_DIR, HEADLINE_DATA_LICENCE, "other", install_run)
     return finish_shipped_run(out, name, recipe.part, SUMMARY_DIR, DATA_LICENCE, "gpl-3.0", install_run)
 
 
