@@ -1,4 +1,5 @@
-"""Training data for extract-then-rewrite summaries, from ECTSum (transcript -> bullet lines).
+"""Training data for extract-then-rewrite summaries, from ECTSum (transcript -> bullet lines), and for
+the headliner, from Reuters-21578 (article -> headline; at the end of this file).
 
 ECTSum gives each earnings call a handful of reference lines ("q1 revenue rose 11.1 percent to
 $481.1 million.") but no link to the sentences they came from. ``align`` supplies it, as the
