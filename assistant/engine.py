@@ -385,9 +385,10 @@ class Engine:
         from .runs import read_run
 
         rows = []
-        for role, path in (("summary-scorer", self.summary_scorer.path if self.summary_scorer else None),
-                           ("summary-rewriter", self.rewriter_adapter), ("summary-headliner", self.headliner_adapter),
-                           ("ask-answerer", self.answerer_adapter)):
+        for role, path, key in (("summary-scorer", self.summary_scorer.path if self.summary_scorer else None, None),
+                                ("summary-rewriter", self.rewriter_adapter, REWRITER),
+                                ("summary-headliner", self.headliner_adapter, HEADLINER),
+                                ("ask-answerer", self.answerer_adapter, ANSWERER)):
             if path is None:
                 continue
             try:
@@ -398,8 +399,7 @@ class Engine:
             rows.append({"role": role, "name": Path(path).name, "origin": "shipped with the package",
                          "location": str(path), "configured": True, "shipped": True,
                          "device": self.runtime.device_name, "dtype": self.runtime.dtype_name,
-                         "loaded": {"summary-rewriter": REWRITER, "summary-headliner": HEADLINER,
-                                    "ask-answerer": ANSWERER}.get(role) in self._models,
+                         "loaded": key in self._models,
                          **info})
         return rows
 

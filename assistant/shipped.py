@@ -35,8 +35,8 @@ SHIPPED_FILES = (RUN_FILE, "README.md", "adapter_config.json", "adapter_model.sa
 
 
 def shipped_summary_model(name: str, base: str, root: Path | None = None) -> Path | None:
-    """The shipped summary model ``name`` (``SUMMARY_SCORER``, ``SUMMARY_REWRITER``, ``SUMMARY_HEADLINER``) when it was
-    fine-tuned from ``base`` (``shipped_model``)."""
+    """The shipped summary model ``name`` (``SUMMARY_SCORER``, ``SUMMARY_REWRITER``,
+    ``SUMMARY_HEADLINER``) when it was fine-tuned from ``base`` (``shipped_model``)."""
     return shipped_model((root or SUMMARY_DIR) / name, base)
 
 

@@ -5,9 +5,9 @@ the compact artifact is installed (``assistant/shipped_runs/summarize``).
 
 Kept apart from the classifier recipes (``recipes.py``): the scorer is a classifier run but serves
 the summariser, not a classification task, and the rewriter and the headliner are generator
-adapters. All are judged by what the summariser makes with them: ``finassist eval summarize`` on ECTSum val (all 249
-calls) and on the 500 Reuters articles the headliner never sees (``prepare_headlines``), which
-``docs/results.md`` records.
+adapters. All are judged by what the summariser makes with them: ``finassist eval summarize`` on
+ECTSum val (all 249 calls) and on the 500 Reuters articles the headliner never sees
+(``prepare_headlines``), which ``docs/results.md`` records.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 DATA_LICENCE = "GPL-3.0 (ECTSum)"
 HEADLINE_DATA_LICENCE = "research use (Reuters-21578, Distribution 1.0 README)"
+#: Per data source: (its licence as the card states it, the licence of a model trained on it).
+#: "other" for Reuters-21578: it is for research use, which no SPDX licence says.
+_LICENCES = {"ectsum": (DATA_LICENCE, "gpl-3.0"), "reuters": (HEADLINE_DATA_LICENCE, "other")}
 #: Reuters articles held out from the headliner (its validation data) and drawn for its training.
 HEADLINE_HELD_OUT, HEADLINE_ARTICLES, HEADLINE_SEED = 500, 3000, 0
 #: The files a shipped summary model consists of.
@@ -104,7 +107,7 @@ class SummaryRecipe:
     trainer: str
     #: Training options; "{sentences}"/"{pairs}"/"{headlines}" are replaced by the prepared files.
     options: dict
-    #: What it trains on: "ectsum" (``prepare``) or "reuters" (``prepare_headlines``).
+    #: What it trains on: "ectsum" (``prepare``) or "reuters" (``prepare_headlines``); ``_LICENCES`` key.
     data: str = "ectsum"
 
 
@@ -201,9 +204,7 @@ def build_summary_model(name: str, data: str = "../shared/data", work: str = "ru
             train_classifier(config)
         else:
             train_adapter(config, resume)
-    if recipe.data == "reuters":  # "other": Reuters-21578 is for research use, which no SPDX licence says
-        return finish_shipped_run(out, name, recipe.part, SUMMARY_DIR, HEADLINE_DATA_LICENCE, "other", install_run)
-    return finish_shipped_run(out, name, recipe.part, SUMMARY_DIR, DATA_LICENCE, "gpl-3.0", install_run)
+    return finish_shipped_run(out, name, recipe.part, SUMMARY_DIR, *_LICENCES[recipe.data], install_run)
 
 
 def train_adapter(config, resume: bool) -> None:

@@ -206,13 +206,8 @@ class SummarizePipeline(Pipeline):
             self._report(prepared, 2, 2, "done")
             return _Extracted(prepared, [Bullet("", picked, "source")], tokens, headline)
         backend, _tuned = self.engine.rewriter()
-        bullet_cfg = self.bullet_config
-        params = SamplingParams(max_new_tokens=bullet_cfg["generation"]["max_new_tokens"], temperature=0.0)
         inputs = [_cut_words(s.text, cfg["max_source_words"]) for s in picked]
-        requests = [[{"role": "system", "content": bullet_cfg["system"]},
-                     {"role": "user", "content": bullet_cfg["finetune"]["instruction"].replace("{text}", text)}]
-                    for text in inputs]
-        generations = self._complete_all(requests, params, lambda done: None, backend=backend)
+        generations = self._adapted_all(self.bullet_config, inputs, backend)
         period = quarter_of(prepared.text)
         bullets = [self.checked_bullet(g.text, [s], period) for g, s in zip(generations, picked)]
         self._report(prepared, 2, 2, "done")
@@ -233,11 +228,17 @@ class SummarizePipeline(Pipeline):
         if backend is None:
             instruction = self.config["styles"]["headline"]["instruction"].format(text=source, max_words=max_words)
             return self._complete(instruction, self._final_tokens("headline", max_words))
-        cfg = self.headline_config
-        params = SamplingParams(max_new_tokens=cfg["generation"]["max_new_tokens"], temperature=0.0)
-        request = [{"role": "system", "content": cfg["system"]},
-                   {"role": "user", "content": cfg["finetune"]["instruction"].replace("{text}", source)}]
-        return self._complete_all([request], params, lambda done: None, backend=backend)[0]
+        return self._adapted_all(self.headline_config, [source], backend)[0]
+
+    def _adapted_all(self, prompt: dict, inputs: Sequence[str], backend) -> list[Generation]:
+        """Greedy generations for ``inputs`` in the conversation a shipped adapter was trained on:
+        its prompt file's system prompt and ``[finetune]`` instruction (as ``finetune.train_generator``
+        words training pairs), ``[generation] max_new_tokens``."""
+        params = SamplingParams(max_new_tokens=prompt["generation"]["max_new_tokens"], temperature=0.0)
+        requests = [[{"role": "system", "content": prompt["system"]},
+                     {"role": "user", "content": prompt["finetune"]["instruction"].replace("{text}", text)}]
+                    for text in inputs]
+        return self._complete_all(requests, params, lambda done: None, backend=backend)
 
     def checked_bullet(self, written: str, sources: Sequence[Sentence], period: str | None = None) -> Bullet:
         """The rewriter's bullet when every figure in it is stated by its sources (after
