@@ -180,7 +180,17 @@ class Chunk:
     page: int
     start: int
     end: int
+    #: The passage's own lines, ``page.text[start:end]`` stripped: what is indexed (BM25 and embedding).
     text: str
+    #: The header rows of the table the passage was cut from, repeated above it (``_table_headers``).
+    header: str = ""
+
+    @property
+    def shown(self) -> str:
+        """What the library stores, a search returns and the answerer reads: the header, then the text.
+        The header is not indexed: its years and units, the same in every passage of a table, made the
+        search find a question's own table less often (TAT-QA dev, docs/results.md)."""
+        return f"{self.header}\n{self.text}" if self.header else self.text
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
@@ -207,19 +217,63 @@ def _segments(text: str, limit: int) -> list[tuple[int, int]]:
     return spans
 
 
+#: How ``documents.table_text`` (CSV files, HTML and TAT-QA tables) joins a row's cells.
+_CELL = " | "
+#: At most this many header rows are repeated above a passage cut from the middle of a table.
+_HEADER_ROWS = 3
+
+
+def _is_row(line: str) -> bool:
+    return _CELL in line or line.startswith("| ")
+
+
+def _table_headers(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
+    """For each span, the header rows of the table it is a body row of ("" for any other span).
+
+    A table is a run of consecutive row lines (cells joined by `` | ``). Its header is its leading
+    rows with an empty first cell (the column titles above the row labels: "| 2019 | 2018",
+    "| $'000 | %"), or else its first row (a CSV file's column names). A passage cut from the middle of
+    a table shows them: without them its figures have no year or unit, for a reader or the answerer
+    (TAT-QA's "What was X in 2019?" names only the column).
+    """
+    headers = [""] * len(spans)
+    i = 0
+    while i < len(spans):
+        if not _is_row(text[spans[i][0]:spans[i][1]]):
+            i += 1
+            continue
+        end = i
+        while end + 1 < len(spans) and _is_row(text[spans[end + 1][0]:spans[end + 1][1]]):
+            end += 1
+        lines = [text[a:b].strip() for a, b in spans[i:end + 1]]
+        top = 0
+        while top < min(len(lines) - 1, _HEADER_ROWS) and lines[top].startswith("|"):
+            top += 1
+        top = top or (1 if len(lines) > 1 else 0)
+        header = "\n".join(lines[:top])
+        for j in range(i + top, end + 1):
+            headers[j] = header
+        i = end + 1
+    return headers
+
+
 def chunk_pages(pages: Sequence[Page], size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLAP) -> list[Chunk]:
     """Passages of about ``size`` characters, made of whole lines (or sentences) of one page, each
-    starting up to ``overlap`` characters before the previous one ended."""
+    starting up to ``overlap`` characters before the previous one ended. A passage that starts inside
+    a table's body carries the table's header rows (``Chunk.header``)."""
     chunks: list[Chunk] = []
     for page in pages:
         spans = _segments(page.text, size)
+        headers = _table_headers(page.text, spans)
         first = 0
         while first < len(spans):
+            header = headers[first]
+            budget = max(size - len(header), size // 2)
             last = first
-            while last + 1 < len(spans) and spans[last + 1][1] - spans[first][0] <= size:
+            while last + 1 < len(spans) and spans[last + 1][1] - spans[first][0] <= budget:
                 last += 1
             start, end = spans[first][0], spans[last][1]
-            chunks.append(Chunk(page.number, start, end, page.text[start:end].strip()))
+            chunks.append(Chunk(page.number, start, end, page.text[start:end].strip(), header))
             if last + 1 >= len(spans):
                 break
             following = last + 1
@@ -368,7 +422,7 @@ class SQLiteDocumentStore:
                 for done, (chunk, vector) in enumerate(zip(chunks, vectors), 1):
                     row = self._db.execute(
                         "INSERT INTO chunks (document, page, start, end, text, embedding) VALUES (?, ?, ?, ?, ?, ?)",
-                        (document_id, chunk.page, chunk.start, chunk.end, chunk.text,
+                        (document_id, chunk.page, chunk.start, chunk.end, chunk.shown,
                          np.asarray(vector, dtype=np.float32).tobytes()))
                     self._db.execute("INSERT INTO chunk_words (rowid, text) VALUES (?, ?)", (row.lastrowid, chunk.text))
                     if progress is not None:

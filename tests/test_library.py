@@ -239,6 +239,42 @@ def test_a_long_line_is_cut_at_sentence_ends_and_spaces():
     assert "".join(c.text for c in chunks).count("x") >= CHUNK_CHARS + 100
 
 
+def test_a_passage_cut_from_a_table_repeats_the_tables_header_rows(tatqa_dev):
+    from assistant.documents import table_text
+
+    record = next(r for r in tatqa_dev if len(table_text(r["table"])) > 3 * CHUNK_CHARS)
+    text = table_text(record["table"])
+    lines = text.split("\n")
+    header = [line.strip() for line in lines[:3] if line.startswith(" | ")]  # rows with an empty first cell
+    assert header, lines[:3]
+    page = Page(1, text + "\n\nThe table above shows net sales by segment.")
+    chunks = chunk_pages([page])
+    assert len(chunks) >= 3
+    for chunk in chunks[1:]:
+        assert chunk.text == page.text[chunk.start:chunk.end].strip()  # what is indexed: its own lines
+        if chunk.text.startswith("The table above"):
+            assert chunk.shown == chunk.text  # a passage of prose gets no header
+            continue
+        assert chunk.shown == "\n".join(header + [chunk.text])
+        assert len(chunk.shown) <= CHUNK_CHARS
+    # The first passage holds the header rows themselves, once.
+    assert chunks[0].shown == chunks[0].text
+
+
+def test_a_csv_files_column_names_head_every_passage_of_it(tmp_path, store):
+    from assistant.documents import read_pages
+
+    rows = "\n".join(f"Segment {i},{100 + i},{90 + i}" for i in range(60))
+    (tmp_path / "segments.csv").write_text(f"segment,revenue 2023,revenue 2022\n{rows}\n", encoding="utf-8")
+    chunks = chunk_pages(read_pages(tmp_path / "segments.csv"))
+    assert len(chunks) > 2
+    assert all(c.shown.startswith("segment | revenue 2023 | revenue 2022\n") for c in chunks)
+    assert sum(c.shown.count("segment | revenue") for c in chunks) == len(chunks)
+    store.add(tmp_path / "segments.csv")
+    found = [p for p in store.search("Segment 45: 145 and 135", k=5) if "Segment 45 | 145 | 135" in p.text]
+    assert found and found[0].text.startswith("segment | revenue 2023 | revenue 2022\nSegment ")
+
+
 def test_files_in_names_folder_files_by_their_path_and_refuses_missing_paths(files, tmp_path):
     (files / "notes.bin").write_bytes(b"\x00\x01")
     found = files_in([files / "call.txt", files])
