@@ -223,8 +223,12 @@ _CELL = " | "
 _HEADER_ROWS = 3
 
 
+#: The rule under a Markdown table's header row: |---|:--:|
+_MARKDOWN_RULE = re.compile(r"\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?")
+
+
 def _is_row(line: str) -> bool:
-    return _CELL in line or line.startswith("| ")
+    return _CELL in line or line.lstrip().startswith("|")
 
 
 def _table_headers(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
@@ -232,7 +236,8 @@ def _table_headers(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
 
     A table is a run of consecutive row lines (cells joined by `` | ``). Its header is its leading
     rows with an empty first cell (the column titles above the row labels: "| 2019 | 2018",
-    "| $'000 | %"), or else its first row (a CSV file's column names). A passage cut from the middle of
+    "| $'000 | %"), or the rows above a Markdown table's ``|---|`` rule, or else its first row (a CSV
+    file's column names). A passage cut from the middle of
     a table shows them: without them its figures have no year or unit, for a reader or the answerer
     (TAT-QA's "What was X in 2019?" names only the column).
     """
@@ -246,10 +251,14 @@ def _table_headers(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
         while end + 1 < len(spans) and _is_row(text[spans[end + 1][0]:spans[end + 1][1]]):
             end += 1
         lines = [text[a:b].strip() for a, b in spans[i:end + 1]]
-        top = 0
-        while top < min(len(lines) - 1, _HEADER_ROWS) and lines[top].startswith("|"):
-            top += 1
-        top = top or (1 if len(lines) > 1 else 0)
+        rule = next((n for n, line in enumerate(lines[:_HEADER_ROWS + 1]) if _MARKDOWN_RULE.fullmatch(line)), None)
+        if rule is not None:  # a Markdown table: its header is the rows above the |---| rule
+            top = rule + 1
+        else:
+            top = 0
+            while top < min(len(lines) - 1, _HEADER_ROWS) and lines[top].startswith("|"):
+                top += 1
+            top = top or (1 if len(lines) > 1 else 0)
         header = "\n".join(lines[:top])
         for j in range(i + top, end + 1):
             headers[j] = header

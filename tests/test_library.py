@@ -275,6 +275,16 @@ def test_a_csv_files_column_names_head_every_passage_of_it(tmp_path, store):
     assert found and found[0].text.startswith("segment | revenue 2023 | revenue 2022\nSegment ")
 
 
+def test_a_markdown_tables_header_is_the_rows_above_its_rule():
+    rows = "\n".join(f"| Segment {i} | {100 + i} | {90 + i} |" for i in range(40))
+    text = f"Revenue by segment:\n\n| Segment | 2023 | 2022 |\n|:---|---:|---:|\n{rows}\n"
+    chunks = chunk_pages([Page(1, text)])
+    assert len(chunks) > 2
+    for chunk in chunks[1:]:
+        assert chunk.header == "| Segment | 2023 | 2022 |\n|:---|---:|---:|"
+        assert chunk.text.startswith("| Segment ") and "2023" not in chunk.text
+
+
 def test_files_in_names_folder_files_by_their_path_and_refuses_missing_paths(files, tmp_path):
     (files / "notes.bin").write_bytes(b"\x00\x01")
     found = files_in([files / "call.txt", files])
