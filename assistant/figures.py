@@ -111,3 +111,17 @@ def stated_share(numbers: list[_Number], pool: list[_Number], rel_tol: float = 0
     if not numbers:
         return None
     return sum(_supported(n, pool, rel_tol) for n in numbers) / len(numbers)
+
+
+def unstated(figures: list[str], source: str) -> list[str]:
+    """The ``figures`` (each as written, such as an expression's operands "$1,452.4" or "15%") whose
+    value ``source`` does not state exactly (signs ignored: "(9,819)" states 9,819). Stricter than
+    ``numeric_precision``: a figure copied into a calculation must be the source's own, not a rounding."""
+    stated = {abs(n.value) for n in _parse(source)}
+    out = []
+    for figure in figures:
+        values = [abs(n.value) for n in _parse(figure)]
+        if not values or not any(math.isclose(v, s, rel_tol=1e-9, abs_tol=1e-12) for v in values for s in stated):
+            out.append(figure)
+    return out
+

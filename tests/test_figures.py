@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.figures import extract_numbers, numeric_precision
+from assistant.figures import extract_numbers, numeric_precision, unstated
 
 
 # ------------------------------------------------------------------- numbers
@@ -51,3 +51,9 @@ def test_numeric_precision():
     assert numeric_precision("Revenue of $1.6 billion.", source) == 0.0
     assert numeric_precision("Revenue rose.", source) is None
     assert numeric_precision("Margin fell 8.3%.", "margin of (8.3)%") == 1.0  # signs are ignored
+
+
+def test_unstated_figures_must_be_the_sources_own():
+    source = "Net profit/(loss) after tax | (9,819) | 6,639 | (248%)\nLess: interest income | (8,220) | (5,778) | 42%"
+    assert unstated(["6,639", "$(9,819)", "-5,778", "42%", "9819"], source) == []
+    assert unstated(["6,778", "6,640", "6.6", "248.1%", "n/a"], source) == ["6,778", "6,640", "6.6", "248.1%", "n/a"]

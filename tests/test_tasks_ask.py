@@ -355,6 +355,18 @@ def test_a_calculation_that_cannot_be_checked_is_said_so_not_guessed(task, answe
     assert "divides by zero" in divide.text
 
 
+def test_a_calculation_over_a_figure_no_passage_states_is_declined(task, answerer_turn):
+    # Seen from the shipped answerer on TAT-QA: "6,778" made of the passages' 6,639 and 5,778.
+    invented = task.written(answerer_turn, generated("compute: 1,452.4 - 1,146.9\nscale: million\nsources: [1]"))
+    assert invented.declined and invented.computation is None and invented.citations == []
+    assert invented.text == GROUNDING["not_found"] and invented.short.expression == "1,452.4 - 1,146.9"
+    # Constants a derivation writes itself (an average's 2, a percentage's 100) are not figures to find.
+    average = task.written(answerer_turn, generated("compute: ($1,452.4 + $1,146.2) / 2\nsources: [1]"))
+    percent = task.written(answerer_turn, generated("compute: (1,452.4 - 1,146.2) / 1,146.2 * 100\nscale: percent"))
+    assert average.computation.value == pytest.approx(1299.3) and not average.declined
+    assert percent.computation.value == pytest.approx(26.7145, abs=1e-3) and not percent.declined
+
+
 def test_text_not_in_the_answerers_form_is_shown_as_written(task, answerer_turn):
     answer = task.written(answerer_turn, generated("Sales rose.\n"))
     assert answer.text == "Sales rose." and answer.short is None and answer.citations == answerer_turn.citations

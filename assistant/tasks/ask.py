@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from ..calculator import Computation, InvalidExpressionError, compute, format_figure
+from ..figures import unstated
 from ..types import Generation, Message, SamplingParams
 from ..errors import InvalidParameterError
 from ..inputs import ensure_text
@@ -134,6 +135,16 @@ class AskTurn:
     #: Answered by the grounded answerer (the shipped adapter) in its short form, then written out here
     #: (``ground`` declines a turn before it chooses the answerer, so a turn it declined has this False).
     answerer: bool = False
+
+
+#: Figures a calculation may use that no passage states: the whole numbers an average divides by (2
+#: years ... 12 months), 100 (a percentage) and 1,000 (thousands to millions).
+_CONSTANTS = frozenset({*range(1, 13), 100, 1000})
+
+
+def _is_constant(figure: str) -> bool:
+    digits = figure.strip().replace(",", "")
+    return digits.isdigit() and int(digits) in _CONSTANTS
 
 
 def normalise_history(history: object) -> list[Message]:
@@ -314,6 +325,11 @@ class AskPipeline(Pipeline):
         except InvalidExpressionError as exc:
             return Answer(wording["not_computable"].format(error=exc, sources=sources), False, generation, citations,
                           short=short)
+        if unstated([op for op in computation.operands if not _is_constant(op)],
+                    " ".join(c.passage for c in citations)):
+            # A figure the passages do not state is a guess (the model mixing two cells: "6,778" from
+            # 6,639 and 5,778): declined like an answer not found, never shown as computed.
+            return Answer(self.grounding["not_found"], False, generation, [], declined=True, short=short)
         text = wording["computed"].format(result=format_figure(computation.value, short.scale), sources=sources,
                                           expression=computation.expression, value=format_figure(computation.value))
         return Answer(text, False, generation, citations, short=short, computation=computation)
