@@ -35,6 +35,10 @@ _NUMBER = re.compile(
 )
 
 
+#: A number as written, without sign, currency or scale word ("$41.8 million" -> 41.8).
+_DIGITS = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
+
+
 @dataclass(frozen=True)
 class _Number:
     value: float
@@ -116,8 +120,10 @@ def stated_share(numbers: list[_Number], pool: list[_Number], rel_tol: float = 0
 def unstated(figures: list[str], source: str) -> list[str]:
     """The ``figures`` (each as written, such as an expression's operands "$1,452.4" or "15%") whose
     value ``source`` does not state exactly (signs ignored: "(9,819)" states 9,819). Stricter than
-    ``numeric_precision``: a figure copied into a calculation must be the source's own, not a rounding."""
+    ``numeric_precision``: a figure copied into a calculation must be the source's own, not a rounding.
+    A figure may be copied without its scale word ("41.8" from "$41.8 million")."""
     stated = {abs(n.value) for n in _parse(source)}
+    stated |= {float(m.replace(",", "")) for m in _DIGITS.findall(source)}
     out = []
     for figure in figures:
         values = [abs(n.value) for n in _parse(figure)]

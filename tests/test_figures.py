@@ -57,3 +57,5 @@ def test_unstated_figures_must_be_the_sources_own():
     source = "Net profit/(loss) after tax | (9,819) | 6,639 | (248%)\nLess: interest income | (8,220) | (5,778) | 42%"
     assert unstated(["6,639", "$(9,819)", "-5,778", "42%", "9819"], source) == []
     assert unstated(["6,778", "6,640", "6.6", "248.1%", "n/a"], source) == ["6,778", "6,640", "6.6", "248.1%", "n/a"]
+    # Copied without its scale word, as a calculation writes it.
+    assert unstated(["41.8", "$41.8", "41,800,000", "5.7"], "credits of approximately $41.8 million and $5.7m") == []
