@@ -35,8 +35,8 @@ _NUMBER = re.compile(
 )
 
 
-#: A number as written, without sign, currency or scale word ("$41.8 million" -> 41.8).
-_DIGITS = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
+#: A figure's digits as written, without sign, currency or scale word ("$41.8 million" -> "41.8").
+FIGURE_DIGITS = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def unstated(figures: list[str], source: str) -> list[str]:
     ``numeric_precision``: a figure copied into a calculation must be the source's own, not a rounding.
     A figure may be copied without its scale word ("41.8" from "$41.8 million")."""
     stated = {abs(n.value) for n in _parse(source)}
-    stated |= {float(m.replace(",", "")) for m in _DIGITS.findall(source)}
+    stated |= {float(m.replace(",", "")) for m in FIGURE_DIGITS.findall(source)}
     out = []
     for figure in figures:
         values = [abs(n.value) for n in _parse(figure)]

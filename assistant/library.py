@@ -221,8 +221,6 @@ def _segments(text: str, limit: int) -> list[tuple[int, int]]:
 _CELL = " | "
 #: At most this many header rows are repeated above a passage cut from the middle of a table.
 _HEADER_ROWS = 3
-
-
 #: The rule under a Markdown table's header row: |---|:--:|
 _MARKDOWN_RULE = re.compile(r"\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?")
 
@@ -237,10 +235,9 @@ def _table_headers(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
     A table is a run of consecutive row lines (cells joined by `` | ``). Its header is its leading
     rows with an empty first cell (the column titles above the row labels: "| 2019 | 2018",
     "| $'000 | %"), or the rows above a Markdown table's ``|---|`` rule, or else its first row (a CSV
-    file's column names). A passage cut from the middle of
-    a table shows them: without them its figures have no year or unit, for a reader or the answerer
-    (TAT-QA's "What was X in 2019?" names only the column).
-    """
+    file's column names). A passage cut from the middle of a table shows them: without them its figures
+    have no year or unit, for a reader or the answerer (TAT-QA's "What was X in 2019?" names only the
+    column)."""
     headers = [""] * len(spans)
     i = 0
     while i < len(spans):

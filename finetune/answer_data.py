@@ -24,26 +24,24 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from assistant.calculator import InvalidExpressionError, compute
+from assistant.figures import FIGURE_DIGITS
 from assistant.tasks.ask import ShortAnswer
 
 from .data import load_records
 
 #: Tolerance when checking a derivation against the annotated answer (TAT-QA rounds to 2 decimals).
 _TOLERANCE = 0.006
-#: A figure in a passage or an expression: its digits, without currency signs or thousands commas.
-_DIGITS = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
 
 NOT_FOUND = "not found"
 
 
 def figures_in(text: str) -> set[str]:
     """The figures a text states, as plain digits ("$ 1,452.4" -> "1452.4")."""
-    return {m.group(0).replace(",", "").rstrip(".") for m in _DIGITS.finditer(text)}
+    return {m.group(0).replace(",", "").rstrip(".") for m in FIGURE_DIGITS.finditer(text)}
 
 
 def _folded(text: str) -> str:
