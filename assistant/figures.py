@@ -130,4 +130,3 @@ def unstated(figures: list[str], source: str) -> list[str]:
         if not values or not any(math.isclose(v, s, rel_tol=1e-9, abs_tol=1e-12) for v in values for s in stated):
             out.append(figure)
     return out
-

@@ -239,13 +239,14 @@ def _table_headers(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
     have no year or unit, for a reader or the answerer (TAT-QA's "What was X in 2019?" names only the
     column)."""
     headers = [""] * len(spans)
+    rows = [_is_row(text[a:b]) for a, b in spans]
     i = 0
     while i < len(spans):
-        if not _is_row(text[spans[i][0]:spans[i][1]]):
+        if not rows[i]:
             i += 1
             continue
         end = i
-        while end + 1 < len(spans) and _is_row(text[spans[end + 1][0]:spans[end + 1][1]]):
+        while end + 1 < len(spans) and rows[end + 1]:
             end += 1
         lines = [text[a:b].strip() for a, b in spans[i:end + 1]]
         rule = next((n for n, line in enumerate(lines[:_HEADER_ROWS + 1]) if _MARKDOWN_RULE.fullmatch(line)), None)
