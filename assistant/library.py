@@ -20,7 +20,9 @@ server-backed store (PostgreSQL with pgvector, say) can replace it by implementi
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import os
 import re
 import sqlite3
@@ -64,6 +66,20 @@ _STOPWORDS = frozenset(
     "a an and are as at be by did do does for from had has have how i in is it its of on or that the their "
     "this to was were what when where which who why will with "
     "average between change decrease difference increase many much percentage respectively".split()
+)
+#: Words of a question that say how it asks (what to compute, which one, why) rather than what it is
+#: about; left out of ``query_terms`` with ``_STOPWORDS`` and scikit-learn's English stop words: a
+#: passage that answers "which component of revenue was the greatest" need not say "component" or
+#: "greatest", only "revenue" and its parts. The first lines are question vocabulary; the last are the
+#: other words of the questions on the tune half of TAT-QA dev that their own document holds less than
+#: half the time (``scripts/tune-ask-gate.py``), less two that name a subject ("male", "PPE").
+_QUESTION_WORDS = frozenset(
+    "all also amount any across after among been both calculate calculation company component components compared "
+    "during each end ended fiscal greater greatest group higher highest largest larger less lower lowest "
+    "more most net one over per percent portion proportion rate ratio reason reasons shown show sum table "
+    "than there these those three total two type types under value would year years "
+    "absolute altogether annual calculated caused constitution exceed expensive highlighted made main nominal "
+    "often periods primary provide recognised values".split()
 )
 #: A progress callback: ``progress(done, total, stage)`` (the summariser's signature).
 Progress = Callable[[int, int, str], None]
@@ -132,11 +148,14 @@ class Passage:
     score: float
     #: Cosine similarity of the passage and the query embeddings: an absolute measure of how close they are.
     similarity: float
+    #: The share of the query's subject words the passage contains, each weighted by its rarity in the
+    #: library (``query_terms``; measured by ``SQLiteDocumentStore.search``); 1.0 where a store does not.
+    coverage: float = 1.0
 
     def to_dict(self) -> dict:
         return {"document_id": self.document_id, "document": self.document, "page": self.page,
                 "start": self.start, "end": self.end, "text": self.text, "score": self.score,
-                "similarity": self.similarity}
+                "similarity": self.similarity, "coverage": self.coverage}
 
 
 @runtime_checkable
@@ -295,6 +314,23 @@ def fts_query(text: str) -> str:
     syntax), common words left out; "" when nothing is left."""
     words = dict.fromkeys(w for w in re.findall(r"\w+", text.lower()) if w not in _STOPWORDS)
     return " OR ".join(f'"{w}"' for w in words)
+
+
+@functools.cache
+def _not_subject_words() -> frozenset[str]:
+    # Imported on first use: scikit-learn's text module takes about 2 s to import, and only a search needs it.
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return _STOPWORDS | _QUESTION_WORDS | ENGLISH_STOP_WORDS
+
+
+def query_terms(text: str) -> list[str]:
+    """The words of a query that name its subject (``coverage`` weighs them): words of letters only
+    (figures and years are the answer's, not the subject's), of three letters or more, common and
+    question words left out; each once."""
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    skip = _not_subject_words()
+    return list(dict.fromkeys(w for w in words if len(w) > 2 and w not in skip))
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], weights: Sequence[float] | None = None,
@@ -496,7 +532,32 @@ class SQLiteDocumentStore:
             rows = {row[0]: row for row in self._db.execute(
                 f"SELECT c.id, c.document, d.name, c.page, c.start, c.end, c.text FROM chunks c "
                 f"JOIN documents d ON d.id = c.document WHERE c.id IN ({','.join('?' * len(top))})", top)}
-        return [Passage(*rows[i][1:], score=fused[i], similarity=float(similarity_of[i])) for i in top if i in rows]
+            coverage = self._coverage(query_terms(query), top)
+        return [Passage(*rows[i][1:], score=fused[i], similarity=float(similarity_of[i]), coverage=coverage[i])
+                for i in top if i in rows]
+
+    def _coverage(self, terms: Sequence[str], passage_ids: Sequence[int]) -> dict[int, float]:
+        """Each passage's share of ``terms``, a term weighted by its inverse document frequency over the
+        library's passages (a word every passage holds says nothing about which one the question is on).
+        Both counts come from the FTS5 index, so a term matches as it is searched ("revenues" holds
+        "revenue": the same Porter stem); a passage's own lines are what it holds (not its table's
+        header, which the index leaves out). Called under the lock."""
+        if not terms:
+            return dict.fromkeys(passage_ids, 1.0)
+        total = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        marks = ",".join("?" * len(passage_ids))
+        held = dict.fromkeys(passage_ids, 0.0)
+        weights = 0.0
+        for term in terms:
+            phrase = f'"{term}"'
+            frequency = self._db.execute("SELECT count(*) FROM chunk_words WHERE chunk_words MATCH ?",
+                                         (phrase,)).fetchone()[0]
+            weight = math.log((total + 1) / (frequency + 1))
+            weights += weight
+            for (rowid,) in self._db.execute(f"SELECT rowid FROM chunk_words WHERE chunk_words MATCH ? "
+                                             f"AND rowid IN ({marks})", (phrase, *passage_ids)):
+                held[rowid] += weight
+        return {i: (value / weights if weights > 0 else 1.0) for i, value in held.items()}
 
     # ------------------------------------------------------------------ internals
 

@@ -20,6 +20,7 @@ from assistant.library import (
     files_in,
     fts_query,
     library_path,
+    query_terms,
     reciprocal_rank_fusion,
 )
 
@@ -94,6 +95,26 @@ def test_words_of_a_query_are_never_fts_syntax():
     assert fts_query('What is "NEAR(capex)" OR revenue -2023*') == '"near" OR "capex" OR "revenue" OR "2023"'
     assert fts_query("What was the percentage change in revenue between 2018 and 2019?") == '"revenue" OR "2018" OR "2019"'
     assert fts_query("what is the") == ""
+
+
+def test_a_querys_subject_words_leave_out_common_words_question_words_and_figures():
+    assert query_terms("Which component of the cloud segment's revenue was the greatest in 2019?") == [
+        "cloud", "segment", "revenue"]
+    assert query_terms("What was the percentage change between 2018 and 2019?") == []
+
+
+def test_coverage_weighs_the_subject_words_a_passage_holds_by_their_rarity(store, files):
+    for path in sorted(files.iterdir()):
+        store.add(path)
+    found = {p.document: p for p in store.search("What were the capital expenditures of the devices segment?", k=4)}
+    # "capital" and "expenditures" (as "expenditure": the same Porter stem) are in the report's passage,
+    # "devices" and "segment" in the CSV's: each holds part of the subject.
+    report, csv = found["annual-report.pdf"].coverage, found["segments.csv"].coverage
+    assert 0.2 < report < 0.8 and 0.2 < csv < 0.8
+    assert found["call.txt"].coverage == 0.0  # none of the words
+    assert all(p.coverage == 1.0 for p in store.search("What was the change between 2022 and 2023?", k=3))
+    whole = store.search("capital expenditure", k=1)[0]
+    assert whole.document == "annual-report.pdf" and whole.coverage == pytest.approx(1.0)
 
 
 def test_a_passage_made_of_words_only_the_index_knows_is_found_lexically(store, tmp_path):

@@ -29,9 +29,15 @@ QUESTIONS = 30
 #: Floors under the shipped answerer's figures on those questions (measured 2026-11-29 with the ONNX
 #: backend: all 30 answers in its form, 4 exactly right, 8 computed over figures of the passages, 80%
 #: citing the question's own document; again with table headers shown and calculations over figures no
-#: passage states declined: 6 exactly right, 7 computed, 77% citing). The base model without the adapter writes free text: no answer
-#: in the form, no computation, EM 0 (docs/results.md, the free-form baseline).
-FLOOR_IN_FORM = 0.9
+#: passage states declined: 6 exactly right, 7 computed, 77% citing; again with the subject-word gate: 5
+#: declined before the answerer, 6 exactly right, 7 computed, 84% of the 25 answers citing). The base model
+#: without the adapter writes free text: no answer in the form, no computation, EM 0 (docs/results.md, the
+#: free-form baseline).
+FLOOR_IN_FORM = 0.9  # of the questions the gate lets through
+#: Questions the ask task's gate (``AskPipeline.answerable``) declines before the answerer: 5 of 30 (their
+#: wording, "FYs", "making up", "where should one look", is rare in this small library; one question's
+#: own document is not among the passages found), 3% of answerable questions in a library of 278.
+CEILING_GATED = 6
 FLOOR_EM = 0.1
 FLOOR_COMPUTED = 5
 FLOOR_CITED = 0.7
@@ -78,9 +84,12 @@ def test_it_is_the_default_for_grounded_answers(grounded):
 
 def test_real_questions_are_answered_copied_or_computed_with_citations(grounded):
     assistant, questions = grounded
-    em = in_form = computed = cited = 0
+    em = in_form = computed = cited = gated = 0
     for record in questions:
         answer = assistant.ask(record["question"])
+        if answer.declined and answer.short is None:  # declined by the gate, before the answerer
+            gated += 1
+            continue
         parts, scale = predicted(answer)
         em += em_f1(record, parts, scale)[0]
         in_form += answer.short is not None
@@ -92,12 +101,13 @@ def test_real_questions_are_answered_copied_or_computed_with_citations(grounded)
             passages = " ".join(c.passage for c in answer.citations).replace(",", "")
             assert all(op.strip("$%").replace(",", "") in passages for op in answer.computation.operands
                        if op not in ("100", "2"))
-    print(f"answerer on {len(questions)} questions: EM {em / len(questions):.3f}, in its form {in_form}, "
-          f"computed {computed}, cites own document {cited / len(questions):.3f}")
-    assert in_form / len(questions) >= FLOOR_IN_FORM, "the answerer's form: the adapter is in use"
+    print(f"answerer on {len(questions)} questions: EM {em / len(questions):.3f}, declined by the gate {gated}, "
+          f"in its form {in_form}, computed {computed}, cites own document {cited / (len(questions) - gated):.3f}")
+    assert gated <= CEILING_GATED
+    assert in_form / (len(questions) - gated) >= FLOOR_IN_FORM, "the answerer's form: the adapter is in use"
     assert em / len(questions) >= FLOOR_EM
     assert computed >= FLOOR_COMPUTED
-    assert cited / len(questions) >= FLOOR_CITED
+    assert cited / (len(questions) - gated) >= FLOOR_CITED
 
 
 def test_a_question_the_documents_do_not_answer_is_declined(grounded):

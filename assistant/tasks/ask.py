@@ -218,7 +218,7 @@ class AskPipeline(Pipeline):
     @property
     def grounding(self) -> dict:
         """How answers are grounded in documents (prompts/ask.toml ``[grounding]``): ``passages`` to
-        retrieve, ``min_similarity``, and the wording."""
+        retrieve, ``min_similarity`` and ``min_coverage``, and the wording."""
         return self.config["grounding"]
 
     def preprocess(self, inputs, history=None, evidence: Sequence[Passage] | None = None,
@@ -255,18 +255,26 @@ class AskPipeline(Pipeline):
         # A client's own system prompt asks for its own kind of answer: written freely from the passages.
         return self.ground(turn, evidence, redact, answerer=answerer and not own_system)
 
+    def answerable(self, evidence: Sequence[Passage]) -> bool:
+        """Whether ``evidence`` may hold the answer: some passage is as close to the question as
+        ``min_similarity`` (embeddings) and some passage holds ``min_coverage`` of its subject words
+        (``Passage.coverage``). Otherwise the documents are taken not to hold it, and the question
+        is declined without asking the model."""
+        return bool(evidence) and (max(p.similarity for p in evidence) >= self.grounding["min_similarity"]
+                                   and max(p.coverage for p in evidence) >= self.grounding["min_coverage"])
+
     def ground(self, turn: AskTurn, evidence: Sequence[Passage], redact: Callable[[str], str] | None = None,
                answerer: bool = True) -> AskTurn:
-        """The turn answered from ``evidence`` (best first): declined when no passage is as close to the
-        question as ``min_similarity``; else its last user message becomes the passages, quoted and
-        numbered under a preamble that calls them data, then the question.
+        """The turn answered from ``evidence`` (best first): declined unless ``answerable``; else its
+        last user message becomes the passages, quoted and numbered under a preamble that calls them
+        data, then the question.
 
         With ``answerer`` and the engine's answerer adapter (the default generator's), the question alone
         (no history) and the first ``passages`` of prompts/answer.toml go to the answerer, which copies
         or computes the answer (``written``). Otherwise the answer is written freely from the passages;
         those that would not leave room in the window for the answer are left out, the last first (at
         least one is kept: a window too small even for it is the engine's error to report)."""
-        if not evidence or max(p.similarity for p in evidence) < self.grounding["min_similarity"]:
+        if not self.answerable(evidence):
             return replace(turn, declined=True)
         last = max(i for i, m in enumerate(turn.messages) if m["role"] == "user")
         question = turn.messages[last]["content"]

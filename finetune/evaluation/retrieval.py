@@ -5,9 +5,11 @@ report. Every distinct table-and-paragraphs context becomes one small document (
 one row a line, cells joined by ``|``, then the paragraphs), all of them in one library, added
 through ``Assistant.documents`` as a user adds files. Each question is then searched as
 ``Assistant.ask`` searches it, and recall@k is the share of questions whose own document is among
-the first k passages. The best passage's cosine similarity is reported too: the "not in your
-documents" gate of the ask task compares it with a threshold. Settings were chosen on the questions
-of one half of the documents (``part="tune"``) and are reported on the other (``part="report"``).
+the first k passages. The best passage's cosine similarity is reported too, and how often the "not in
+your documents" gate of the ask task (``AskPipeline.answerable``: similarity and subject-word coverage)
+would decline the question, with its own document in the library and left out. Settings were chosen
+on the questions of one half of the documents (``part="tune"``) and are reported on the other
+(``part="report"``).
 """
 
 from __future__ import annotations
@@ -46,8 +48,10 @@ class RetrievalReport:
     #: Percentiles (5, 25, 50) of the best cosine similarity to the question among the passages an
     #: answer is written from (the ask task's ``[grounding] passages``).
     best_similarity: dict[str, float]
-    #: The ask task's ``min_similarity``, and the share of these (answerable) questions it would decline.
+    #: The ask task's ``min_similarity`` and ``min_coverage``, and the share of these (answerable)
+    #: questions its gate would decline.
     min_similarity: float
+    min_coverage: float
     declined: float
     #: The share it would decline were each question's own document not in the library (the answer
     #: then is not in the documents: declining is right).
@@ -64,7 +68,8 @@ class RetrievalReport:
         rows = [[f"recall@{k}", value] for k, value in sorted(self.recall.items())]
         rows += [["MRR", self.mrr]] + [[f"best-passage similarity, {name}", value]
                                        for name, value in self.best_similarity.items()]
-        rows += [[f"declined as not in the documents (similarity < {self.min_similarity:g})", self.declined],
+        gate = f"similarity < {self.min_similarity:g} or coverage < {self.min_coverage:g}"
+        rows += [[f"declined as not in the documents ({gate})", self.declined],
                  ["declined, each question's own document left out", self.declined_absent]]
         return (f"## Retrieval: {self.questions} questions, {self.documents} documents ({self.passages} passages)\n\n"
                 f"Data: `{self.data}`; encoder `{self.encoder}`; indexing {self.seconds_indexing:.1f} s, "
@@ -153,11 +158,12 @@ def evaluate_retrieval(data: str, k: str = "1,5,10", part: str | None = None, li
         records = [r for r in records if part is None or part_of(r["context_uid"]) == part]
         passages = sum(d.chunks for d in store.list())
         depth = max(ks)
-        grounding = assistant.pipeline("ask").grounding
-        threshold, shown = grounding["min_similarity"], grounding["passages"]
+        pipeline = assistant.pipeline("ask")
+        shown = pipeline.grounding["passages"]
         ranks: list[int | None] = []
         best: list[float] = []
-        best_absent: list[float] = []
+        declined: list[bool] = []
+        declined_absent: list[bool] = []
         started = time.perf_counter()
         for record in tqdm(records, desc="searching", unit="question"):
             # Deep enough that, without the question's own document's passages, `shown` are left: what
@@ -165,9 +171,9 @@ def evaluate_retrieval(data: str, k: str = "1,5,10", part: str | None = None, li
             found = store.search(text_of(record, "question"), k=max(depth, shown) + ABSENT_MARGIN)
             own = context_document(record)
             ranks.append(next((i for i, p in enumerate(found[:depth], 1) if p.document == own), None))
-            best.append(max((p.similarity for p in found[:shown]), default=0.0))  # what the ask task compares
-            others = [p for p in found if p.document != own][:shown]
-            best_absent.append(max((p.similarity for p in others), default=0.0))
+            best.append(max((p.similarity for p in found[:shown]), default=0.0))
+            declined.append(not pipeline.answerable(found[:shown]))
+            declined_absent.append(not pipeline.answerable([p for p in found if p.document != own][:shown]))
         searching = time.perf_counter() - started
         store.close()
     n = len(records)
@@ -177,8 +183,8 @@ def evaluate_retrieval(data: str, k: str = "1,5,10", part: str | None = None, li
         recall={cut: sum(1 for r in ranks if r is not None and r <= cut) / n for cut in ks},
         mrr=sum(1 / r for r in ranks if r is not None) / n,
         best_similarity={"5th percentile": cuts[0], "25th percentile": cuts[4], "median": cuts[9]},
-        min_similarity=threshold, declined=sum(1 for b in best if b < threshold) / n,
-        declined_absent=sum(1 for b in best_absent if b < threshold) / n,
+        min_similarity=pipeline.grounding["min_similarity"], min_coverage=pipeline.grounding["min_coverage"],
+        declined=sum(declined) / n, declined_absent=sum(declined_absent) / n,
         encoder=assistant.engine.encoder_spec, seconds_indexing=round(indexing, 1),
         seconds_per_question=round(searching / max(n, 1), 4), machine=machine_info(assistant.engine.runtime.device),
     )

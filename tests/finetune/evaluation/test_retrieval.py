@@ -29,7 +29,9 @@ def test_recall_on_real_tatqa_questions(tmp_path, data_file, read_jsonl, minilm_
     assert 0.0 <= report.recall[1] <= report.recall[5] <= 1.0
     assert report.recall[5] >= 0.5  # a handful of documents: a broken index or fusion would miss far more
     assert report.mrr >= report.recall[1]
-    assert 0.0 <= report.declined <= 1.0 and 0.0 <= report.declined_absent <= 1.0
+    # The ask task's gate declines more often when the question's own document is left out.
+    assert report.declined < report.declined_absent
+    assert report.min_coverage > 0 and "coverage <" in (tmp_path / "out" / "retrieval.md").read_text()
     assert json.loads((tmp_path / "out" / "retrieval.json").read_text())["recall"]["5"] == report.recall[5]
     assert "recall@5" in (tmp_path / "out" / "retrieval.md").read_text()
 
