@@ -70,14 +70,17 @@ _STOPWORDS = frozenset(
 #: Words of a question that say how it asks (what to compute, which one, why) rather than what it is
 #: about; left out of ``query_terms`` with ``_STOPWORDS`` and scikit-learn's English stop words: a
 #: passage that answers "which component of revenue was the greatest" need not say "component" or
-#: "greatest", only "revenue" and its parts. The first lines are question vocabulary; the last are the
-#: other words of the questions on the tune half of TAT-QA dev that their own document holds less than
-#: half the time (``scripts/tune-ask-gate.py``), less two that name a subject ("male", "PPE").
+#: "greatest", only "revenue" and its parts. Words of time are among them too: they say when, and
+#: documents write a period many ways ("the third quarter": Q3, 3Q). The first lines are question
+#: vocabulary and time; the last are the other words of the questions on the tune half of TAT-QA dev
+#: that their own document holds less than half the time (``scripts/tune-ask-gate.py``), less two that
+#: name a subject ("male", "PPE").
 _QUESTION_WORDS = frozenset(
     "all also amount any across after among been both calculate calculation company component components compared "
     "during each end ended fiscal greater greatest group higher highest largest larger less lower lowest "
     "more most net one over per percent portion proportion rate ratio reason reasons shown show sum table "
     "than there these those three total two type types under value would year years "
+    "quarter quarters quarterly month months monthly half week weeks period "
     "absolute altogether annual calculated caused constitution exceed expensive highlighted made main nominal "
     "often periods primary provide recognised values".split()
 )

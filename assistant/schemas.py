@@ -298,6 +298,9 @@ class AskResponse(_Response):
     #: A computed answer's calculation: the expression over figures copied from the documents, the
     #: figures, the value and its scale, and the result as written (null when nothing was computed).
     computation: Computation | None = None
+    #: The numbers of the citations the answer's text or figures come from (the grounded answerer's
+    #: answers: checked against the passages' text; empty for a free-form or declined answer).
+    sources: list[int] = []
 
 
 # ------------------------------------------------------------------ documents

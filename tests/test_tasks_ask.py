@@ -378,6 +378,24 @@ def test_a_calculation_over_a_figure_no_passage_states_is_declined(task, answere
     assert percent.computation.value == pytest.approx(26.7145, abs=1e-3) and not percent.declined
 
 
+def test_an_answer_cites_the_passages_that_hold_its_text_and_figures(task, monkeypatch, tmp_path):
+    monkeypatch.setattr(task.engine, "answerer_adapter", tmp_path)
+    evidence = [passage(" | 2019 | 2018\nCloud | 44.1 | 56.7", document="a.pdf"),
+                passage(" | 2019 | 2018\nDevices | $ 1,200 | 80", document="b.pdf"),
+                passage("Other income was small.", document="c.pdf")]
+    turn = task.preprocess("What was devices revenue in 2019?", evidence=evidence)
+    # The answerer named [1], which does not hold "1,200"; the text settles it: [2].
+    wrong = task.written(turn, generated("answer: $1,200\nsources: [1]"))
+    assert wrong.sources == [2] and wrong.text == "$1,200 [2]" and wrong.to_dict()["sources"] == [2]
+    assert task.written(turn, generated("answer: Cloud\nsources: [1]")).sources == [1]  # named right: kept
+    # A calculation cites a passage for each figure: 44.1 where it named it, 80 in the first that states it.
+    computed = task.written(turn, generated("compute: 44.1 - 80\nsources: [1]"))
+    assert computed.sources == [1, 2] and computed.text.startswith("-35.9 [1] [2]")
+    assert task.written(turn, generated("answer: other income\nsources: [3]")).sources == [3]  # case aside
+    # Text no passage holds as written (a paraphrase): the passages it named stand.
+    assert task.written(turn, generated("answer: services\nsources: [2]")).sources == [2]
+
+
 def test_text_not_in_the_answerers_form_is_shown_as_written(task, answerer_turn):
     answer = task.written(answerer_turn, generated("Sales rose.\n"))
     assert answer.text == "Sales rose." and answer.short is None and answer.citations == answerer_turn.citations

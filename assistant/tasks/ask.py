@@ -103,6 +103,8 @@ class Answer:
     short: ShortAnswer | None = None
     #: For a computed answer: the expression, its figures, the result (``assistant.calculator``).
     computation: Computation | None = None
+    #: The numbers of the citations the answerer's answer comes from, checked against their text (``sourced``).
+    sources: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         g = self.generation
@@ -114,6 +116,7 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "declined": self.declined,
             "computation": self.computation.to_dict() if self.computation else None,
+            "sources": list(self.sources),
         }
 
     def __str__(self) -> str:
@@ -183,6 +186,38 @@ def framed_question(grounding: dict, question: str, passages: Sequence[Passage],
         for n, p in enumerate(passages, 1)
     ]
     return "\n\n".join([grounding["preamble"], *quoted, grounding["question"].format(question=question)])
+
+
+def _squeezed(text: str) -> str:
+    return re.sub(r"[\s,$€£¥]", "", text.lower())
+
+
+def sourced(named: Sequence[int], citations: Sequence[Citation], items: Sequence[str],
+            holds: Callable[[str, str], bool]) -> list[int]:
+    """The citations an answer's ``items`` (copied parts, or a calculation's figures) come from: for
+    each, the ones the answerer ``named`` that hold it (``holds(passage, item)``), else the first
+    passage that does, else those it named. The answerer names passages by number as it read them,
+    and a 135M model often names the wrong one for a figure it copied right: the text settles it."""
+    out: set[int] = set()
+    for item in items:
+        held = [n for n in named if holds(citations[n - 1].passage, item)]
+        first = next((c.number for c in citations if holds(c.passage, item)), None)
+        out.update(held or ([first] if first is not None else named))
+    return sorted(out) or list(named)
+
+
+def _holds_text(passage: str, part: str) -> bool:
+    """Whether a passage holds a copied part: its text, case, spaces, thousands commas and currency
+    signs aside ("$ 1,452.4" and "$1452.4")."""
+    return _squeezed(part) in _squeezed(passage)
+
+
+def _holds_figure(passage: str, figure: str) -> bool:
+    return not unstated([figure], passage)
+
+
+def _cited(numbers: Sequence[int]) -> str:
+    return " ".join(f"[{n}]" for n in numbers)
 
 
 def _with_scale(part: str, scale: str) -> str:
@@ -322,25 +357,27 @@ class AskPipeline(Pipeline):
         if short.kind == "not_found":
             return Answer(self.grounding["not_found"], False, generation, [], declined=True, short=short)
         wording = self.answerer["written"]
-        numbers = [n for n in short.sources if 1 <= n <= len(citations)] or [1]
-        sources = " ".join(f"[{n}]" for n in numbers)
+        named = [n for n in short.sources if 1 <= n <= len(citations)] or [1]
         if short.kind == "answer":
+            numbers = sourced(named, citations, short.parts, _holds_text)
             text = "; ".join(_with_scale(part, short.scale) for part in short.parts)
-            return Answer(wording["copied"].format(text=text, sources=sources), False, generation, citations,
-                          short=short)
+            return Answer(wording["copied"].format(text=text, sources=_cited(numbers)), False, generation, citations,
+                          short=short, sources=numbers)
         try:
             computation = compute(short.expression or "", short.scale)
         except InvalidExpressionError as exc:
-            return Answer(wording["not_computable"].format(error=exc, sources=sources), False, generation, citations,
-                          short=short)
-        if unstated([op for op in computation.operands if not _is_constant(op)],
-                    " ".join(c.passage for c in citations)):
+            return Answer(wording["not_computable"].format(error=exc, sources=_cited(named)), False, generation,
+                          citations, short=short, sources=named)
+        figures = [op for op in computation.operands if not _is_constant(op)]
+        if unstated(figures, " ".join(c.passage for c in citations)):
             # A figure the passages do not state is a guess (the model mixing two cells: "6,778" from
             # 6,639 and 5,778): declined like an answer not found, never shown as computed.
             return Answer(self.grounding["not_found"], False, generation, [], declined=True, short=short)
-        text = wording["computed"].format(result=format_figure(computation.value, short.scale), sources=sources,
-                                          expression=computation.expression, value=format_figure(computation.value))
-        return Answer(text, False, generation, citations, short=short, computation=computation)
+        numbers = sourced(named, citations, figures, _holds_figure)
+        text = wording["computed"].format(result=format_figure(computation.value, short.scale),
+                                          sources=_cited(numbers), expression=computation.expression,
+                                          value=format_figure(computation.value))
+        return Answer(text, False, generation, citations, short=short, computation=computation, sources=numbers)
 
     def notice_for(self, prepared: AskTurn, text: str) -> str:
         """The notice to append (with its separator), or "" when none is due."""

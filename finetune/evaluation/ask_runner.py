@@ -46,6 +46,8 @@ class AskScores:
     by_type: dict[str, dict]
     #: Of the answers whose question's own document was among the passages: the share citing one of its passages.
     cited_own_document: float | None
+    #: The same share counting the passages the answerer named, before they are checked against the text.
+    named_own_document: float | None
     #: Share of the (answerable) questions declined.
     declined: float
     #: Share declined when each question's own document is left out of the passages (declining is right).
@@ -68,10 +70,11 @@ class AskReport:
         return asdict(self)
 
     def to_markdown(self) -> str:
-        head = ["answers", "questions", "EM", "F1", "cites own document", "declined (answerable)",
+        head = ["answers", "questions", "EM", "F1", "cites own document", "(as named)", "declined (answerable)",
                 "declined (document absent)", "s / answer"]
         rows = [[s.name, s.questions, 100 * s.em, 100 * s.f1,
-                 None if s.cited_own_document is None else 100 * s.cited_own_document, 100 * s.declined,
+                 None if s.cited_own_document is None else 100 * s.cited_own_document,
+                 None if s.named_own_document is None else 100 * s.named_own_document, 100 * s.declined,
                  None if s.declined_absent is None else 100 * s.declined_absent, s.seconds_per_answer]
                 for s in self.scores]
         types = sorted({t for s in self.scores for t in s.by_type})
@@ -100,10 +103,10 @@ def predicted(answer) -> tuple[list[str] | None, str]:
     return list(short.parts), short.scale
 
 
-def _cites_own(answer, own: str) -> bool:
-    """Whether the answer cites a passage of ``own``: the passages it names as sources, or every
-    passage it was written from when it names none."""
-    numbers = set(answer.short.sources) if answer.short is not None and answer.short.sources else None
+def _cites_own(answer, own: str, named: bool = False) -> bool:
+    """Whether the answer cites a passage of ``own``: its sources (``Answer.sources``; with ``named``,
+    those the answerer named), or every passage it was written from when it names none."""
+    numbers = set(answer.sources if not named else answer.short.sources if answer.short else ()) or None
     return any(c.document == own for c in answer.citations if numbers is None or c.number in numbers)
 
 
@@ -163,6 +166,7 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
             f1: list[float] = []
             by_type: dict[str, list[tuple[float, float]]] = defaultdict(list)
             cited: list[bool] = []
+            named: list[bool] = []
             declined: list[bool] = []
             declined_absent: list[bool] = []
             started = time.perf_counter()
@@ -178,6 +182,7 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
                 declined.append(answer.declined)
                 if not answer.declined and any(c.document == own for c in answer.citations):
                     cited.append(_cites_own(answer, own))
+                    named.append(_cites_own(answer, own, named=True))
                 if absent:
                     declined_absent.append(_answer(pipeline, record["question"], missing, answerer).declined)
                 if len(kept) < examples and answerer:
@@ -190,7 +195,8 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
                 name=name, questions=len(chosen), em=sum(em) / n, f1=sum(f1) / n,
                 by_type={t: {"questions": len(v), "em": statistics.fmean(x for x, _ in v),
                              "f1": statistics.fmean(y for _, y in v)} for t, v in sorted(by_type.items())},
-                cited_own_document=sum(cited) / len(cited) if cited else None, declined=sum(declined) / n,
+                cited_own_document=sum(cited) / len(cited) if cited else None,
+                named_own_document=sum(named) / len(named) if named else None, declined=sum(declined) / n,
                 declined_absent=sum(declined_absent) / n if absent else None,
                 seconds_per_answer=round(seconds / (n * (2 if absent else 1)), 3)))
         store.close()
