@@ -62,13 +62,13 @@ CANDIDATES = 50
 #: arithmetic ("the percentage change between ..."), which say how to compute, not where the figures
 #: are: rare in reports, BM25 weighed them heavily and ranked the passages that happen to use them
 #: (on the tune half of TAT-QA dev, recall@5 0.818 with them, 0.830 without).
-_STOPWORDS = frozenset(
+SEARCH_STOPWORDS = frozenset(
     "a an and are as at be by did do does for from had has have how i in is it its of on or that the their "
     "this to was were what when where which who why will with "
     "average between change decrease difference increase many much percentage respectively".split()
 )
 #: Words of a question that say how it asks (what to compute, which one, why) rather than what it is
-#: about; left out of ``query_terms`` with ``_STOPWORDS`` and scikit-learn's English stop words: a
+#: about; left out of ``query_terms`` with ``SEARCH_STOPWORDS`` and scikit-learn's English stop words: a
 #: passage that answers "which component of revenue was the greatest" need not say "component" or
 #: "greatest", only "revenue" and its parts. Words of time are among them too: they say when, and
 #: documents write a period many ways ("the third quarter": Q3, 3Q). The first lines are question
@@ -315,7 +315,7 @@ def chunk_pages(pages: Sequence[Page], size: int = CHUNK_CHARS, overlap: int = C
 def fts_query(text: str) -> str:
     """An FTS5 query that matches any of the words of ``text`` (quoted: a user's words are never FTS
     syntax), common words left out; "" when nothing is left."""
-    words = dict.fromkeys(w for w in re.findall(r"\w+", text.lower()) if w not in _STOPWORDS)
+    words = dict.fromkeys(w for w in re.findall(r"\w+", text.lower()) if w not in SEARCH_STOPWORDS)
     return " OR ".join(f'"{w}"' for w in words)
 
 
@@ -324,7 +324,7 @@ def _not_subject_words() -> frozenset[str]:
     # Imported on first use: scikit-learn's text module takes about 2 s to import, and only a search needs it.
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    return _STOPWORDS | _QUESTION_WORDS | ENGLISH_STOP_WORDS
+    return SEARCH_STOPWORDS | _QUESTION_WORDS | ENGLISH_STOP_WORDS
 
 
 def query_terms(text: str) -> list[str]:
@@ -535,19 +535,18 @@ class SQLiteDocumentStore:
             rows = {row[0]: row for row in self._db.execute(
                 f"SELECT c.id, c.document, d.name, c.page, c.start, c.end, c.text FROM chunks c "
                 f"JOIN documents d ON d.id = c.document WHERE c.id IN ({','.join('?' * len(top))})", top)}
-            coverage = self._coverage(query_terms(query), top)
+            coverage = self._coverage(query_terms(query), top, passages=len(ids))
         return [Passage(*rows[i][1:], score=fused[i], similarity=float(similarity_of[i]), coverage=coverage[i])
                 for i in top if i in rows]
 
-    def _coverage(self, terms: Sequence[str], passage_ids: Sequence[int]) -> dict[int, float]:
+    def _coverage(self, terms: Sequence[str], passage_ids: Sequence[int], passages: int) -> dict[int, float]:
         """Each passage's share of ``terms``, a term weighted by its inverse document frequency over the
         library's passages (a word every passage holds says nothing about which one the question is on).
         Both counts come from the FTS5 index, so a term matches as it is searched ("revenues" holds
         "revenue": the same Porter stem); a passage's own lines are what it holds (not its table's
-        header, which the index leaves out). Called under the lock."""
+        header, which the index leaves out). ``passages``: how many the library holds. Called under the lock."""
         if not terms:
             return dict.fromkeys(passage_ids, 1.0)
-        total = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
         marks = ",".join("?" * len(passage_ids))
         held = dict.fromkeys(passage_ids, 0.0)
         weights = 0.0
@@ -555,7 +554,7 @@ class SQLiteDocumentStore:
             phrase = f'"{term}"'
             frequency = self._db.execute("SELECT count(*) FROM chunk_words WHERE chunk_words MATCH ?",
                                          (phrase,)).fetchone()[0]
-            weight = math.log((total + 1) / (frequency + 1))
+            weight = math.log((passages + 1) / (frequency + 1))
             weights += weight
             for (rowid,) in self._db.execute(f"SELECT rowid FROM chunk_words WHERE chunk_words MATCH ? "
                                              f"AND rowid IN ({marks})", (phrase, *passage_ids)):

@@ -30,7 +30,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from tqdm.auto import tqdm
 
 from assistant import Assistant
-from assistant.library import _STOPWORDS
+from assistant.library import SEARCH_STOPWORDS
 from finetune.data import load_records
 from finetune.evaluation.report import new_figure, save_figure
 from finetune.evaluation.retrieval import ABSENT_MARGIN, context_document, index_contexts, part_of, tatqa_document
@@ -52,7 +52,7 @@ def question_words(records: list[dict]) -> list[str]:
         if uid not in own:
             own[uid] = {stem(w) for w in letters.findall(tatqa_document(record).lower())}
         for word in dict.fromkeys(letters.findall(record["question"].lower())):
-            if len(word) > 2 and word not in ENGLISH_STOP_WORDS and word not in _STOPWORDS:
+            if len(word) > 2 and word not in ENGLISH_STOP_WORDS and word not in SEARCH_STOPWORDS:
                 asked[word] += 1
                 found[word] += stem(word) in own[uid]
     return sorted(w for w, n in asked.items() if n >= 2 and found[w] / n < 0.5)
