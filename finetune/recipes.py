@@ -117,8 +117,8 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {r.task: r for r in (
     Recipe("sentiment", prepare_sentiment, {
-        "train": "{train}", "weight_field": "weight", "lora": True, "lora_r": 16, "lora_alpha": 32,
-        "learning_rate": 5e-4, "epochs": 3, "max_length": 96, "stride": 32, "early_stopping_patience": 2,
+        "train": "{train}", "weight_field": "weight", "lora": True, "lora_r": 32, "lora_alpha": 64,
+        "learning_rate": 5e-4, "epochs": 4, "max_length": 96, "stride": 32, "early_stopping_patience": 2,
         "group_by_length": True,
     }, (HeldOut("fpb-allagree-heldout", "fpb-allagree-heldout"), HeldOut("tweets-heldout", "tweets-heldout")),
         licence="CC BY-NC-SA 3.0 (non-commercial: Financial PhraseBank) and MIT (Twitter financial news)",
@@ -163,6 +163,11 @@ def install(run: Path, task: str, target_root: Path = SHIPPED_DIR) -> Path:
         for source in sorted(run.glob(name)):
             if source.is_file():
                 shutil.copy2(source, staging / source.name)
+    # The card and the run file state the size of what ships: the run folder also holds the tokenizer's
+    # files, which stay behind (the base model's tokenizer is the one a compact run uses).
+    from .runs import add_metrics
+
+    add_metrics(staging, {}, license=RECIPES[task].card_licence if task in RECIPES else None)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target

@@ -80,10 +80,10 @@ def _accuracy(clf: FineTunedClassifier, rows: list[dict]) -> float:
 
 def test_sentiment_on_held_out_news_sentences_and_tweets(runs, held_out, read_jsonl):
     clf = FineTunedClassifier(runs["sentiment"], device="cpu")
-    # 400 of the 844 held-out all-agree sentences; zero-shot scores about 0.72 here
+    # 400 of the 844 held-out all-agree sentences: the shipped model 0.94 here (2026-11-30), zero-shot about 0.72
     assert _accuracy(clf, _sample(read_jsonl(held_out["fpb-allagree-heldout"]), 400)) >= 0.92
-    # 400 held-out tweets; zero-shot about 0.48
-    assert _accuracy(clf, _sample(read_jsonl(held_out["tweets-heldout"]), 400)) >= 0.80
+    # 400 held-out tweets: the shipped model 0.875, the rank-16 one before it about 0.85, zero-shot about 0.48
+    assert _accuracy(clf, _sample(read_jsonl(held_out["tweets-heldout"]), 400)) >= 0.83
 
 
 def _micro_f1(clf: FineTunedClassifier, rows: list[dict], field: str) -> float:

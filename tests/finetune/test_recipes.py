@@ -76,3 +76,17 @@ def test_install_copies_a_compact_run_and_refuses_a_self_contained_one(tmp_path,
         install(sentiment_head_run, "sentiment", tmp_path)
     with pytest.raises(InvalidParameterError, match="serves"):
         install(compact_head_run, "sentiment", tmp_path)
+
+
+def test_install_states_the_size_of_what_ships(tmp_path, sentiment_lora_run):
+    """A LoRA run folder also holds its tokenizer's files, which are not shipped: the installed card
+    and run file give the size of the files that are."""
+    from assistant.runs import model_bytes
+
+    target = install(sentiment_lora_run, "sentiment", tmp_path)
+    assert not (target / "tokenizer.json").exists() and (sentiment_lora_run / "tokenizer.json").is_file()
+    shipped = model_bytes(target)
+    recorded = json.loads((target / "finassist-run.json").read_text())["size_bytes"]
+    assert recorded == shipped < model_bytes(sentiment_lora_run)
+    assert f"- size: {shipped / 1e6:.2f} MB" in (target / "README.md").read_text()
+    assert "license: \"cc-by-nc-sa-3.0\"" in (target / "README.md").read_text()
