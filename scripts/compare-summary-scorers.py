@@ -45,13 +45,15 @@ def main() -> None:
     seconds = dict.fromkeys(scorers, 0.0)
     for number, record in enumerate(tqdm(records, desc="scoring calls", unit="call")):
         texts = [s.text for s in sentence_spans(record["transcript"]) if len(s.text.split()) >= cfg["min_words"]]
-        embeddings = engine.sentence_encoder.encode(texts)  # the redundancy check's, and a head scorer's input
+        embeddings = engine.sentence_encoder.encode(texts)  # the redundancy check's, and a shared head's input
         alignment = align(record["transcript"], record["summary"])
         key = {alignment.sentences[i] for i in alignment.key}
         for name, scorer in scorers.items():
             started = time.perf_counter()
-            head = scorer.sentence_encoder is not None
-            scores = scorer.predict_scores(texts, embeddings=embeddings if head else None)
+            # The embeddings above serve a head run that embeds with the engine's encoder; any other run
+            # (a LoRA run, a head with its own copy of an encoder) reads the texts itself.
+            shared = scorer.sentence_encoder is engine.sentence_encoder
+            scores = scorer.predict_scores(texts, embeddings=embeddings if shared else None)
             seconds[name] += time.perf_counter() - started
             scores = scores[:, scorer.labels.index(cfg["key_label"])]
             row = {}
