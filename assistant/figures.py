@@ -130,3 +130,23 @@ def unstated(figures: list[str], source: str) -> list[str]:
         if not values or not any(math.isclose(v, s, rel_tol=1e-9, abs_tol=1e-12) for v in values for s in stated):
             out.append(figure)
     return out
+
+
+#: How documents state the unit their figures are counted in: "(in millions)", "$'000", "$m".
+_UNIT_STATEMENTS = (
+    ("thousand", r"\bin thousands\b|\(thousands\)|\bthousands of\b|['\u2018\u2019]000|\$\s?000s?\b|\bin \$?000s?\b"),
+    ("million", r"\bin millions\b|\(millions\)|\bmillions of\b|\bin million\b"
+                r"|(?:\$|€|£|¥|\bUS\$|\bRMB)\s?(?:m|mn|mln)\b"
+                r"|\(\s?(?:\$|€|£)?\s?millions?\s?\)|(?:\$|€|£)\s?millions?\b"),
+    ("billion", r"\bin billions\b|\(billions\)|\bbillions of\b|(?:\$|€|£|¥|\bUS\$)\s?(?:bn|bln)\b"),
+)
+_UNIT = re.compile("|".join(f"(?P<{unit}>{pattern})" for unit, pattern in _UNIT_STATEMENTS), re.IGNORECASE)
+
+
+def stated_unit(text: str) -> str:
+    """The unit a document says its figures are counted in ("thousand", "million", "billion"), the
+    first it states; "" when it states none. A table's figures are written bare ("1,452.4") under a
+    caption such as "(in millions)" or a header cell "$'000": this is how an answer copied or computed
+    from them gets its scale."""
+    match = _UNIT.search(text)
+    return match.lastgroup if match else ""

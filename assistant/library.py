@@ -37,6 +37,7 @@ import numpy as np
 
 from .documents import LIBRARY_TYPES, Page, read_pages
 from .errors import InvalidInputError, InvalidParameterError
+from .figures import stated_unit
 from .inputs import ensure_text
 
 #: Environment variable naming the library file ("off": no library).
@@ -154,11 +155,14 @@ class Passage:
     #: The share of the query's subject words the passage contains, each weighted by its rarity in the
     #: library (``query_terms``; measured by ``SQLiteDocumentStore.search``); 1.0 where a store does not.
     coverage: float = 1.0
+    #: The unit the passage's page says its figures are counted in ("thousand", "million", "billion";
+    #: ``figures.stated_unit``), often in a caption outside the passage: "(in millions)" above a table.
+    unit: str = ""
 
     def to_dict(self) -> dict:
         return {"document_id": self.document_id, "document": self.document, "page": self.page,
                 "start": self.start, "end": self.end, "text": self.text, "score": self.score,
-                "similarity": self.similarity, "coverage": self.coverage}
+                "similarity": self.similarity, "coverage": self.coverage, "unit": self.unit}
 
 
 @runtime_checkable
@@ -251,12 +255,26 @@ def _is_row(line: str) -> bool:
     return _CELL in line or line.lstrip().startswith("|")
 
 
+#: A year in a column title ("2019", "2019 €m", "April 27, 2019").
+_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+
+
+def _is_header_row(line: str) -> bool:
+    """Whether a table's leading row titles its columns: its first cell is empty ("| 2019 | 2018"), or
+    each of its other cells is empty or names a year ("For the year ended December 31: | 2019 | 2018",
+    "($ in millions) |  |"). A body row holds figures under those titles instead."""
+    if line.startswith("|"):
+        return True
+    cells = [cell.strip() for cell in line.split(_CELL.strip())[1:]]
+    return all(not cell or _YEAR.search(cell) for cell in cells)
+
+
 def _table_headers(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
     """For each span, the header rows of the table it is a body row of ("" for any other span).
 
     A table is a run of consecutive row lines (cells joined by `` | ``). Its header is its leading
-    rows with an empty first cell (the column titles above the row labels: "| 2019 | 2018",
-    "| $'000 | %"), or the rows above a Markdown table's ``|---|`` rule, or else its first row (a CSV
+    rows that title its columns (``_is_header_row``: "| 2019 | 2018", "| $'000 | %", "(in millions) |
+    2019 | 2018"), or the rows above a Markdown table's ``|---|`` rule, or else its first row (a CSV
     file's column names). A passage cut from the middle of a table shows them: without them its figures
     have no year or unit, for a reader or the answerer (TAT-QA's "What was X in 2019?" names only the
     column)."""
@@ -276,7 +294,7 @@ def _table_headers(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
             top = rule + 1
         else:
             top = 0
-            while top < min(len(lines) - 1, _HEADER_ROWS) and lines[top].startswith("|"):
+            while top < min(len(lines) - 1, _HEADER_ROWS) and _is_header_row(lines[top]):
                 top += 1
             top = top or (1 if len(lines) > 1 else 0)
         header = "\n".join(lines[:top])
@@ -536,8 +554,11 @@ class SQLiteDocumentStore:
                 f"SELECT c.id, c.document, d.name, c.page, c.start, c.end, c.text FROM chunks c "
                 f"JOIN documents d ON d.id = c.document WHERE c.id IN ({','.join('?' * len(top))})", top)}
             coverage = self._coverage(query_terms(query), top, passages=len(ids))
-        return [Passage(*rows[i][1:], score=fused[i], similarity=float(similarity_of[i]), coverage=coverage[i])
-                for i in top if i in rows]
+            units = {page: stated_unit("\n".join(text for (text,) in self._db.execute(
+                "SELECT text FROM chunks WHERE document = ? AND page = ? ORDER BY start", page)))
+                for page in {(row[1], row[3]) for row in rows.values()}}
+        return [Passage(*rows[i][1:], score=fused[i], similarity=float(similarity_of[i]), coverage=coverage[i],
+                        unit=units[rows[i][1], rows[i][3]]) for i in top if i in rows]
 
     def _coverage(self, terms: Sequence[str], passage_ids: Sequence[int], passages: int) -> dict[int, float]:
         """Each passage's share of ``terms``, a term weighted by its inverse document frequency over the

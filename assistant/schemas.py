@@ -301,6 +301,9 @@ class AskResponse(_Response):
     #: The numbers of the citations the answer's text or figures come from (the grounded answerer's
     #: answers: checked against the passages' text; empty for a free-form or declined answer).
     sources: list[int] = []
+    #: Whether the answer was read from a table row the question names (``assistant.table_reader``)
+    #: rather than written by the answerer.
+    read_from_table: bool = False
 
 
 # ------------------------------------------------------------------ documents

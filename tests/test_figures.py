@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.figures import extract_numbers, numeric_precision, unstated
+from assistant.figures import extract_numbers, numeric_precision, stated_unit, unstated
 
 
 # ------------------------------------------------------------------- numbers
@@ -59,3 +59,16 @@ def test_unstated_figures_must_be_the_sources_own():
     assert unstated(["6,778", "6,640", "6.6", "248.1%", "n/a"], source) == ["6,778", "6,640", "6.6", "248.1%", "n/a"]
     # Copied without its scale word, as a calculation writes it.
     assert unstated(["41.8", "$41.8", "41,800,000", "5.7"], "credits of approximately $41.8 million and $5.7m") == []
+
+
+@pytest.mark.parametrize("text, unit", [
+    ("The table below presents total net sales disaggregated by contract type (in millions):", "million"),
+    ("| $'000 | $'000", "thousand"),
+    ("Amounts in thousands, except per share data", "thousand"),
+    ("Revenue US$m 1,234", "million"),
+    ("(in billions) 2019 2018", "billion"),
+    ("We sold 5 m units and hired 300 people.", ""),
+    ("in millions, except where noted; the facility is 40,000 square feet (in thousands of dollars below)", "million"),
+])
+def test_the_unit_a_document_states_for_its_figures(text, unit):
+    assert stated_unit(text) == unit

@@ -16,6 +16,7 @@ from assistant.library import (
     DocumentNotFoundError,
     DocumentStore,
     SQLiteDocumentStore,
+    _is_header_row,
     chunk_pages,
     files_in,
     fts_query,
@@ -325,3 +326,34 @@ def test_where_the_library_lives(monkeypatch, tmp_path):
     assert Assistant(engine=object(), documents=True).documents is None
     monkeypatch.delenv("FINASSIST_LIBRARY")
     assert library_path().name == "library.sqlite"
+
+
+def test_a_passage_carries_the_unit_its_page_states_outside_it(store, tatqa_file, files):
+    path, _ = tatqa_file  # a table of sales, then a paragraph ending "(in millions):"
+    store.add(path)
+    store.add(files / "call.txt")
+    table = next(p for p in store.search("Fixed Price Other Total sales", k=5) if "Fixed Price" in p.text)
+    assert "in millions" not in table.text and table.unit == "million"
+    assert table.to_dict()["unit"] == "million"
+    margin = store.search(MARGIN, k=1)[0]
+    assert margin.document == "call.txt" and margin.unit == ""  # a page that states no unit
+
+
+def test_a_year_row_with_a_title_in_its_first_cell_is_part_of_the_header(tatqa_dev):
+    from assistant.documents import table_text
+
+    def year_row_titled(text: str) -> bool:  # "($ in millions) |  |" then "For the year ended ...: | 2019 | 2018"
+        first, second = text.split("\n")[:2]
+        return (not first.startswith(" |") and not first.split("|", 1)[1].strip(" |")
+                and not second.startswith(" |") and "2019" in second)
+
+    record = next(r for r in tatqa_dev if len(table_text(r["table"])) > 2 * CHUNK_CHARS
+                  and year_row_titled(table_text(r["table"])))
+    text = table_text(record["table"])
+    chunks = chunk_pages([Page(1, text)])
+    assert len(chunks) >= 2
+    header = "\n".join(line.strip() for line in text.split("\n")[:2])
+    assert all(chunk.header == header for chunk in chunks[1:]), (header, chunks[1].header)
+    # A body row below it (figures under the years) is not header.
+    assert _is_header_row("For the year ended December 31: | 2019 | 2018") and _is_header_row("($ in millions) |  |")
+    assert not _is_header_row("Nonvested as of December 31, 2018 | 5,974 | $6.51 |")

@@ -3,7 +3,9 @@ not-investment-advice notice, history normalisation, sampling defaults and strea
 
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -412,3 +414,53 @@ def test_answerer_false_writes_the_grounded_answer_freely(task, monkeypatch, tmp
     monkeypatch.setattr(task.engine, "answerer_adapter", tmp_path)
     turn = task.preprocess("Capex?", evidence=[passage("Capex was $4.2 billion.")], answerer=False)
     assert not turn.answerer and turn.messages[0] == {"role": "system", "content": GROUNDING["system"]}
+
+
+def test_a_question_about_a_table_row_is_read_from_the_table_not_generated(task, monkeypatch, tmp_path):
+    monkeypatch.setattr(task.engine, "answerer_adapter", tmp_path)  # never loaded: nothing is generated
+    evidence = [passage("Other income was small.", document="a.pdf"),
+                replace(passage(" | 2019 | 2018\nFixed Price | $ 1,452.4 | $ 1,146.2", document="b.pdf"),
+                        unit="million")]
+    turn = task.preprocess("What was the percentage change in fixed price from 2018 to 2019?", evidence=evidence)
+    assert turn.answerer
+    assert turn.reading == "compute: (1,452.4 - 1,146.2) / 1,146.2 * 100\nscale: percent\nsources: [2]"
+    answer = task.postprocess(task.forward(turn))
+    assert answer.read_from_table and answer.to_dict()["read_from_table"]
+    assert answer.generation.completion_tokens == 0 and answer.sources == [2]
+    assert answer.computation.value == pytest.approx(26.7145, abs=1e-3) and answer.text.startswith("26.71% [2]")
+    assert "".join(task.pieces(turn)) == answer.text
+
+    async def streamed() -> str:
+        return "".join([piece async for piece in task.apieces(turn)])
+    assert asyncio.run(streamed()) == answer.text
+    cell = task.postprocess(task.forward(task.preprocess("What was fixed price in 2018?", evidence=evidence)))
+    assert cell.text == "$ 1,146.2 million [2]" and cell.read_from_table
+
+
+def test_the_table_reader_can_be_switched_off_in_the_prompt_file(task, monkeypatch, tmp_path):
+    monkeypatch.setattr(task.engine, "answerer_adapter", tmp_path)
+    monkeypatch.setitem(task.answerer, "read_tables", False)
+    turn = task.preprocess("What was fixed price in 2018?",
+                           evidence=[passage(" | 2019 | 2018\nFixed Price | $ 1,452.4 | $ 1,146.2")])
+    assert turn.answerer and turn.reading is None
+
+
+def test_a_table_row_found_beyond_the_answerers_passages_is_read_and_cited(task, monkeypatch, tmp_path):
+    monkeypatch.setattr(task.engine, "answerer_adapter", tmp_path)
+    filler = [passage(f"Other income was small ({i}).", document=f"{i}.pdf") for i in range(ANSWERER["passages"])]
+    evidence = [*filler, passage(" | 2019 | 2018\nFixed Price | $ 1,452.4 | $ 1,146.2", document="b.pdf")]
+    answer = task.postprocess(task.forward(task.preprocess("What was fixed price in 2018?", evidence=evidence)))
+    assert answer.read_from_table and answer.sources == [len(evidence)]
+    assert [c.document for c in answer.citations] == [p.document for p in evidence]
+
+
+def test_a_table_in_a_passage_without_the_questions_subject_is_not_read(task, monkeypatch, tmp_path):
+    monkeypatch.setattr(task.engine, "answerer_adapter", tmp_path)
+    table = " | 2019 | 2018\nFixed Price | $ 1,452.4 | $ 1,146.2"
+    low = GROUNDING["min_coverage"] - 0.1
+    evidence = [passage("Fixed price contracts are described below."), passage(table, coverage=low, document="x.pdf")]
+    turn = task.preprocess("What was fixed price in 2018?", evidence=evidence)
+    assert turn.answerer and turn.reading is None
+    evidence.append(passage(table, document="y.pdf"))  # the same row where the subject is: read, and cited as [3]
+    turn = task.preprocess("What was fixed price in 2018?", evidence=evidence)
+    assert turn.reading.endswith("sources: [3]") and [c.document for c in turn.citations][-1] == "y.pdf"

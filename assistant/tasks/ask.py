@@ -21,6 +21,7 @@ from ..errors import InvalidParameterError
 from ..inputs import ensure_text
 from ..library import Passage
 from ..prompts import load_prompt
+from ..table_reader import read as read_table
 from .base import Pipeline
 
 ROLES = ("system", "user", "assistant")
@@ -105,6 +106,8 @@ class Answer:
     computation: Computation | None = None
     #: The numbers of the citations the answerer's answer comes from, checked against their text (``sourced``).
     sources: list[int] = field(default_factory=list)
+    #: Read from a table row the question names (``assistant.table_reader``), not written by the answerer.
+    read_from_table: bool = False
 
     def to_dict(self) -> dict:
         g = self.generation
@@ -117,6 +120,7 @@ class Answer:
             "declined": self.declined,
             "computation": self.computation.to_dict() if self.computation else None,
             "sources": list(self.sources),
+            "read_from_table": self.read_from_table,
         }
 
     def __str__(self) -> str:
@@ -138,6 +142,9 @@ class AskTurn:
     #: Answered by the grounded answerer (the shipped adapter) in its short form, then written out here
     #: (``ground`` declines a turn before it chooses the answerer, so a turn it declined has this False).
     answerer: bool = False
+    #: The answer read from a table (``assistant.table_reader``) in the answerer's form: the answerer
+    #: is not asked.
+    reading: str | None = None
 
 
 #: Figures a calculation may use that no passage states: the whole numbers an average divides by (2
@@ -306,7 +313,9 @@ class AskPipeline(Pipeline):
 
         With ``answerer`` and the engine's answerer adapter (the default generator's), the question alone
         (no history) and the first ``passages`` of prompts/answer.toml go to the answerer, which copies
-        or computes the answer (``written``). Otherwise the answer is written freely from the passages;
+        or computes the answer (``written``); a question about a table row that a passage found holds,
+        in a form the table reader knows, is read from the table instead (``read_tables``), and the
+        passages cited run to the one it was read from. Otherwise the answer is written freely from the passages;
         those that would not leave room in the window for the answer are left out, the last first (at
         least one is kept: a window too small even for it is the engine's error to report)."""
         if not self.answerable(evidence):
@@ -318,7 +327,19 @@ class AskPipeline(Pipeline):
             messages = [{"role": "system", "content": self.answerer["system"]},
                         {"role": "user", "content": self.framed(question, passages, redact)}]
             params = replace(turn.params, **self.answerer["generation"])
-            return replace(turn, messages=messages, params=params, answerer=True,
+            reading = None
+            if self.answerer["read_tables"]:
+                # The reader reads every passage found, not only the answerer's first few (a table row
+                # the question names is worth reading even fifth), but only those that hold the
+                # question's subject as the gate asks (``min_coverage``): another company's table with
+                # a row of that name is not read (TAT-QA dev, tune half: docs/results.md).
+                readable = [(n, p) for n, p in enumerate(evidence, 1) if p.coverage >= self.grounding["min_coverage"]]
+                found = read_table(question, [(redact(p.text) if redact else p.text, p.unit) for _, p in readable])
+                if found is not None:
+                    source = readable[found.source - 1][0]
+                    reading = replace(found, source=source).as_answerer_text()
+                    passages = list(evidence)[:max(len(passages), source)]
+            return replace(turn, messages=messages, params=params, answerer=True, reading=reading,
                            citations=[Citation.of(n, p) for n, p in enumerate(passages, 1)])
         passages = list(evidence)
         while True:
@@ -342,6 +363,8 @@ class AskPipeline(Pipeline):
     def forward(self, prepared: AskTurn) -> tuple[AskTurn, Generation]:
         if prepared.declined:
             return prepared, self.declined()
+        if prepared.reading is not None:
+            return prepared, Generation(prepared.reading, prompt_tokens=0, completion_tokens=0, finish_reason="stop")
         if prepared.answerer:
             return prepared, self.engine.answerer().submit(prepared.messages, prepared.params).wait()
         return prepared, self.engine.generate(prepared.messages, prepared.params)
@@ -390,6 +413,7 @@ class AskPipeline(Pipeline):
         prepared, generation = outputs
         if prepared.answerer:
             answer = self.written(prepared, generation)
+            answer.read_from_table = prepared.reading is not None
             notice = self.notice_for(prepared, answer.text)
             answer.text, answer.advice_notice = answer.text + notice, bool(notice)
             return answer
@@ -417,6 +441,11 @@ class AskPipeline(Pipeline):
         """``pieces`` for event loops (the UI, the server): waiting holds no thread, and closing the
         iterator (a Stop button, a client gone) cancels the generation at the next token."""
         text = ""
+        if prepared.reading is not None:
+            answer = self.postprocess(self.forward(prepared))
+            prepared.citations = answer.citations
+            yield answer.text
+            return
         if prepared.answerer:
             request = self.engine.answerer().submit(prepared.messages, prepared.params)
             async for _ in request:

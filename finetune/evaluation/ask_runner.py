@@ -53,6 +53,10 @@ class AskScores:
     #: Share declined when each question's own document is left out of the passages (declining is right).
     declined_absent: float | None
     seconds_per_answer: float
+    #: Share of the questions answered by reading a table (``assistant.table_reader``), and the exact
+    #: match of those answers (None when none was).
+    read_from_table: float = 0.0
+    read_from_table_em: float | None = None
 
 
 @dataclass
@@ -71,11 +75,12 @@ class AskReport:
 
     def to_markdown(self) -> str:
         head = ["answers", "questions", "EM", "F1", "cites own document", "(as named)", "declined (answerable)",
-                "declined (document absent)", "s / answer"]
+                "declined (document absent)", "read from a table", "(their EM)", "s / answer"]
         rows = [[s.name, s.questions, 100 * s.em, 100 * s.f1,
                  None if s.cited_own_document is None else 100 * s.cited_own_document,
                  None if s.named_own_document is None else 100 * s.named_own_document, 100 * s.declined,
-                 None if s.declined_absent is None else 100 * s.declined_absent, s.seconds_per_answer]
+                 None if s.declined_absent is None else 100 * s.declined_absent, 100 * s.read_from_table,
+                 None if s.read_from_table_em is None else 100 * s.read_from_table_em, s.seconds_per_answer]
                 for s in self.scores]
         types = sorted({t for s in self.scores for t in s.by_type})
         by_type = [[s.name, t, s.by_type[t]["questions"], 100 * s.by_type[t]["em"], 100 * s.by_type[t]["f1"]]
@@ -111,8 +116,9 @@ def _cites_own(answer, own: str, named: bool = False) -> bool:
 
 
 def evaluate_ask(data: str, part: str = "report", limit: int | None = None, absent: bool = True,
-                 baseline: bool = False, adapter: str | None = None, generator: str | None = None,
-                 backend: str = "auto", examples: int = 20, out: str | None = None) -> AskReport:
+                 baseline: bool = False, without_tables: bool = False, adapter: str | None = None,
+                 generator: str | None = None, backend: str = "auto", examples: int = 20,
+                 out: str | None = None) -> AskReport:
     """Exact match and F1 of grounded answers on TAT-QA questions (see the module's docstring).
 
     data: a TAT-QA JSONL file (e.g. ../shared/data/qa/tatqa/dev.jsonl)
@@ -120,6 +126,8 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
     limit: the first N questions of the part only
     absent: also answer each question with its own document left out, and report how often it is declined
     baseline: also answer the questions freely from the passages (no answerer adapter), in the same run
+    without_tables: also answer them through the answerer with no question read from a table
+        (prompts/answer.toml ``read_tables`` off), in the same run
     adapter: the answerer's LoRA adapter: a run directory (default: the one shipped with the package)
     generator: the generator (default the assistant's)
     backend: how the generator decodes: auto (default), onnx, dynamic, ...
@@ -159,9 +167,13 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
         read = pipeline.answerer["passages"]
         own_found = sum(any(p.document == context_document(r) for p in found_for[r["id"]][0][:read])
                         for r in chosen) / max(len(chosen), 1)
-        modes = [("answerer", True)] + ([("free-form (baseline)", False)] if baseline else [])
+        modes = ([("answerer", True, True)] + ([("answerer, no table read", True, False)] if without_tables else [])
+                 + ([("free-form (baseline)", False, False)] if baseline else []))
         scores, kept = [], []
-        for name, answerer in modes:
+        configured = pipeline.answerer
+        for name, answerer, tables in modes:
+            # The reader is switched in the task's own settings, so each mode answers as Assistant.ask would.
+            pipeline.answerer = {**configured, "read_tables": tables and configured["read_tables"]}
             em: list[float] = []
             f1: list[float] = []
             by_type: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -169,6 +181,7 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
             named: list[bool] = []
             declined: list[bool] = []
             declined_absent: list[bool] = []
+            from_table: list[float] = []
             started = time.perf_counter()
             for record in tqdm(chosen, desc=name, unit="question"):
                 present, missing = found_for[record["id"]]
@@ -180,12 +193,14 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
                 f1.append(f)
                 by_type[record["answer_type"]].append((e, f))
                 declined.append(answer.declined)
+                if answer.read_from_table:
+                    from_table.append(e)
                 if not answer.declined and any(c.document == own for c in answer.citations):
                     cited.append(_cites_own(answer, own))
                     named.append(_cites_own(answer, own, named=True))
                 if absent:
                     declined_absent.append(_answer(pipeline, record["question"], missing, answerer).declined)
-                if len(kept) < examples and answerer:
+                if len(kept) < examples and answerer and tables:
                     kept.append({"id": record["id"], "question": record["question"], "gold": record["answer"],
                                  "gold_scale": record.get("scale") or "", "answer": answer.text,
                                  "short": answer.short.to_dict() if answer.short else None, "em": e, "f1": f})
@@ -198,7 +213,10 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
                 cited_own_document=sum(cited) / len(cited) if cited else None,
                 named_own_document=sum(named) / len(named) if named else None, declined=sum(declined) / n,
                 declined_absent=sum(declined_absent) / n if absent else None,
-                seconds_per_answer=round(seconds / (n * (2 if absent else 1)), 3)))
+                seconds_per_answer=round(seconds / (n * (2 if absent else 1)), 3),
+                read_from_table=len(from_table) / n,
+                read_from_table_em=statistics.fmean(from_table) if from_table else None))
+        pipeline.answerer = configured
         store.close()
     report = AskReport(data=str(data), part=part, documents=len(contexts), scores=scores,
                        own_document_found=own_found, examples=kept,

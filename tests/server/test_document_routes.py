@@ -138,6 +138,25 @@ def test_remove_by_id_then_404(client, report):
     assert_error(client.delete("/v1/documents/abc"), 400, "invalid_request")
 
 
+def test_ask_returns_an_answer_read_from_a_table_with_its_calculation(client, added, tatqa_file, retrieval_engine,
+                                                                     monkeypatch, tmp_path):
+    path, _ = tatqa_file  # TAT-QA's sales by contract type, 2017-2019, "(in millions)" below the table
+    uploaded = upload(client, path.name, path.read_bytes())
+    assert uploaded.status_code == 201, uploaded.text
+    # The reader serves the grounded answerer's path; the adapter itself is never loaded for a read answer.
+    monkeypatch.setattr(retrieval_engine, "answerer_adapter", tmp_path)
+    try:
+        answer = client.post("/v1/ask", json={"question": "What is the percentage change in Other in 2019 from 2018?"})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["read_from_table"] is True and body["usage"]["completion_tokens"] == 0
+        assert body["computation"]["expression"] == "(44.1 - 56.7) / 56.7 * 100"
+        assert body["text"].startswith("-22.22% [")
+        assert body["citations"][body["sources"][0] - 1]["document"] == path.name
+    finally:
+        assert client.delete(f"/v1/documents/{uploaded.json()['document']['id']}").status_code == 200
+
+
 def test_the_library_survives_a_restart_of_the_server(live, client, added, retrieval_engine, library):
     before = client.get("/v1/documents").json()
     live.stop()
@@ -155,3 +174,4 @@ def test_a_server_without_a_library_says_so(retrieval_engine):
             assert_error(c.get("/v1/documents"), 404, "no_library")
     finally:
         server.stop()
+

@@ -1,0 +1,254 @@
+"""Questions about a table's cells answered by reading the table: "What was the X in 2019?", the
+change, percentage change or average of a row between years, computed from its cells, "Which year
+was X higher?" and "Which years does the table show?".
+
+Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: a third
+of all questions, docs/results.md). The 135M answerer, reading the table as
+``cell | cell`` rows, often copies a figure of the wrong row or column; here the row is the one whose
+label the question names, word for word, and the columns are the ones headed by the years it names, so
+the figures are the table's own. A question of another form, or one whose row or columns are not
+found unambiguously, is left to the answerer (``read`` returns None).
+
+Written here because no offline package reads tables this way: TAPAS and TagOp are trained models with
+weights to download; this is a few rules over the library's own table passages (rows of cells joined by
+`` | ``, their header rows repeated above them: ``assistant.library``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .figures import stated_unit
+
+#: A year in a header cell ("2019", "Fiscal 2019", "2019 %").
+_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+#: Words that say how a question asks, not what about: left out when matching a row's label.
+_ASKING_WORDS = frozenset(
+    "what was is were are the of in for and to a an from between by how much did does do change changes "
+    "percentage percent average year on as at during difference increase decrease its their company "
+    "group s".split())
+#: Questions these forms do not answer: reasons, several values at once, sums and shares of other rows,
+#: and periods within a year (a quarter's column is headed by its year too).
+_NOT_A_CELL = re.compile(
+    r"^\s*(why|how did|how does|what (are|were) the (primary |main )?(factors|reasons))"
+    r"|respective|constitution|\bratio\b|\bproportion\b|percentage of|as a percentage|share of"
+    r"|\bsum\b|\btotal of\b|\bcombined\b|\bquarter|\bq[1-4]\b|\bhalf\b|\bmonths?\b", re.IGNORECASE)
+_PERCENTAGE_CHANGE = re.compile(
+    r"percentage change|% change|percent change|percentage (increase|decrease)|growth rate", re.IGNORECASE)
+_AVERAGE = re.compile(r"\baverage\b", re.IGNORECASE)
+_CHANGE = re.compile(r"\b(change|difference|increase|decrease)\b", re.IGNORECASE)
+_WHICH_YEAR = re.compile(r"\bwhich (fiscal )?years?\b", re.IGNORECASE)
+#: "Which years does the table provide information for X?", "In which years was X calculated?": the
+#: years its columns show.
+_YEARS_SHOWN = re.compile(r"^\s*((in|for) )?(which|what) years?( \(s\)|\(s\))?\b", re.IGNORECASE)
+_MORE = re.compile(r"\b(higher|larger|greater|more|highest|largest|greatest|most|bigger|biggest)\b", re.IGNORECASE)
+_LESS = re.compile(r"\b(lower|smaller|less|fewer|lowest|smallest|least)\b", re.IGNORECASE)
+_FIGURE = re.compile(r"^\(?-?\(?[$€£¥]?\s*\(?-?\d[\d,]*(?:\.\d+)?\)?\s*%?\)?$")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """An answer read from a table, in the grounded answerer's short form (prompts/answer.toml):
+    ``kind`` "answer" with the cell as ``parts``, or "compute" with an ``expression`` over cells; the
+    ``scale`` of its figures and the number of the passage (1-based) it was read from."""
+
+    kind: str
+    parts: tuple[str, ...]
+    expression: str | None
+    scale: str
+    source: int
+
+    def as_answerer_text(self) -> str:
+        """The reading as the answerer would write it (what ``ShortAnswer.parse`` reads)."""
+        head = f"answer: {' | '.join(self.parts)}" if self.kind == "answer" else f"compute: {self.expression}"
+        scale = f"\nscale: {self.scale}" if self.scale else ""
+        return f"{head}{scale}\nsources: [{self.source}]"
+
+
+def _words(text: str) -> list[str]:
+    """A label's or question's content words, lower case, a plural's final s dropped."""
+    out = []
+    for word in re.findall(r"[a-z]+", text.lower().replace("\u2019", "'")):
+        if word in _ASKING_WORDS:
+            continue
+        out.append(word[:-1] if word.endswith("s") and len(word) > 3 else word)
+    return out
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in re.split(r"\s*\|\s*", line.strip())]
+
+
+def _figure(cell: str) -> tuple[str, bool] | None:
+    """A cell's figure as a calculation writes it ("$ 1,452.4" -> "1,452.4", "(134)" -> "-134") and
+    whether it is a percentage; None when the cell is not a single figure."""
+    text = cell.strip()
+    if not text or not _FIGURE.match(text):
+        return None
+    percent = "%" in text
+    negative = "(" in text and ")" in text or "-" in text
+    digits = re.search(r"\d[\d,]*(?:\.\d+)?", text).group(0)
+    return ("-" + digits if negative else digits), percent
+
+
+@dataclass
+class _Table:
+    #: column -> the year heading it (the first column of each year).
+    years: dict[str, int]
+    #: column -> its header text, all header rows joined (for a "%" heading).
+    headings: dict[int, str]
+    rows: list[list[str]]
+
+
+def _table(text: str) -> _Table | None:
+    """The table rows of a passage, its year columns and its body rows (those with a label)."""
+    years: dict[str, int] = {}
+    headings: dict[int, str] = {}
+    rows = []
+    for line in text.splitlines():
+        if "|" not in line:
+            continue
+        cells = _cells(line)
+        in_header = [(i, _YEAR.search(c).group()) for i, c in enumerate(cells)
+                     if i > 0 and _YEAR.search(c) and _figure(_YEAR.sub("", c)) is None]
+        # A header row names years and holds no figure ("$ million | 2019 | 2018 | Change (%)"); a row
+        # with an empty first cell is a header row too ("| Years Ended September 30,").
+        named = {i for i, _ in in_header}
+        header = bool(in_header) and not any(_figure(c) for i, c in enumerate(cells) if i > 0 and i not in named)
+        if header:
+            for i, year in in_header:
+                years.setdefault(year, i)
+        if not cells[0] or header:
+            for i, c in enumerate(cells):
+                headings[i] = f"{headings.get(i, '')} {c}".strip()
+            continue
+        rows.append(cells)
+    return _Table(years, headings, rows) if years and rows else None
+
+
+def _row(question: str, rows: Sequence[list[str]]) -> list[str] | None:
+    """The row whose label's every word the question holds, the longest such label; None when there is
+    none, or two rows tie (which of them is meant is not said)."""
+    asked = set(_words(_YEAR.sub(" ", question)))
+    best, best_score, tied = None, 0.0, False
+    for row in rows:
+        label = _words(row[0])
+        if not label or not all(word in asked for word in label):
+            continue
+        score = len(label)
+        if score > best_score:
+            best, best_score, tied = row, score, False
+        elif score == best_score and row[0].lower() != best[0].lower():
+            tied = True
+    return None if tied else best
+
+
+def _operation(question: str, label: str) -> str | None:
+    """What the question asks of its row: "cell", "change", "percentage change", "average", or the year
+    of its "highest year" or "lowest year" (None: a form not read here). The row's own label is left out
+    first: "Weighted-average shares" asks no average."""
+    if _NOT_A_CELL.search(question):
+        return None
+    rest = re.sub(re.escape(label), " ", question, flags=re.IGNORECASE)
+    if _WHICH_YEAR.search(rest):
+        # "Which year was X higher?"; not "In which years was X less than 600,000?" (a threshold)
+        if re.search(r"\d", _YEAR.sub(" ", rest)) or bool(_MORE.search(rest)) == bool(_LESS.search(rest)):
+            return None
+        return "highest year" if _MORE.search(rest) else "lowest year"
+    if _PERCENTAGE_CHANGE.search(rest):
+        return "percentage change"
+    if _AVERAGE.search(rest):
+        # "the change between the 2018 and 2019 averages": two averages, not read here
+        return None if _CHANGE.search(rest) else "average"
+    if _CHANGE.search(rest):
+        return "change"
+    return "cell"
+
+
+def _years_shown(question: str) -> bool:
+    """Whether the question asks which years a table (or a row of it) shows: "which years" with no
+    comparison ("which year was X higher") and no threshold ("which years did X exceed 0.5")."""
+    compared = (_MORE.search(question) or _LESS.search(question)
+                or re.search(r"\bexceed|\babove|\bbelow", question, re.IGNORECASE))
+    return bool(_YEARS_SHOWN.search(question)) and not compared and not re.search(r"\d", _YEAR.sub(" ", question))
+
+
+def _read_one(question: str, text: str, unit: str, source: int) -> Reading | None:
+    table = _table(text)
+    if table is None:
+        return None
+    if _years_shown(question):
+        if len(table.years) < 2:
+            return None
+        return Reading("answer", tuple(sorted(table.years, reverse=True)), None, "", source)
+    row = _row(question, table.rows)
+    if row is None:
+        return None
+    operation = _operation(question, row[0])
+    asked = sorted(set(_YEAR.findall(question)), reverse=True)
+    if operation in ("average", "highest year", "lowest year") and not asked:
+        asked = sorted(table.years, reverse=True)  # "the average X", "which year was X higher": every year shown
+    if operation is None or not asked or any(year not in table.years for year in asked):
+        return None
+
+    def figure(year: str) -> tuple[str, bool] | None:
+        column = table.years[year]
+        return _figure(row[column]) if column < len(row) else None
+
+    def scale(figures: Sequence[tuple[str, bool]]) -> str:
+        headed = " ".join(table.headings.get(table.years[y], "") for y in asked) + " " + row[0]
+        return "percent" if any(p for _, p in figures) or "%" in headed else unit
+
+    if operation == "cell":
+        if len(asked) != 1 or (found := figure(asked[0])) is None:
+            return None
+        cell = row[table.years[asked[0]]]
+        return Reading("answer", (cell,), None, scale([found]), source)
+    if operation in ("highest year", "lowest year"):
+        figures = {year: figure(year) for year in asked}
+        if len(figures) < 2 or any(f is None for f in figures.values()):
+            return None
+        values = {year: float(f[0].replace(",", "")) for year, f in figures.items()}
+        pick = (max if operation == "highest year" else min)(values, key=values.get)
+        if list(values.values()).count(values[pick]) > 1:
+            return None
+        return Reading("answer", (pick,), None, "", source)
+    if operation == "average":
+        if len(asked) == 1:  # "the 2019 average X": of the year's and the year before's balances
+            asked = [asked[0], str(int(asked[0]) - 1)]
+        else:  # "from 2017 to 2019": every year between
+            asked = [str(y) for y in range(int(asked[-1]), int(asked[0]) + 1)][::-1]
+        figures = [figure(y) if y in table.years else None for y in asked]
+        if len(figures) < 2 or any(f is None for f in figures):
+            return None
+        expression = f"({' + '.join(_operand(f) for f in figures)}) / {len(figures)}"
+        return Reading("compute", (), expression, scale(figures), source)
+    if len(asked) != 2:
+        return None
+    later, earlier = figure(asked[0]), figure(asked[1])
+    if later is None or earlier is None:
+        return None
+    if operation == "change":
+        return Reading("compute", (), f"{_operand(later)} - {_operand(earlier)}", scale([later, earlier]), source)
+    if float(earlier[0].replace(",", "")) == 0:
+        return None
+    expression = f"({_operand(later)} - {_operand(earlier)}) / {_operand(earlier)} * 100"
+    return Reading("compute", (), expression, "percent", source)
+
+
+def _operand(figure: tuple[str, bool]) -> str:
+    digits, _ = figure
+    return f"({digits})" if digits.startswith("-") else digits
+
+
+def read(question: str, passages: Sequence[tuple[str, str]]) -> Reading | None:
+    """The answer to ``question`` read from the first of ``passages`` (each its text and the unit its
+    document states for its figures, ``figures.stated_unit``; best first) that holds a table row it
+    names; None when none does or the question is of another form."""
+    for number, (text, unit) in enumerate(passages, 1):
+        reading = _read_one(question, text, stated_unit(text) or unit, number)
+        if reading is not None:
+            return reading
+    return None
