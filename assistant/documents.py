@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -77,12 +78,13 @@ def read_document(path: str | Path, max_bytes: int = MAX_UPLOAD_BYTES) -> str:
 
 def read_pages(path: str | Path, max_bytes: int = MAX_UPLOAD_BYTES) -> list[Page]:
     """The pages of a file the library reads (``LIBRARY_TYPES``): a PDF's text layer page by page with
-    its page numbers (pages without text are left out, the others keep their numbers); a text,
+    its page numbers (pages without text are left out, the others keep their numbers; a table's rows
+    as rows of cells, ``pdf_tables``); a text,
     Markdown, HTML or CSV file as one page. HTML is reduced to its visible text (scripts and styles
     dropped, a table's cells joined with ``|``); a CSV is kept as a table, one row a line."""
     path, suffix = _checked(path, LIBRARY_TYPES, max_bytes)
     if suffix == ".pdf":
-        return _pdf_pages(path)
+        return _pdf_pages(path, tables=True)
     text = ensure_text(path.read_bytes(), name=path.name)
     if suffix in (".html", ".htm"):
         text = ensure_text(html_text(text), name=path.name)
@@ -149,8 +151,54 @@ def _pdf_text(path: Path, **limits) -> str:
     return "\n\n".join(page.text for page in _pdf_pages(path, **limits))
 
 
+#: Columns of a table in a PDF's text laid out as on the page: three spaces or more between them.
+_COLUMN_GAP = re.compile(r"\s{3,}")
+#: A cell that is a figure or a year ("$ 1,452.4", "(134)", "12.5%", "2019", "$—"): what makes a line a table row.
+_FIGURE_CELL = re.compile(r"^[($€£¥-]*\s?(?:\d[\d,]*(?:\.\d+)?|[—–-])\s?%?\)?$")
+
+
+def pdf_tables(laid_out: str) -> tuple[str, int]:
+    """A page's text laid out as on the page (pypdf's layout mode: columns kept apart by spaces) with
+    its table rows written as rows of cells joined by `` | ``, as the library keeps a CSV file's rows,
+    and its other lines with their spaces folded; and how many table rows it found. A line is a table
+    row when three or more spaces part it into at least two cells, one of them after the first a
+    figure or a year; an indented row's first cell is empty (" | 2019 | 2018", a header). Blank lines
+    are left out, as in the plain text, so that a table's rows stay one run of lines."""
+    lines, rows = [], 0
+    for line in laid_out.splitlines():
+        if not line.strip():
+            continue
+        cells = _COLUMN_GAP.split(line.rstrip())
+        if len([c for c in cells if c]) >= 2 and any(_FIGURE_CELL.match(c) for c in cells[1:]):
+            lines.append(" | ".join(" ".join(c.split()) for c in cells))
+            rows += 1
+        else:
+            lines.append(" ".join(line.split()))
+    return "\n".join(lines), rows
+
+
+#: Table rows a page needs before its laid-out text replaces its plain text (``pdf_tables``).
+_MIN_TABLE_ROWS = 2
+
+
+def _page_text(page, tables: bool) -> str:
+    """A PDF page's text; with ``tables``, its tables' rows as rows of cells when it has a table. A page
+    without one keeps pypdf's plain text, which follows the text's own order rather than its place."""
+    plain = page.extract_text() or ""
+    if not tables:
+        return plain
+    try:
+        laid_out = page.extract_text(extraction_mode="layout") or ""
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, ZeroDivisionError):
+        return plain  # pypdf's layout mode fails on some fonts and matrices: the plain text still serves
+    text, rows = pdf_tables(laid_out)
+    return text if rows >= _MIN_TABLE_ROWS else plain
+
+
 def _pdf_pages(path: Path, max_chars: int = MAX_INPUT_CHARS, max_pages: int = MAX_PDF_PAGES,
-               max_content_bytes: int = MAX_PDF_CONTENT_BYTES, time_limit_s: float = PDF_TIME_LIMIT_S) -> list[Page]:
+               max_content_bytes: int = MAX_PDF_CONTENT_BYTES, time_limit_s: float = PDF_TIME_LIMIT_S,
+               tables: bool = False) -> list[Page]:
+    """A PDF's pages of text, within the limits; ``tables``: tables kept as rows of cells (``_page_text``)."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -170,7 +218,7 @@ def _pdf_pages(path: Path, max_chars: int = MAX_INPUT_CHARS, max_pages: int = MA
                     f"{path.name}: its pages' content decompresses to more than {max_content_bytes / 1e6:.0f} MB "
                     f"by page {number} (a compressed or shared content stream); it is not read further"
                 )
-            text = (page.extract_text() or "").strip()
+            text = _page_text(page, tables).strip()
             chars += len(text)
             if chars > max_chars:
                 raise InputTooLongError(

@@ -2,9 +2,10 @@
 change, percentage change or average of a row between years, computed from its cells, "Which year
 was X higher?" and "Which years does the table show?".
 
-Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: a third
-of all questions, docs/results.md). The 135M answerer, reading the table as
-``cell | cell`` rows, often copies a figure of the wrong row or column; here the row is the one whose
+Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 319 of its
+828 questions are read, 273 of them exactly right, given the question's own table: docs/results.md). The
+135M answerer, reading the table as ``cell | cell`` rows, often copies a figure of the wrong row or
+column; here the row is the one whose
 label the question names, word for word, and the columns are the ones headed by the years it names, so
 the figures are the table's own. A question of another form, or one whose row or columns are not
 found unambiguously, is left to the answerer (``read`` returns None).

@@ -25,6 +25,32 @@ def text_pdf(path: Path, pages: list[str]) -> Path:
     return path
 
 
+def table_pdf(path: Path, before: str, rows: list[list[str]], after: str, columns=(72, 260, 360, 460)) -> Path:
+    """A one-page PDF with a line of text, a table whose cells are placed in columns (each cell drawn at
+    its column's x, as a typesetter places them: no separator in the text layer), and a line after."""
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    def shown(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+    ops, y = [f"BT /F1 11 Tf 72 740 Td ({shown(before)}) Tj ET"], 700
+    for row in rows:
+        ops += [f"BT /F1 11 Tf {x} {y} Td ({shown(cell)}) Tj ET" for x, cell in zip(columns, row) if cell]
+        y -= 18
+    ops.append(f"BT /F1 11 Tf 72 {y - 20} Td ({shown(after)}) Tj ET")
+    writer = PdfWriter()
+    stream = DecodedStreamObject()
+    stream.set_data("\n".join(ops).encode("latin-1"))
+    page = writer.add_blank_page(612, 792)
+    page[NameObject("/Contents")] = writer._add_object(stream)
+    page[NameObject("/Resources")] = DictionaryObject(
+        {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(_helvetica())})})
+    with path.open("wb") as fh:
+        writer.write(fh)
+    return path
+
+
 def _helvetica():
     from pypdf.generic import DictionaryObject, NameObject
 

@@ -178,6 +178,22 @@ def test_an_answer_about_a_table_cell_cites_its_document_and_page(grounded):
     assert record.citations[0].startswith("[1] 10k-2023.pdf, page 2: Capital expenditure")
 
 
+def test_a_cell_of_a_typeset_pdf_table_is_read_with_its_unit_and_cited_by_page(grounded, tmp_path, monkeypatch):
+    from pdfs import table_pdf
+
+    rows = [["", "2019", "2018", "2017"], ["Fixed Price", "$ 1,452.4", "$ 1,146.2", "$ 1,036.9"],
+            ["Other", "44.1", "56.7", "70.8"], ["Total sales", "$1,496.5", "$1,202.9", "$1,107.7"]]
+    grounded.documents.add(table_pdf(tmp_path / "sales.pdf", "Sales by contract type (in millions):", rows,
+                                     "Other contracts are cost plus."))
+    # The table reader serves the answerer's path; a read answer never loads the adapter.
+    monkeypatch.setattr(grounded.engine, "answerer_adapter", tmp_path)
+    answer = grounded.ask("What were Fixed Price sales in 2018?")
+    assert answer.read_from_table and answer.text == "$ 1,146.2 million [1]"
+    assert (answer.citations[0].document, answer.citations[0].page) == ("sales.pdf", 1)
+    change = grounded.ask("What was the percentage change in Other from 2018 to 2019?")
+    assert change.computation.expression == "(44.1 - 56.7) / 56.7 * 100" and change.text.startswith("-22.22% [1]")
+
+
 def test_a_question_the_documents_do_not_answer_is_declined(grounded):
     from assistant.prompts import load_prompt
 

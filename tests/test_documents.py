@@ -131,3 +131,60 @@ def test_read_pages_csv_is_a_table_and_other_types_are_named(tmp_path):
     (tmp_path / "empty.html").write_text("<html><script>x()</script></html>", encoding="utf-8")
     with pytest.raises(EmptyInputError):
         read_pages(tmp_path / "empty.html")
+
+
+SALES = [["", "2019", "2018", "2017"], ["Fixed Price", "$ 1,452.4", "$ 1,146.2", "$ 1,036.9"],
+         ["Other", "44.1", "56.7", "70.8"], ["Total sales", "$1,496.5", "$1,202.9", "$1,107.7"]]
+SALES_ROWS = ["| 2019 | 2018 | 2017", "Fixed Price | $ 1,452.4 | $ 1,146.2 | $ 1,036.9", "Other | 44.1 | 56.7 | 70.8",
+              "Total sales | $1,496.5 | $1,202.9 | $1,107.7"]
+
+
+def test_laid_out_table_lines_become_rows_of_cells_and_prose_stays_prose():
+    from assistant.documents import pdf_tables
+
+    laid_out = ("Net sales by contract type (in millions):\n\n"
+                "                      2019          2018\n"
+                "Fixed Price           $ 1,452.4     $ 1,146.2\n"
+                "Other                 (44.1)        56.7\n\n"
+                "     Indented prose says revenue was 5 million dollars.\n"
+                "Two  spaces  are  not  a  column   gap and no figure")
+    text, rows = pdf_tables(laid_out)
+    assert rows == 3
+    assert text.split("\n") == ["Net sales by contract type (in millions):", " | 2019 | 2018",
+                                "Fixed Price | $ 1,452.4 | $ 1,146.2", "Other | (44.1) | 56.7",
+                                "Indented prose says revenue was 5 million dollars.",
+                                "Two spaces are not a column gap and no figure"]
+
+
+def test_a_pdf_tables_rows_reach_the_library_as_rows_of_cells(tmp_path):
+    from pdfs import table_pdf
+
+    from assistant.documents import read_pages
+
+    before, after = "Sales by contract type (in millions):", "Other contracts are cost plus."
+    path = table_pdf(tmp_path / "10k.pdf", before, SALES, after)
+    [page] = read_pages(path)
+    assert page.number == 1
+    assert [line.strip() for line in page.text.split("\n")] == [before, *SALES_ROWS, after]
+    # A summary reads the plain text layer, as before (no cell separators in a call's sentences).
+    assert " | " not in read_document(path) and "Fixed Price $ 1,452.4" in read_document(path)
+
+
+def test_a_table_drawn_by_another_pdf_producer_is_kept_too(tmp_path):
+    from matplotlib.backends.backend_pdf import FigureCanvasPdf
+    from matplotlib.figure import Figure
+
+    from assistant.documents import read_pages
+
+    fig = Figure(figsize=(8.5, 11))
+    FigureCanvasPdf(fig)
+    fig.text(0.1, 0.9, "Sales by contract type (in millions):", fontsize=11)
+    for i, row in enumerate(SALES):
+        for x, cell in zip((0.1, 0.4, 0.55, 0.7), row):
+            if cell:
+                fig.text(x, 0.85 - i * 0.03, cell, fontsize=11)
+    path = tmp_path / "matplotlib.pdf"
+    fig.savefig(path, format="pdf")
+    [page] = read_pages(path)
+    rows = [line.strip() for line in page.text.split("\n") if " | " in line]
+    assert rows == SALES_ROWS
