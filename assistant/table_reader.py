@@ -1,9 +1,9 @@
-"""Questions about a table's cells answered by reading the table: "What was the X in 2019?", the
-change, percentage change or average of a row between years, computed from its cells, "Which year
-was X higher?" and "Which years does the table show?".
+"""Questions about a table's cells answered by reading the table: "What was the X in 2019?" (or in
+2019 and 2018, or their total), the change, percentage change or average of a row between years,
+computed from its cells, "Which year was X higher?" and "Which years does the table show?".
 
-Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 319 of its
-828 questions are read, 273 of them exactly right, given the question's own table: docs/results.md). The
+Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 327 of its
+828 questions are read, 276 of them exactly right, given the question's own table: docs/results.md). The
 135M answerer, reading the table as ``cell | cell`` rows, often copies a figure of the wrong row or
 column; here the row is the one whose
 label the question names, word for word, and the columns are the ones headed by the years it names, so
@@ -40,6 +40,7 @@ _PERCENTAGE_CHANGE = re.compile(
     r"percentage change|% change|percent change|percentage (increase|decrease)|growth rate", re.IGNORECASE)
 _AVERAGE = re.compile(r"\baverage\b", re.IGNORECASE)
 _CHANGE = re.compile(r"\b(change|difference|increase|decrease)\b", re.IGNORECASE)
+_TOTAL = re.compile(r"\btotal\b|\baltogether\b", re.IGNORECASE)
 _WHICH_YEAR = re.compile(r"\bwhich (fiscal )?years?\b", re.IGNORECASE)
 #: "Which years does the table provide information for X?", "In which years was X calculated?": the
 #: years its columns show.
@@ -96,7 +97,7 @@ def _figure(cell: str) -> tuple[str, bool] | None:
 
 @dataclass
 class _Table:
-    #: column -> the year heading it (the first column of each year).
+    #: year -> the column it heads (the first, when it heads several).
     years: dict[str, int]
     #: column -> its header text, all header rows joined (for a "%" heading).
     headings: dict[int, str]
@@ -203,10 +204,16 @@ def _read_one(question: str, text: str, unit: str, source: int) -> Reading | Non
         return "percent" if any(p for _, p in figures) or "%" in headed else unit
 
     if operation == "cell":
-        if len(asked) != 1 or (found := figure(asked[0])) is None:
+        found = [figure(year) for year in asked]
+        if any(f is None for f in found):
             return None
-        cell = row[table.years[asked[0]]]
-        return Reading("answer", (cell,), None, scale([found]), source)
+        if len(asked) == 1:
+            return Reading("answer", (row[table.years[asked[0]]],), None, scale(found), source)
+        rest = re.sub(re.escape(row[0]), " ", question, flags=re.IGNORECASE)
+        if _TOTAL.search(rest):  # "the total X in 2018 and 2019": their sum
+            return Reading("compute", (), " + ".join(_operand(f) for f in found), scale(found), source)
+        # "What was X in 2019 and 2018?": each year's cell
+        return Reading("answer", tuple(row[table.years[year]] for year in asked), None, scale(found), source)
     if operation in ("highest year", "lowest year"):
         figures = {year: figure(year) for year in asked}
         if len(figures) < 2 or any(f is None for f in figures.values()):
