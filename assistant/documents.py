@@ -184,15 +184,14 @@ _MIN_TABLE_ROWS = 2
 def _page_text(page, tables: bool) -> str:
     """A PDF page's text; with ``tables``, its tables' rows as rows of cells when it has a table. A page
     without one keeps pypdf's plain text, which follows the text's own order rather than its place."""
-    plain = page.extract_text() or ""
-    if not tables:
-        return plain
-    try:
-        laid_out = page.extract_text(extraction_mode="layout") or ""
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError, ZeroDivisionError):
-        return plain  # pypdf's layout mode fails on some fonts and matrices: the plain text still serves
-    text, rows = pdf_tables(laid_out)
-    return text if rows >= _MIN_TABLE_ROWS else plain
+    if tables:
+        try:
+            text, rows = pdf_tables(page.extract_text(extraction_mode="layout") or "")
+            if rows >= _MIN_TABLE_ROWS:
+                return text
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, ZeroDivisionError):
+            pass  # pypdf's layout mode fails on some fonts and matrices: the plain text still serves
+    return page.extract_text() or ""
 
 
 def _pdf_pages(path: Path, max_chars: int = MAX_INPUT_CHARS, max_pages: int = MAX_PDF_PAGES,

@@ -35,6 +35,9 @@ _NUMBER = re.compile(
 )
 
 
+#: A year as tables title their columns ("2019", "Fiscal 2019", "2019 €m", "April 27, 2019").
+YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+
 #: A figure's digits as written, without sign, currency or scale word ("$41.8 million" -> "41.8").
 FIGURE_DIGITS = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from .documents import LIBRARY_TYPES, Page, read_pages
 from .errors import InvalidInputError, InvalidParameterError
-from .figures import stated_unit
+from .figures import YEAR, stated_unit
 from .inputs import ensure_text
 
 #: Environment variable naming the library file ("off": no library).
@@ -255,10 +255,6 @@ def _is_row(line: str) -> bool:
     return _CELL in line or line.lstrip().startswith("|")
 
 
-#: A year in a column title ("2019", "2019 €m", "April 27, 2019").
-_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
-
-
 def _is_header_row(line: str) -> bool:
     """Whether a table's leading row titles its columns: its first cell is empty ("| 2019 | 2018"), or
     each of its other cells is empty or names a year ("For the year ended December 31: | 2019 | 2018",
@@ -266,7 +262,7 @@ def _is_header_row(line: str) -> bool:
     if line.startswith("|"):
         return True
     cells = [cell.strip() for cell in line.split(_CELL.strip())[1:]]
-    return all(not cell or _YEAR.search(cell) for cell in cells)
+    return all(not cell or YEAR.search(cell) for cell in cells)
 
 
 def _table_headers(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:

@@ -5,9 +5,8 @@ computed from its cells, "Which year was X higher?" and "Which years does the ta
 Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 327 of its
 828 questions are read, 276 of them exactly right, given the question's own table: docs/results.md). The
 135M answerer, reading the table as ``cell | cell`` rows, often copies a figure of the wrong row or
-column; here the row is the one whose
-label the question names, word for word, and the columns are the ones headed by the years it names, so
-the figures are the table's own. A question of another form, or one whose row or columns are not
+column; here the row is the one whose label the question names, word for word, and the columns are the
+ones headed by the years it names, so the figures are the table's own. A question of another form, or one whose row or columns are not
 found unambiguously, is left to the answerer (``read`` returns None).
 
 Written here because no offline package reads tables this way: TAPAS and TagOp are trained models with
@@ -21,10 +20,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .figures import YEAR as _YEAR
 from .figures import stated_unit
-
-#: A year in a header cell ("2019", "Fiscal 2019", "2019 %").
-_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 #: Words that say how a question asks, not what about: left out when matching a row's label.
 _ASKING_WORDS = frozenset(
     "what was is were are the of in for and to a an from between by how much did does do change changes "
@@ -113,8 +110,8 @@ def _table(text: str) -> _Table | None:
         if "|" not in line:
             continue
         cells = _cells(line)
-        in_header = [(i, _YEAR.search(c).group()) for i, c in enumerate(cells)
-                     if i > 0 and _YEAR.search(c) and _figure(_YEAR.sub("", c)) is None]
+        in_header = [(i, year.group()) for i, c in enumerate(cells)
+                     if i > 0 and (year := _YEAR.search(c)) and _figure(_YEAR.sub("", c)) is None]
         # A header row names years and holds no figure ("$ million | 2019 | 2018 | Change (%)"); a row
         # with an empty first cell is a header row too ("| Years Ended September 30,").
         named = {i for i, _ in in_header}
@@ -147,13 +144,18 @@ def _row(question: str, rows: Sequence[list[str]]) -> list[str] | None:
     return None if tied else best
 
 
+def _without_label(question: str, label: str) -> str:
+    """The question with the row's label left out: its own words ("Weighted-average", "Total") ask nothing."""
+    return re.sub(re.escape(label), " ", question, flags=re.IGNORECASE)
+
+
 def _operation(question: str, label: str) -> str | None:
     """What the question asks of its row: "cell", "change", "percentage change", "average", or the year
     of its "highest year" or "lowest year" (None: a form not read here). The row's own label is left out
     first: "Weighted-average shares" asks no average."""
     if _NOT_A_CELL.search(question):
         return None
-    rest = re.sub(re.escape(label), " ", question, flags=re.IGNORECASE)
+    rest = _without_label(question, label)
     if _WHICH_YEAR.search(rest):
         # "Which year was X higher?"; not "In which years was X less than 600,000?" (a threshold)
         if re.search(r"\d", _YEAR.sub(" ", rest)) or bool(_MORE.search(rest)) == bool(_LESS.search(rest)):
@@ -209,8 +211,7 @@ def _read_one(question: str, text: str, unit: str, source: int) -> Reading | Non
             return None
         if len(asked) == 1:
             return Reading("answer", (row[table.years[asked[0]]],), None, scale(found), source)
-        rest = re.sub(re.escape(row[0]), " ", question, flags=re.IGNORECASE)
-        if _TOTAL.search(rest):  # "the total X in 2018 and 2019": their sum
+        if _TOTAL.search(_without_label(question, row[0])):  # "the total X in 2018 and 2019": their sum
             return Reading("compute", (), " + ".join(_operand(f) for f in found), scale(found), source)
         # "What was X in 2019 and 2018?": each year's cell
         return Reading("answer", tuple(row[table.years[year]] for year in asked), None, scale(found), source)
