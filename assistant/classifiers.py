@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,6 +268,11 @@ class FineTunedClassifier:
         # A second-long load: its progress bar would only be noise in the CLI's output (as in the engine).
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
+        # A LoRA run's head comes with its adapter, so the base encoder's load report ("classifier.weight
+        # MISSING ... newly initialized ... consider training") is wrong here and would alarm a user.
+        verbosity = hf_logging.get_verbosity()
+        if lora:
+            hf_logging.set_verbosity_error()
         try:
             if lora:
                 from peft import PeftModel
@@ -279,8 +285,11 @@ class FineTunedClassifier:
                     num_labels=len(self.labels), id2label=dict(enumerate(self.labels)),
                     label2id={label: i for i, label in enumerate(self.labels)},
                 )
-                # Merged once here: prediction then runs a plain model, no adapter overhead.
-                model = PeftModel.from_pretrained(model, self.path).merge_and_unload().to(self.runtime.dtype)
+                # Merged once here: prediction then runs a plain model, no adapter overhead. peft asks
+                # transformers a deprecated question while loading (a FutureWarning meant for peft's authors).
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+                    model = PeftModel.from_pretrained(model, self.path).merge_and_unload().to(self.runtime.dtype)
             else:
                 tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
                 model = AutoModelForSequenceClassification.from_pretrained(
@@ -290,6 +299,7 @@ class FineTunedClassifier:
             # safetensors and peft report a truncated or mismatched file as one of these
             raise ModelLoadError(f"could not load the fine-tuned classifier in {self.path}: {exc}") from exc
         finally:
+            hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
         if model.config.num_labels != len(self.labels):

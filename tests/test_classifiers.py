@@ -239,6 +239,19 @@ def test_lora_run_stores_the_adapter_and_names_its_base(sentiment_lora_run, tiny
     assert "LoRA" in clf.describe()["architecture"]
 
 
+def test_loading_a_lora_run_says_nothing_misleading(sentiment_lora_run, capfd):
+    """The base encoder loads without the run's head (the adapter brings it): transformers' report of
+    a "newly initialized" classifier, and peft's deprecation warning, must not reach the user."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        FineTunedClassifier(sentiment_lora_run, device="cpu", int8=False).predict_scores(SENTENCES[:1])
+    err = capfd.readouterr().err
+    assert "newly initialized" not in err and "MISSING" not in err, err
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]
+
+
 def test_lora_validation_is_scored_in_order(sentiment_lora_run, classify_data):
     """The validation figures in the run file are those of the saved model on the validation texts
     in their own order, although training batches were grouped by length."""
