@@ -46,6 +46,9 @@ from . import shipped
 log = logging.getLogger(__name__)
 
 HEAD_FILE = "head.safetensors"
+#: A fine-tuned (LoRA or full) run's TF-IDF text head, whose probabilities are mixed with the model's
+#: (``RunInfo.text_mix``, ``finetune.text_mix``): a bias and one weight tensor per text feature.
+TEXT_HEAD_FILE = "text_head.safetensors"
 ENCODER_DIR = "encoder"
 ADAPTER_FILE = "adapter_model.safetensors"
 #: Fine-tuned encoders on a CPU run with int8 linear layers (torch dynamic quantisation): faster, at
@@ -150,6 +153,26 @@ def _check_safetensors(path: Path, missing: str) -> None:
         raise ModelLoadError(f"{path} cannot be read: {exc}") from exc
 
 
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a head's safetensors file as float32 (stored fp16 or fp32); an unreadable file
+    is a ``ModelLoadError`` naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return {name: t.float() for name, t in load_file(str(path)).items()}
+    except (OSError, SafetensorError) as exc:
+        raise ModelLoadError(f"{path} cannot be read: {exc}") from exc
+
+
+def _text_logits(features: Sequence[tuple[TextFeature, object, object]], texts: list[str]) -> torch.Tensor | float:
+    """The logits a head's TF-IDF text features add, (len(texts), labels); 0.0 with none."""
+    logits = 0.0
+    for _, vectorizer, weight in features:
+        logits = logits + torch.from_numpy(vectorizer.transform(texts) @ weight.T)
+    return logits
+
+
 def window_settings(info: RunInfo, context_window: int) -> tuple[int, int]:
     """(max_length, stride) the run was trained with, fitted to the model's positions."""
     max_length = int(info.config.get("max_length") or 512)
@@ -190,6 +213,8 @@ class FineTunedClassifier:
         self._head: tuple[torch.Tensor, torch.Tensor] | None = None
         # (feature, vectorizer, weight (n_labels, vocabulary)) per text feature the head reads
         self._text_features: list[tuple[TextFeature, object, object]] = []
+        # A fine-tuned run's text head: (bias, text features as above), mixed in at ``info.text_mix``
+        self._text_mix: tuple[torch.Tensor, list[tuple[TextFeature, object, object]]] | None = None
         self.load_seconds: float | None = None
 
     # ---------------------------------------------------------------- metadata
@@ -231,7 +256,12 @@ class FineTunedClassifier:
             with self._lock:
                 if not self._loaded:
                     started = time.perf_counter()
-                    self._load_head() if self.info.kind == "classifier-head" else self._load_full()
+                    if self.info.kind == "classifier-head":
+                        self._load_head()
+                    else:
+                        self._load_full()
+                        if self.info.text_mix > 0:
+                            self._load_text_mix()
                     self.load_seconds = time.perf_counter() - started
                     self._loaded = True
                     log.info("loaded %s classifier %s in %.1fs", self.task, self.path, self.load_seconds)
@@ -312,18 +342,12 @@ class FineTunedClassifier:
         self._tokenizer = tokenizer
 
     def _load_head(self) -> None:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         head_file, encoder_dir = self.path / HEAD_FILE, self.path / ENCODER_DIR
         compact = self.info.base_fingerprint is not None and not encoder_dir.is_dir()
         if not head_file.is_file() or not (compact or (encoder_dir / "config.json").is_file()):
             raise ModelLoadError(f"{self.path} is incomplete: a head run needs {HEAD_FILE} and {ENCODER_DIR}/ "
                                  "(or a base model and its fingerprint in its run file)")
-        try:
-            tensors = {name: t.float() for name, t in load_file(str(head_file)).items()}  # stored fp16 or fp32
-        except (OSError, SafetensorError) as exc:
-            raise ModelLoadError(f"{head_file} cannot be read: {exc}") from exc
+        tensors = _read_weights(head_file)
         weight, bias = tensors.get("weight"), tensors.get("bias")
         if weight is None or bias is None or weight.shape[0] != len(self.labels) or bias.shape != (len(self.labels),):
             raise ModelLoadError(f"{head_file}: expected weight ({len(self.labels)}, dim) and bias ({len(self.labels)},)")
@@ -342,19 +366,35 @@ class FineTunedClassifier:
                 f"{self.path}: the head expects {weight.shape[1]}-dim embeddings, the encoder gives "
                 f"{encoder.model.config.hidden_size}"
             )
-        # A feature is in use when its state file or its weights are there; one without the other is a
-        # damaged run (dropping the feature would silently change every score).
-        self._text_features = [(f, *self._load_text_feature(f, tensors.get(f.tensor)))
-                               for f in TEXT_FEATURES.values() if (self.path / f.file).is_file() or f.tensor in tensors]
+        self._text_features = self._load_text_features(tensors, head_file)
         self._sentence_encoder = sentence_encoder
         self._head = (weight.float(), bias.float())
 
-    def _load_text_feature(self, feature: TextFeature, weight: torch.Tensor | None):
+    def _load_text_mix(self) -> None:
+        text_head = self.path / TEXT_HEAD_FILE
+        if not text_head.is_file():
+            raise ModelLoadError(f"{text_head} is missing: the run file mixes a text head into its scores "
+                                 f"(text_mix {self.info.text_mix:g})")
+        tensors = _read_weights(text_head)
+        bias = tensors.get("bias")
+        features = self._load_text_features(tensors, text_head)
+        if bias is None or bias.shape != (len(self.labels),) or not features:
+            raise ModelLoadError(f"{text_head}: expected a bias ({len(self.labels)},) and the weights of at least "
+                                 f"one text feature ({', '.join(f.tensor for f in TEXT_FEATURES.values())})")
+        self._text_mix = (bias, features)
+
+    def _load_text_features(self, tensors: dict, weights_file: Path) -> list[tuple[TextFeature, object, object]]:
+        # A feature is in use when its state file or its weights are there; one without the other is a
+        # damaged run (dropping the feature would silently change every score).
+        return [(f, *self._load_text_feature(f, tensors.get(f.tensor), weights_file))
+                for f in TEXT_FEATURES.values() if (self.path / f.file).is_file() or f.tensor in tensors]
+
+    def _load_text_feature(self, feature: TextFeature, weight: torch.Tensor | None, weights_file: Path):
         import json
 
         state_file = self.path / feature.file
         if not state_file.is_file():
-            raise ModelLoadError(f"{state_file} is missing: {self.path / HEAD_FILE} has {feature.tensor} for it")
+            raise ModelLoadError(f"{state_file} is missing: {weights_file} has {feature.tensor} for it")
         try:
             state = json.loads(state_file.read_text())
             vectorizer = word_vectorizer(state["settings"], state["vocabulary"], state["idf"])
@@ -362,7 +402,7 @@ class FineTunedClassifier:
             raise ModelLoadError(f"{state_file} cannot be read: {exc}") from exc
         shape = (len(self.labels), len(state["vocabulary"]))
         if weight is None or tuple(weight.shape) != shape:
-            raise ModelLoadError(f"{self.path / HEAD_FILE}: expected {feature.tensor} {shape} for {feature.file}")
+            raise ModelLoadError(f"{weights_file}: expected {feature.tensor} {shape} for {feature.file}")
         return vectorizer, weight.float().numpy()
 
     # --------------------------------------------------------------- prediction
@@ -390,9 +430,7 @@ class FineTunedClassifier:
             weight, bias = self._head
             if embeddings is None:
                 embeddings = self._sentence_encoder.encode(texts, batch_size=batch_size)
-            logits = embeddings @ weight.T + bias
-            for _, vectorizer, feature_weight in self._text_features:
-                logits = logits + torch.from_numpy(vectorizer.transform(texts) @ feature_weight.T)
+            logits = embeddings @ weight.T + bias + _text_logits(self._text_features, texts)
             return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
         # Batches of similar length (shortest first): padding, not text, is most of the work otherwise.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -400,6 +438,10 @@ class FineTunedClassifier:
                             for s in range(0, len(order), batch_size)])
         out = torch.empty_like(scores)
         out[torch.tensor(order)] = scores
+        if self._text_mix is not None:
+            bias, features = self._text_mix
+            mix = self.info.text_mix
+            out = (1 - mix) * out + mix * torch.softmax(bias + _text_logits(features, texts), dim=-1)
         return out
 
     def _predict_full(self, batch: list[str], batch_size: int) -> torch.Tensor:
@@ -421,9 +463,16 @@ class FineTunedClassifier:
         if self.info.kind != "classifier-head":
             kind = "LoRA-adapted sequence classification" if self.info.kind == "classifier-lora" else \
                 "sequence classification"
-            return kind + (" (int8 linear layers)" if self.int8 else "")
-        read = [f.description for f in TEXT_FEATURES.values() if (self.path / f.file).is_file()]
-        return " and ".join(["linear head over sentence embeddings", *read])
+            kind += " (int8 linear layers)" if self.int8 else ""
+            if self.info.text_mix > 0:
+                read = " and ".join(self._text_descriptions())
+                kind += f", mixed with a linear head over {read} ({self.info.text_mix:.0%})"
+            return kind
+        return " and ".join(["linear head over sentence embeddings", *self._text_descriptions()])
+
+    def _text_descriptions(self) -> list[str]:
+        """What the run's text features are (those whose vocabulary it holds)."""
+        return [f.description for f in TEXT_FEATURES.values() if (self.path / f.file).is_file()]
 
     def describe(self) -> dict:
         """A row for ``Assistant.models()``."""

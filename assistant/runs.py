@@ -66,6 +66,9 @@ class RunInfo:
     base_fingerprint: str | None = None
     #: The licences of the data the run was trained on (a model inherits its data's terms).
     licences: list[str] = field(default_factory=list)
+    #: A fine-tuned model's probabilities mixed with a TF-IDF text head's: the head's share of each
+    #: score (``finetune.text_mix``, ``text_head.safetensors``); 0: no text head.
+    text_mix: float = 0.0
 
     @property
     def size_bytes(self) -> int:
@@ -154,6 +157,9 @@ def read_run(path: str | os.PathLike) -> RunInfo:
     min_labels = data.get("min_labels") or 0
     if isinstance(min_labels, bool) or not isinstance(min_labels, int) or min_labels < 0:
         raise ModelLoadError(f"{run_file}: min_labels must be a whole number, 0 or more, got {min_labels!r}")
+    text_mix = data.get("text_mix") or 0.0
+    if isinstance(text_mix, bool) or not isinstance(text_mix, (int, float)) or not 0 <= text_mix <= 1:
+        raise ModelLoadError(f"{run_file}: text_mix must be a number from 0 to 1, got {text_mix!r}")
     return RunInfo(
         kind=data["kind"],
         task=str(data["task"]),
@@ -168,6 +174,7 @@ def read_run(path: str | os.PathLike) -> RunInfo:
         created=data.get("created"),
         base_fingerprint=data.get("base_fingerprint") or None,
         licences=sorted({str(d["licence"]) for d in data.get("data") or [] if isinstance(d, dict) and d.get("licence")}),
+        text_mix=float(text_mix),
     )
 
 

@@ -31,7 +31,7 @@ ASK_DIR = SHIPPED_DIR / "ask"
 ASK_ANSWERER = "answerer"
 #: The files a shipped run consists of (globs): run file, card, weights, text-feature vocabularies.
 SHIPPED_FILES = (RUN_FILE, "README.md", "adapter_config.json", "adapter_model.safetensors", "head.safetensors",
-                 "words.json", "chars.json")
+                 "text_head.safetensors", "words.json", "chars.json")
 
 
 def shipped_summary_model(name: str, base: str, root: Path | None = None) -> Path | None:

@@ -72,10 +72,10 @@ def validation_report(config: ClassifyTrainConfig, data: ClassificationData, pro
 
 def finish_run(config: ClassifyTrainConfig, out: Path, data: ClassificationData, kind: str, probs: np.ndarray,
                started: float, extra_metrics: dict, effective: dict | None = None,
-               base_fingerprint: str | None = None) -> Path:
+               base_fingerprint: str | None = None, text_mix: float = 0.0) -> Path:
     """Evaluate validation, write the report and the run. ``effective``: settings that differ from
     the config as run (a window fitted to the model); the run file records those, the command
-    line records what was asked for."""
+    line records what was asked for. ``text_mix``: the text head's share of each score (``finetune.text_mix``)."""
     report, thresholds, more = validation_report(config, data, probs, model=str(out), split="validation")
     report.save(out / EVAL_DIR, "validation")
     metrics = {
@@ -91,6 +91,7 @@ def finish_run(config: ClassifyTrainConfig, out: Path, data: ClassificationData,
     write_run(out, kind=kind, task=config.task, base_model=config.model,
               config={**asdict(config), **(effective or {})}, data=data.sources, metrics=metrics,
               command=config_command(PROGRAM, config), labels=data.labels, multi_label=config.multi_label,
-              thresholds=thresholds, min_labels=data.min_labels, seconds=seconds, base_fingerprint=base_fingerprint)
+              thresholds=thresholds, min_labels=data.min_labels, seconds=seconds, base_fingerprint=base_fingerprint,
+              text_mix=text_mix)
     log.info("%s run written to %s: %s %.4f", config.task, out, config.metric, metrics[config.metric])
     return out

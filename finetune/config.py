@@ -19,6 +19,8 @@ from assistant.errors import InvalidParameterError
 HEAD_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 #: Head-only inputs: the sentence embedding, plus TF-IDF text features (``assistant.classifiers.TEXT_FEATURES``).
 HEAD_FEATURES = ("embedding", "embedding+words", "embedding+words+chars")
+#: The TF-IDF text features a fine-tuned model's probabilities may be mixed with (``text_mix``).
+TEXT_MIX_FEATURES = ("words", "words+chars")
 #: Truncation sides for long generator inputs: "end" drops the end (keeps the beginning), "start" the beginning.
 TRUNCATE_SIDES = ("end", "start")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -81,13 +83,19 @@ class ClassifyTrainConfig:
         0, "head-only: pick the regularisation and the thresholds by K-fold cross-validation over all the "
            "training data (whole groups per fold with --group-field), then train on all of it; 0: use a "
            "validation split")
+    text_mix: str | None = option(
+        None, "single-label fine-tunes (full or --lora): mix the model's probabilities with those of a logistic "
+              "regression over TF-IDF text features ('words' or 'words+chars') fitted on the same "
+              "training texts; its C (--head-c) and the share of each score it gives are chosen on the "
+              "validation split (wording cues the encoder blurs, such as tickers and analysts' verbs)")
     head_c: str | None = option(
-        None, "head-only: comma-separated regularisation strengths C to choose from (default: "
+        None, "head-only or --text-mix: comma-separated regularisation strengths C to choose from (default: "
               + ",".join(f"{c:g}" for c in HEAD_C_GRID) + ")")
     max_word_features: int | None = option(
-        None, "head-only: the most word/bigram columns kept (default: the text features' own setting)")
+        None, "head-only or --text-mix: the most word/bigram columns kept (default: the text features' own setting)")
     max_char_features: int | None = option(
-        None, "head-only: the most character n-gram columns kept (default: the text features' own setting)")
+        None, "head-only or --text-mix: the most character n-gram columns kept (default: the text features' own "
+              "setting)")
     min_labels: int | None = option(
         None, "multi-label: every text gets at least this many labels, its best-scoring ones when too few "
               "pass their thresholds (default: the fewest labels any training text has, so 1 when every "
@@ -156,8 +164,17 @@ class ClassifyTrainConfig:
         if not self.copy_encoder and not self.head_only:
             bad("copy_encoder is a head-only setting (a full fine-tune changes the encoder; --lora stores only "
                 "the adapter)")
-        if (self.head_c or self.max_word_features or self.max_char_features) and not self.head_only:
-            bad("head_c, max_word_features and max_char_features are head-only settings: add head_only (--head-only)")
+        if self.text_mix is not None:
+            if self.text_mix not in TEXT_MIX_FEATURES:
+                bad(f"text_mix must be one of {', '.join(TEXT_MIX_FEATURES)}, got {self.text_mix!r}")
+            if self.head_only:
+                bad("text_mix mixes a fine-tuned encoder with a text head; a head-only run reads text features "
+                    "itself: use features (--features embedding+words+chars)")
+            if self.multi_label:
+                bad("text_mix is for single-label tasks (a multi-label mix would need its thresholds retuned)")
+        if (self.head_c or self.max_word_features or self.max_char_features) and not (self.head_only or self.text_mix):
+            bad("head_c, max_word_features and max_char_features are settings of a head: add head_only "
+                "(--head-only) or text_mix (--text-mix)")
         if self.head_c is not None:
             parse_c_grid(self.head_c)  # refused here, before any data is read
         for name in ("max_word_features", "max_char_features"):

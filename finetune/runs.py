@@ -141,6 +141,12 @@ def _model_card(run: dict, license: str | None) -> str:
     names = str(run.get("config", {}).get("features") or "").split("+")[1:] if run["kind"] == "classifier-head" else []
     words = "".join(f" and {TEXT_FEATURES[n].description}" for n in names if n in TEXT_FEATURES)
     lines += [_USE.get(run["kind"], "").format(task=run["task"], words=words), ""]
+    if run.get("text_mix"):
+        mixed = str(run.get("config", {}).get("text_mix") or "").split("+")
+        described = " and ".join(TEXT_FEATURES[n].description for n in mixed if n in TEXT_FEATURES)
+        lines += [f"Each score is mixed with a logistic regression over {described or 'TF-IDF text features'} "
+                  f"fitted on the same training texts: {run['text_mix']:.0%} of it (the weight chosen on the "
+                  "validation split, `text_head.safetensors` and the vocabularies beside it).", ""]
     lines += ["## Base model", "", f"`{run['base_model']}`" + (f" ({base_id})" if base_id != run["base_model"] else ""), ""]
     if run.get("labels"):
         kind = "multi-label: every label over its threshold" if run["multi_label"] else "single-label: the top label"
@@ -211,6 +217,7 @@ def write_run(
     seconds: float | None = None,
     license: str | None = None,
     base_fingerprint: str | None = None,
+    text_mix: float = 0.0,
 ) -> Path:
     """Write the model card (``README.md``) and then the run file into ``out_dir``; returns the
     run file's path.
@@ -222,6 +229,7 @@ def write_run(
     a prediction has (the best-scoring ones when too few pass their thresholds).
     ``base_fingerprint``: for runs that store no copy of their base model (LoRA adapters, compact
     heads), the fingerprint of the base weights they were trained on (``assistant.models.weights_fingerprint``).
+    ``text_mix``: the share of each score a TF-IDF text head gives (``finetune.text_mix``; 0: none).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown run kind {kind!r} (known: {', '.join(KINDS)})")
@@ -246,6 +254,7 @@ def write_run(
         "multi_label": bool(multi_label),
         "thresholds": {k: float(v) for k, v in thresholds.items()} if thresholds else None,
         "min_labels": int(min_labels),
+        **({"text_mix": float(text_mix)} if text_mix else {}),
         "metrics": dict(metrics),
         "config": dict(config),
         "data": entries,

@@ -330,10 +330,16 @@ def fine_tune_encoder(config: ClassifyTrainConfig, out: Path, data: Classificati
     }
     if config.lora:
         extra["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    mix = 0.0
+    if config.text_mix:
+        from .text_mix import fit_text_mix  # (imported here: it builds on this module's metrics)
+
+        probs, mix, mix_metrics = fit_text_mix(config, data, probs, out)
+        extra.update(mix_metrics)
     # The effective window goes into the run's config: the assistant predicts with it.
     return finish_run(config, out, data, "classifier-lora" if config.lora else "classifier", probs, started, extra,
                    {"max_length": max_length, "stride": stride},
-                   base_fingerprint=weights_fingerprint(resolved) if config.lora else None)
+                   base_fingerprint=weights_fingerprint(resolved) if config.lora else None, text_mix=mix)
 
 
 #: The BERT-class modules LoRA adapts: attention projections and every dense layer (the
