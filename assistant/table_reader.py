@@ -1,13 +1,17 @@
 """Questions about a table's cells answered by reading the table: "What was the X in 2019?" (or in
 2019 and 2018, or their total), the change, percentage change or average of a row between years,
-computed from its cells, "Which year was X higher?" and "Which years does the table show?".
+computed from its cells, "Which year was X higher?", "Which years does the table show?", "In which
+years was X less than N?" (or how many), and two rows of one year combined: "the percentage of A in
+total B", "A as a percentage of B", "the ratio of A to B", "the sum of A and B", "the difference between
+A and B".
 
-Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 327 of its
-828 questions are read, 276 of them exactly right, given the question's own table: docs/results.md). The
+Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 355 of its
+828 questions are read, 303 of them exactly right, given the question's own table: docs/results.md). The
 135M answerer, reading the table as ``cell | cell`` rows, often copies a figure of the wrong row or
-column; here the row is the one whose label the question names, word for word, and the columns are the
-ones headed by the years it names, so the figures are the table's own. A question of another form, or one whose row or columns are not
-found unambiguously, is left to the answerer (``read`` returns None).
+column; here the row is the one whose label the question names, word for word (each of two rows in its
+own part of the question), and the columns are the ones headed by the years it names, so the figures
+are the table's own. A question of another form, or one whose row or columns are not found
+unambiguously, is left to the answerer (``read`` returns None).
 
 Written here because no offline package reads tables this way: TAPAS and TagOp are trained models with
 weights to download; this is a few rules over the library's own table passages (rows of cells joined by
@@ -27,12 +31,28 @@ _ASKING_WORDS = frozenset(
     "what was is were are the of in for and to a an from between by how much did does do change changes "
     "percentage percent average year on as at during difference increase decrease its their company "
     "group s".split())
-#: Questions these forms do not answer: reasons, several values at once, sums and shares of other rows,
-#: and periods within a year (a quarter's column is headed by its year too).
+#: Questions a single row's forms do not answer: reasons, several values at once, sums and shares of
+#: other rows (``_TWO_ROWS`` reads some of those first).
 _NOT_A_CELL = re.compile(
     r"^\s*(why|how did|how does|what (are|were) the (primary |main )?(factors|reasons))"
     r"|respective|constitution|\bratio\b|\bproportion\b|percentage of|as a percentage|share of"
-    r"|\bsum\b|\btotal of\b|\bcombined\b|\bquarter|\bq[1-4]\b|\bhalf\b|\bmonths?\b", re.IGNORECASE)
+    r"|\bsum\b|\btotal of\b|\bcombined\b", re.IGNORECASE)
+#: Periods within a year: a quarter's column is headed by its year too.
+_PART_OF_A_YEAR = re.compile(r"\bquarter|\bq[1-4]\b|\bhalf\b|\bmonths?\b", re.IGNORECASE)
+#: Questions about two rows in one year, each row named in its own part of the question: "the percentage of
+#: A in total B", "A as a percentage of B", "the ratio of A to B", "the sum of A and B", "the difference
+#: between A and B". (name, pattern with groups a and b); the calculation is ``_TWO_ROW_EXPRESSIONS``.
+_TWO_ROWS = (
+    ("share", re.compile(r"\bpercentage of (?:the )?(?P<a>.+?) (?:in|out of|among|of|over|to) (?:the )?"
+                         r"(?P<b>total\b.+)", re.IGNORECASE)),
+    ("share", re.compile(r"^\s*what (?:is|was) (?:the )?(?P<a>.+?) (?:expressed )?as a percentage of (?:the )?"
+                         r"(?P<b>.+)", re.IGNORECASE)),
+    ("ratio", re.compile(r"\bratio of (?:the )?(?P<a>.+?) to (?:the )?(?P<b>.+)", re.IGNORECASE)),
+    ("sum", re.compile(r"\bsum of (?:the )?(?P<a>.+?) and (?:the )?(?P<b>.+)", re.IGNORECASE)),
+    ("difference", re.compile(r"\bdifference between (?:the )?(?P<a>.+?) and (?:the )?(?P<b>.+)", re.IGNORECASE)),
+)
+_TWO_ROW_EXPRESSIONS = {"share": "{a} / {b} * 100", "ratio": "{a} / {b}", "sum": "{a} + {b}",
+                        "difference": "{a} - {b}"}
 _PERCENTAGE_CHANGE = re.compile(
     r"percentage change|% change|percent change|percentage (increase|decrease)|growth rate", re.IGNORECASE)
 _AVERAGE = re.compile(r"\baverage\b", re.IGNORECASE)
@@ -44,6 +64,16 @@ _WHICH_YEAR = re.compile(r"\bwhich (fiscal )?years?\b", re.IGNORECASE)
 _YEARS_SHOWN = re.compile(r"^\s*((in|for) )?(which|what) years?( \(s\)|\(s\))?\b", re.IGNORECASE)
 _MORE = re.compile(r"\b(higher|larger|greater|more|highest|largest|greatest|most|bigger|biggest)\b", re.IGNORECASE)
 _LESS = re.compile(r"\b(lower|smaller|less|fewer|lowest|smallest|least)\b", re.IGNORECASE)
+#: "less than 600,000", "exceed $1,500", "greater than 2.0%": a threshold the question compares a row's cells
+#: with (its number as the table writes it: TAT-QA's questions use the table's own unit).
+_THRESHOLD = re.compile(
+    r"\b(?:(?P<below>less than|lower than|smaller than|fewer than|below|under)"
+    r"|(?:more than|greater than|higher than|larger than|above|over|exceed(?:s|ed|ing)?))"
+    r"\s+\$?\s*(?P<number>-?\d[\d,]*(?:\.\d+)?)", re.IGNORECASE)
+#: "How many years did X exceed N?": a count of years; "In which year(s) was X less than N?", "Which of the
+#: years had X greater than N?": the years.
+_HOW_MANY_YEARS = re.compile(r"^\s*how many (fiscal )?years\b", re.IGNORECASE)
+_WHICH_YEARS = re.compile(r"\b(which|what) (of the )?(fiscal )?years?\b", re.IGNORECASE)
 _FIGURE = re.compile(r"^\(?-?\(?[$€£¥]?\s*\(?-?\d[\d,]*(?:\.\d+)?\)?\s*%?\)?$")
 
 
@@ -149,13 +179,25 @@ def _without_label(question: str, label: str) -> str:
     return re.sub(re.escape(label), " ", question, flags=re.IGNORECASE)
 
 
+def _threshold(text: str) -> re.Match | None:
+    """The threshold a question compares with ("exceed $1,500"), not a year ("over 2019")."""
+    found = _THRESHOLD.search(text)
+    return None if found is None or _YEAR.fullmatch(found.group("number")) else found
+
+
 def _operation(question: str, label: str) -> str | None:
     """What the question asks of its row: "cell", "change", "percentage change", "average", or the year
     of its "highest year" or "lowest year" (None: a form not read here). The row's own label is left out
     first: "Weighted-average shares" asks no average."""
-    if _NOT_A_CELL.search(question):
+    if _NOT_A_CELL.search(question) or _PART_OF_A_YEAR.search(question):
         return None
     rest = _without_label(question, label)
+    threshold = _threshold(rest)
+    if threshold:
+        side = "below" if threshold.group("below") else "above"
+        if _HOW_MANY_YEARS.search(rest):
+            return f"count {side}"
+        return f"years {side}" if _WHICH_YEARS.search(rest) else None
     if _WHICH_YEAR.search(rest):
         # "Which year was X higher?"; not "In which years was X less than 600,000?" (a threshold)
         if re.search(r"\d", _YEAR.sub(" ", rest)) or bool(_MORE.search(rest)) == bool(_LESS.search(rest)):
@@ -179,10 +221,42 @@ def _years_shown(question: str) -> bool:
     return bool(_YEARS_SHOWN.search(question)) and not compared and not re.search(r"\d", _YEAR.sub(" ", question))
 
 
+def _two_rows(question: str, table: _Table, unit: str, source: int) -> Reading | None:
+    """A question about two rows in one year (``_TWO_ROWS``), each row the one its part of the question
+    names; None when it is not of that form, or a row, the year or a cell is not found."""
+    years = sorted(set(_YEAR.findall(question)))
+    if len(years) != 1 or years[0] not in table.years or _PART_OF_A_YEAR.search(question):
+        return None
+    for name, pattern in _TWO_ROWS:
+        found = pattern.search(question)
+        if found is None:
+            continue
+        rows = [_row(found.group(part), table.rows) for part in ("a", "b")]
+        if any(row is None for row in rows) or rows[0] is rows[1]:
+            return None
+        column = table.years[years[0]]
+        figures = [_figure(row[column]) if column < len(row) else None for row in rows]
+        if any(f is None for f in figures):
+            return None
+        if name in ("share", "ratio") and float(figures[1][0].replace(",", "")) == 0:
+            return None
+        expression = _TWO_ROW_EXPRESSIONS[name].format(a=_operand(figures[0]), b=_operand(figures[1]))
+        if name in ("share", "ratio"):  # a share is a percentage; a ratio of two amounts has no unit
+            scale = "percent" if name == "share" else ""
+        else:  # a sum or difference of two cells is in their unit
+            percent = any(p for _, p in figures) or "%" in table.headings.get(column, "")
+            scale = "percent" if percent else unit
+        return Reading("compute", (), expression, scale, source)
+    return None
+
+
 def _read_one(question: str, text: str, unit: str, source: int) -> Reading | None:
     table = _table(text)
     if table is None:
         return None
+    two = _two_rows(question, table, unit, source)
+    if two is not None:
+        return two
     if _years_shown(question):
         if len(table.years) < 2:
             return None
@@ -192,6 +266,8 @@ def _read_one(question: str, text: str, unit: str, source: int) -> Reading | Non
         return None
     operation = _operation(question, row[0])
     asked = sorted(set(_YEAR.findall(question)), reverse=True)
+    if operation and operation.split()[0] in ("count", "years"):
+        asked = sorted(table.years, reverse=True)  # "In which years was X less than N?": among every year shown
     if operation in ("average", "highest year", "lowest year") and not asked:
         asked = sorted(table.years, reverse=True)  # "the average X", "which year was X higher": every year shown
     if operation is None or not asked or any(year not in table.years for year in asked):
@@ -215,6 +291,17 @@ def _read_one(question: str, text: str, unit: str, source: int) -> Reading | Non
             return Reading("compute", (), " + ".join(_operand(f) for f in found), scale(found), source)
         # "What was X in 2019 and 2018?": each year's cell
         return Reading("answer", tuple(row[table.years[year]] for year in asked), None, scale(found), source)
+    if operation.split()[0] in ("count", "years"):
+        figures = {year: figure(year) for year in asked}
+        if len(figures) < 2 or any(f is None for f in figures.values()):
+            return None
+        limit = float(_threshold(_without_label(question, row[0])).group("number").replace(",", ""))
+        values = {year: float(f[0].replace(",", "")) for year, f in figures.items()}
+        chosen = [y for y, v in values.items() if (v < limit if operation.endswith("below") else v > limit)]
+        if not chosen:  # none: more likely a misread threshold than an answer of "no year"
+            return None
+        parts = (str(len(chosen)),) if operation.startswith("count") else tuple(chosen)
+        return Reading("answer", parts, None, "", source)
     if operation in ("highest year", "lowest year"):
         figures = {year: figure(year) for year in asked}
         if len(figures) < 2 or any(f is None for f in figures.values()):
