@@ -86,8 +86,8 @@ class ClassifyTrainConfig:
     text_mix: str | None = option(
         None, "single-label fine-tunes (full or --lora): mix the model's probabilities with those of a logistic "
               "regression over TF-IDF text features ('words' or 'words+chars') fitted on the same "
-              "training texts; its C (--head-c) and the share of each score it gives are chosen on the "
-              "validation split (wording cues the encoder blurs, such as tickers and analysts' verbs)")
+              "training texts; its C (--head-c), its class weighting and the share of each score it gives are "
+              "chosen on the validation split (wording cues the encoder blurs, such as tickers and analysts' verbs)")
     head_c: str | None = option(
         None, "head-only or --text-mix: comma-separated regularisation strengths C to choose from (default: "
               + ",".join(f"{c:g}" for c in HEAD_C_GRID) + ")")

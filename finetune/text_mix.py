@@ -3,8 +3,8 @@
 A LoRA adapter of a small encoder, trained on a CPU, blurs wording that decides a label: a ticker's
 "cut to underweight", "EUR mn" tables, an analyst's verb. A logistic regression over TF-IDF words and
 character n-grams keeps that wording, errs elsewhere, and costs almost nothing to run. Their
-probabilities are mixed, ``(1 - w) * model + w * text head``; the text head's C and the weight ``w``
-are chosen on the run's validation split by the metric that chose its checkpoint.
+probabilities are mixed, ``(1 - w) * model + w * text head``; the text head's C, its class weighting and
+the weight ``w`` are chosen on the run's validation split by the metric that chose its checkpoint.
 
 The text head is the head-only trainer's (``finetune.train_head.HeadFitter``) with no embedding
 columns; it is stored the same way: ``text_head.safetensors`` (weights per feature and a bias, in
@@ -63,24 +63,29 @@ def fit_text_mix(config: ClassifyTrainConfig, data: ClassificationData, model_pr
     inputs = fitter.inputs(everything)
     val_columns = np.zeros((len(data.val_texts), 0), dtype=np.float32)
     alone = _selection_score(config, data, model_probs)
-    best = (alone, 0.0, None, None, model_probs)  # (score, weight, C, head, probs): the model alone
+    best = (alone, 0.0, None, None, None, model_probs)  # (score, weight, C, balanced, head, probs): the model alone
     scores: dict[str, float] = {}
-    for c in config.c_grid:
-        head = fitter.fit(inputs, everything, c)
-        text_probs = fitter.probs(head, val_columns, data.val_texts)
-        for weight in MIX_WEIGHTS[1:]:
-            mixed = (1 - weight) * model_probs + weight * text_probs
-            score = _selection_score(config, data, mixed)
-            scores[f"C={c:g} w={weight:g}"] = round(score, 4)
-            if score > best[0]:  # ties keep the smaller weight (the model alone first)
-                best = (score, weight, c, head, mixed)
-    score, weight, c, head, mixed = best
-    log.info("text mix: validation %.4f with the text head at weight %g (C=%s); the model alone %.4f",
-             score, weight, c, alone)
+    # The head's own class weighting is chosen too: the model's loss may weigh classes against imbalance,
+    # but a mix only needs the head's probabilities to add what the model misses.
+    for balanced in (True, False):
+        fitter.config = replace(no_embedding, class_weights=balanced)
+        for c in config.c_grid:
+            head = fitter.fit(inputs, everything, c)
+            text_probs = fitter.probs(head, val_columns, data.val_texts)
+            for weight in MIX_WEIGHTS[1:]:
+                mixed = (1 - weight) * model_probs + weight * text_probs
+                score = _selection_score(config, data, mixed)
+                scores[f"C={c:g}{' balanced' if balanced else ''} w={weight:g}"] = round(score, 4)
+                if score > best[0]:  # ties keep the earlier setting (the model alone first)
+                    best = (score, weight, c, balanced, head, mixed)
+    score, weight, c, balanced, head, mixed = best
+    log.info("text mix: validation %.4f with the text head at weight %g (C=%s, classes balanced: %s); the model "
+             "alone %.4f", score, weight, c, balanced, alone)
     metrics = {"text_mix_weight": weight, "validation_without_text_mix": round(alone, 4),
                "text_mix_scores": scores}
     if weight == 0:
         return model_probs, 0.0, metrics
+    metrics["text_mix_balanced"] = balanced
     head_weight, bias, vectorizers = head
     dtype = torch.float16 if config.lora else torch.float32  # a compact run keeps its many text weights in half
     tensors = {"bias": torch.from_numpy(bias)}
