@@ -75,7 +75,8 @@ def fit_text_mix(config: ClassifyTrainConfig, data: ClassificationData, model_pr
             for weight in MIX_WEIGHTS[1:]:
                 mixed = (1 - weight) * model_probs + weight * text_probs
                 score = _selection_score(config, data, mixed)
-                scores[f"C={c:g}{' balanced' if balanced else ''} w={weight:g}"] = round(score, 4)
+                setting = f"C={c:g}{' balanced' if balanced else ''}"  # each setting's best weight is recorded
+                scores[setting] = max(scores.get(setting, 0.0), round(score, 4))
                 if score > best[0]:  # ties keep the earlier setting (the model alone first)
                     best = (score, weight, c, balanced, head, mixed)
     score, weight, c, balanced, head, mixed = best
