@@ -120,6 +120,8 @@ RECIPES: dict[str, Recipe] = {r.task: r for r in (
         "train": "{train}", "weight_field": "weight", "lora": True, "lora_r": 32, "lora_alpha": 64,
         "learning_rate": 5e-4, "epochs": 4, "max_length": 96, "stride": 32, "early_stopping_patience": 2,
         "group_by_length": True,
+        # a TF-IDF head mixed into the adapter's scores; its vocabularies capped to fit the 20 MB budget
+        "text_mix": "words+chars", "head_c": "3,10", "max_word_features": 20000, "max_char_features": 30000,
     }, (HeldOut("fpb-allagree-heldout", "fpb-allagree-heldout"), HeldOut("tweets-heldout", "tweets-heldout")),
         licence="CC BY-NC-SA 3.0 (non-commercial: Financial PhraseBank) and MIT (Twitter financial news)",
         card_licence="cc-by-nc-sa-3.0"),
