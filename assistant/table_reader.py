@@ -5,8 +5,8 @@ years was X less than N?" (or how many), and two rows of one year combined: "the
 total B", "A as a percentage of B", "the ratio of A to B", "the sum of A and B", "the difference between
 A and B".
 
-Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 355 of its
-828 questions are read, 303 of them exactly right, given the question's own table: docs/results.md). The
+Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 381 of its
+828 questions are read, 323 of them exactly right, given the question's own table: docs/results.md). The
 135M answerer, reading the table as ``cell | cell`` rows, often copies a figure of the wrong row or
 column; here the row is the one whose label the question names, word for word (each of two rows in its
 own part of the question), and the columns are the ones headed by the years it names, so the figures
@@ -37,6 +37,7 @@ _NOT_A_CELL = re.compile(
     r"^\s*(why|how did|how does|what (are|were) the (primary |main )?(factors|reasons))"
     r"|respective|constitution|\bratio\b|\bproportion\b|percentage of|as a percentage|share of"
     r"|\bsum\b|\btotal of\b|\bcombined\b", re.IGNORECASE)
+_RESPECTIVE = re.compile(r"\brespective(ly)?\b", re.IGNORECASE)
 #: Periods within a year: a quarter's column is headed by its year too.
 _PART_OF_A_YEAR = re.compile(r"\bquarter|\bq[1-4]\b|\bhalf\b|\bmonths?\b", re.IGNORECASE)
 #: Questions about two rows in one year, each row named in its own part of the question: "the percentage of
@@ -189,7 +190,10 @@ def _operation(question: str, label: str) -> str | None:
     """What the question asks of its row: "cell", "change", "percentage change", "average", or the year
     of its "highest year" or "lowest year" (None: a form not read here). The row's own label is left out
     first: "Weighted-average shares" asks no average."""
-    if _NOT_A_CELL.search(question) or _PART_OF_A_YEAR.search(question):
+    several_years = len(set(_YEAR.findall(question))) > 1
+    # "What was X in 2019 and 2018 respectively?": each year's cell (the word asks for no other form)
+    if _NOT_A_CELL.search(_RESPECTIVE.sub(" ", question) if several_years else question) \
+            or _PART_OF_A_YEAR.search(question):
         return None
     rest = _without_label(question, label)
     threshold = _threshold(rest)
@@ -289,8 +293,9 @@ def _read_one(question: str, text: str, unit: str, source: int) -> Reading | Non
             return Reading("answer", (row[table.years[asked[0]]],), None, scale(found), source)
         if _TOTAL.search(_without_label(question, row[0])):  # "the total X in 2018 and 2019": their sum
             return Reading("compute", (), " + ".join(_operand(f) for f in found), scale(found), source)
-        # "What was X in 2019 and 2018?": each year's cell
-        return Reading("answer", tuple(row[table.years[year]] for year in asked), None, scale(found), source)
+        # "What was X in 2019 and 2018?": each year's cell, in the order the question names the years
+        in_order = dict.fromkeys(_YEAR.findall(question))
+        return Reading("answer", tuple(row[table.years[year]] for year in in_order), None, scale(found), source)
     if operation.split()[0] in ("count", "years"):
         figures = {year: figure(year) for year in asked}
         if len(figures) < 2 or any(f is None for f in figures.values()):
