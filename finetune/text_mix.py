@@ -25,6 +25,7 @@ from assistant.classifiers import TEXT_HEAD_FILE, word_vectorizer_state
 
 from .classification_data import ClassificationData
 from .config import ClassifyTrainConfig
+from .data import DataError
 from .train_head import HeadFitter
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ def fit_text_mix(config: ClassifyTrainConfig, data: ClassificationData, model_pr
     from .evaluation.report import write_json
 
     if not data.val_texts:
-        raise ValueError("text_mix needs a validation split to choose its weight")
+        raise DataError(f"{config.train}: text_mix needs validation texts to choose its weight, and the split "
+                        "has none (a larger val_fraction, or val)")
     # The head-only trainer's fitter, on text features alone (no embedding columns)
     no_embedding = replace(config, head_only=True, lora=False, text_mix=None, features=f"embedding+{config.text_mix}")
     fitter = HeadFitter(no_embedding, data, np.zeros((len(data.train_texts), 0), dtype=np.float32))

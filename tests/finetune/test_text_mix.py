@@ -62,6 +62,17 @@ def test_a_model_that_needs_no_mix_keeps_its_scores(classify_data, tmp_path):
     assert weight == 0 and mixed is perfect and not (tmp_path / TEXT_HEAD_FILE).exists()
 
 
+def test_no_validation_texts_is_a_data_error(classify_data, tmp_path):
+    from dataclasses import replace
+
+    from finetune.data import DataError
+
+    config = _config(classify_data, tmp_path, head_c="1")
+    data = replace(load_classification_data(config), val_texts=[], val_labels=[])
+    with pytest.raises(DataError, match="text_mix needs validation texts"):
+        fit_text_mix(config, data, np.zeros((0, 3), dtype=np.float32), tmp_path)
+
+
 def test_training_with_a_text_mix_records_it(classify_data, tiny_bert_dir, tmp_path):
     from finetune.train_classifier import train_classifier
 
