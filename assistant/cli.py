@@ -248,6 +248,8 @@ def cmd_models(args: argparse.Namespace) -> None:
             use = "shipped, " + use if row.get("shipped") else use
             print(f"{row['role']}: {row['name']}  ({row['kind']} for task {row['task']}{score}; {use})")
             print(f"  base:   {row['base_model']}")
+            if row.get("text_mix"):
+                print(f"  mixed:  {row['text_mix']:.0%} of each score from a TF-IDF text head")
             print(f"  data licence: {row['licence']}")
             print(f"  path:   {row['location']} ({row['size_bytes'] / 1e6:.1f} MB)")
             continue

@@ -114,6 +114,7 @@ class RunInfo:
             "created": self.created,
             "licence": "; ".join(self.licences) or "unknown",
             "size_bytes": self.size_bytes,
+            "text_mix": self.text_mix,
         }
 
 

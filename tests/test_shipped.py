@@ -145,6 +145,7 @@ def test_shipped_classifiers_are_the_defaults(runs):
     assert zero.task == "sentiment" and [s.score for s in zero.scores] != [s.score for s in result.scores]
     rows = {r["task"]: r for r in a.models() if r["role"] == "classifier" and r.get("configured")}
     assert set(rows) == set(PIPELINES) and all(rows[t]["location"] == str(runs[t]) for t in PIPELINES)
+    assert rows["sentiment"]["text_mix"] == 0.5 and rows["unfair-tos"]["text_mix"] == 0  # `finassist models` says so
 
 
 def test_another_encoder_or_a_users_run_replaces_the_shipped_ones(tiny_bert_dir, tiny_gpt2_dir, sentiment_run):
