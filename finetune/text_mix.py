@@ -37,7 +37,7 @@ MIX_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 def _selection_score(config: ClassifyTrainConfig, data: ClassificationData, probs: np.ndarray) -> float:
     """The metric the run's checkpoint was chosen by: accuracy, weighted by the validation weights when
     the data has them (``fine_tune_encoder``'s ``selection``)."""
-    from .train_classifier import weighted_metrics
+    from .evaluation import weighted_metrics
 
     gold = [g[0] for g in data.val_labels]
     preds = [data.labels[i] for i in probs.argmax(axis=1)]

@@ -22,7 +22,6 @@ import math
 import time
 from collections import Counter
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -168,23 +167,6 @@ def classification_loss(class_weights: torch.Tensor | None, multi_label: bool):
     return loss
 
 
-def weighted_metrics(gold: list, preds: list, labels: list[str], multi_label: bool,
-                      weights: list[float]) -> dict[str, float]:
-    """Accuracy and F1 with each validation example counted by its weight (scikit-learn's
-    ``sample_weight``): examples annotators agreed on can count more in model selection."""
-    from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.preprocessing import MultiLabelBinarizer
-
-    if multi_label:
-        binarizer = MultiLabelBinarizer(classes=labels)
-        gold, preds, scored = binarizer.fit_transform(gold), binarizer.transform(preds), None
-    else:
-        scored = labels
-    f1 = partial(f1_score, gold, preds, labels=scored, sample_weight=weights, zero_division=0)
-    return {"weighted_accuracy": float(accuracy_score(gold, preds, sample_weight=weights)),
-            "weighted_micro_f1": float(f1(average="micro")), "weighted_macro_f1": float(f1(average="macro"))}
-
-
 def _check_resume_labels(checkpoint: Path, labels: list[str]) -> None:
     config = json.loads((checkpoint / "config.json").read_text()) if (checkpoint / "config.json").is_file() else {}
     saved = [config.get("id2label", {}).get(str(i)) for i in range(len(config.get("id2label", {})))]
@@ -246,7 +228,7 @@ def fine_tune_encoder(config: ClassifyTrainConfig, out: Path, data: Classificati
         return aggregate_windows(torch.as_tensor(np.asarray(logits)), val_owner, n_val, multi).numpy()
 
     def compute_metrics(prediction) -> dict:
-        from .evaluation import ClassificationEvaluator, apply_thresholds
+        from .evaluation import ClassificationEvaluator, apply_thresholds, weighted_metrics
 
         probs = val_probs(prediction.predictions)
         evaluator = ClassificationEvaluator(labels, multi_label=multi, task=config.task)

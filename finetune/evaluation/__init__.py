@@ -7,7 +7,13 @@ not imported here: the evaluators need no model."""
 
 from __future__ import annotations
 
-from .classification import ClassificationEvaluator, ClassificationReport, apply_thresholds, tune_thresholds
+from .classification import (
+    ClassificationEvaluator,
+    ClassificationReport,
+    apply_thresholds,
+    tune_thresholds,
+    weighted_metrics,
+)
 from assistant.figures import extract_numbers, numeric_precision
 from assistant.sentences import split_sentences
 from .report import markdown_table, write_json, write_markdown
@@ -33,6 +39,7 @@ __all__ = [
     "save_reports",
     "split_sentences",
     "tune_thresholds",
+    "weighted_metrics",
     "write_json",
     "write_markdown",
 ]

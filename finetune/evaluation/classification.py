@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -311,3 +312,17 @@ def apply_thresholds(scores, labels: Sequence[str], thresholds: Mapping[str, flo
         cut = np.full(len(labels), float(thresholds))
     hits = chosen_labels(scores, cut, min_labels)
     return [[labels[j] for j in np.flatnonzero(row)] for row in hits]
+
+
+def weighted_metrics(gold: list, preds: list, labels: list[str], multi_label: bool,
+                     weights: list[float]) -> dict[str, float]:
+    """Accuracy and F1 with each validation example counted by its weight (scikit-learn's
+    ``sample_weight``): examples annotators agreed on can count more in model selection."""
+    if multi_label:
+        binarizer = MultiLabelBinarizer(classes=labels)
+        gold, preds, scored = binarizer.fit_transform(gold), binarizer.transform(preds), None
+    else:
+        scored = labels
+    f1 = partial(f1_score, gold, preds, labels=scored, sample_weight=weights, zero_division=0)
+    return {"weighted_accuracy": float(accuracy_score(gold, preds, sample_weight=weights)),
+            "weighted_micro_f1": float(f1(average="micro")), "weighted_macro_f1": float(f1(average="macro"))}

@@ -20,7 +20,7 @@ from assistant.errors import InvalidParameterError
 from assistant.runs import RUN_FILE, read_run
 from finetune.config import ClassifyTrainConfig
 from finetune.data import DataError
-from finetune.train_classifier import classification_loss, train_classifier, weighted_metrics
+from finetune.train_classifier import classification_loss, train_classifier
 
 
 FPB_LABELS = ["negative", "neutral", "positive"]
@@ -124,15 +124,6 @@ def test_example_weights_reach_the_trainer_loss(tiny_bert_dir, classify_data, tm
     # The validation split carries the weights too, and the checkpoint is chosen on the weighted metric.
     assert read_run(plain).metrics["selected_by"] == "validation accuracy"
     assert read_run(doubled).metrics["selected_by"] == "validation weighted_accuracy"
-
-
-def test_weighted_validation_metrics():
-    single = weighted_metrics(["a", "b", "a"], ["a", "a", "b"], ["a", "b"], False, [2.0, 1.0, 0.0])
-    assert single["weighted_accuracy"] == pytest.approx(2 / 3)
-    # a: tp 2, fp 1, fn 0 -> F1 0.8; b: tp 0 -> 0
-    assert single["weighted_macro_f1"] == pytest.approx(0.4)
-    multi = weighted_metrics([["x"], ["x", "y"], []], [["x"], ["x"], ["y"]], ["x", "y"], True, [1.0, 0.0, 1.0])
-    assert multi["weighted_accuracy"] == pytest.approx(0.5)  # the weight-0 miss does not count
 
 
 class _Crash(TrainerCallback):

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from finetune.evaluation import ClassificationEvaluator, apply_thresholds, tune_thresholds
+from finetune.evaluation import ClassificationEvaluator, apply_thresholds, tune_thresholds, weighted_metrics
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -181,3 +181,12 @@ def test_classification_report_save(tmp_path):
     assert paths["png"].name == "clauses-f1.png" and paths["png"].read_bytes()[:8] == PNG_MAGIC
     assert "| threshold |" in paths["md"].read_text()
     assert not list((tmp_path / "out").glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_weighted_validation_metrics():
+    single = weighted_metrics(["a", "b", "a"], ["a", "a", "b"], ["a", "b"], False, [2.0, 1.0, 0.0])
+    assert single["weighted_accuracy"] == pytest.approx(2 / 3)
+    # a: tp 2, fp 1, fn 0 -> F1 0.8; b: tp 0 -> 0
+    assert single["weighted_macro_f1"] == pytest.approx(0.4)
+    multi = weighted_metrics([["x"], ["x", "y"], []], [["x"], ["x"], ["y"]], ["x", "y"], True, [1.0, 0.0, 1.0])
+    assert multi["weighted_accuracy"] == pytest.approx(0.5)  # the weight-0 miss does not count
