@@ -26,6 +26,7 @@ from assistant.classifiers import TEXT_HEAD_FILE, word_vectorizer_state
 from .classification_data import ClassificationData
 from .config import ClassifyTrainConfig
 from .data import DataError
+from .evaluation import weighted_metrics
 from .train_head import HeadFitter
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,11 @@ MIX_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 
 def _selection_score(config: ClassifyTrainConfig, data: ClassificationData, probs: np.ndarray) -> float:
     """The metric the run's checkpoint was chosen by: accuracy, weighted by the validation weights when
-    the data has them (``fine_tune_encoder``'s ``selection``)."""
-    from .evaluation import weighted_metrics
-
+    the data has them (``fine_tune_encoder``'s ``selection``); with none, every text weighs 1."""
     gold = [g[0] for g in data.val_labels]
     preds = [data.labels[i] for i in probs.argmax(axis=1)]
-    if data.val_weights:
-        return weighted_metrics(gold, preds, data.labels, False, data.val_weights)["weighted_accuracy"]
-    return float(np.mean([g == p for g, p in zip(gold, preds, strict=True)]))
+    weights = data.val_weights or [1.0] * len(gold)
+    return weighted_metrics(gold, preds, data.labels, False, weights)["weighted_accuracy"]
 
 
 def fit_text_mix(config: ClassifyTrainConfig, data: ClassificationData, model_probs: np.ndarray,

@@ -34,6 +34,7 @@ from assistant.models import weights_fingerprint
 from .classification_data import ClassificationData, load_classification_data
 from .classifier_run import CHECKPOINTS, check_out_dir, finish_run, last_checkpoint
 from .config import ClassifyTrainConfig
+from .text_mix import fit_text_mix
 from .train_head import train_head
 
 log = logging.getLogger(__name__)
@@ -314,8 +315,6 @@ def fine_tune_encoder(config: ClassifyTrainConfig, out: Path, data: Classificati
         extra["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     mix = 0.0
     if config.text_mix:
-        from .text_mix import fit_text_mix  # (imported here: it builds on this module's metrics)
-
         probs, mix, mix_metrics = fit_text_mix(config, data, probs, out)
         extra.update(mix_metrics)
     # The effective window goes into the run's config: the assistant predicts with it.
