@@ -227,6 +227,12 @@ def _years_shown(question: str) -> bool:
     return bool(_YEARS_SHOWN.search(question)) and not compared and not re.search(r"\d", _YEAR.sub(" ", question))
 
 
+def _scale(figures: Sequence[tuple[str, bool]], headed: str, unit: str) -> str:
+    """The scale of figures read from cells: percent when a cell or the titles over them (``headed``)
+    say "%", else the unit the document states."""
+    return "percent" if any(p for _, p in figures) or "%" in headed else unit
+
+
 def _two_rows(question: str, table: _Table, unit: str, source: int) -> Reading | None:
     """A question about two rows in one year (``_TWO_ROWS``), each row the one its part of the question
     names; None when it is not of that form, or a row, the year or a cell is not found."""
@@ -250,8 +256,7 @@ def _two_rows(question: str, table: _Table, unit: str, source: int) -> Reading |
         if name in ("share", "ratio"):  # a share is a percentage; a ratio of two amounts has no unit
             scale = "percent" if name == "share" else ""
         else:  # a sum or difference of two cells is in their unit
-            percent = any(p for _, p in figures) or "%" in table.headings.get(column, "")
-            scale = "percent" if percent else unit
+            scale = _scale(figures, table.headings.get(column, ""), unit)
         return Reading("compute", (), expression, scale, source)
     return None
 
@@ -284,8 +289,7 @@ def _read_one(question: str, text: str, unit: str, source: int) -> Reading | Non
         return _figure(row[column]) if column < len(row) else None
 
     def scale(figures: Sequence[tuple[str, bool]]) -> str:
-        headed = " ".join(table.headings.get(table.years[y], "") for y in asked) + " " + row[0]
-        return "percent" if any(p for _, p in figures) or "%" in headed else unit
+        return _scale(figures, " ".join(table.headings.get(table.years[y], "") for y in asked) + " " + row[0], unit)
 
     if operation == "cell":
         found = [figure(year) for year in asked]
