@@ -140,7 +140,7 @@ _UNIT_STATEMENTS = (
     ("thousand", r"\bin thousands\b|\(thousands\)|\bthousands of\b|['\u2018\u2019]000|\$\s?000s?\b|\bin \$?000s?\b"),
     ("million", r"\bin millions\b|\(millions\)|\bmillions of\b|\bin million\b"
                 r"|(?:\$|€|£|¥|\bUS\$|\bRMB)\s?(?:m|mn|mln)\b"
-                r"|\(\s?(?:\$|€|£)?\s?millions?\s?\)|(?:\$|€|£)\s?millions?\b"),
+                r"|\(\s?(?:\$|€|£)?\s?millions?\s?\)|(?:\$|€|£)\s?millions?\b|['\u2018\u2019]\s?millions?\b"),
     ("billion", r"\bin billions\b|\(billions\)|\bbillions of\b|(?:\$|€|£|¥|\bUS\$)\s?(?:bn|bln)\b"),
 )
 _UNIT = re.compile("|".join(f"(?P<{unit}>{pattern})" for unit, pattern in _UNIT_STATEMENTS), re.IGNORECASE)

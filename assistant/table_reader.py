@@ -3,10 +3,12 @@
 computed from its cells, "Which year was X higher?", "Which years does the table show?", "In which
 years was X less than N?" (or how many), and two rows of one year combined: "the percentage of A in
 total B", "A as a percentage of B", "the ratio of A to B", "the sum of A and B", "the difference between
-A and B".
+A and B". A row is named by its label, by its label under its section's title ("Product" under
+"Revenue:"), or by its label without what brackets add ("Net income (loss)"); an unlabelled line under the
+rows is their total; a table whose rows are years ("2021 | $138 | $6") is read turned on its side.
 
-Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 390 of its
-828 questions are read, 329 of them exactly right, given the question's own table: docs/results.md). The
+Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 433 of its
+828 questions are read, 372 of them exactly right, given the question's own table: docs/results.md). The
 135M answerer, reading the table as ``cell | cell`` rows, often copies a figure of the wrong row or
 column; here the row is the one whose label the question names, word for word (each of two rows in its
 own part of the question), and the columns are the ones headed by the years it names, so the figures
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .figures import YEAR as _YEAR
 from .figures import stated_unit
@@ -34,9 +36,12 @@ _ASKING_WORDS = frozenset(
 #: Questions a single row's forms do not answer: reasons, several values at once, sums and shares of
 #: other rows (``_TWO_ROWS`` reads some of those first).
 _NOT_A_CELL = re.compile(
-    r"^\s*(why|how did|how does|what (are|were) the (primary |main )?(factors|reasons))"
+    r"^\s*(how did|how does|what (are|were) the (primary |main )?(factors|reasons))|\bwhy\b"
+    r"|^\s*how (is|are|was|were)\b.*\b(calculated|determined|computed|measured|derived|defined)\b"
+    r"|^\s*(in )?which (?!(of the )?(fiscal )?years?\b)"  # "Which country had the highest X?": a label, not a figure
+    r"|\breasons?\b|\bdue to\W*$|\bwhat caused\b|\bdrivers?\b|\bdriven by\b"
     r"|respective|constitution|\bratio\b|\bproportion\b|percentage of|as a percentage|share of"
-    r"|\bsum\b|\btotal of\b|\bcombined\b", re.IGNORECASE)
+    r"|\btotal of\b|\bcombined\b", re.IGNORECASE)
 _RESPECTIVE = re.compile(r"\brespective(ly)?\b", re.IGNORECASE)
 #: Periods within a year: a quarter's column is headed by its year too.
 _PART_OF_A_YEAR = re.compile(r"\bquarter|\bq[1-4]\b|\bhalf\b|\bmonths?\b", re.IGNORECASE)
@@ -58,7 +63,7 @@ _PERCENTAGE_CHANGE = re.compile(
     r"percentage change|% change|percent change|percentage (increase|decrease)|growth rate", re.IGNORECASE)
 _AVERAGE = re.compile(r"\baverage\b", re.IGNORECASE)
 _CHANGE = re.compile(r"\b(change|difference|increase|decrease)\b", re.IGNORECASE)
-_TOTAL = re.compile(r"\btotal\b|\baltogether\b", re.IGNORECASE)
+_TOTAL = re.compile(r"\btotal\b|\baltogether\b|\bsum\b", re.IGNORECASE)
 _WHICH_YEAR = re.compile(r"\bwhich (fiscal )?years?\b", re.IGNORECASE)
 #: "Which years does the table provide information for X?", "In which years was X calculated?": the
 #: years its columns show.
@@ -75,6 +80,14 @@ _THRESHOLD = re.compile(
 #: years had X greater than N?": the years.
 _HOW_MANY_YEARS = re.compile(r"^\s*how many (fiscal )?years\b", re.IGNORECASE)
 _WHICH_YEARS = re.compile(r"\b(which|what) (of the )?(fiscal )?years?\b", re.IGNORECASE)
+#: "2 0 1 8": a year some PDF text layers space out; "(1)": a footnote's mark after a heading.
+_SPACED_YEAR = re.compile(r"\b([12]) ([09]) (\d) (\d)\b")
+_FOOTNOTE = re.compile(r"\(\w\)")
+#: "2017 to 2019", "2019 - 2017", "2017 through fiscal 2019": a range of years.
+_YEAR_RANGE = re.compile(r"\b((?:19|20)\d\d) ?(?:to|through|-|\u2013) ?(?:fiscal )?(?:years? )?((?:19|20)\d\d)\b",
+                         re.IGNORECASE)
+_BRACKETS = re.compile(r"\([^)]*\)")
+_PER_SHARE = re.compile(r"\bper (?:common |ordinary )?share\b|\bcents\b", re.IGNORECASE)
 _FIGURE = re.compile(r"^\(?-?\(?[$€£¥]?\s*\(?-?\d[\d,]*(?:\.\d+)?\)?\s*%?\)?$")
 
 
@@ -107,6 +120,16 @@ def _words(text: str) -> list[str]:
     return out
 
 
+def _year_heading(cell: str) -> str | None:
+    """The year a header cell names ("2019", "2019 (1)", "2 0 1 8", "Fiscal 2019"); None for a cell naming
+    none or two ("2019 vs. 2018": a comparison) or holding a figure beside it."""
+    cell = _SPACED_YEAR.sub(lambda year: "".join(year.groups()), cell)
+    if re.search(r"\d/\d", cell):  # a date ("30/7/2021") heads no year's column
+        return None
+    years = _YEAR.findall(cell)
+    return years[0] if len(years) == 1 and _figure(_FOOTNOTE.sub("", _YEAR.sub("", cell))) is None else None
+
+
 def _cells(line: str) -> list[str]:
     return [cell.strip() for cell in re.split(r"\s*\|\s*", line.strip())]
 
@@ -130,6 +153,14 @@ class _Table:
     #: column -> its header text, all header rows joined (for a "%" heading).
     headings: dict[int, str]
     rows: list[list[str]]
+    #: the rows labelled "Total" here, their own label empty (the weakest claim to a question's "total")
+    totals: list[int] = field(default_factory=list)
+    #: row -> the title of the section it is in (a row with a label and no cells: "Revenue:")
+    sections: dict[int, str] = field(default_factory=dict)
+
+    def title_of(self, row: list[str]) -> str:
+        """The title of the section ``row`` (one of ``rows``) is in; "" when none."""
+        return next((self.sections.get(i, "") for i, r in enumerate(self.rows) if r is row), "")
 
 
 def _table(text: str) -> _Table | None:
@@ -137,13 +168,16 @@ def _table(text: str) -> _Table | None:
     years: dict[str, int] = {}
     headings: dict[int, str] = {}
     rows = []
+    totals: list[int] = []
+    sections: dict[int, str] = {}
+    title = ""
     for line in text.splitlines():
         if "|" not in line:
             continue
         cells = _cells(line)
-        # a cell naming one year heads that year's column; "2019 vs. 2018" heads a comparison of two
-        in_header = [(i, in_cell[0]) for i, c in enumerate(cells)
-                     if i > 0 and len(in_cell := _YEAR.findall(c)) == 1 and _figure(_YEAR.sub("", c)) is None]
+        # a cell naming one year heads that year's column ("2019", "2019 (1)" with its footnote, "2 0 1 8" as
+        # some PDFs space it); "2019 vs. 2018" heads a comparison of two
+        in_header = [(i, year) for i, c in enumerate(cells) if i > 0 and (year := _year_heading(c))]
         # A header row names years and holds no figure ("$ million | 2019 | 2018 | Change (%)"); a row
         # with an empty first cell is a header row too ("| Years Ended September 30,").
         named = {i for i, _ in in_header}
@@ -151,25 +185,58 @@ def _table(text: str) -> _Table | None:
         if header:
             for i, year in in_header:
                 years.setdefault(year, i)
+        if not cells[0] and rows and not header and any(_figure(c) for c in cells[1:]):
+            # figures with no label under a table's body rows: the total of the rows above
+            # ("Other | 504 | 564" then " | $3,571 | $3,416"), as a typeset total line is not labelled
+            cells[0] = "Total"
+            totals.append(len(rows))
         if not cells[0] or header:
             for i, c in enumerate(cells):
                 headings[i] = f"{headings.get(i, '')} {c}".strip()
             continue
+        if not any(cells[1:]):
+            title = cells[0]
+        elif title:
+            sections[len(rows)] = title
         rows.append(cells)
-    return _Table(years, headings, rows) if years and rows else None
+    if not years:
+        return _by_year_rows(headings, rows)
+    return _Table(years, headings, rows, totals, sections) if rows else None
 
 
-def _row(question: str, rows: Sequence[list[str]]) -> list[str] | None:
+def _by_year_rows(headings: dict[int, str], rows: list[list[str]]) -> _Table | None:
+    """A table whose rows are years ("2021 | $138 | $6" under "| Operating Leases | Finance Leases"), turned
+    so that each column is a row labelled by its heading and each year a column; None when fewer than two
+    rows are labelled by a year."""
+    by_year = [row for row in rows if _YEAR.fullmatch(row[0].strip())]
+    if len(by_year) < 2:
+        return None
+    width = max(len(row) for row in by_year)
+    turned = [[headings.get(i, ""), *(row[i] if i < len(row) else "" for row in by_year)] for i in range(1, width)]
+    turned = [row for row in turned if row[0]]
+    years = {row[0].strip(): i for i, row in enumerate(by_year, 1)}
+    return _Table(years, {}, turned) if turned and len(years) == len(by_year) else None
+
+
+def _row(question: str, table: _Table) -> list[str] | None:
     """The row whose label's every word the question holds, the longest such label; None when there is
     none, or two rows tie (which of them is meant is not said). Of two labels as long, a row with cells
     goes before a section's title ("Revenue: |  |" above "Service | 12,899 | 12,621")."""
     asked = set(_words(_YEAR.sub(" ", question)))
     best, best_score, tied = None, 0.0, False
-    for row in rows:
+    for number, row in enumerate(table.rows):
         label = _words(row[0])
-        if not label or not all(word in asked for word in label):
+        # "Product" under "Revenue:" is "product revenue" to a question that says so; "Net income (loss)" is
+        # "net income" to one that leaves out what the brackets add
+        # (a weaker claim than a label's own: "Free cash flow" goes before "Free cash flow (pre-spectrum)")
+        variants = ((label + [word for word in _words(table.sections.get(number, "")) if word not in label], 0.0),
+                    (label, 0.0), (_words(_BRACKETS.sub(" ", row[0])), 0.25))
+        label, weaker = next(((words, less) for words, less in variants
+                              if words and all(word in asked for word in words)), (None, 0.0))
+        if label is None:
             continue
-        score = len(label) + (0.5 if any(row[1:]) else 0.0)
+        score = (len(label) - weaker + (0.5 if any(row[1:]) else 0.0)
+                 - (0.75 if number in table.totals else 0.0))
         if score > best_score:
             best, best_score, tied = row, score, False
         elif score == best_score and row[0].lower() != best[0].lower():
@@ -230,7 +297,10 @@ def _years_shown(question: str) -> bool:
 def _scale(figures: Sequence[tuple[str, bool]], headed: str, unit: str) -> str:
     """The scale of figures read from cells: percent when a cell or the titles over them (``headed``)
     say "%", else the unit the document states."""
-    return "percent" if any(p for _, p in figures) or "%" in headed else unit
+    if any(p for _, p in figures) or "%" in headed:
+        return "percent"
+    # a per-share figure is not counted in the document's millions ("Basic earnings per share (cents)")
+    return "" if _PER_SHARE.search(headed) else unit
 
 
 def _two_rows(question: str, table: _Table, unit: str, source: int) -> Reading | None:
@@ -243,7 +313,7 @@ def _two_rows(question: str, table: _Table, unit: str, source: int) -> Reading |
         found = pattern.search(question)
         if found is None:
             continue
-        rows = [_row(found.group(part), table.rows) for part in ("a", "b")]
+        rows = [_row(found.group(part), table) for part in ("a", "b")]
         if any(row is None for row in rows) or rows[0] is rows[1]:
             return None
         column = table.years[years[0]]
@@ -272,7 +342,7 @@ def _read_one(question: str, text: str, unit: str, source: int) -> Reading | Non
         if len(table.years) < 2:
             return None
         return Reading("answer", tuple(sorted(table.years, reverse=True)), None, "", source)
-    row = _row(question, table.rows)
+    row = _row(question, table)
     if row is None:
         return None
     operation = _operation(question, row[0])
@@ -281,6 +351,14 @@ def _read_one(question: str, text: str, unit: str, source: int) -> Reading | Non
         asked = sorted(table.years, reverse=True)  # "In which years was X less than N?": among every year shown
     if operation in ("average", "highest year", "lowest year") and not asked:
         asked = sorted(table.years, reverse=True)  # "the average X", "which year was X higher": every year shown
+    if operation in ("change", "percentage change") and not asked and len(table.years) == 2:
+        asked = sorted(table.years, reverse=True)  # "What was the change in closing cash?": between the two shown
+    in_order = list(dict.fromkeys(_YEAR.findall(question)))
+    if operation == "cell" and (span := _YEAR_RANGE.search(question)):
+        # "X from 2017 to 2019", "for fiscal years 2019 to 2017 respectively": every year of the range
+        first, last = int(span.group(1)), int(span.group(2))
+        in_order = [str(year) for year in range(first, last + (1 if last > first else -1), 1 if last > first else -1)]
+        asked = sorted(in_order, reverse=True)
     if operation is None or not asked or any(year not in table.years for year in asked):
         return None
 
@@ -289,18 +367,20 @@ def _read_one(question: str, text: str, unit: str, source: int) -> Reading | Non
         return _figure(row[column]) if column < len(row) else None
 
     def scale(figures: Sequence[tuple[str, bool]]) -> str:
-        return _scale(figures, " ".join(table.headings.get(table.years[y], "") for y in asked) + " " + row[0], unit)
+        headed = " ".join([*(table.headings.get(table.years[y], "") for y in asked), table.title_of(row), row[0]])
+        return _scale(figures, headed, unit)
 
     if operation == "cell":
         found = [figure(year) for year in asked]
         if any(f is None for f in found):
             return None
         if len(asked) == 1:
+            if re.search(r"\bsum\b", question, re.IGNORECASE):  # "the sum of A and B in 2019", A or B not found
+                return None
             return Reading("answer", (row[table.years[asked[0]]],), None, scale(found), source)
         if _TOTAL.search(_without_label(question, row[0])):  # "the total X in 2018 and 2019": their sum
             return Reading("compute", (), " + ".join(_operand(f) for f in found), scale(found), source)
         # "What was X in 2019 and 2018?": each year's cell, in the order the question names the years
-        in_order = dict.fromkeys(_YEAR.findall(question))
         return Reading("answer", tuple(row[table.years[year]] for year in in_order), None, scale(found), source)
     if operation.split()[0] in ("count", "years"):
         figures = {year: figure(year) for year in asked}

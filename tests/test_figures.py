@@ -67,6 +67,8 @@ def test_unstated_figures_must_be_the_sources_own():
     ("Amounts in thousands, except per share data", "thousand"),
     ("Revenue US$m 1,234", "million"),
     ("(in billions) 2019 2018", "billion"),
+    (" | RMB\u2019Million | RMB\u2019Million", "million"),
+    ("The company\u2019s million users", ""),
     ("We sold 5 m units and hired 300 people.", ""),
     ("in millions, except where noted; the facility is 40,000 square feet (in thousands of dollars below)", "million"),
 ])
