@@ -303,9 +303,9 @@ def _scale(figures: Sequence[tuple[str, bool]], headed: str, unit: str) -> str:
     return "" if _PER_SHARE.search(headed) else unit
 
 
-def _two_rows(question: str, table: _Table, unit: str, source: int) -> Reading | None:
+def _two_rows(question: str, table: _Table, unit: str, source: int) -> tuple[Reading, list] | None:
     """A question about two rows in one year (``_TWO_ROWS``), each row the one its part of the question
-    names; None when it is not of that form, or a row, the year or a cell is not found."""
+    names, and those rows; None when it is not of that form, or a row, the year or a cell is not found."""
     years = sorted(set(_YEAR.findall(question)))
     if len(years) != 1 or years[0] not in table.years or _PART_OF_A_YEAR.search(question):
         return None
@@ -327,24 +327,38 @@ def _two_rows(question: str, table: _Table, unit: str, source: int) -> Reading |
             scale = "percent" if name == "share" else ""
         else:  # a sum or difference of two cells is in their unit
             scale = _scale(figures, table.headings.get(column, ""), unit)
-        return Reading("compute", (), expression, scale, source)
+        return Reading("compute", (), expression, scale, source), rows
     return None
 
 
-def _read_one(question: str, text: str, unit: str, source: int) -> Reading | None:
+def _claim(question: str, table: _Table, rows: Sequence[list[str]]) -> int:
+    """How many of the question's words the labels (and section titles) of the rows read say."""
+    said = {word for row in rows for word in _words(f"{row[0]} {table.title_of(row)}")}
+    return len(said & set(_words(_YEAR.sub(" ", question))))
+
+
+def _read_one(question: str, text: str, unit: str, source: int) -> tuple[Reading, int] | None:
+    """The reading of one passage and its claim (``_claim``); None when it reads nothing."""
     table = _table(text)
     if table is None:
         return None
     two = _two_rows(question, table, unit, source)
     if two is not None:
-        return two
+        return two[0], _claim(question, table, two[1])
     if _years_shown(question):
         if len(table.years) < 2:
             return None
-        return Reading("answer", tuple(sorted(table.years, reverse=True)), None, "", source)
+        return Reading("answer", tuple(sorted(table.years, reverse=True)), None, "", source), 0
     row = _row(question, table)
     if row is None:
         return None
+    reading = _read_row(question, table, row, unit, source)
+    return None if reading is None else (reading, _claim(question, table, [row]))
+
+
+def _read_row(question: str, table: _Table, row: list[str], unit: str, source: int) -> Reading | None:
+    """What the question asks of ``row`` (``_operation``), read from its cells; None when a year or cell is
+    missing or the form is not read here."""
     operation = _operation(question, row[0])
     asked = sorted(set(_YEAR.findall(question)), reverse=True)
     if operation and operation.split()[0] in ("count", "years"):
@@ -431,11 +445,11 @@ def _operand(figure: tuple[str, bool]) -> str:
 
 
 def read(question: str, passages: Sequence[tuple[str, str]]) -> Reading | None:
-    """The answer to ``question`` read from the first of ``passages`` (each its text and the unit its
-    document states for its figures, ``figures.stated_unit``; best first) that holds a table row it
-    names; None when none does or the question is of another form."""
-    for number, (text, unit) in enumerate(passages, 1):
-        reading = _read_one(question, text, stated_unit(text) or unit, number)
-        if reading is not None:
-            return reading
-    return None
+    """The answer to ``question`` read from ``passages`` (each its text and the unit its document states
+    for its figures, ``figures.stated_unit``; best first): from the passage whose rows read name most of
+    the question's words, the first of those; None when none holds a row it names or the question is of
+    another form. (A search ranks a passage by all its words; the row read is what the answer stands on:
+    "Basic net income per common share" read from the third passage goes before "Net income" from the first.)"""
+    readings = [found for number, (text, unit) in enumerate(passages, 1)
+                if (found := _read_one(question, text, stated_unit(text) or unit, number)) is not None]
+    return max(readings, key=lambda found: found[1])[0] if readings else None

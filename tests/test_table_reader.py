@@ -117,6 +117,14 @@ def test_the_first_passage_holding_the_named_row_is_read(sales):
     assert reading.source == 2 and reading.parts == ("$1,496.5",)
 
 
+def test_of_passages_that_read_the_one_whose_rows_name_more_of_the_question_is_read():
+    first = "| 2019 | 2018\nNet income | 542.0 | 600.1"
+    second = "| 2019 | 2018\nBasic net income per common share | 2.29 | (3.27)"
+    reading = read("What was the basic net income per common share in 2019?", [(first, ""), (second, "")])
+    assert (reading.parts, reading.source) == (("2.29",), 2)
+    assert read("What was net income in 2019?", [(first, ""), (first.replace("542.0", "1"), "")]).source == 1
+
+
 def test_a_comparison_column_is_not_a_years_column_and_a_section_title_is_not_a_row():
     text = ("|  | Years Ended |  | 2019 vs. 2018 |\n"
             "| July 27, 2019 | July 28, 2018 | July 29, 2017 | Variance | Percent\n"
