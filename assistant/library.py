@@ -257,12 +257,13 @@ def _is_row(line: str) -> bool:
 
 def _is_header_row(line: str) -> bool:
     """Whether a table's leading row titles its columns: its first cell is empty ("| 2019 | 2018"), or
-    each of its other cells is empty or names a year ("For the year ended December 31: | 2019 | 2018",
-    "($ in millions) |  |"). A body row holds figures under those titles instead."""
+    each of its other cells is empty, names a year or holds no figure ("For the year ended December 31: |
+    2019 | 2018", "($ in millions) |  |", "(In thousands) | 2019 | Change | 2018"). A body row holds
+    figures under those titles instead."""
     if line.startswith("|"):
         return True
     cells = [cell.strip() for cell in line.split(_CELL.strip())[1:]]
-    return all(not cell or YEAR.search(cell) for cell in cells)
+    return all(not cell or YEAR.search(cell) or not re.search(r"\d", cell) for cell in cells)
 
 
 def _table_headers(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:

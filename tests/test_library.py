@@ -267,8 +267,9 @@ def test_a_passage_cut_from_a_table_repeats_the_tables_header_rows(tatqa_dev):
     record = next(r for r in tatqa_dev if len(table_text(r["table"])) > 3 * CHUNK_CHARS)
     text = table_text(record["table"])
     lines = text.split("\n")
-    header = [line.strip() for line in lines[:3] if line.startswith(" | ")]  # rows with an empty first cell
-    assert header, lines[:3]
+    # two rows with an empty first cell, then "(In millions) | As of August 1, 2019 | Adjustments | As of ..."
+    header = [line.strip() for line in lines[:3]]
+    assert header[0].startswith("| ") and header[2].startswith("(In millions) |"), lines[:3]
     page = Page(1, text + "\n\nThe table above shows net sales by segment.")
     chunks = chunk_pages([page])
     assert len(chunks) >= 3
@@ -357,3 +358,6 @@ def test_a_year_row_with_a_title_in_its_first_cell_is_part_of_the_header(tatqa_d
     # A body row below it (figures under the years) is not header.
     assert _is_header_row("For the year ended December 31: | 2019 | 2018") and _is_header_row("($ in millions) |  |")
     assert not _is_header_row("Nonvested as of December 31, 2018 | 5,974 | $6.51 |")
+    # column titles that are not years ("Change") beside the years: a header row still
+    assert _is_header_row("(In thousands) | 2019 | Change increase (decrease) | 2018 | Change | 2017")
+    assert not _is_header_row("Americas | $132,426 | $(19,045) | $151,471")
