@@ -65,9 +65,13 @@ _AVERAGE = re.compile(r"\baverage\b", re.IGNORECASE)
 _CHANGE = re.compile(r"\b(change|difference|increase|decrease)\b", re.IGNORECASE)
 _TOTAL = re.compile(r"\btotal\b|\baltogether\b|\bsum\b", re.IGNORECASE)
 _WHICH_YEAR = re.compile(r"\bwhich (fiscal )?years?\b", re.IGNORECASE)
-#: "Which years does the table provide information for X?", "In which years was X calculated?": the
-#: years its columns show.
-_YEARS_SHOWN = re.compile(r"^\s*((in|for) )?(which|what) years?( \(s\)|\(s\))?\b", re.IGNORECASE)
+#: "Which years does the table provide information for X?", "In which years was X calculated?", "What are
+#: the years included in the table?": the years its columns show.
+_YEARS_SHOWN = re.compile(r"^\s*((in|for) )?(which|what) years?( \(s\)|\(s\))?\b"
+                          r"|^\s*what are the years (included|shown|presented|covered|provided|listed)\b", re.IGNORECASE)
+#: "Which country had the highest X?", "In which segment was X the largest?": a row's label (not "second highest").
+_WHICH_ROW = re.compile(r"^\s*(in )?which (?!(of the )?(fiscal )?(years?|period|quarter)\b)(?!.*\bsecond\b)"
+                        r".*\b(highest|largest|greatest|biggest|most|lowest|smallest|least)\b", re.IGNORECASE)
 _MORE = re.compile(r"\b(higher|larger|greater|more|highest|largest|greatest|most|bigger|biggest)\b", re.IGNORECASE)
 _LESS = re.compile(r"\b(lower|smaller|less|fewer|lowest|smallest|least)\b", re.IGNORECASE)
 #: "less than 600,000", "exceed $1,500", "greater than 2.0%": a threshold the question compares a row's cells
@@ -286,6 +290,33 @@ def _operation(question: str, label: str) -> str | None:
     return "cell"
 
 
+def _highest_row(question: str, table: _Table, source: int) -> tuple[Reading, int] | None:
+    """"Which country had the highest revenue in 2019?": the label of the row with the highest (or lowest)
+    figure in the year's column (the year named, else the only one shown), of the rows that are neither a
+    total nor named by the question; None when fewer than two rows have a figure there, they mix amounts
+    and percentages, or two share the highest."""
+    years = set(_YEAR.findall(question)) or set(table.years)
+    if len(years) != 1 or (year := years.pop()) not in table.years:
+        return None
+    column = table.years[year]
+    asked = set(_words(question))
+    values, percent = {}, set()
+    for number, row in enumerate(table.rows):
+        figure = _figure(row[column]) if column < len(row) else None
+        label = _words(row[0])
+        # a total, or a row the question names ("revenue" in "the highest revenue"), is no candidate
+        if figure is None or number in table.totals or "total" in label or all(w in asked for w in label):
+            continue
+        values[row[0]] = float(figure[0].replace(",", ""))
+        percent.add(figure[1])
+    if len(values) < 2 or len(percent) > 1:  # amounts and percentages are not compared
+        return None
+    pick = (min if _LESS.search(question) else max)(values, key=values.get)
+    if list(values.values()).count(values[pick]) > 1:
+        return None
+    return Reading("answer", (pick,), None, "", source), 0
+
+
 def _years_shown(question: str) -> bool:
     """Whether the question asks which years a table (or a row of it) shows: "which years" with no
     comparison ("which year was X higher") and no threshold ("which years did X exceed 0.5")."""
@@ -349,6 +380,8 @@ def _read_one(question: str, text: str, unit: str, source: int) -> tuple[Reading
         if len(table.years) < 2:
             return None
         return Reading("answer", tuple(sorted(table.years, reverse=True)), None, "", source), 0
+    if _WHICH_ROW.search(question):
+        return _highest_row(question, table, source)
     row = _row(question, table)
     if row is None:
         return None

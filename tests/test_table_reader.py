@@ -178,6 +178,17 @@ def test_a_per_share_figure_takes_no_scale_from_the_document():
     assert (reading.parts, reading.scale) == (("206.2",), "")
 
 
+def test_which_row_is_highest_or_lowest_and_the_years_included():
+    text = ("| 2019 | 2018\nUnited States | 1,079,520 | 700,001\nCanada | 96,168 | 70,774\n"
+            "Total external revenues | 1,175,688 | 770,775")
+    assert read("Which country had the highest total external revenue in 2019?", [(text, "")]).parts \
+        == ("United States",)
+    assert read("In which country was revenue the lowest in 2018?", [(text, "")]).parts == ("Canada",)
+    assert read("Which country had the second highest revenue in 2019?", [(text, "")]) is None
+    assert read("Which country had the highest revenue?", [(text, "")]) is None  # in 2019 or 2018?
+    assert read("What are the years included in the table?", [(text, "")]).parts == ("2019", "2018")
+
+
 @pytest.mark.parametrize("question", [
     "In 2019, why did the gross margin decrease?",
     "Which country had the highest revenue in 2019?",
