@@ -65,7 +65,6 @@ _PERCENTAGE_CHANGE = re.compile(
 _AVERAGE = re.compile(r"\baverage\b", re.IGNORECASE)
 _CHANGE = re.compile(r"\b(change|difference|increase|decrease)\b", re.IGNORECASE)
 _TOTAL = re.compile(r"\btotal\b|\baltogether\b|\bsum\b", re.IGNORECASE)
-_WHICH_YEAR = re.compile(r"\bwhich (fiscal )?years?\b", re.IGNORECASE)
 #: "Which years does the table provide information for X?", "In which years was X calculated?", "What are
 #: the years included in the table?": the years its columns show.
 _YEARS_SHOWN = re.compile(r"^\s*((in|for) )?(which|what) years?( \(s\)|\(s\))?\b"
@@ -83,7 +82,7 @@ _THRESHOLD = re.compile(
     r"|(?:more than|greater than|higher than|larger than|above|over|exceed(?:s|ed|ing)?))"
     r"\s+\$?\s*(?P<number>-?\d[\d,]*(?:\.\d+)?)", re.IGNORECASE)
 #: "How many years did X exceed N?": a count of years; "In which year(s) was X less than N?", "Which of the
-#: years had X greater than N?": the years.
+#: years had X greater than N?": the years (and with no threshold, "Which year was X higher?": one year).
 _HOW_MANY_YEARS = re.compile(r"^\s*how many (fiscal )?years\b", re.IGNORECASE)
 _WHICH_YEARS = re.compile(r"\b(which|what) (of the )?(fiscal )?years?\b", re.IGNORECASE)
 #: "2 0 1 8": a year some PDF text layers space out; "(1)": a footnote's mark after a heading.
@@ -277,7 +276,7 @@ def _operation(question: str, label: str) -> str | None:
         if _HOW_MANY_YEARS.search(rest):
             return f"count {side}"
         return f"years {side}" if _WHICH_YEARS.search(rest) else None
-    if _WHICH_YEAR.search(rest):
+    if _WHICH_YEARS.search(rest):
         # "Which year was X higher?"; not "In which years was X less than 600,000?" (a threshold)
         if re.search(r"\d", _YEAR.sub(" ", rest)) or bool(_MORE.search(rest)) == bool(_LESS.search(rest)):
             return None
