@@ -17,6 +17,7 @@ from assistant.library import (
     DocumentStore,
     SQLiteDocumentStore,
     _is_header_row,
+    _years_first,
     chunk_pages,
     files_in,
     fts_query,
@@ -361,3 +362,31 @@ def test_a_year_row_with_a_title_in_its_first_cell_is_part_of_the_header(tatqa_d
     # column titles that are not years ("Change") beside the years: a header row still
     assert _is_header_row("(In thousands) | 2019 | Change increase (decrease) | 2018 | Change | 2017")
     assert not _is_header_row("Americas | $132,426 | $(19,045) | $151,471")
+
+
+def test_a_passage_showing_no_year_the_question_names_moves_down():
+    ranked = [11, 12, 13, 14, 15, 16, 17, 18]
+    texts = {i: "| 2019 | 2018\nRevenue | 5 | 4" for i in ranked}
+    texts[11] = "| 2020 | 2019\nRevenue | 6 | 5"  # the best by its words, but it shows no 2018
+    # 11 ranks at its place (0) plus 5, ahead of the passage whose own place 5 is
+    assert _years_first(ranked, texts, "What was revenue in 2018?") == [12, 13, 14, 15, 11, 16, 17, 18]
+    assert _years_first(ranked, texts, "What was revenue in 2019?") == ranked  # every passage shows 2019
+    assert _years_first(ranked, texts, "What was revenue?") == ranked  # no year named: the fused order
+
+
+def test_the_table_of_the_years_asked_is_found_before_one_of_other_years(store, tatqa_dev, tmp_path, monkeypatch):
+    import assistant.library
+
+    from finetune.evaluation.retrieval import tatqa_document
+
+    # Two real annual-report tables of goodwill; by their words the second ranks first, but it shows no 2018.
+    question = "How much is the percentage change of total goodwill amount from 2017 to 2018?"
+    for prefix in ("8749fc7b", "a8559ad7"):
+        record = next(r for r in tatqa_dev if r["context_uid"].startswith(prefix))
+        (tmp_path / f"{prefix}.txt").write_text(tatqa_document(record), encoding="utf-8")
+        store.add(tmp_path / f"{prefix}.txt")
+    found = store.search(question, k=3)
+    assert found[0].document == "8749fc7b.txt" and "2017" in found[0].text and "2018" in found[0].text
+    monkeypatch.setattr(assistant.library, "MISSING_YEAR_PLACES", 0)  # by the fused ranking alone
+    first = store.search(question, k=3)[0]
+    assert first.document == "a8559ad7.txt" and "2018" not in first.text
