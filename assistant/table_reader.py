@@ -2,14 +2,15 @@
 2019 and 2018, or their total), the change, percentage change or average of a row between years,
 computed from its cells, "Which year was X higher?", "Which years does the table show?", "In which
 years was X less than N?" (or how many), "Which country had the highest X in 2019?" (a row's label), and
-two rows of one year combined: "the percentage of A in
-total B", "A as a percentage of B", "the ratio of A to B", "the sum of A and B", "the difference between
-A and B". A row is named by its label, by its label under its section's title ("Product" under
-"Revenue:"), or by its label without what brackets add ("Net income (loss)"); an unlabelled line under the
-rows is their total; a table whose rows are years ("2021 | $138 | $6") is read turned on its side.
+two rows of one year combined: "the percentage of A in total B", "A as a percentage of B", "the ratio of A
+to B", "the proportion of A over B", "the sum of A and B", "the difference between A and B" (a difference
+is how far apart two figures are; a change has a sign). A row is named by its label, by its label under
+its section's title ("Product" under "Revenue:"), or by its label without what brackets add ("Net income
+(loss)"); an unlabelled line under the rows is their total; a table whose rows are years ("2021 | $138 |
+$6") is read turned on its side.
 
-Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 437 of its
-828 questions are read, 376 of them exactly right, given the question's own table: docs/results.md). The
+Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 440 of its
+828 questions are read, 384 of them exactly right, given the question's own table: docs/results.md). The
 135M answerer, reading the table as ``cell | cell`` rows, often copies a figure of the wrong row or
 column; here the row is the one whose label the question names, word for word (each of two rows in its
 own part of the question), and the columns are the ones headed by the years it names, so the figures
@@ -47,23 +48,36 @@ _RESPECTIVE = re.compile(r"\brespective(ly)?\b", re.IGNORECASE)
 #: Periods within a year: a quarter's column is headed by its year too.
 _PART_OF_A_YEAR = re.compile(r"\bquarter|\bq[1-4]\b|\bhalf\b|\bmonths?\b", re.IGNORECASE)
 #: Questions about two rows in one year, each row named in its own part of the question: "the percentage of
-#: A in total B", "A as a percentage of B", "the ratio of A to B", "the sum of A and B", "the difference
-#: between A and B". (name, pattern with groups a and b); the calculation is ``_TWO_ROW_EXPRESSIONS``.
+#: A in total B" (or its "percentage constitution"), "A as a percentage of B", "the ratio of A to B", "the
+#: proportion of A over B" (a ratio: so TAT-QA answers it, 2 of 2 on the tune half; "What proportion of B is
+#: made up of A" it answers either way, and is left), "the sum of A and B", "the difference (in X) between A
+#: and B". (name, pattern with groups a and b); the calculation is ``_TWO_ROW_EXPRESSIONS``.
 _TWO_ROWS = (
     ("share", re.compile(r"\bpercentage of (?:the )?(?P<a>.+?) (?:in|out of|among|of|over|to) (?:the )?"
                          r"(?P<b>total\b.+)", re.IGNORECASE)),
     ("share", re.compile(r"^\s*what (?:is|was) (?:the )?(?P<a>.+?) (?:expressed )?as a percentage of (?:the )?"
                          r"(?P<b>.+)", re.IGNORECASE)),
+    ("share", re.compile(r"\bpercentage (?:of )?constitution of (?:the )?(?P<a>.+?) (?:in|among|of|to) (?:the )?"
+                         r"(?P<b>total\b.+)", re.IGNORECASE)),
     ("ratio", re.compile(r"\bratio of (?:the )?(?P<a>.+?) to (?:the )?(?P<b>.+)", re.IGNORECASE)),
+    ("ratio", re.compile(r"\bproportion of (?:the )?(?P<a>.+?) (?:over|to|out of) (?:the )?(?P<b>.+)", re.IGNORECASE)),
     ("sum", re.compile(r"\bsum of (?:the )?(?P<a>.+?) and (?:the )?(?P<b>.+)", re.IGNORECASE)),
-    ("difference", re.compile(r"\bdifference between (?:the )?(?P<a>.+?) and (?:the )?(?P<b>.+)", re.IGNORECASE)),
+    ("difference", re.compile(r"\bdifference (?:in (?:the )?.+? )?between (?:the )?(?P<a>.+?) and (?:the )?(?P<b>.+)",
+                              re.IGNORECASE)),
 )
 _TWO_ROW_EXPRESSIONS = {"share": "{a} / {b} * 100", "ratio": "{a} / {b}", "sum": "{a} + {b}",
                         "difference": "{a} - {b}"}
 _PERCENTAGE_CHANGE = re.compile(
     r"percentage change|% change|percent change|percentage (increase|decrease)|growth rate", re.IGNORECASE)
+#: "The absolute percentage change in the risk-free rate": of a rate, the change in percentage points
+#: (TAT-QA's answers to it, on the tune half: 2 of 2).
+_POINTS = re.compile(r"\babsolute (?:percentage|percent) change\b", re.IGNORECASE)
 _AVERAGE = re.compile(r"\baverage\b", re.IGNORECASE)
 _CHANGE = re.compile(r"\b(change|difference|increase|decrease)\b", re.IGNORECASE)
+#: "The difference between A and B", "the difference in X between 2018 and 2019": how far apart they are,
+#: the larger less the smaller (TAT-QA's answers to it are so, on the tune half: 6 of 6), where a change
+#: or a net difference has a sign.
+_DIFFERENCE = re.compile(r"(?<!\bnet )(?<!\bpercentage )\bdifference\b", re.IGNORECASE)
 _TOTAL = re.compile(r"\btotal\b|\baltogether\b|\bsum\b", re.IGNORECASE)
 #: "Which years does the table provide information for X?", "In which years was X calculated?", "What are
 #: the years included in the table?": the years its columns show.
@@ -261,7 +275,7 @@ def _threshold(text: str) -> re.Match | None:
 
 
 def _operation(question: str, label: str) -> str | None:
-    """What the question asks of its row: "cell", "change", "percentage change", "average", or the year
+    """What the question asks of its row: "cell", "change", "difference", "percentage change", "average", or the year
     of its "highest year" or "lowest year" (None: a form not read here). The row's own label is left out
     first: "Weighted-average shares" asks no average."""
     several_years = len(set(_YEAR.findall(question))) > 1
@@ -282,12 +296,12 @@ def _operation(question: str, label: str) -> str | None:
             return None
         return "highest year" if _MORE.search(rest) else "lowest year"
     if _PERCENTAGE_CHANGE.search(rest):
-        return "percentage change"
+        return "change" if _POINTS.search(rest) else "percentage change"
     if _AVERAGE.search(rest):
         # "the change between the 2018 and 2019 averages": two averages, not read here
         return None if _CHANGE.search(rest) else "average"
     if _CHANGE.search(rest):
-        return "change"
+        return "difference" if _DIFFERENCE.search(rest) else "change"
     return "cell"
 
 
@@ -354,6 +368,8 @@ def _two_rows(question: str, table: _Table, unit: str, source: int) -> tuple[Rea
             return None
         if name in ("share", "ratio") and float(figures[1][0].replace(",", "")) == 0:
             return None
+        if name == "difference":
+            figures = list(_apart(*figures))
         expression = _TWO_ROW_EXPRESSIONS[name].format(a=_operand(figures[0]), b=_operand(figures[1]))
         if name in ("share", "ratio"):  # a share is a percentage; a ratio of two amounts has no unit
             scale = "percent" if name == "share" else ""
@@ -399,7 +415,7 @@ def _read_row(question: str, table: _Table, row: list[str], unit: str, source: i
         asked = sorted(table.years, reverse=True)  # "In which years was X less than N?": among every year shown
     if operation in ("average", "highest year", "lowest year") and not asked:
         asked = sorted(table.years, reverse=True)  # "the average X", "which year was X higher": every year shown
-    if operation in ("change", "percentage change") and not asked and len(table.years) == 2:
+    if operation in ("change", "difference", "percentage change") and not asked and len(table.years) == 2:
         asked = sorted(table.years, reverse=True)  # "What was the change in closing cash?": between the two shown
     in_order = list(dict.fromkeys(_YEAR.findall(question)))
     if operation == "cell" and (span := _YEAR_RANGE.search(question)):
@@ -465,12 +481,18 @@ def _read_row(question: str, table: _Table, row: list[str], unit: str, source: i
     later, earlier = figure(asked[0]), figure(asked[1])
     if later is None or earlier is None:
         return None
-    if operation == "change":
-        return Reading("compute", (), f"{_operand(later)} - {_operand(earlier)}", scale([later, earlier]), source)
+    if operation in ("change", "difference"):
+        first, second = _apart(later, earlier) if operation == "difference" else (later, earlier)
+        return Reading("compute", (), f"{_operand(first)} - {_operand(second)}", scale([later, earlier]), source)
     if float(earlier[0].replace(",", "")) == 0:
         return None
     expression = f"({_operand(later)} - {_operand(earlier)}) / {_operand(earlier)} * 100"
     return Reading("compute", (), expression, "percent", source)
+
+
+def _apart(a: tuple[str, bool], b: tuple[str, bool]) -> tuple[tuple[str, bool], tuple[str, bool]]:
+    """Two figures, the larger first (a difference says how far apart they are)."""
+    return (a, b) if float(a[0].replace(",", "")) >= float(b[0].replace(",", "")) else (b, a)
 
 
 def _operand(figure: tuple[str, bool]) -> str:
