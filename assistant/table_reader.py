@@ -3,14 +3,14 @@
 computed from its cells, "Which year was X higher?", "Which years does the table show?", "In which
 years was X less than N?" (or how many), "Which country had the highest X in 2019?" (a row's label), and
 two rows of one year combined: "the percentage of A in total B", "A as a percentage of B", "the ratio of A
-to B", "the proportion of A over B", "the sum of A and B", "the difference between A and B" (a difference
-is how far apart two figures are; a change has a sign). A row is named by its label, by its label under
-its section's title ("Product" under "Revenue:"), or by its label without what brackets add ("Net income
-(loss)"); an unlabelled line under the rows is their total; a table whose rows are years ("2021 | $138 |
-$6") is read turned on its side.
+to B", "the proportion of A over B", "the sum of A and B", "the X of A and B" (both cells), "the difference
+between A and B" (a difference is how far apart two figures are; a change has a sign). A row is named by
+its label, by its label under its section's title ("Product" under "Revenue:"), or by its label without
+what brackets add ("Net income (loss)"); an unlabelled line under the rows is their total; a table whose
+rows are years ("2021 | $138 | $6") is read turned on its side.
 
-Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 440 of its
-828 questions are read, 384 of them exactly right, given the question's own table: docs/results.md). The
+Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 441 of its
+828 questions are read, 385 of them exactly right, given the question's own table: docs/results.md). The
 135M answerer, reading the table as ``cell | cell`` rows, often copies a figure of the wrong row or
 column; here the row is the one whose label the question names, word for word (each of two rows in its
 own part of the question), and the columns are the ones headed by the years it names, so the figures
@@ -50,8 +50,9 @@ _PART_OF_A_YEAR = re.compile(r"\bquarter|\bq[1-4]\b|\bhalf\b|\bmonths?\b", re.IG
 #: Questions about two rows in one year, each row named in its own part of the question: "the percentage of
 #: A in total B" (or its "percentage constitution"), "A as a percentage of B", "the ratio of A to B", "the
 #: proportion of A over B" (a ratio: so TAT-QA answers it, 2 of 2 on the tune half; "What proportion of B is
-#: made up of A" it answers either way, and is left), "the sum of A and B", "the difference (in X) between A
-#: and B". (name, pattern with groups a and b); the calculation is ``_TWO_ROW_EXPRESSIONS``.
+#: made up of A" it answers either way, and is left), "the sum of A and B", "What are the X for A and B?" (both
+#: cells), "the difference (in X) between A and B". (name, pattern with groups a and b); the calculation is
+#: ``_TWO_ROW_EXPRESSIONS``, the first of them that matches is read.
 _TWO_ROWS = (
     ("share", re.compile(r"\bpercentage of (?:the )?(?P<a>.+?) (?:in|out of|among|of|over|to) (?:the )?"
                          r"(?P<b>total\b.+)", re.IGNORECASE)),
@@ -62,6 +63,9 @@ _TWO_ROWS = (
     ("ratio", re.compile(r"\bratio of (?:the )?(?P<a>.+?) to (?:the )?(?P<b>.+)", re.IGNORECASE)),
     ("ratio", re.compile(r"\bproportion of (?:the )?(?P<a>.+?) (?:over|to|out of) (?:the )?(?P<b>.+)", re.IGNORECASE)),
     ("sum", re.compile(r"\bsum of (?:the )?(?P<a>.+?) and (?:the )?(?P<b>.+)", re.IGNORECASE)),
+    ("both", re.compile(r"^\s*what (?:are|were|was|is) the (?!.*\b(?:total|sum|change|difference|increase|decrease"
+                        r"|ratio|proportion|percentage|growth)\b)(?!.*(?<!-)\baverage\b)(?:respective )?(?:[\w-]+ )*?"
+                        r"(?:of|for|from) (?:the )?(?P<a>.+?) and (?:the )?(?P<b>.+)", re.IGNORECASE)),
     ("difference", re.compile(r"\bdifference (?:in (?:the )?.+? )?between (?:the )?(?P<a>.+?) and (?:the )?(?P<b>.+)",
                               re.IGNORECASE)),
 )
@@ -368,6 +372,9 @@ def _two_rows(question: str, table: _Table, unit: str, source: int) -> tuple[Rea
             return None
         if name in ("share", "ratio") and float(figures[1][0].replace(",", "")) == 0:
             return None
+        if name == "both":
+            return Reading("answer", tuple(row[column] for row in rows), None,
+                           _scale(figures, table.headings.get(column, ""), unit), source), rows
         if name == "difference":
             figures = list(_apart(*figures))
         expression = _TWO_ROW_EXPRESSIONS[name].format(a=_operand(figures[0]), b=_operand(figures[1]))
