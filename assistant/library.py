@@ -60,10 +60,10 @@ LEXICAL_WEIGHT = 2.0
 CANDIDATES = 50
 #: Places a passage loses in the fused ranking when it shows no year a question names ("What was X in
 #: 2018?" and a table of 2020 and 2019): it ranks at its place plus these, ahead of the passage whose own
-#: place that is. Its table's header counts (the years above a passage cut from a
-#: table's middle), though it is not indexed: as a word, a year every table has only blurred BM25. Chosen
-#: on the tune half of TAT-QA dev (0, 3, 5, 10, or last of all: recall@5 0.822, 0.836, 0.842, 0.836,
-#: 0.835); docs/results.md reports the other half.
+#: place that is. Its table's header counts (the years above a passage cut from a table's middle), though
+#: it is not indexed: as a word, a year every table has only blurred BM25. Chosen on the tune half of
+#: TAT-QA dev (0, 3, 5, 10, or last of all: recall@5 0.822, 0.836, 0.842, 0.836, 0.835); docs/results.md
+#: reports the other half.
 MISSING_YEAR_PLACES = 5
 #: Words left out of a lexical search: the most common ones (BM25 weighs them little, but an OR query
 #: over them matches nearly every passage and costs time), and the words a question uses to ask for

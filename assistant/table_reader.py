@@ -279,9 +279,9 @@ def _threshold(text: str) -> re.Match | None:
 
 
 def _operation(question: str, label: str) -> str | None:
-    """What the question asks of its row: "cell", "change", "difference", "percentage change", "average", or the year
-    of its "highest year" or "lowest year" (None: a form not read here). The row's own label is left out
-    first: "Weighted-average shares" asks no average."""
+    """What the question asks of its row: "cell", "change", "difference", "percentage change", "average",
+    or the year of its "highest year" or "lowest year" (None: a form not read here). The row's own label is
+    left out first: "Weighted-average shares" asks no average."""
     several_years = len(set(_YEAR.findall(question))) > 1
     # "What was X in 2019 and 2018 respectively?": each year's cell (the word asks for no other form)
     if _NOT_A_CELL.search(_RESPECTIVE.sub(" ", question) if several_years else question) \
