@@ -82,7 +82,8 @@ _CHANGE = re.compile(r"\b(change|difference|increase|decrease)\b", re.IGNORECASE
 #: the larger less the smaller (TAT-QA's answers to it are so, on the tune half: 6 of 6), where a change
 #: or a net difference has a sign.
 _DIFFERENCE = re.compile(r"(?<!\bnet )(?<!\bpercentage )\bdifference\b", re.IGNORECASE)
-_TOTAL = re.compile(r"\btotal\b|\baltogether\b|\bsum\b", re.IGNORECASE)
+_SUM = re.compile(r"\bsum\b", re.IGNORECASE)
+_TOTAL = re.compile(rf"\btotal\b|\baltogether\b|{_SUM.pattern}", re.IGNORECASE)
 #: "Which years does the table provide information for X?", "In which years was X calculated?", "What are
 #: the years included in the table?": the years its columns show.
 _YEARS_SHOWN = re.compile(r"^\s*((in|for) )?(which|what) years?( \(s\)|\(s\))?\b"
@@ -181,9 +182,13 @@ class _Table:
     #: row -> the title of the section it is in (a row with a label and no cells: "Revenue:")
     sections: dict[int, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # each row (the list itself: two rows may hold equal cells) -> its number, for ``title_of``
+        self._number = {id(row): number for number, row in enumerate(self.rows)}
+
     def title_of(self, row: list[str]) -> str:
         """The title of the section ``row`` (one of ``rows``) is in; "" when none."""
-        return next((self.sections.get(i, "") for i, r in enumerate(self.rows) if r is row), "")
+        return self.sections.get(self._number.get(id(row), -1), "")
 
 
 def _table(text: str) -> _Table | None:
@@ -446,7 +451,7 @@ def _read_row(question: str, table: _Table, row: list[str], unit: str, source: i
         if any(f is None for f in found):
             return None
         if len(asked) == 1:
-            if re.search(r"\bsum\b", question, re.IGNORECASE):  # "the sum of A and B in 2019", A or B not found
+            if _SUM.search(question):  # "the sum of A and B in 2019", A or B not found
                 return None
             return Reading("answer", (row[table.years[asked[0]]],), None, scale(found), source)
         if _TOTAL.search(_without_label(question, row[0])):  # "the total X in 2018 and 2019": their sum
