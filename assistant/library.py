@@ -82,7 +82,9 @@ SEARCH_STOPWORDS = frozenset(
 #: documents write a period many ways ("the third quarter": Q3, 3Q). The first lines are question
 #: vocabulary and time; the last are the other words of the questions on the tune half of TAT-QA dev
 #: that their own document holds less than half the time (``scripts/tune-ask-gate.py``), less two that
-#: name a subject ("male", "PPE").
+#: name a subject ("male", "PPE"); "respective" ("What are the respective X of A and B?") is there as
+#: "respectively" is among the search's stop words: in a library of a few documents none may say it, and
+#: it weighed most.
 _QUESTION_WORDS = frozenset(
     "all also amount any across after among been both calculate calculation company component components compared "
     "during each end ended fiscal greater greatest group higher highest largest larger less lower lowest "
@@ -90,7 +92,8 @@ _QUESTION_WORDS = frozenset(
     "than there these those three total two type types under value would year years "
     "quarter quarters quarterly month months monthly half week weeks period "
     "absolute altogether annual calculated caused constitution exceed expensive highlighted made main nominal "
-    "often periods primary provide recognised values".split()
+    "often periods primary provide recognised values "
+    "respective".split()
 )
 #: A progress callback: ``progress(done, total, stage)`` (the summariser's signature).
 Progress = Callable[[int, int, str], None]

@@ -103,6 +103,8 @@ def test_a_querys_subject_words_leave_out_common_words_question_words_and_figure
     assert query_terms("Which component of the cloud segment's revenue was the greatest in 2019?") == [
         "cloud", "segment", "revenue"]
     assert query_terms("What was the percentage change between 2018 and 2019?") == []
+    # "respective" asks for a list; in a small library no passage may say it, and a word none says weighs most
+    assert query_terms("What are the respective sales of Fixed Price and Other in 2018?") == ["sales", "fixed", "price"]
 
 
 def test_coverage_weighs_the_subject_words_a_passage_holds_by_their_rarity(store, files):
