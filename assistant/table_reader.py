@@ -331,7 +331,7 @@ def _highest_row(question: str, table: _Table, source: int) -> tuple[Reading, in
         # a total, or a row the question names ("revenue" in "the highest revenue"), is no candidate
         if figure is None or number in table.totals or "total" in label or all(w in asked for w in label):
             continue
-        values[row[0]] = float(figure[0].replace(",", ""))
+        values[row[0]] = _value(figure)
         percent.add(figure[1])
     if len(values) < 2 or len(percent) > 1:  # amounts and percentages are not compared
         return None
@@ -375,7 +375,7 @@ def _two_rows(question: str, table: _Table, unit: str, source: int) -> tuple[Rea
         figures = [_figure(row[column]) if column < len(row) else None for row in rows]
         if any(f is None for f in figures):
             return None
-        if name in ("share", "ratio") and float(figures[1][0].replace(",", "")) == 0:
+        if name in ("share", "ratio") and _value(figures[1]) == 0:
             return None
         if name == "both":
             return Reading("answer", tuple(row[column] for row in rows), None,
@@ -463,7 +463,7 @@ def _read_row(question: str, table: _Table, row: list[str], unit: str, source: i
         if len(figures) < 2 or any(f is None for f in figures.values()):
             return None
         limit = float(_threshold(_without_label(question, row[0])).group("number").replace(",", ""))
-        values = {year: float(f[0].replace(",", "")) for year, f in figures.items()}
+        values = {year: _value(f) for year, f in figures.items()}
         chosen = [y for y, v in values.items() if (v < limit if operation.endswith("below") else v > limit)]
         if not chosen:  # none: more likely a misread threshold than an answer of "no year"
             return None
@@ -473,7 +473,7 @@ def _read_row(question: str, table: _Table, row: list[str], unit: str, source: i
         figures = {year: figure(year) for year in asked}
         if len(figures) < 2 or any(f is None for f in figures.values()):
             return None
-        values = {year: float(f[0].replace(",", "")) for year, f in figures.items()}
+        values = {year: _value(f) for year, f in figures.items()}
         pick = (max if operation == "highest year" else min)(values, key=values.get)
         if list(values.values()).count(values[pick]) > 1:
             return None
@@ -496,7 +496,7 @@ def _read_row(question: str, table: _Table, row: list[str], unit: str, source: i
     if operation in ("change", "difference"):
         first, second = _apart(later, earlier) if operation == "difference" else (later, earlier)
         return Reading("compute", (), f"{_operand(first)} - {_operand(second)}", scale([later, earlier]), source)
-    if float(earlier[0].replace(",", "")) == 0:
+    if _value(earlier) == 0:
         return None
     expression = f"({_operand(later)} - {_operand(earlier)}) / {_operand(earlier)} * 100"
     return Reading("compute", (), expression, "percent", source)
@@ -504,7 +504,12 @@ def _read_row(question: str, table: _Table, row: list[str], unit: str, source: i
 
 def _apart(a: tuple[str, bool], b: tuple[str, bool]) -> tuple[tuple[str, bool], tuple[str, bool]]:
     """Two figures, the larger first (a difference says how far apart they are)."""
-    return (a, b) if float(a[0].replace(",", "")) >= float(b[0].replace(",", "")) else (b, a)
+    return (a, b) if _value(a) >= _value(b) else (b, a)
+
+
+def _value(figure: tuple[str, bool]) -> float:
+    """A cell's figure (``_figure``) as a number."""
+    return float(figure[0].replace(",", ""))
 
 
 def _operand(figure: tuple[str, bool]) -> str:
