@@ -335,10 +335,8 @@ def _highest_row(question: str, table: _Table, source: int) -> tuple[Reading, in
         percent.add(figure[1])
     if len(values) < 2 or len(percent) > 1:  # amounts and percentages are not compared
         return None
-    pick = (min if _LESS.search(question) else max)(values, key=values.get)
-    if list(values.values()).count(values[pick]) > 1:
-        return None
-    return Reading("answer", (pick,), None, "", source), 0
+    pick = _extreme(values, lowest=bool(_LESS.search(question)))
+    return None if pick is None else (Reading("answer", (pick,), None, "", source), 0)
 
 
 def _years_shown(question: str) -> bool:
@@ -474,10 +472,8 @@ def _read_row(question: str, table: _Table, row: list[str], unit: str, source: i
         if len(figures) < 2 or any(f is None for f in figures.values()):
             return None
         values = {year: _value(f) for year, f in figures.items()}
-        pick = (max if operation == "highest year" else min)(values, key=values.get)
-        if list(values.values()).count(values[pick]) > 1:
-            return None
-        return Reading("answer", (pick,), None, "", source)
+        pick = _extreme(values, lowest=operation == "lowest year")
+        return None if pick is None else Reading("answer", (pick,), None, "", source)
     if operation == "average":
         if len(asked) == 1:  # "the 2019 average X": of the year's and the year before's balances
             asked = [asked[0], str(int(asked[0]) - 1)]
@@ -505,6 +501,12 @@ def _read_row(question: str, table: _Table, row: list[str], unit: str, source: i
 def _apart(a: tuple[str, bool], b: tuple[str, bool]) -> tuple[tuple[str, bool], tuple[str, bool]]:
     """Two figures, the larger first (a difference says how far apart they are)."""
     return (a, b) if _value(a) >= _value(b) else (b, a)
+
+
+def _extreme(values: dict[str, float], lowest: bool) -> str | None:
+    """The key of the highest (or lowest) of ``values``; None when two share it (which one is meant?)."""
+    pick = (min if lowest else max)(values, key=values.get)
+    return None if list(values.values()).count(values[pick]) > 1 else pick
 
 
 def _value(figure: tuple[str, bool]) -> float:
