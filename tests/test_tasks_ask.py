@@ -398,6 +398,43 @@ def test_an_answer_cites_the_passages_that_hold_its_text_and_figures(task, monke
     assert task.written(turn, generated("answer: services\nsources: [2]")).sources == [2]
 
 
+#: A TAT-QA dev passage (Oracle's 10-K) and the shipped answerer's copy of its first sentence, two
+#: words off ("estimate the fair value"): judged by exact match, a wrong answer until snapped.
+ORACLE = ("We estimated the fair values of our stock options that were solely subject to service-based vesting "
+          "requirements using the Black-Scholes-Merton option-pricing model, which was developed for use in "
+          "estimating the fair values of stock options. Option valuation models, including the Black-Scholes-Merton "
+          "option-pricing model, require the input of assumptions, including stock price volatility.")
+ORACLE_COPY = ("We estimate the fair value of our stock options that were solely subject to service-based vesting "
+               "requirements using the Black-Scholes-Merton option-pricing model, which was developed for use in "
+               "estimating the fair values of stock options.")
+
+
+def test_a_copied_sentence_is_snapped_to_the_passages_words(task, monkeypatch, tmp_path):
+    monkeypatch.setattr(task.engine, "answerer_adapter", tmp_path)
+    evidence = [passage("Stock options vest over four years.", document="a.pdf"), passage(ORACLE, document="b.pdf")]
+    turn = task.preprocess("How are stock options valued?", evidence=evidence)
+    answer = task.written(turn, generated(f"answer: {ORACLE_COPY}\nsources: [1]"))
+    assert answer.short.parts == (ORACLE[:ORACLE.index(" Option valuation")],)
+    assert answer.sources == [2] and answer.text.startswith("We estimated the fair values of our stock options")
+    # Kept as written: a figure, text a passage holds (case aside), and a paraphrase too far from any passage.
+    for part in ("$1,200", "stock options vest over four years", "Options are valued with a standard model"):
+        assert task.written(turn, generated(f"answer: {part}\nsources: [1]")).short.parts == (part,)
+
+
+def test_a_copy_is_snapped_to_the_passage_the_answerer_named_first(task, monkeypatch, tmp_path):
+    monkeypatch.setattr(task.engine, "answerer_adapter", tmp_path)
+    evidence = [passage("We estimated the fair value of options using a lattice model.", document="a.pdf"),
+                passage("We estimate the fair values of our options using a lattice model.", document="b.pdf")]
+    turn = task.preprocess("How are options valued?", evidence=evidence)
+    copy = "We estimated the fair value of our options using a lattice model"  # closer to [1], read from [2]
+    named = task.written(turn, generated(f"answer: {copy}\nsources: [2]"))
+    assert named.short.parts == ("We estimate the fair values of our options using a lattice model",)
+    assert named.sources == [2]
+    closest = task.written(turn, generated(f"answer: {copy}\nsources: [1]"))
+    assert closest.short.parts == ("We estimated the fair value of options using a lattice model",)
+    assert closest.sources == [1]
+
+
 def test_text_not_in_the_answerers_form_is_shown_as_written(task, answerer_turn):
     answer = task.written(answerer_turn, generated("Sales rose.\n"))
     assert answer.text == "Sales rose." and answer.short is None and answer.citations == answerer_turn.citations

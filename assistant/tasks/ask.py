@@ -9,6 +9,7 @@ question, the answer is a fixed sentence saying the documents do not contain it,
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -100,7 +101,8 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     #: Whether the documents were found not to hold the answer (the text then says so).
     declined: bool = False
-    #: The grounded answerer's own answer (None when the answer was written freely or declined unasked).
+    #: The grounded answerer's own answer, its copied parts snapped to the passages' words (``snapped``);
+    #: None when the answer was written freely or declined unasked.
     short: ShortAnswer | None = None
     #: For a computed answer: the expression, its figures, the result (``assistant.calculator``).
     computation: Computation | None = None
@@ -217,6 +219,54 @@ def _holds_text(passage: str, part: str) -> bool:
     """Whether a passage holds a copied part: its text, case, spaces, thousands commas and currency
     signs aside ("$ 1,452.4" and "$1452.4")."""
     return _squeezed(part) in _squeezed(passage)
+
+
+#: A copied part is snapped to a passage's wording when at least this share of its words are found
+#: there in order, within a stretch of the passage at most SNAP_STRETCH times its length (+2 words).
+SNAP_SHARE = 0.6
+SNAP_STRETCH = 1.3
+_WORD = re.compile(r"\S+")
+
+
+def _word_key(word: str) -> str:
+    return re.sub(r"[^\w%.$-]", "", word.lower()).strip(".")
+
+
+def snapped(part: str, passages: Sequence[str], others: Sequence[str] = ()) -> str:
+    """A copied part of three words or more that no passage holds as written, replaced by the
+    stretch of a passage it was copied from: the 135M answerer drops or swaps a word or stops a word
+    early when copying a sentence ("the company expects to record expense" for the passage's "the
+    Company expects to record the expense"), and an answer judged by its exact words is then wrong.
+    The stretch runs from the first to the last word the part shares with the passage (difflib's
+    longest matching blocks, in order), if they hold SNAP_SHARE of the part's words; the passage with
+    the largest share wins, among ``passages`` first, then ``others``. Anything less like a passage is
+    kept as the answerer wrote it."""
+    words = [_word_key(w) for w in part.split()]
+    if len(words) < 3 or any(_holds_text(passage, part) for passage in [*passages, *others]):
+        return part
+    best = _best_stretch(words, part, passages) or _best_stretch(words, part, others)
+    return best or part
+
+
+def _best_stretch(words: list[str], part: str, passages: Sequence[str]) -> str | None:
+    """``snapped``'s stretch of the passage most like ``part`` (its ``words``), or None."""
+    best: tuple[tuple[float, int], str] | None = None
+    for passage in passages:
+        spans = [(m.start(), m.end()) for m in _WORD.finditer(passage)]
+        matcher = difflib.SequenceMatcher(None, words, [_word_key(passage[s:e]) for s, e in spans], autojunk=False)
+        blocks = [b for b in matcher.get_matching_blocks() if b.size]
+        share = sum(b.size for b in blocks) / len(words)
+        if not blocks or share < SNAP_SHARE:
+            continue
+        first, last = blocks[0].b, blocks[-1].b + blocks[-1].size
+        if last - first > SNAP_STRETCH * len(words) + 2:
+            continue
+        text = passage[spans[first][0]:spans[last - 1][1]]
+        if not part.rstrip().endswith((".", ",")):
+            text = text.rstrip(".,;")
+        if best is None or (share, first - last) > best[0]:
+            best = ((share, first - last), text)
+    return best[1] if best else None
 
 
 def _holds_figure(passage: str, figure: str) -> bool:
@@ -382,6 +432,11 @@ class AskPipeline(Pipeline):
         wording = self.answerer["written"]
         named = [n for n in short.sources if 1 <= n <= len(citations)] or [1]
         if short.kind == "answer":
+            # Snapped to the passages the answerer named first: a stretch of another passage worded alike
+            # would move the citation to a document it did not read the answer from.
+            own = [citations[n - 1].passage for n in named]
+            others = [c.passage for c in citations if c.number not in named]
+            short = replace(short, parts=tuple(snapped(part, own, others) for part in short.parts))
             numbers = sourced(named, citations, short.parts, _holds_text)
             text = "; ".join(_with_scale(part, short.scale) for part in short.parts)
             return Answer(wording["copied"].format(text=text, sources=_cited(numbers)), False, generation, citations,

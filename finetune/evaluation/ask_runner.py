@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from assistant.errors import InvalidParameterError
+from assistant.tasks.ask import ShortAnswer
 
 from ..data import load_records
 from .report import markdown_table, new_figure, save_figure, write_json, write_markdown
@@ -57,6 +58,11 @@ class AskScores:
     #: match of those answers (None when none was).
     read_from_table: float = 0.0
     read_from_table_em: float | None = None
+    #: Share of the questions whose copied answer was snapped to the passages' words (``ask.snapped``),
+    #: and EM / F1 with every copied answer scored as the answerer wrote it: the same run without snapping.
+    snapped: float = 0.0
+    as_written_em: float | None = None
+    as_written_f1: float | None = None
 
 
 @dataclass
@@ -74,9 +80,11 @@ class AskReport:
         return asdict(self)
 
     def to_markdown(self) -> str:
-        head = ["answers", "questions", "EM", "F1", "cites own document", "(as named)", "declined (answerable)",
-                "declined (document absent)", "read from a table", "(their EM)", "s / answer"]
+        head = ["answers", "questions", "EM", "F1", "(as written)", "snapped", "cites own document", "(as named)",
+                "declined (answerable)", "declined (document absent)", "read from a table", "(their EM)", "s / answer"]
         rows = [[s.name, s.questions, 100 * s.em, 100 * s.f1,
+                 None if s.as_written_em is None else f"{100 * s.as_written_em:.1f} / {100 * s.as_written_f1:.1f}",
+                 100 * s.snapped,
                  None if s.cited_own_document is None else 100 * s.cited_own_document,
                  None if s.named_own_document is None else 100 * s.named_own_document, 100 * s.declined,
                  None if s.declined_absent is None else 100 * s.declined_absent, 100 * s.read_from_table,
@@ -106,6 +114,14 @@ def predicted(answer) -> tuple[list[str] | None, str]:
             return None, ""
         return [f"{round(answer.computation.value, 2)}"], short.scale
     return list(short.parts), short.scale
+
+
+def _as_written(answer) -> list[str] | None:
+    """A copied answer's parts as the answerer wrote them, where snapping changed them (else None)."""
+    if answer.declined or answer.short is None or answer.short.kind != "answer":
+        return None
+    raw = ShortAnswer.parse(answer.generation.text)
+    return list(raw.parts) if raw is not None and raw.parts != answer.short.parts else None
 
 
 def _cites_own(answer, own: str, named: bool = False) -> bool:
@@ -182,6 +198,8 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
             declined: list[bool] = []
             declined_absent: list[bool] = []
             from_table: list[float] = []
+            written: list[tuple[float, float]] = []
+            snapped: list[bool] = []
             started = time.perf_counter()
             for record in tqdm(chosen, desc=name, unit="question"):
                 present, missing = found_for[record["id"]]
@@ -191,6 +209,9 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
                 e, f = em_f1(record, parts, scale)
                 em.append(e)
                 f1.append(f)
+                as_written = _as_written(answer)
+                snapped.append(as_written is not None)
+                written.append(em_f1(record, as_written, scale) if as_written is not None else (e, f))
                 by_type[record["answer_type"]].append((e, f))
                 declined.append(answer.declined)
                 if answer.read_from_table:
@@ -215,7 +236,9 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
                 declined_absent=sum(declined_absent) / n if absent else None,
                 seconds_per_answer=round(seconds / (n * (2 if absent else 1)), 3),
                 read_from_table=len(from_table) / n,
-                read_from_table_em=statistics.fmean(from_table) if from_table else None))
+                read_from_table_em=statistics.fmean(from_table) if from_table else None,
+                snapped=sum(snapped) / n, as_written_em=sum(x for x, _ in written) / n,
+                as_written_f1=sum(y for _, y in written) / n))
         pipeline.answerer = configured
         store.close()
     report = AskReport(data=str(data), part=part, documents=len(contexts), scores=scores,

@@ -27,7 +27,11 @@ def test_the_reader_and_the_answerer_alone_are_scored_in_one_run(tatqa_dev, tmp_
     assert with_tables.questions == alone.questions == 8 and result.documents == 2
     assert with_tables.read_from_table > 0 and alone.read_from_table == 0 and alone.read_from_table_em is None
     assert 0 < with_tables.read_from_table_em <= 1
+    # Scored as written too: only the answers snapped to the passages' words can score differently.
+    for scores in result.scores:
+        assert abs(scores.as_written_em - scores.em) <= scores.snapped + 1e-9
     written = json.loads((tmp_path / "out" / "ask.json").read_text())
     assert written["scores"][0]["read_from_table"] == with_tables.read_from_table
     assert "read from a table" in (tmp_path / "out" / "ask.md").read_text()
+    assert "(as written)" in (tmp_path / "out" / "ask.md").read_text()
     assert (tmp_path / "out" / "ask.png").stat().st_size > 0
