@@ -7,9 +7,11 @@ Three kinds of run, one interface (``predict_scores`` → probabilities, one col
   ``save_pretrained`` (loads with ``AutoModelForSequenceClassification``);
 * ``classifier-lora``: LoRA adapters and a classification head (peft) over a base encoder the
   run names; merged into the base weights when loaded, so prediction costs what a plain model does;
-* ``classifier-head``: a frozen encoder (copied into ``encoder/``, or named by the run and shared
-  with the engine's own encoder) whose sentence embeddings
-  (``SentenceEncoder.encode``, the same pooling as zero-shot) feed a linear head (``head.safetensors``);
+* ``classifier-head``: an encoder (copied into ``encoder/``; or named by the run and shared with
+  the engine's own encoder; or named and adapted for the task by the run's LoRA adapter,
+  ``adapter_model.safetensors``, from ``finassist finetune classify --head-only --encoder-epochs``)
+  whose sentence embeddings (``SentenceEncoder.encode``, the same pooling as zero-shot) feed a
+  linear head (``head.safetensors``);
   optionally with TF-IDF text features beside them: words and bigrams (``words.json``) and
   character 3-5-grams (``chars.json``), each stored as vocabulary and IDF (data, not pickled
   objects). Legal clause types need them: their wording is formulaic ("arbitration",
@@ -351,7 +353,18 @@ class FineTunedClassifier:
         weight, bias = tensors.get("weight"), tensors.get("bias")
         if weight is None or bias is None or weight.shape[0] != len(self.labels) or bias.shape != (len(self.labels),):
             raise ModelLoadError(f"{head_file}: expected weight ({len(self.labels)}, dim) and bias ({len(self.labels)},)")
-        if compact:
+        # A run trained with --encoder-epochs records it: its adapter missing would silently give the
+        # frozen encoder's embeddings, which its head was not fitted on.
+        adapted = bool(float(self.info.config.get("encoder_epochs") or 0)) or (self.path / ADAPTER_FILE).is_file()
+        if adapted and not (self.path / ADAPTER_FILE).is_file():
+            raise ModelLoadError(f"{self.path / ADAPTER_FILE} is missing: the run's head was fitted on the embeddings "
+                                 "of its adapted encoder")
+        if adapted and not compact:
+            raise ModelLoadError(f"{self.path}: a head run with an encoder adapter ({ADAPTER_FILE}) names its base "
+                                 f"model and fingerprint instead of a copy in {ENCODER_DIR}/")
+        if adapted:  # its encoder fine-tuned for the task: its own embeddings, never the engine's
+            sentence_encoder = SentenceEncoder.from_spec(self._base().location, self.runtime, adapter=self.path)
+        elif compact:
             base = self._base()
             shared = self._shared_encoder
             if shared is not None and Path(shared.loaded.resolved.location).resolve() == Path(base.location).resolve():
@@ -468,7 +481,9 @@ class FineTunedClassifier:
                 read = " and ".join(self._text_descriptions())
                 kind += f", mixed with a linear head over {read} ({self.info.text_mix:.0%})"
             return kind
-        return " and ".join(["linear head over sentence embeddings", *self._text_descriptions()])
+        embeddings = "sentence embeddings of a LoRA-adapted encoder" if (self.path / ADAPTER_FILE).is_file() \
+            else "sentence embeddings"
+        return " and ".join([f"linear head over {embeddings}", *self._text_descriptions()])
 
     def _text_descriptions(self) -> list[str]:
         """What the run's text features are (those whose vocabulary it holds)."""

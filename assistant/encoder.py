@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .lazy import torch
 
@@ -21,9 +22,10 @@ class SentenceEncoder:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_spec(cls, spec: str, runtime: Runtime) -> SentenceEncoder:
-        """The encoder at a path or Hugging Face id, on ``runtime``'s device and dtype."""
-        return cls(lambda: load_model(resolve_model(spec, ENCODER), runtime))
+    def from_spec(cls, spec: str, runtime: Runtime, adapter: Path | None = None) -> SentenceEncoder:
+        """The encoder at a path or Hugging Face id, on ``runtime``'s device and dtype; with
+        ``adapter``, a LoRA adapter of it (a head run's fine-tuned encoder) merged into its weights."""
+        return cls(lambda: load_model(resolve_model(spec, ENCODER), runtime, adapter))
 
     @property
     def loaded(self) -> LoadedModel:

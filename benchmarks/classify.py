@@ -4,8 +4,9 @@ beside plain Hugging Face ``AutoModelForSequenceClassification`` forward passes 
 The baseline is what a stack of fine-tuned Hugging Face classifiers costs: one plain forward
 pass per task (float32, batches in the given order, padded to the longest text of each batch).
 The assistant's path is ``Assistant.classify_tasks``: the sentiment model runs merged LoRA
-weights with int8 linear layers on length-sorted batches, and the head classifiers (contract
-clauses, unfair terms) share one pass of the encoder. Real texts: Financial PhraseBank
+weights with int8 linear layers on length-sorted batches, and the head classifiers embed with
+one pass per encoder: contract clauses with the engine's own (shared with zero-shot tasks), unfair
+terms with its LoRA-adapted copy (``--encoder-epochs``). Real texts: Financial PhraseBank
 sentences, tweets, CLAUDETTE sentences and CUAD clauses from ``../shared/data``.
 
 Run: ``finassist bench classify [--texts 512 --out docs/benchmarks]``.

@@ -113,7 +113,7 @@ _USE = {
     "classifier-lora": "Classifies {task} texts with LoRA adapters (peft) on the base encoder and a "
                        "classification head; the folder holds only those, the base model loads by name: "
                        "`--classifier {task}=<this folder>`.",
-    "classifier-head": "Classifies {task} texts with a linear head over the frozen encoder's sentence "
+    "classifier-head": "Classifies {task} texts with a linear head over the {encoder} encoder's sentence "
                        "embeddings{words}; loaded like any run: `--classifier {task}=<this folder>`.",
     "generator": "Generates text for the {task} task; see the data below for what it was adapted to.",
 }
@@ -140,7 +140,11 @@ def _model_card(run: dict, license: str | None) -> str:
     # Head runs may also read TF-IDF text features (finetune classify --features embedding+words[+chars]).
     names = str(run.get("config", {}).get("features") or "").split("+")[1:] if run["kind"] == "classifier-head" else []
     words = "".join(f" and {TEXT_FEATURES[n].description}" for n in names if n in TEXT_FEATURES)
-    lines += [_USE.get(run["kind"], "").format(task=run["task"], words=words), ""]
+    # A head run may adapt its encoder first (--encoder-epochs): the adapter is then in the folder.
+    adapted = float(run.get("config", {}).get("encoder_epochs") or 0) > 0
+    encoder = "LoRA-adapted (`adapter_model.safetensors`, merged into the base model when loaded)" if adapted \
+        else "frozen"
+    lines += [_USE.get(run["kind"], "").format(task=run["task"], words=words, encoder=encoder), ""]
     if run.get("text_mix"):
         mixed = str(run.get("config", {}).get("text_mix") or "").split("+")
         described = " and ".join(TEXT_FEATURES[n].description for n in mixed if n in TEXT_FEATURES)

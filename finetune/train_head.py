@@ -1,5 +1,6 @@
 """Head-only classifier training (``finassist finetune classify --head-only``): the encoder stays
-frozen; its sentence embeddings (the assistant's own pooling, ``Engine.encode``), optionally
+frozen, or is first LoRA-adapted for the task (``--encoder-epochs``: ``finetune.adapt_encoder``);
+its sentence embeddings (the assistant's own pooling, ``SentenceEncoder.encode``), optionally
 with TF-IDF word and character n-gram features, train a scikit-learn logistic regression in
 about a minute on a laptop CPU.
 
@@ -7,7 +8,8 @@ The regularisation strength C is chosen on the validation split, or by K-fold
 cross-validation over all the training data (``cv_folds``: every text is scored by a head that
 did not see it, then the head is refitted on all of it). The run stores the head as plain
 tensors (``head.safetensors``, no pickled scikit-learn objects), the text features' vocabularies
-as JSON, and a copy of the encoder or, for a compact run, its name and fingerprint.
+as JSON, the encoder's adapter when it was adapted, and a copy of the encoder or, for a compact
+run, its name and fingerprint.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from assistant.encoder import SentenceEncoder
 from assistant.classifiers import ENCODER_DIR, HEAD_FILE, TEXT_FEATURES, word_vectorizer, word_vectorizer_state
 from assistant.models import weights_fingerprint
 
+from .adapt_encoder import adapt_encoder
 from .classification_data import ClassificationData
 from .classifier_run import finish_run
 from .config import ClassifyTrainConfig
@@ -33,11 +37,11 @@ from .data import DataError
 log = logging.getLogger(__name__)
 
 
-def _encode(engine, texts: list[str], progress: bool, desc: str) -> np.ndarray:
+def _encode(encoder: SentenceEncoder, texts: list[str], progress: bool, desc: str) -> np.ndarray:
     from tqdm.auto import tqdm
 
-    chunk = 256  # progress granularity; the engine batches inside each chunk
-    parts = [engine.encode(texts[i : i + chunk], batch_size=64)
+    chunk = 256  # progress granularity; the encoder batches inside each chunk
+    parts = [encoder.encode(texts[i : i + chunk], batch_size=64)
              for i in tqdm(range(0, len(texts), chunk), desc=desc, disable=not progress, unit="chunk")]
     return torch.cat(parts).numpy() if parts else np.zeros((0, 0), dtype=np.float32)
 
@@ -190,7 +194,12 @@ def train_head(config: ClassifyTrainConfig, out: Path, data: ClassificationData,
     from .evaluation.report import write_json
 
     engine = Engine(encoder=config.model, device=config.device)
-    x_train = _encode(engine, data.train_texts, config.progress, "embedding train")
+    encoder = engine.sentence_encoder
+    x_train = _encode(encoder, data.train_texts, config.progress, "embedding train")
+    if config.encoder_epochs:
+        adapt_encoder(config, data, x_train, engine.encoder, out)
+        encoder = SentenceEncoder.from_spec(config.model, engine.runtime, adapter=out)
+        x_train = _encode(encoder, data.train_texts, config.progress, "embedding train (adapted encoder)")
     dim = x_train.shape[1]
     fitter = HeadFitter(config, data, x_train)
     everything = np.arange(len(data.train_texts))
@@ -215,7 +224,7 @@ def train_head(config: ClassifyTrainConfig, out: Path, data: ClassificationData,
         head, probs = fitter.fit(fitter.inputs(everything), everything, c), oof[c]
         reported = replace(data, val_texts=data.train_texts, val_labels=data.train_labels)
     else:
-        x_val = _encode(engine, data.val_texts, config.progress, "embedding validation")
+        x_val = _encode(encoder, data.val_texts, config.progress, "embedding validation")
         best, inputs = None, fitter.inputs(everything)
         for c in bar(config.c_grid):  # a small search on validation: cheap, and C matters here
             head = fitter.fit(inputs, everything, c)
@@ -247,6 +256,9 @@ def train_head(config: ClassifyTrainConfig, out: Path, data: ClassificationData,
         _save_encoder(engine, out / ENCODER_DIR)
     else:  # the run names its base model (config.model) and the fingerprint of the weights it was fitted on
         fingerprint = weights_fingerprint(engine.encoder.resolved)
+    if config.encoder_epochs:
+        extra.update(encoder_epochs=config.encoder_epochs, encoder_lora_r=config.lora_r,
+                     encoder_learning_rate=config.learning_rate)
     extra.update(head_C=c, embedding_dim=dim, head_C_scores={str(k): round(v, 4) for k, v in scores.items()})
     if config.cv_folds:
         extra["validation"] = f"{config.cv_folds}-fold cross-validation, out-of-fold predictions"

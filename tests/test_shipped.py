@@ -176,7 +176,8 @@ def test_a_corrupt_shipped_run_file_is_named_when_its_task_is_used(tmp_path, mon
 
 @pytest.mark.parametrize("task, name", [("sentiment", "adapter_model.safetensors"),
                                         ("sentiment", "text_head.safetensors"),
-                                        ("contract-clause", "head.safetensors"), ("unfair-tos", "chars.json")])
+                                        ("contract-clause", "head.safetensors"), ("unfair-tos", "chars.json"),
+                                        ("unfair-tos", "adapter_model.safetensors")])
 def test_a_missing_or_truncated_weights_file_is_named(tmp_path, monkeypatch, task, name):
     damaged = _damaged_copy(tmp_path, monkeypatch, task)
     data = (damaged / name).read_bytes()

@@ -14,8 +14,18 @@ from finetune.config import ClassifyTrainConfig
                                  {"features": "embedding+words"}, {"cv_folds": 1, "head_only": True},
                                  {"cv_folds": 3}, {"cv_folds": 3, "head_only": True, "val": "v.jsonl"},
                                  {"min_labels": 1}, {"min_labels": -1, "multi_label": True},
-                                 {"features": "embedding+words+chars"}, {"features": "embedding+chars", "head_only": True}])
+                                 {"features": "embedding+words+chars"}, {"features": "embedding+chars", "head_only": True},
+                                 {"encoder_epochs": 1}, {"encoder_epochs": 1, "head_only": True},
+                                 {"encoder_epochs": -1, "head_only": True, "copy_encoder": False}])
 def test_bad_settings(bad, tmp_path):
     kwargs = {"task": "sentiment", "train": "t.jsonl", "out": str(tmp_path), **bad}
     with pytest.raises(InvalidParameterError):
         ClassifyTrainConfig(**kwargs)
+
+
+def test_an_adapted_encoder_is_a_compact_head_only_setting(tmp_path):
+    config = ClassifyTrainConfig(task="unfair-tos", train="t.jsonl", out=str(tmp_path), head_only=True,
+                                 copy_encoder=False, encoder_epochs=2)
+    assert config.encoder_epochs == 2
+    with pytest.raises(InvalidParameterError, match="--no-copy-encoder"):
+        ClassifyTrainConfig(task="unfair-tos", train="t.jsonl", out=str(tmp_path), head_only=True, encoder_epochs=2)
