@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from assistant.encoder import SentenceEncoder
 from assistant.classifiers import ENCODER_DIR, HEAD_FILE, TEXT_FEATURES, word_vectorizer, word_vectorizer_state
+from assistant.encoder import SentenceEncoder
 from assistant.models import weights_fingerprint
 
 from .adapt_encoder import adapt_encoder
