@@ -355,8 +355,9 @@ class FineTunedClassifier:
             raise ModelLoadError(f"{head_file}: expected weight ({len(self.labels)}, dim) and bias ({len(self.labels)},)")
         # A run trained with --encoder-epochs records it: its adapter missing would silently give the
         # frozen encoder's embeddings, which its head was not fitted on.
-        adapted = bool(float(self.info.config.get("encoder_epochs") or 0)) or (self.path / ADAPTER_FILE).is_file()
-        if adapted and not (self.path / ADAPTER_FILE).is_file():
+        has_adapter = (self.path / ADAPTER_FILE).is_file()
+        adapted = has_adapter or bool(float(self.info.config.get("encoder_epochs") or 0))
+        if adapted and not has_adapter:
             raise ModelLoadError(f"{self.path / ADAPTER_FILE} is missing: the run's head was fitted on the embeddings "
                                  "of its adapted encoder")
         if adapted and not compact:

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from assistant.classifiers import ADAPTER_FILE
 
-from .classification_data import ClassificationData
+from .classification_data import ClassificationData, label_targets
 from .config import ClassifyTrainConfig
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,6 @@ HEAD_INIT_C = 10.0
 HEAD_LR_SHARE = 0.4
 #: LoRA on every linear layer of the encoder's blocks (attention and feed-forward).
 TARGET_MODULES = r".*encoder.*\.(query|key|value|dense)$"
-
-
-def _targets(data: ClassificationData, multi_label: bool) -> np.ndarray:
-    if multi_label:
-        from sklearn.preprocessing import MultiLabelBinarizer
-
-        return MultiLabelBinarizer(classes=data.labels).fit_transform(data.train_labels).astype(np.float32)
-    index = {label: i for i, label in enumerate(data.labels)}
-    return np.array([index[g[0]] for g in data.train_labels])
 
 
 def probe(embeddings: np.ndarray, targets: np.ndarray, n_labels: int, multi_label: bool,
@@ -113,7 +104,8 @@ def adapt_encoder(config: ClassifyTrainConfig, data: ClassificationData, frozen:
 
     torch.manual_seed(config.seed)
     multi = config.multi_label
-    targets = _targets(data, multi)
+    targets = np.asarray(label_targets(data.train_labels, data.labels, multi),
+                         dtype=np.float32 if multi else np.int64)
     weights = None if data.train_weights is None else np.asarray(data.train_weights, dtype=np.float32)
     weight, bias = probe(frozen, targets, len(data.labels), multi, weights)
     device = encoder.runtime.device

@@ -125,3 +125,18 @@ def load_classification_data(config: ClassifyTrainConfig) -> ClassificationData:
         min_labels = config.min_labels if config.min_labels is not None else min(map(len, train_labels), default=0)
     return ClassificationData(labels, texts(train), train_labels, texts(val), golds(val), sources, weights, groups, val_weights,
                  min_labels)
+
+
+def label_targets(data_labels: list[list[str]], labels: list[str], multi_label: bool) -> list:
+    """Training targets in ``labels`` order: a label index per text (single-label), or a row of
+    0.0 / 1.0 per text (multi-label)."""
+    index = {label: i for i, label in enumerate(labels)}
+    if not multi_label:
+        return [index[g[0]] for g in data_labels]
+    rows = []
+    for gold in data_labels:
+        row = [0.0] * len(labels)
+        for label in gold:
+            row[index[label]] = 1.0
+        rows.append(row)
+    return rows

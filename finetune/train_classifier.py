@@ -31,7 +31,7 @@ from assistant.classifiers import aggregate_windows
 from assistant.errors import InvalidParameterError
 from assistant.models import weights_fingerprint
 
-from .classification_data import ClassificationData, load_classification_data
+from .classification_data import ClassificationData, label_targets, load_classification_data
 from .classifier_run import CHECKPOINTS, check_out_dir, finish_run, last_checkpoint
 from .config import ClassifyTrainConfig
 from .text_mix import fit_text_mix
@@ -101,19 +101,6 @@ def _tokenise(tokenizer, texts: list[str], targets: list, max_length: int, strid
     finally:
         if not progress:
             datasets.enable_progress_bars()
-
-
-def _targets(data_labels: list[list[str]], labels: list[str], multi_label: bool) -> list:
-    index = {label: i for i, label in enumerate(labels)}
-    if not multi_label:
-        return [index[g[0]] for g in data_labels]
-    rows = []
-    for gold in data_labels:
-        row = [0.0] * len(labels)
-        for label in gold:
-            row[index[label]] = 1.0
-        rows.append(row)
-    return rows
 
 
 def _trainer_class():
@@ -214,12 +201,12 @@ def fine_tune_encoder(config: ClassifyTrainConfig, out: Path, data: Classificati
         log.warning("max_length %d is longer than the model's %d positions: using %d", config.max_length,
                     positions, max_length)
     weighted = data.train_weights is not None
-    train_ds = _tokenise(tokenizer, data.train_texts, _targets(data.train_labels, labels, multi), max_length,
+    train_ds = _tokenise(tokenizer, data.train_texts, label_targets(data.train_labels, labels, multi), max_length,
                          stride, config.progress, data.train_weights)
     # Validation examples carry their own weights (1 where they have none): the eval loss is weighted
     # like the training loss; the reported metrics stay unweighted.
     val_weights = (data.val_weights or [1.0] * len(data.val_texts)) if weighted else None
-    val_ds = _tokenise(tokenizer, data.val_texts, _targets(data.val_labels, labels, multi), max_length, stride,
+    val_ds = _tokenise(tokenizer, data.val_texts, label_targets(data.val_labels, labels, multi), max_length, stride,
                        config.progress, val_weights)
     val_owner = torch.tensor(list(val_ds["owner"]))
     n_val = len(data.val_texts)
