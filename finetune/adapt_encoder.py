@@ -29,6 +29,7 @@ from assistant.classifiers import ADAPTER_FILE
 
 from .classification_data import ClassificationData, label_targets
 from .config import ClassifyTrainConfig
+from .linear_head import fit_logistic, head_weights
 
 log = logging.getLogger(__name__)
 
@@ -43,31 +44,11 @@ TARGET_MODULES = r".*encoder.*\.(query|key|value|dense)$"
 
 def probe(embeddings: np.ndarray, targets: np.ndarray, n_labels: int, multi_label: bool,
           weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(weight (n_labels, dim), bias (n_labels,)) of the logistic regression the head starts from.
-    A label the training data never (or always) has gets a constant: no regression can be fitted."""
-    from sklearn.linear_model import LogisticRegression
-
-    dim = embeddings.shape[1]
-    weight, bias = np.zeros((n_labels, dim), dtype=np.float32), np.full(n_labels, -10.0, dtype=np.float32)
-    columns = range(n_labels) if multi_label else [None]
-    for j in columns:
-        y = targets[:, j] if multi_label else targets
-        if len(np.unique(y)) < 2:
-            if multi_label:
-                bias[j] = 10.0 if y.size and y[0] > 0 else -10.0
-            else:
-                bias[int(y[0])] = 0.0
-            continue
-        model = LogisticRegression(C=HEAD_INIT_C, max_iter=2000).fit(embeddings, y, sample_weight=weights)
-        if multi_label:
-            weight[j], bias[j] = model.coef_[0], model.intercept_[0]
-        elif len(model.classes_) == 2:  # sklearn's binary model has one row: softmax([0, z]) == sigmoid(z)
-            bias[int(model.classes_[0])] = 0.0
-            weight[int(model.classes_[1])], bias[int(model.classes_[1])] = model.coef_[0], model.intercept_[0]
-        else:
-            for row, label in enumerate(model.classes_):
-                weight[int(label)], bias[int(label)] = model.coef_[row], model.intercept_[row]
-    return weight, bias
+    """(weight (n_labels, dim), bias (n_labels,)) of the logistic regression the head starts from
+    (``targets``: a 0/1 column per label, or class indices). A label the training data never (or
+    always) has gets a constant: no regression can be fitted."""
+    clf = fit_logistic(embeddings, targets, HEAD_INIT_C, multi_label, weights, max_iter=2000)
+    return head_weights(clf, list(range(n_labels)), embeddings.shape[1], multi_label, constant=10.0)
 
 
 class _PooledClassifier(torch.nn.Module):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import warnings
 from functools import partial
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from .classification_data import ClassificationData
 from .classifier_run import finish_run
 from .config import ClassifyTrainConfig
 from .data import DataError
+from .linear_head import fit_logistic, head_weights
 
 log = logging.getLogger(__name__)
 
@@ -44,29 +44,6 @@ def _encode(encoder: SentenceEncoder, texts: list[str], progress: bool, desc: st
     parts = [encoder.encode(texts[i : i + chunk], batch_size=64)
              for i in tqdm(range(0, len(texts), chunk), desc=desc, disable=not progress, unit="chunk")]
     return torch.cat(parts).numpy() if parts else np.zeros((0, 0), dtype=np.float32)
-
-
-def _head_weights(clf, labels: list[str], dim: int, multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(weight (n_labels, dim), bias (n_labels,)) in ``labels`` order from a fitted sklearn model,
-    so prediction needs only a matrix product (no pickled scikit-learn objects in the run)."""
-    weight = np.zeros((len(labels), dim), dtype=np.float32)
-    bias = np.full(len(labels), -30.0, dtype=np.float32)  # a label never seen in training is never predicted
-    if multi_label:
-        for j, est in enumerate(clf.estimators_):
-            if hasattr(est, "coef_"):
-                weight[j], bias[j] = est.coef_[0], est.intercept_[0]
-            else:  # a label that is always or never present: sklearn keeps a constant
-                bias[j] = 30.0 if float(np.ravel(est.predict(np.zeros((1, dim))))[0]) > 0.5 else -30.0
-        return weight, bias
-    classes = list(clf.classes_)
-    index = [labels.index(c) for c in classes]
-    if len(classes) == 2:  # sklearn's binary model has one row: softmax([0, z]) == sigmoid(z)
-        weight[index[0]], bias[index[0]] = 0.0, 0.0
-        weight[index[1]], bias[index[1]] = clf.coef_[0], clf.intercept_[0]
-    else:
-        for row, j in enumerate(index):
-            weight[j], bias[j] = clf.coef_[row], clf.intercept_[row]
-    return weight, bias
 
 
 def _head_probs(x, weight: np.ndarray, bias: np.ndarray, multi_label: bool) -> np.ndarray:
@@ -125,27 +102,12 @@ class HeadFitter:
         return sparse.hstack(blocks, format="csr")
 
     def fit(self, inputs, rows: np.ndarray, c: float):
-        import joblib
-        import sklearn
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.multiclass import OneVsRestClassifier
-
         x, vectorizers = inputs
-        fit_params = {} if self.weights is None else {"sample_weight": self.weights[rows]}
-        weighting = "balanced" if self.config.class_weights else None
+        weights = None if self.weights is None else self.weights[rows]
         # liblinear suits the one-vs-rest binary problems (sparse word columns too); lbfgs the multinomial one.
-        solver = "liblinear" if self.multi else "lbfgs"
-        # Metadata routing is how scikit-learn passes sample weights through OneVsRestClassifier.
-        # The per-label fits run in threads: liblinear releases the GIL, so they use every core, and
-        # its primal L2 logistic solver is deterministic, so the result does not depend on the order.
-        with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True), \
-                joblib.parallel_config(backend="threading"):
-            warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
-            base = LogisticRegression(C=c, class_weight=weighting, max_iter=3000, solver=solver,
-                                      random_state=self.config.seed)
-            base.set_fit_request(sample_weight=True)
-            clf = (OneVsRestClassifier(base, n_jobs=-1) if self.multi else base).fit(x, self.y[rows], **fit_params)
-        weight, bias = _head_weights(clf, self.labels, x.shape[1], self.multi)
+        clf = fit_logistic(x, self.y[rows], c, self.multi, weights, solver="liblinear" if self.multi else "lbfgs",
+                           class_weight="balanced" if self.config.class_weights else None, seed=self.config.seed)
+        weight, bias = head_weights(clf, self.labels, x.shape[1], self.multi)
         return weight, bias, vectorizers
 
     def probs(self, head, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
