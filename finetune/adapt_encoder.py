@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from assistant.classifiers import ADAPTER_FILE
 
 from .classification_data import ClassificationData, label_targets
 from .config import ClassifyTrainConfig
+from .files import store_half
 from .linear_head import fit_logistic, head_weights
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,5 @@ def adapt_encoder(config: ClassifyTrainConfig, data: ClassificationData, frozen:
                 bar.set_postfix(loss=f"{loss.mean().item():.4f}")
     log.info("adapted the encoder: %d steps (%.2g epochs) of LoRA r=%d", steps, steps / per_epoch, config.lora_r)
     model.encoder.save_pretrained(out)
-    # Stored in float16 (half the bytes of a package-data file; loading casts them back into the
-    # base's float32 before merging, and the embeddings move by far less than the thresholds' steps).
-    weights = out / ADAPTER_FILE
-    save_file({k: v.half().contiguous() for k, v in load_file(str(weights)).items()}, str(weights))
+    store_half(out / ADAPTER_FILE)  # the embeddings move by far less than the thresholds' steps
     return out

@@ -33,3 +33,17 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
     """Create or replace ``path`` with ``text`` in UTF-8, atomically."""
     data = text.encode("utf-8")
     return atomic_write(path, lambda fh: fh.write(data))
+
+
+def store_half(source: Path | str, target: Path | str | None = None) -> Path:
+    """Write the tensors of the safetensors file ``source`` in float16 to ``target`` (``source`` itself
+    when None), atomically. Adapters ship this way: half the bytes of package data, and loading casts
+    them back into the base model's dtype before merging (the merged weights move by far less than
+    the adapters' own training noise)."""
+    import torch
+    from safetensors.torch import load_file, save
+
+    tensors = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous()
+               for k, v in load_file(str(source)).items()}
+    data = save(tensors, metadata={"format": "pt"})
+    return atomic_write(target or source, lambda fh: fh.write(data))

@@ -23,6 +23,7 @@ from assistant.runs import model_bytes
 from assistant.shipped import SUMMARY_DIR, SUMMARY_HEADLINER, SUMMARY_REWRITER, SUMMARY_SCORER
 
 from .data import load_records
+from .files import store_half
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +142,6 @@ def install(run: Path, part: str, root: Path = SUMMARY_DIR) -> Path:
     """Copy a finished run's compact files into ``root/part`` (replacing what is there): adapter
     weights stored as fp16 (half the size; the engine merges them in the model's dtype), the
     adapter's base recorded as its hub id rather than this machine's path."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
     target, staging = root / part, root / f".{part}.new"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -152,8 +150,7 @@ def install(run: Path, part: str, root: Path = SUMMARY_DIR) -> Path:
         if not source.is_file():
             continue
         if name == "adapter_model.safetensors":
-            tensors = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(source)).items()}
-            save_file(tensors, str(staging / name), metadata={"format": "pt"})
+            store_half(source, staging / name)
         elif name == "adapter_config.json":
             config = json.loads(source.read_text(encoding="utf-8"))
             from .runs import _hub_id

@@ -27,13 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from assistant.classifiers import aggregate_windows
+from assistant.classifiers import ADAPTER_FILE, aggregate_windows
 from assistant.errors import InvalidParameterError
 from assistant.models import weights_fingerprint
 
 from .classification_data import ClassificationData, label_targets, load_classification_data
 from .classifier_run import CHECKPOINTS, check_out_dir, finish_run, last_checkpoint
 from .config import ClassifyTrainConfig
+from .files import store_half
 from .text_mix import fit_text_mix
 from .train_head import train_head
 
@@ -286,6 +287,8 @@ def fine_tune_encoder(config: ClassifyTrainConfig, out: Path, data: Classificati
         log.info("resuming from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     trainer.save_model(str(out))  # the best model (load_best_model_at_end), with its tokenizer; LoRA: the adapter
+    if config.lora:
+        store_half(out / ADAPTER_FILE)  # a compact run is package data: its adapter in half the bytes
     probs = val_probs(trainer.predict(val_ds).predictions)
     state = trainer.state
     extra = {

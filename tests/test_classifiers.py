@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from assistant import Assistant
 from assistant.classifiers import FineTunedClassifier, aggregate_windows
@@ -233,6 +234,8 @@ def test_lora_run_stores_the_adapter_and_names_its_base(sentiment_lora_run, tiny
     assert info.base_fingerprint.startswith("sha256:")
     assert (sentiment_lora_run / "adapter_model.safetensors").is_file()
     assert not (sentiment_lora_run / "model.safetensors").exists(), "a LoRA run holds no copy of the encoder"
+    stored = load_file(str(sentiment_lora_run / "adapter_model.safetensors"))
+    assert {t.dtype for t in stored.values()} == {torch.float16}, "adapters are stored in half the bytes"
     clf = FineTunedClassifier(sentiment_lora_run, device="cpu", int8=False)
     probs = clf.predict_scores(SENTENCES)
     assert probs.shape == (3, 3) and torch.allclose(probs.sum(1), torch.ones(3), atol=1e-5)

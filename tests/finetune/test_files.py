@@ -39,3 +39,22 @@ def test_the_file_has_the_umasks_permissions(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_store_half_keeps_names_and_values_in_half_the_bytes(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from finetune.files import store_half
+
+    source = tmp_path / "adapter.safetensors"
+    tensors = {"lora_A": torch.randn(8, 16), "steps": torch.arange(3)}
+    save_file(tensors, str(source))
+    half = store_half(source, tmp_path / "half.safetensors")
+    stored = load_file(str(half))
+    assert stored["lora_A"].dtype == torch.float16 and stored["steps"].dtype == torch.int64
+    torch.testing.assert_close(stored["lora_A"].float(), tensors["lora_A"], atol=1e-2, rtol=1e-3)
+    assert torch.equal(stored["steps"], tensors["steps"])
+    assert half.stat().st_size < source.stat().st_size
+    store_half(source)  # in place
+    assert load_file(str(source))["lora_A"].dtype == torch.float16
