@@ -21,8 +21,8 @@ def fit_logistic(x, y: np.ndarray, c: float, multi_label: bool, weights: np.ndar
 
     fit_params = {} if weights is None else {"sample_weight": weights}
     # Metadata routing is how scikit-learn passes sample weights through OneVsRestClassifier.
-    # The per-label fits run in threads: liblinear and lbfgs release the GIL, so they use every core,
-    # and both are deterministic, so the result does not depend on the order.
+    # The per-label fits run in threads: liblinear releases the GIL and lbfgs spends its time in BLAS,
+    # so they use every core; both solvers are deterministic, so the result does not depend on the order.
     with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True), \
             joblib.parallel_config(backend="threading"):
         warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
