@@ -98,8 +98,9 @@ def adapt_encoder(config: ClassifyTrainConfig, data: ClassificationData, frozen:
     pooling = getattr(encoder.model.config, "finassist_pooling", "mean")  # as the sentence-transformers files say
     model = _PooledClassifier(get_peft_model(base, lora), weight, bias, pooling).to(device)
     adapters = [p for p in model.encoder.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW([{"params": adapters, "lr": config.learning_rate},
-                                   {"params": model.head.parameters(), "lr": config.learning_rate * HEAD_LR_SHARE}],
+    rate = config.effective_learning_rate
+    optimiser = torch.optim.AdamW([{"params": adapters, "lr": rate},
+                                   {"params": model.head.parameters(), "lr": rate * HEAD_LR_SHARE}],
                                   weight_decay=config.weight_decay)
     n, size = len(data.train_texts), config.batch_size
     per_epoch = -(-n // size)

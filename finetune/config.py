@@ -112,7 +112,9 @@ class ClassifyTrainConfig:
     epochs: float = option(5.0, "training epochs (early stopping may end sooner)")
     max_steps: int | None = option(None, "stop after this many optimiser steps (overrides --epochs)")
     batch_size: int = option(32, "training batch size")
-    learning_rate: float = option(5e-5, "peak learning rate (linear warm-up then linear decay)")
+    learning_rate: float | None = option(
+        None, "peak learning rate (linear warm-up then linear decay; default: 5e-4 for LoRA adapters, --lora "
+              "and --encoder-epochs, 5e-5 for a full fine-tune)")
     weight_decay: float = option(0.01, "AdamW weight decay")
     warmup_ratio: float = option(0.1, "share of the training steps spent warming the learning rate up")
     max_length: int = option(256, "tokens per window; longer texts are cut into overlapping windows")
@@ -143,7 +145,7 @@ class ClassifyTrainConfig:
             bad(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
         if not self.epochs > 0:
             bad(f"epochs must be positive, got {self.epochs}")
-        if not self.learning_rate > 0:
+        if self.learning_rate is not None and not self.learning_rate > 0:
             bad(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0 <= self.warmup_ratio < 1:
             bad(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
@@ -213,6 +215,14 @@ class ClassifyTrainConfig:
         if self.eval_steps and self.save_steps and self.save_steps % self.eval_steps:
             bad(f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}): "
                 "the best checkpoint is chosen at evaluations")
+
+    @property
+    def effective_learning_rate(self) -> float:
+        """LoRA adapters start at zero and need a larger step than a full fine-tune (the shipped
+        recipes' adapters were all trained at 5e-4)."""
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return 5e-4 if self.lora or self.encoder_epochs else 5e-5
 
     @property
     def c_grid(self) -> tuple[float, ...]:

@@ -245,7 +245,7 @@ def fine_tune_encoder(config: ClassifyTrainConfig, out: Path, data: Classificati
         max_steps=config.max_steps or -1,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size * 2,
-        learning_rate=config.learning_rate,
+        learning_rate=config.effective_learning_rate,
         weight_decay=config.weight_decay,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the training steps
         lr_scheduler_type="linear",
@@ -309,7 +309,7 @@ def fine_tune_encoder(config: ClassifyTrainConfig, out: Path, data: Classificati
         extra.update(mix_metrics)
     # The effective window goes into the run's config: the assistant predicts with it.
     return finish_run(config, out, data, "classifier-lora" if config.lora else "classifier", probs, started, extra,
-                   {"max_length": max_length, "stride": stride},
+                   {"max_length": max_length, "stride": stride, "learning_rate": config.effective_learning_rate},
                    base_fingerprint=weights_fingerprint(resolved) if config.lora else None, text_mix=mix)
 
 

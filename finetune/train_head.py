@@ -220,7 +220,7 @@ def train_head(config: ClassifyTrainConfig, out: Path, data: ClassificationData,
         fingerprint = weights_fingerprint(engine.encoder.resolved)
     if config.encoder_epochs:
         extra.update(encoder_epochs=config.encoder_epochs, encoder_lora_r=config.lora_r,
-                     encoder_learning_rate=config.learning_rate)
+                     encoder_learning_rate=config.effective_learning_rate)
     extra.update(head_C=c, embedding_dim=dim, head_C_scores={str(k): round(v, 4) for k, v in scores.items()})
     if config.cv_folds:
         extra["validation"] = f"{config.cv_folds}-fold cross-validation, out-of-fold predictions"

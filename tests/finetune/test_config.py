@@ -16,7 +16,8 @@ from finetune.config import ClassifyTrainConfig
                                  {"min_labels": 1}, {"min_labels": -1, "multi_label": True},
                                  {"features": "embedding+words+chars"}, {"features": "embedding+chars", "head_only": True},
                                  {"encoder_epochs": 1}, {"encoder_epochs": 1, "head_only": True},
-                                 {"encoder_epochs": -1, "head_only": True, "copy_encoder": False}])
+                                 {"encoder_epochs": -1, "head_only": True, "copy_encoder": False},
+                                 {"learning_rate": 0}, {"learning_rate": -1e-4, "lora": True}])
 def test_bad_settings(bad, tmp_path):
     kwargs = {"task": "sentiment", "train": "t.jsonl", "out": str(tmp_path), **bad}
     with pytest.raises(InvalidParameterError):
@@ -29,3 +30,14 @@ def test_an_adapted_encoder_is_a_compact_head_only_setting(tmp_path):
     assert config.encoder_epochs == 2
     with pytest.raises(InvalidParameterError, match="--no-copy-encoder"):
         ClassifyTrainConfig(task="unfair-tos", train="t.jsonl", out=str(tmp_path), head_only=True, encoder_epochs=2)
+
+
+def test_the_learning_rate_defaults_by_what_is_trained(tmp_path):
+    """LoRA adapters start at zero and need ten times the full fine-tune's step; a rate given is kept."""
+    def rate(**kwargs):
+        return ClassifyTrainConfig(task="unfair-tos", train="t.jsonl", out=str(tmp_path), **kwargs).effective_learning_rate
+
+    assert rate() == 5e-5
+    assert rate(lora=True) == 5e-4
+    assert rate(head_only=True, copy_encoder=False, encoder_epochs=2) == 5e-4
+    assert rate(lora=True, learning_rate=1e-4) == 1e-4 and rate(learning_rate=3e-5) == 3e-5
