@@ -25,7 +25,7 @@ def fit_logistic(x, y: np.ndarray, c: float, multi_label: bool, weights: np.ndar
     # so they use every core; both solvers are deterministic, so the result does not depend on the order.
     with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True), \
             joblib.parallel_config(backend="threading"):
-        warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
+        warnings.filterwarnings("ignore", message="Label .* is present in all training examples")  # never, or always
         base = LogisticRegression(C=c, class_weight=class_weight, max_iter=max_iter, solver=solver, random_state=seed)
         base.set_fit_request(sample_weight=True)
         return (OneVsRestClassifier(base, n_jobs=-1) if multi_label else base).fit(x, y, **fit_params)
