@@ -1,7 +1,7 @@
 """Logistic-regression heads as plain tensors: fitted with scikit-learn, kept as (weight, bias) so a
-run scores with a matrix product and stores no pickled scikit-learn objects. Shared by the head-only
-fit (``finetune.train_head``) and the probe an adapted encoder's head starts from
-(``finetune.adapt_encoder``)."""
+run scores with a matrix product (``head_probs``; the assistant's loader does the same in torch) and
+stores no pickled scikit-learn objects. Shared by the head-only fit (``finetune.train_head``) and the
+probe an adapted encoder's head starts from (``finetune.adapt_encoder``)."""
 
 from __future__ import annotations
 
@@ -52,3 +52,12 @@ def head_weights(clf, labels: list, dim: int, multi_label: bool, constant: float
         for row, j in enumerate(index):
             weight[j], bias[j] = clf.coef_[row], clf.intercept_[row]
     return weight, bias
+
+
+def head_probs(x, weight: np.ndarray, bias: np.ndarray, multi_label: bool) -> np.ndarray:
+    """Probabilities of the head (weight, bias) on the feature rows ``x`` (dense or sparse): a sigmoid
+    per label (multi-label) or a softmax over them."""
+    import torch
+
+    logits = torch.from_numpy(np.asarray(x @ weight.T + bias, dtype=np.float32))
+    return (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).numpy()

@@ -32,7 +32,7 @@ from .classification_data import ClassificationData
 from .classifier_run import finish_run
 from .config import ClassifyTrainConfig
 from .data import DataError
-from .linear_head import fit_logistic, head_weights
+from .linear_head import fit_logistic, head_probs, head_weights
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,6 @@ def _encode(encoder: SentenceEncoder, texts: list[str], progress: bool, desc: st
     parts = [encoder.encode(texts[i : i + chunk], batch_size=64)
              for i in tqdm(range(0, len(texts), chunk), desc=desc, disable=not progress, unit="chunk")]
     return torch.cat(parts).numpy() if parts else np.zeros((0, 0), dtype=np.float32)
-
-
-def _head_probs(x, weight: np.ndarray, bias: np.ndarray, multi_label: bool) -> np.ndarray:
-    logits = torch.from_numpy(np.asarray(x @ weight.T + bias, dtype=np.float32))
-    return (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).numpy()
 
 
 def _save_encoder(engine, target: Path) -> None:
@@ -112,7 +107,7 @@ class HeadFitter:
 
     def probs(self, head, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
         weight, bias, vectorizers = head
-        return _head_probs(self.features(embeddings, texts, vectorizers), weight, bias, self.multi)
+        return head_probs(self.features(embeddings, texts, vectorizers), weight, bias, self.multi)
 
     def score(self, gold: list[list[str]], probs: np.ndarray) -> float:
         """The validation metric, at thresholds tuned on these predictions for multi-label (as the
