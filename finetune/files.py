@@ -47,3 +47,12 @@ def store_half(source: Path | str, target: Path | str | None = None) -> Path:
                for k, v in load_file(str(source)).items()}
     data = save(tensors, metadata={"format": "pt"})
     return atomic_write(target or source, lambda fh: fh.write(data))
+
+
+def write_vocabulary(state: dict, path: Path | str) -> Path:
+    """Write a text feature's vectorizer state (``assistant.classifiers.word_vectorizer_state``: tens of
+    thousands of terms and IDF values) as JSON on one line, atomically: a quarter fewer bytes of package
+    data than indented JSON, and nobody reads these files by eye."""
+    import json
+
+    return atomic_write_text(path, json.dumps(state, ensure_ascii=False, separators=(",", ":")) + "\n")

@@ -51,7 +51,7 @@ def fit_text_mix(config: ClassifyTrainConfig, data: ClassificationData, model_pr
     when its weight is above 0. Returns (the mixed validation probabilities, the weight, metrics)."""
     from safetensors.torch import save_file
 
-    from .evaluation.report import write_json
+    from .files import write_vocabulary
 
     if not data.val_texts:
         raise DataError(f"{config.train}: text_mix needs validation texts to choose its weight, and the split "
@@ -94,7 +94,7 @@ def fit_text_mix(config: ClassifyTrainConfig, data: ClassificationData, model_pr
     for feature, vectorizer in zip(fitter.text_features, vectorizers, strict=True):
         size = len(vectorizer.vocabulary_)
         tensors[feature.tensor] = torch.from_numpy(head_weight[:, start : start + size].copy()).to(dtype)
-        write_json(word_vectorizer_state(vectorizer, config.text_feature_settings(feature)), out / feature.file)
+        write_vocabulary(word_vectorizer_state(vectorizer, config.text_feature_settings(feature)), out / feature.file)
         metrics[feature.tensor.removesuffix("_weight") + "_features"] = size
         start += size
     save_file(tensors, str(out / TEXT_HEAD_FILE), metadata={"labels": json.dumps(data.labels)})

@@ -148,7 +148,7 @@ def train_head(config: ClassifyTrainConfig, out: Path, data: ClassificationData,
 
     from assistant.engine import Engine
 
-    from .evaluation.report import write_json
+    from .files import write_vocabulary
 
     engine = Engine(encoder=config.model, device=config.device)
     encoder = engine.sentence_encoder
@@ -203,7 +203,7 @@ def train_head(config: ClassifyTrainConfig, out: Path, data: ClassificationData,
         # A compact run (shipped with the package) keeps its many text-feature weights in float16:
         # half the size, and the scores move by far less than the thresholds' resolution.
         tensors[feature.tensor] = columns if config.copy_encoder else columns.half()
-        write_json(word_vectorizer_state(vectorizer, config.text_feature_settings(feature)), out / feature.file)
+        write_vocabulary(word_vectorizer_state(vectorizer, config.text_feature_settings(feature)), out / feature.file)
         extra[feature.tensor.removesuffix("_weight") + "_features"] = size  # word_features, char_features
         start += size
     save_file(tensors, str(out / HEAD_FILE),
