@@ -1,7 +1,7 @@
 """Fine-tuned classifiers: a run directory (``finassist finetune classify``) as a model the
 classify task can use instead of zero-shot label descriptions.
 
-Three kinds of run, one interface (``predict_scores`` → probabilities, one column per label):
+Four kinds of run, one interface (``predict_scores`` → probabilities, one column per label):
 
 * ``classifier``: a fully fine-tuned encoder with a classification head, saved with
   ``save_pretrained`` (loads with ``AutoModelForSequenceClassification``);
@@ -15,7 +15,11 @@ Three kinds of run, one interface (``predict_scores`` → probabilities, one col
   optionally with TF-IDF text features beside them: words and bigrams (``words.json``) and
   character 3-5-grams (``chars.json``), each stored as vocabulary and IDF (data, not pickled
   objects). Legal clause types need them: their wording is formulaic ("arbitration",
-  "governing law"), and character n-grams also catch inflections and defined terms.
+  "governing law"), and character n-grams also catch inflections and defined terms;
+* ``classifier-ensemble``: runs of the kinds above in its subfolders (``finassist finetune
+  ensemble``), whose probabilities are averaged with the shares its run file gives (chosen on
+  validation data): models that err differently, such as a LoRA-tuned encoder and a head over
+  another adapted encoder, correct each other.
 
 Texts longer than the window are not truncated: they are cut into overlapping windows,
 aggregated as in training (mean of logits for single-label, max of probabilities for
@@ -39,10 +43,10 @@ from pathlib import Path
 
 from .lazy import torch
 
-from .device import Runtime, quantize_int8, resolve_runtime
+from .device import Runtime, cpu_has_amx_bf16, quantize_int8, resolve_runtime
 from .encoder import SentenceEncoder
 from .errors import ModelLoadError, ModelNotFoundError
-from .runs import RunInfo, read_run
+from .runs import ADAPTER_FILE, ENSEMBLE, RunInfo, read_run
 from . import shipped
 
 log = logging.getLogger(__name__)
@@ -52,10 +56,28 @@ HEAD_FILE = "head.safetensors"
 #: (``RunInfo.text_mix``, ``finetune.text_mix``): a bias and one weight tensor per text feature.
 TEXT_HEAD_FILE = "text_head.safetensors"
 ENCODER_DIR = "encoder"
-ADAPTER_FILE = "adapter_model.safetensors"
 #: Fine-tuned encoders on a CPU run with int8 linear layers (torch dynamic quantisation): faster, at
 #: a quality cost ``finassist eval classify --no-int8`` measures (figures: docs/results.md).
 INT8_ON_CPU = True
+#: On a CPU with AMX-BF16 tiles a classifier's fine-tuned encoders (its LoRA or fully tuned model, a head
+#: run's adapted encoder) run in bfloat16 instead of int8 or float32 (a frozen encoder stays as asked, so
+#: its embeddings are the engine's): measured there, 1.5x int8's speed and 2.7x float32's, with
+#: float32's accuracy (docs/results.md, the sentiment ensemble). Elsewhere bfloat16 has no such units.
+BF16_ON_AMX = True
+
+
+def cpu_precision(runtime: Runtime, int8: bool | None) -> tuple[Runtime, bool]:
+    """(the runtime a classifier's own models load on, whether its fine-tuned encoders get int8 linear
+    layers). ``int8`` None: the CPU's fast path when ``runtime`` is the CPU in float32 (bfloat16 on AMX
+    tiles, else int8); True or False: int8 or the runtime's own precision, as asked."""
+    cpu_float32 = runtime.device_type == "cpu" and runtime.dtype_key == "float32"
+    if int8 is not None:
+        return runtime, bool(int8)
+    if cpu_float32 and BF16_ON_AMX and cpu_has_amx_bf16():
+        from dataclasses import replace
+
+        return replace(runtime, dtype_key="bfloat16"), False
+    return runtime, INT8_ON_CPU and cpu_float32
 WORDS_FILE = "words.json"
 #: How word features are computed (scikit-learn ``TfidfVectorizer`` arguments), shared by training
 #: and prediction. Sublinear TF and L2-normalised rows put them on the embeddings' scale.
@@ -197,16 +219,18 @@ class FineTunedClassifier:
     ) -> None:
         """``shared_encoder``: an engine whose encoder a head run uses when the run's base model
         resolves to that engine's encoder (the same directory; the fingerprint is checked before),
-        so several tasks embed a text once. ``int8``: int8 linear layers
-        for fine-tuned encoders (default: ``INT8_ON_CPU`` on a CPU in float32)."""
+        so several tasks embed a text once. ``int8``: int8 linear layers for fine-tuned encoders
+        (default: the CPU's fast path, ``cpu_precision``: bfloat16 on AMX tiles, else int8)."""
         self.info = run if isinstance(run, RunInfo) else read_run(run)
         if not self.info.is_classifier:
             raise ModelLoadError(f"{self.info.path} is a {self.info.kind} run, not a classifier")
-        self.runtime = runtime or resolve_runtime(device, dtype)
+        # the runtime asked for; ``runtime`` is the one the models load on (``cpu_precision``)
+        self._requested_runtime = runtime or resolve_runtime(device, dtype)
         self._shared_encoder = shared_encoder
-        if int8 is None:
-            int8 = INT8_ON_CPU and self.runtime.device_type == "cpu" and self.runtime.dtype_key == "float32"
-        self.int8 = bool(int8) and self.info.kind != "classifier-head"
+        # An ensemble's runs, each loaded as a classifier of its own, choosing its precision the same way
+        self._members = [(FineTunedClassifier(m.info, runtime=self._requested_runtime, shared_encoder=shared_encoder,
+                                              int8=int8), m.share) for m in self.info.members]
+        self.int8 = int8
         self._lock = threading.Lock()
         self._loaded = False
         self._model = None
@@ -251,6 +275,34 @@ class FineTunedClassifier:
     def loaded(self) -> bool:
         return self._loaded
 
+    @property
+    def _own_encoder_tuned(self) -> bool:
+        """Whether the run's own model is a tuned encoder (fully, by LoRA, or adapted under a head), or an
+        ensemble of such: what the CPU's fast path applies to."""
+        if self.info.kind == "classifier-head":
+            return self.info.encoder_adapted
+        if self._members:
+            return any(member._own_encoder_tuned for member, _ in self._members)
+        return True
+
+    @property
+    def int8(self) -> bool:
+        """Whether the fine-tuned encoders run with int8 linear layers (a head run's encoder never does;
+        an ensemble: whether any of its members does). Set before the first prediction loads the model."""
+        if self._members:
+            return any(member.int8 for member, _ in self._members)
+        return self._int8
+
+    @int8.setter
+    def int8(self, value: bool | None) -> None:
+        """True or False: int8 or the asked-for runtime's precision; None: the CPU's fast path."""
+        self.runtime, int8 = cpu_precision(self._requested_runtime, value)
+        if not self._own_encoder_tuned:  # a frozen encoder embeds as the engine's does
+            self.runtime = self._requested_runtime
+        self._int8 = int8 and self.info.kind not in ("classifier-head", ENSEMBLE)
+        for member, _ in self._members:
+            member.int8 = value
+
     # ------------------------------------------------------------------ loading
 
     def load(self) -> FineTunedClassifier:
@@ -258,7 +310,10 @@ class FineTunedClassifier:
             with self._lock:
                 if not self._loaded:
                     started = time.perf_counter()
-                    if self.info.kind == "classifier-head":
+                    if self._members:
+                        for member, _ in self._members:
+                            member.load()
+                    elif self.info.kind == "classifier-head":
                         self._load_head()
                     else:
                         self._load_full()
@@ -346,8 +401,10 @@ class FineTunedClassifier:
     def _load_head(self) -> None:
         head_file, encoder_dir = self.path / HEAD_FILE, self.path / ENCODER_DIR
         compact = self.info.base_fingerprint is not None and not encoder_dir.is_dir()
-        if not head_file.is_file() or not (compact or (encoder_dir / "config.json").is_file()):
-            raise ModelLoadError(f"{self.path} is incomplete: a head run needs {HEAD_FILE} and {ENCODER_DIR}/ "
+        if not head_file.is_file():
+            raise ModelLoadError(f"{head_file} is missing: a head run keeps its weights there")
+        if not (compact or (encoder_dir / "config.json").is_file()):
+            raise ModelLoadError(f"{self.path} is incomplete: a head run needs its encoder in {ENCODER_DIR}/ "
                                  "(or a base model and its fingerprint in its run file)")
         tensors = _read_weights(head_file)
         weight, bias = tensors.get("weight"), tensors.get("bias")
@@ -355,9 +412,8 @@ class FineTunedClassifier:
             raise ModelLoadError(f"{head_file}: expected weight ({len(self.labels)}, dim) and bias ({len(self.labels)},)")
         # A run trained with --encoder-epochs records it: its adapter missing would silently give the
         # frozen encoder's embeddings, which its head was not fitted on.
-        has_adapter = (self.path / ADAPTER_FILE).is_file()
-        adapted = has_adapter or bool(float(self.info.config.get("encoder_epochs") or 0))
-        if adapted and not has_adapter:
+        adapted = self.info.encoder_adapted
+        if adapted and not (self.path / ADAPTER_FILE).is_file():
             raise ModelLoadError(f"{self.path / ADAPTER_FILE} is missing: the run's head was fitted on the embeddings "
                                  "of its adapted encoder")
         if adapted and not compact:
@@ -370,10 +426,10 @@ class FineTunedClassifier:
             shared = self._shared_encoder
             if shared is not None and Path(shared.loaded.resolved.location).resolve() == Path(base.location).resolve():
                 sentence_encoder = shared  # the engine's own encoder: texts classified for several tasks embed once
-            else:
-                sentence_encoder = SentenceEncoder.from_spec(base.location, self.runtime)
+            else:  # the frozen encoder in the precision asked for: the same embeddings as the engine's
+                sentence_encoder = SentenceEncoder.from_spec(base.location, self._requested_runtime)
         else:
-            sentence_encoder = SentenceEncoder.from_spec(str(encoder_dir), self.runtime)
+            sentence_encoder = SentenceEncoder.from_spec(str(encoder_dir), self._requested_runtime)
         encoder = sentence_encoder.loaded  # loads now, so a broken encoder fails here with ModelLoadError
         if encoder.model.config.hidden_size != weight.shape[1]:
             raise ModelLoadError(
@@ -440,6 +496,8 @@ class FineTunedClassifier:
         texts = list(texts)
         if not texts:
             return torch.empty(0, len(self.labels))
+        if self._members:  # each member embeds the texts itself (an adapted encoder's embeddings are its own)
+            return sum(share * member._predict_scores(texts, batch_size, None) for member, share in self._members)
         if self._head is not None:
             weight, bias = self._head
             if embeddings is None:
@@ -474,6 +532,9 @@ class FineTunedClassifier:
         return aggregate_windows(torch.cat(logits), owner, len(batch), self.multi_label)
 
     def _architecture(self) -> str:
+        if self._members:
+            return "average of " + "; ".join(f"{share:.0%} {member._architecture()} ({member.path.name})"
+                                             for member, share in self._members)
         if self.info.kind != "classifier-head":
             kind = "LoRA-adapted sequence classification" if self.info.kind == "classifier-lora" else \
                 "sequence classification"
@@ -482,7 +543,7 @@ class FineTunedClassifier:
                 read = " and ".join(self._text_descriptions())
                 kind += f", mixed with a linear head over {read} ({self.info.text_mix:.0%})"
             return kind
-        embeddings = "sentence embeddings of a LoRA-adapted encoder" if (self.path / ADAPTER_FILE).is_file() \
+        embeddings = "sentence embeddings of a LoRA-adapted encoder" if self.info.encoder_adapted \
             else "sentence embeddings"
         return " and ".join([f"linear head over {embeddings}", *self._text_descriptions()])
 

@@ -21,13 +21,17 @@ log = logging.getLogger(__name__)
 #: The file that makes a directory a finassist run.
 RUN_FILE = "finassist-run.json"
 #: Run kinds: a linear head over frozen encoder embeddings, a fully fine-tuned encoder, LoRA
-#: adapters on an encoder (with its classification head), a generator.
-KINDS = ("classifier-head", "classifier", "classifier-lora", "generator")
-CLASSIFIER_KINDS = ("classifier-head", "classifier", "classifier-lora")
+#: adapters on an encoder (with its classification head), an ensemble of such runs (its members in
+#: subfolders, their probabilities averaged), a generator.
+KINDS = ("classifier-head", "classifier", "classifier-lora", "classifier-ensemble", "generator")
+CLASSIFIER_KINDS = ("classifier-head", "classifier", "classifier-lora", "classifier-ensemble")
+ENSEMBLE = "classifier-ensemble"
 #: Where runs are looked for when no folder is given: ``$FINASSIST_RUNS`` or ``./runs``.
 RUNS_ENV = "FINASSIST_RUNS"
 
 
+#: A LoRA run's adapter, or a head run's encoder adapter (peft's file name).
+ADAPTER_FILE = "adapter_model.safetensors"
 #: The files of a run directory that hold the model (globs): weights, their JSON state (configs,
 #: text-feature vocabularies), tokenizer files and an encoder copy; not the run file, the model
 #: card, the checkpoints or the reports beside them.
@@ -36,10 +40,21 @@ MODEL_FILES = ("*.safetensors", "*.json", "*.txt", "*.model", "encoder/*")
 
 def model_bytes(path: str | os.PathLike) -> int:
     """Bytes of a run directory's ``MODEL_FILES``: the size of the model it holds. The same before
-    and after the run file is written, so the figure a run file records is the one listed for it."""
+    and after the run file is written, so the figure a run file records is the one listed for it.
+    An ensemble's members (subfolders with a run file) count with their run files, which loading reads."""
     folder = Path(path)
     files = {f for pattern in MODEL_FILES for f in folder.glob(pattern) if f.is_file() and f.name != RUN_FILE}
-    return sum(f.stat().st_size for f in files)
+    members = [sub for sub in folder.iterdir() if (sub / RUN_FILE).is_file()] if folder.is_dir() else []
+    return sum(f.stat().st_size for f in files) + sum(model_bytes(m) + (m / RUN_FILE).stat().st_size for m in members)
+
+
+@dataclass
+class EnsembleMember:
+    """One run of an ensemble: its subfolder's name, what it is, and its share of every score."""
+
+    name: str
+    info: RunInfo
+    share: float
 
 
 @dataclass
@@ -69,11 +84,20 @@ class RunInfo:
     #: A fine-tuned model's probabilities mixed with a TF-IDF text head's: the head's share of each
     #: score (``finetune.text_mix``, ``text_head.safetensors``); 0: no text head.
     text_mix: float = 0.0
+    #: An ensemble's runs (``classifier-ensemble``), whose shares sum to 1; empty for other kinds.
+    members: list[EnsembleMember] = field(default_factory=list)
 
     @property
     def size_bytes(self) -> int:
         """Bytes of the run's model files (``model_bytes``)."""
         return model_bytes(self.path)
+
+    @property
+    def encoder_adapted(self) -> bool:
+        """A head run whose encoder was LoRA-adapted for the task first (``--encoder-epochs``): its run
+        file says so, or its encoder adapter is there. Its head was fitted on that encoder's embeddings."""
+        return self.kind == "classifier-head" and (float(self.config.get("encoder_epochs") or 0) > 0
+                                                   or (self.path / ADAPTER_FILE).is_file())
 
     @property
     def is_classifier(self) -> bool:
@@ -115,6 +139,8 @@ class RunInfo:
             "licence": "; ".join(self.licences) or "unknown",
             "size_bytes": self.size_bytes,
             "text_mix": self.text_mix,
+            **({"members": [{"name": m.name, "kind": m.info.kind, "share": m.share} for m in self.members]}
+               if self.members else {}),
         }
 
 
@@ -161,6 +187,7 @@ def read_run(path: str | os.PathLike) -> RunInfo:
     text_mix = data.get("text_mix") or 0.0
     if isinstance(text_mix, bool) or not isinstance(text_mix, (int, float)) or not 0 <= text_mix <= 1:
         raise ModelLoadError(f"{run_file}: text_mix must be a number from 0 to 1, got {text_mix!r}")
+    members = _read_members(p, run_file, data) if data["kind"] == ENSEMBLE else []
     return RunInfo(
         kind=data["kind"],
         task=str(data["task"]),
@@ -176,7 +203,36 @@ def read_run(path: str | os.PathLike) -> RunInfo:
         base_fingerprint=data.get("base_fingerprint") or None,
         licences=sorted({str(d["licence"]) for d in data.get("data") or [] if isinstance(d, dict) and d.get("licence")}),
         text_mix=float(text_mix),
+        members=members,
     )
+
+
+def _read_members(folder: Path, run_file: Path, data: dict) -> list[EnsembleMember]:
+    """An ensemble's members, each a run in a subfolder serving the same task with the same labels,
+    their shares summing to 1; anything else is a ``ModelLoadError`` naming the file."""
+    entries = data.get("members")
+    if not isinstance(entries, list) or len(entries) < 2:
+        raise ModelLoadError(f"{run_file}: an ensemble needs a list of at least 2 members")
+    members = []
+    for entry in entries:
+        name, share = (entry.get("name"), entry.get("share")) if isinstance(entry, dict) else (None, None)
+        if not isinstance(name, str) or not name or name != Path(name).name or name.startswith("."):
+            raise ModelLoadError(f"{run_file}: a member is named by its subfolder, got {name!r}")
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise ModelLoadError(f"{run_file}: member {name!r} needs a share above 0 and at most 1, got {share!r}")
+        info = read_run(folder / name)
+        if info.kind not in CLASSIFIER_KINDS or info.kind == ENSEMBLE:
+            raise ModelLoadError(f"{folder / name}: an ensemble member must be a classifier run, not {info.kind}")
+        if info.task != data["task"] or info.labels != data.get("labels") or \
+                info.multi_label != bool(data.get("multi_label", False)):
+            raise ModelLoadError(f"{folder / name} serves {info.task!r} with labels {info.labels}: the ensemble's "
+                                 f"members must all serve {data['task']!r} with its labels {data.get('labels')}")
+        members.append(EnsembleMember(name, info, float(share)))
+    if len({m.name for m in members}) < len(members):
+        raise ModelLoadError(f"{run_file}: two members share a subfolder")
+    if abs(sum(m.share for m in members) - 1) > 1e-6:
+        raise ModelLoadError(f"{run_file}: the members' shares sum to {sum(m.share for m in members):g}, not 1")
+    return members
 
 
 def runs_root() -> Path:
@@ -193,6 +249,8 @@ def discover_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
     found = []
     for run_file in sorted(base.rglob(RUN_FILE)):
         if "checkpoints" in run_file.relative_to(base).parts:
+            continue
+        if (run_file.parent.parent / RUN_FILE).is_file():  # an ensemble's member: listed as part of it
             continue
         try:
             found.append(read_run(run_file.parent))

@@ -3,10 +3,11 @@ beside plain Hugging Face ``AutoModelForSequenceClassification`` forward passes 
 
 The baseline is what a stack of fine-tuned Hugging Face classifiers costs: one plain forward
 pass per task (float32, batches in the given order, padded to the longest text of each batch).
-The assistant's path is ``Assistant.classify_tasks``: the sentiment model runs merged LoRA
-weights with int8 linear layers on length-sorted batches, and the head classifiers embed with
-one pass per encoder: contract clauses with the engine's own (shared with zero-shot tasks), unfair
-terms with its LoRA-adapted copy (``--encoder-epochs``). Real texts: Financial PhraseBank
+The assistant's path is ``Assistant.classify_tasks``: the sentiment model runs merged LoRA weights
+on length-sorted batches in the CPU's fast precision (``assistant.classifiers.cpu_precision``:
+bfloat16 on AMX tiles, else int8 linear layers), and the head classifiers embed with one pass per
+encoder: contract clauses with the engine's own (shared with zero-shot tasks), unfair terms with its
+LoRA-adapted copy (``--encoder-epochs``, in the same fast precision). Real texts: Financial PhraseBank
 sentences, tweets, CLAUDETTE sentences and CUAD clauses from ``../shared/data``.
 
 Run: ``finassist bench classify [--texts 512 --out docs/benchmarks]``.
@@ -83,7 +84,9 @@ def run_classify_benchmark(data: str = "../shared/data", texts: int = 512, out_d
     if clf is None:
         raise RuntimeError("no shipped sentiment classifier: the benchmark measures the shipped models")
     base = resolve_model(clf.info.base_model, ENCODER).location
-    max_length = int(clf.info.config.get("max_length") or 128)
+    # the plain passes read the window the shipped model reads (an ensemble's: its members' widest)
+    max_length = max(int(info.config.get("max_length") or 128) for info in [m.info for m in clf.info.members]
+                     or [clf.info])
     for task in TASK_SETS[-1]:  # load (and warm up) every model before timing
         assistant.classify_tasks(sample[:8], [task])
     plain_forward_seconds(base, sample[:8], max_length, len(clf.labels))
@@ -110,6 +113,9 @@ def run_classify_benchmark(data: str = "../shared/data", texts: int = 512, out_d
         "sources": [name for name, _ in SOURCES],
         "batch_size": BATCH_SIZE,
         "baseline": f"plain AutoModelForSequenceClassification ({base}), float32, one forward pass per task",
+        # what each shipped classifier ran as: its form and precision (the CPU's fast path differs by CPU)
+        "models": {task: f"{row['architecture']}; {row['dtype']}" for task, row in
+                   ((t, assistant.engine.classifier(t).describe()) for t in TASK_SETS[-1])},
         "rows": rows,
     }
     out = Path(out_dir)

@@ -283,7 +283,8 @@ def classify_markdown(result: dict) -> str:
              f"- machine: {result['machine'].get('cpu', '?')}, {result['machine'].get('cpu_cores_available', '?')} cores, "
              f"torch {result['machine'].get('torch', '?')}",
              f"- texts: {result['texts']} real texts ({', '.join(result['sources'])})",
-             f"- baseline: {result['baseline']}", "",
+             f"- baseline: {result['baseline']}",
+             *(f"- {task}: {model}" for task, model in (result.get("models") or {}).items()), "",
              "| tasks | assistant texts/s | plain HF texts/s | speed-up |", "|---|---:|---:|---:|"]
     for r in result["rows"]:
         lines.append(f"| {' + '.join(r['tasks'])} | {r['assistant_texts_per_s']} | {r['plain_texts_per_s']} | "

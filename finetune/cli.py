@@ -1,4 +1,4 @@
-"""``finassist finetune classify|generate|shipped`` and ``finassist eval classify|summarize|retrieval|ask``.
+"""``finassist finetune classify|generate|ensemble|shipped`` and ``finassist eval classify|summarize|retrieval|ask``.
 
 As in litgpt, each subcommand maps to one plain function, and its options are
 derived from that function's configuration (a dataclass's fields, or the
@@ -25,6 +25,9 @@ TRAIN_COMMANDS = {
                  "fine-tune an encoder classifier (single- or multi-label; --head-only: a minute on CPU)"),
     "generate": ("finetune.train_generator", "GenerateTrainConfig", "train_generator",
                  "supervised fine-tuning of a causal LM on input -> target pairs (--lora with peft)"),
+    "ensemble": ("finetune.ensemble", "EnsembleConfig", "build_ensemble",
+                 "average the probabilities of classifier runs, their shares chosen on validation data; the "
+                 "ensemble is a run like any other"),
     "shipped": ("finetune.recipes", None, "build_shipped",
                 "rebuild a classifier shipped with the package from its recipe, report it on held-out data, "
                 "install it (scripts/build-models.sh runs every one)"),

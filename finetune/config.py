@@ -328,3 +328,52 @@ class GenerateTrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InvalidParameterError(f"{name} must be at least 1, got {value}")
+
+
+@dataclass
+class EnsembleConfig:
+    """Everything ``build_ensemble`` needs; each field is a ``finassist finetune ensemble`` option."""
+
+    members: str = option("", "the classifier runs to combine, comma-separated: RUN or NAME=RUN (NAME: its subfolder "
+                              "in the ensemble; default the run folder's name)", required=True)
+    val: str = option("", "validation data the shares are chosen on: texts none of the members trained on (e.g. "
+                          "the validation split a LoRA run carved)", required=True)
+    out: str = option("", "run directory to write: the ensemble's run file and card, a copy of each member",
+                      required=True)
+    text_field: str = option("text", "field holding the text")
+    label_field: str = option("label", "field holding the label")
+    weight_field: str | None = option(None, "field holding each validation example's weight in the accuracy the "
+                                            "shares are chosen by (default: every example weighs 1)")
+    share_step: float = option(0.05, "the shares tried: every split of 1 into steps of this size, each member "
+                                     "getting at least one step")
+    device: str = option("auto", "auto, cpu or cuda (where the members score the validation texts)")
+    progress: bool = option(True, "show a progress bar while the members score the validation texts")
+
+    def member_specs(self) -> list[tuple[str, str]]:
+        """(name, run directory) of each member, in the order given."""
+        specs = []
+        for item in (x.strip() for x in str(self.members).split(",")):
+            if not item:
+                continue
+            name, sep, path = item.partition("=")
+            name, path = (name.strip(), path.strip()) if sep else ("", item)
+            specs.append((name or path.rstrip("/").rsplit("/", 1)[-1], path))
+        return specs
+
+    def validate(self) -> None:
+        """Refuse settings that cannot work, before any model is loaded."""
+        specs = self.member_specs()
+        if len(specs) < 2:
+            raise InvalidParameterError(f"an ensemble needs at least 2 member runs, got {self.members!r}")
+        names = [name for name, _ in specs]
+        bad = [name for name in names if not _TASK_NAME.match(name)]
+        if bad:
+            raise InvalidParameterError(f"member names become subfolders: letters, digits, '.', '_' or '-', got {bad}")
+        if len(set(names)) < len(names):
+            raise InvalidParameterError(f"two members have the same name: {names} (name them: NAME=RUN)")
+        for name in ("val", "out"):
+            if not str(getattr(self, name)).strip():
+                raise InvalidParameterError(f"give --{name}")
+        if not 0 < self.share_step <= 1 / len(specs):
+            raise InvalidParameterError(f"share_step must be above 0 and at most 1/{len(specs)} for {len(specs)} "
+                                        f"members, got {self.share_step}")

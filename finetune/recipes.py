@@ -37,6 +37,15 @@ def _write(rows: list[dict], path: Path) -> Path:
     return path
 
 
+def _default(name: str):
+    """A ``ClassifyTrainConfig`` field's default (what a recipe that does not set it trains with)."""
+    from dataclasses import fields
+
+    from .config import ClassifyTrainConfig
+
+    return next(f.default for f in fields(ClassifyTrainConfig) if f.name == name)
+
+
 def prepare_sentiment(data: Path, out: Path) -> dict[str, Path]:
     """Financial PhraseBank (news sentences) and Twitter financial news (tweets) in one
     positive/negative/neutral file, with two held-out sets the model never trains on:
@@ -46,6 +55,10 @@ def prepare_sentiment(data: Path, out: Path) -> dict[str, Path]:
 
     Every FPB sentence is weighted by the highest share of annotators that agreed on its label
     (1.0 all-agree ... 0.5 half), so ambiguous sentences count less; tweets weigh 1.
+
+    ``val`` is the validation split the LoRA run carves from ``train`` by default (10%, stratified,
+    seed 0), written out for what comes after it: another model trained without it (``--exclude``), an
+    ensemble's shares chosen on it (``finassist finetune ensemble``; docs/results.md).
     """
     fpb = data / "sentiment" / "financial_phrasebank"
     level: dict[str, float] = {}
@@ -61,8 +74,10 @@ def prepare_sentiment(data: Path, out: Path) -> dict[str, Path]:
     rows = [{"text": r["sentence"], "label": r["label"], "weight": level[r["sentence"]], "source": "fpb"}
             for r in sentences]
     rows += [{"text": r["text"], "label": r["label"], "weight": 1.0, "source": "tweets"} for r in tweets_train]
+    _, val = split_validation(rows, _default("val_fraction"), seed=_default("seed"), stratify_field="label")
     return {
         "train": _write(rows, out / "sentiment-train.jsonl"),
+        "val": _write(val, out / "sentiment-val.jsonl"),
         "fpb-allagree-heldout": _write([{"text": r["sentence"], "label": r["label"]} for r in fpb_held],
                                        out / "fpb-allagree-heldout.jsonl"),
         "tweets-heldout": _write([{"text": r["text"], "label": r["label"]} for r in tweets_held],

@@ -115,6 +115,9 @@ _USE = {
                        "`--classifier {task}=<this folder>`.",
     "classifier-head": "Classifies {task} texts with a linear head over the {encoder} encoder's sentence "
                        "embeddings{words}; loaded like any run: `--classifier {task}=<this folder>`.",
+    "classifier-ensemble": "Classifies {task} texts by averaging the probabilities of the runs in its "
+                           "subfolders, each loaded as it would be alone; loaded like any run: "
+                           "`--classifier {task}=<this folder>`.",
     "generator": "Generates text for the {task} task; see the data below for what it was adapted to.",
 }
 
@@ -151,6 +154,11 @@ def _model_card(run: dict, license: str | None) -> str:
         lines += [f"Each score is mixed with a logistic regression over {described or 'TF-IDF text features'} "
                   f"fitted on the same training texts: {run['text_mix']:.0%} of it (the weight chosen on the "
                   "validation split, `text_head.safetensors` and the vocabularies beside it).", ""]
+    if run.get("members"):
+        lines += ["## Members", "", "| subfolder | share of each score |", "|---|---:|"]
+        lines += [f"| `{m['name']}` | {m['share']:.2f} |" for m in run["members"]]
+        lines += ["", "The shares were chosen on the validation data below, which none of the members trained on; "
+                  "each subfolder has its own card.", ""]
     lines += ["## Base model", "", f"`{run['base_model']}`" + (f" ({base_id})" if base_id != run["base_model"] else ""), ""]
     if run.get("labels"):
         kind = "multi-label: every label over its threshold" if run["multi_label"] else "single-label: the top label"
@@ -222,6 +230,7 @@ def write_run(
     license: str | None = None,
     base_fingerprint: str | None = None,
     text_mix: float = 0.0,
+    members: Sequence[Mapping] | None = None,
 ) -> Path:
     """Write the model card (``README.md``) and then the run file into ``out_dir``; returns the
     run file's path.
@@ -234,6 +243,7 @@ def write_run(
     ``base_fingerprint``: for runs that store no copy of their base model (LoRA adapters, compact
     heads), the fingerprint of the base weights they were trained on (``assistant.models.weights_fingerprint``).
     ``text_mix``: the share of each score a TF-IDF text head gives (``finetune.text_mix``; 0: none).
+    ``members``: an ensemble's runs, ``{"name": subfolder, "share": of each score}`` (``finetune.ensemble``).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown run kind {kind!r} (known: {', '.join(KINDS)})")
@@ -259,6 +269,7 @@ def write_run(
         "thresholds": {k: float(v) for k, v in thresholds.items()} if thresholds else None,
         "min_labels": int(min_labels),
         **({"text_mix": float(text_mix)} if text_mix else {}),
+        **({"members": [dict(m) for m in members]} if members else {}),
         "metrics": dict(metrics),
         "config": dict(config),
         "data": entries,

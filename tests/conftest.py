@@ -508,6 +508,19 @@ def sentiment_lora_run(tiny_bert_dir, classify_data, runs_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sentiment_ensemble(sentiment_lora_run, sentiment_head_run, classify_data, tmp_path_factory) -> Path:
+    """The tiny LoRA and head sentiment runs averaged (``finassist finetune ensemble``, the shipped sentiment
+    model's form), shares chosen on the held-out FPB sentences; outside ``runs_dir``, whose runs tests count."""
+    from finetune.config import EnsembleConfig
+    from finetune.ensemble import build_ensemble
+
+    return build_ensemble(EnsembleConfig(
+        members=f"lora={sentiment_lora_run},head={sentiment_head_run}", val=str(classify_data["fpb_heldout"]),
+        out=str(tmp_path_factory.mktemp("ensemble") / "fpb-ensemble-tiny"), text_field="sentence", device="cpu",
+        progress=False))
+
+
+@pytest.fixture(scope="session")
 def compact_head_run(tiny_bert_dir, classify_data, runs_dir) -> Path:
     """A head run with words and characters that keeps no copy of its encoder (the shipped
     heads' form): the run names the tiny BERT and its fingerprint."""

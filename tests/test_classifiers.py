@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from assistant import Assistant
 from assistant.classifiers import FineTunedClassifier, aggregate_windows
+from assistant.device import cpu_has_amx_bf16
 from assistant.errors import ModelLoadError, ModelNotFoundError, UnknownTaskError
 from assistant.runs import RUN_FILE, read_run
 from assistant.tasks.classify import Classification
@@ -63,10 +64,29 @@ def test_predict_scores_are_probabilities_and_windows_do_not_leak(sentiment_run)
     assert clf.predict_scores([]).shape == (0, 3)
 
 
-def test_int8_on_cpu_by_default_close_to_float(sentiment_run):
+@pytest.mark.parametrize("amx", [False, True])
+def test_the_cpus_fast_path_is_int8_or_bfloat16_on_amx_tiles(sentiment_run, monkeypatch, amx):
+    """By default a fine-tuned encoder on a CPU runs int8, or bfloat16 where the cores have AMX tiles
+    (both branches, whatever this machine has); asked for explicitly, int8 or float32 it is."""
+    import assistant.classifiers as classifiers
+
+    monkeypatch.setattr(classifiers, "cpu_has_amx_bf16", lambda: amx)
+    fast = FineTunedClassifier(sentiment_run, device="cpu")
+    assert (fast.int8, fast.runtime.dtype_key) == ((False, "bfloat16") if amx else (True, "float32"))
+    assert fast.describe()["dtype"] == ("bfloat16" if amx else "float32")
+    fast.int8 = False  # as `finassist eval classify --no-int8` asks: the float model, on any CPU
+    assert (fast.int8, fast.runtime.dtype_key) == (False, "float32")
+    fast.int8 = None
+    exact = FineTunedClassifier(sentiment_run, device="cpu", int8=False)
+    texts = SENTENCES + [" ".join(SENTENCES * 30)]
+    assert torch.allclose(fast.predict_scores(texts), exact.predict_scores(texts), atol=3e-2)
+    assert FineTunedClassifier(sentiment_run, device="cpu", int8=True).int8
+
+
+def test_int8_on_cpu_close_to_float(sentiment_run):
     """int8 activations are quantised per batch: a text's probabilities may move by quantisation
     noise with its batch and from the float model's, never by more than that."""
-    fast = FineTunedClassifier(sentiment_run, device="cpu")
+    fast = FineTunedClassifier(sentiment_run, device="cpu", int8=True)
     exact = FineTunedClassifier(sentiment_run, device="cpu", int8=False)
     assert fast.int8 and not exact.int8
     assert "int8" in fast.describe()["architecture"] and "int8" not in exact.describe()["architecture"]
@@ -86,8 +106,8 @@ def test_fine_tuned_single_label_classification(assistant):
     assert result.labels == [result.scores[0].label]
     many = assistant.classify(SENTENCES, task="sentiment")
     assert len(many) == 3 and many[0].labels == result.labels
-    # int8 on CPU (the default) quantises activations per batch: the same text in another batch
-    # moves by quantisation noise only
+    # int8 on CPU (the default without AMX tiles) quantises activations per batch, bfloat16 rounds: the
+    # same text in another batch moves by that noise only
     assert many[0].scores[0].score == pytest.approx(result.scores[0].score, abs=5e-3)
     assert assistant.engine.loaded("encoder") is None, "a fine-tuned run needs no zero-shot encoder"
 
@@ -137,7 +157,8 @@ def test_models_lists_configured_and_discovered_runs(assistant, runs_dir, sentim
     assert {r["task"] for r in configured} == {"sentiment", "unfair-tos"}
     for r in configured:
         assert r["kind"] == "classifier" and r["base_model"] and r["metric"]["name"] in ("accuracy", "macro_f1")
-        assert r["device"] == "cpu" and r["dtype"] == "float32"
+        # the CPU's fast path for a classifier's own model: bfloat16 on AMX tiles, else float32 with int8 layers
+        assert r["device"] == "cpu" and r["dtype"] == ("bfloat16" if cpu_has_amx_bf16() else "float32")
     found = runs[str(sentiment_head_run)]
     assert found["configured"] is False and found["kind"] == "classifier-head" and found["loaded"] is False
     assert len(runs) == len({r["location"] for r in rows if r["role"] == "classifier"}), "no run listed twice"
@@ -323,3 +344,29 @@ def test_zero_shot_replaces_the_fine_tuned_model_per_call(assistant):
     assert tuned.task == zero.task == "sentiment"
     assert assistant.engine.loaded("encoder") is not None, "zero-shot embeds with the engine's encoder"
     assert [s.score for s in tuned.scores] != pytest.approx([s.score for s in zero.scores])
+
+
+@pytest.mark.slow
+def test_an_ensemble_with_a_damaged_member_names_the_members_file(tmp_path, sentiment_ensemble):
+    broken = tmp_path / "broken"
+    shutil.copytree(sentiment_ensemble, broken)
+    weights = broken / "lora" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ModelLoadError, match=str(weights)):
+        Assistant(classifiers={"sentiment": broken}, device="cpu").classify("Profit rose.", task="sentiment")
+    shutil.rmtree(broken / "head")
+    with pytest.raises(ModelNotFoundError, match="broken/head does not exist"):
+        FineTunedClassifier(broken, device="cpu")
+
+
+@pytest.mark.slow
+def test_an_ensemble_serves_like_any_run(sentiment_ensemble, tiny_gpt2_dir, tiny_bert_dir):
+    a = Assistant(encoder=str(tiny_bert_dir), generator=str(tiny_gpt2_dir), device="cpu",
+                  classifiers={"sentiment": sentiment_ensemble}, shipped_classifiers=False)
+    result = a.classify(["Net sales doubled.", "Operating loss widened."], task="sentiment")
+    clf = a.engine.classifier("sentiment")
+    expected = clf.predict_scores(["Net sales doubled.", "Operating loss widened."])
+    assert [r.label for r in result] == [clf.labels[int(i)] for i in expected.argmax(1)]
+    row = next(m for m in a.models() if m.get("role") == "classifier")
+    assert row["kind"] == "classifier-ensemble" and row["architecture"].startswith("average of ")
+    assert [m["name"] for m in row["members"]] == ["lora", "head"]

@@ -159,3 +159,35 @@ def test_size_is_the_model_files_as_written_and_as_listed(tmp_path):
     assert json.loads((run / RUN_FILE).read_text())["size_bytes"] == expected
     assert f"{expected / 1e6:.2f} MB" in (run / "README.md").read_text()
 
+
+
+def test_an_ensemble_names_its_members_and_refuses_what_cannot_be_averaged(tmp_path):
+    ensemble = tmp_path / "ens"
+    _write(ensemble / "a")
+    _write(ensemble / "b")
+    _write(ensemble, kind="classifier-ensemble", members=[{"name": "a", "share": 0.25}, {"name": "b", "share": 0.75}])
+    info = read_run(ensemble)
+    assert [(m.name, m.share, m.info.kind) for m in info.members] == [("a", 0.25, "classifier"),
+                                                                      ("b", 0.75, "classifier")]
+    assert [r.path for r in discover_runs(tmp_path)] == [ensemble]
+    assert "## Members" in (ensemble / "README.md").read_text()
+
+    written = json.loads((ensemble / RUN_FILE).read_text())
+
+    def members(entries, **overrides):
+        (ensemble / RUN_FILE).write_text(json.dumps({**written, "members": entries, **overrides}))
+        return read_run(ensemble)
+
+    with pytest.raises(ModelLoadError, match="sum to 0.5"):
+        members([{"name": "a", "share": 0.25}, {"name": "b", "share": 0.25}])
+    with pytest.raises(ModelLoadError, match="at least 2"):
+        members([{"name": "a", "share": 1.0}])
+    with pytest.raises(ModelLoadError, match="subfolder, got '../a'"):
+        members([{"name": "../a", "share": 0.5}, {"name": "b", "share": 0.5}])
+    with pytest.raises(ModelNotFoundError, match="ens/c does not exist"):
+        members([{"name": "a", "share": 0.5}, {"name": "c", "share": 0.5}])
+    with pytest.raises(ModelLoadError, match="members must all serve 'sentiment'"):
+        members([{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}], task="sentiment")
+    _write(ensemble / "c", labels=["Arbitration", "Other"], thresholds=None)
+    with pytest.raises(ModelLoadError, match="ens/c serves 'unfair-tos' with labels"):
+        members([{"name": "a", "share": 0.5}, {"name": "c", "share": 0.5}])

@@ -64,7 +64,7 @@ def evaluate_classifier(
                               shipped_classifiers=False)
         clf = assistant.engine.classifier(task)
         if int8 is not None:  # set before the first prediction loads the model
-            clf.int8 = bool(int8) and clf.info.kind != "classifier-head"
+            clf.int8 = bool(int8)  # (a head run's encoder never is: the classifier decides)
         labels, run_multi, kind = clf.labels, clf.multi_label, clf.info.kind
     else:
         from assistant.prompts import load_label_set
@@ -95,6 +95,7 @@ def evaluate_classifier(
     extra: dict = {"model": str(model), "kind": kind, "data": str(data), "split": split}
     if clf is not None and clf.info.kind != "classifier-head":
         extra["int8"] = clf.int8
+        extra["dtype"] = clf.runtime.dtype_name  # bfloat16 on a CPU with AMX tiles (assistant.classifiers)
     if clf is not None and run_multi:
         floor = clf.min_labels if min_labels is None else min_labels
         if floor != clf.min_labels:  # the same scores, decided with another floor than the run's

@@ -42,6 +42,24 @@ def test_sentiment_data_is_the_same_on_every_build(sentiment_files, tmp_path, sh
         assert again[name].read_bytes() == path.read_bytes(), name
 
 
+def test_the_sentiment_validation_file_is_the_split_the_lora_run_carves(sentiment_files, tmp_path):
+    """``val`` holds exactly the texts the shipped LoRA run validated on (the split its trainer carves by
+    default), so a second model trained with ``--exclude`` on it never saw them (docs/results.md: the
+    ensemble experiment)."""
+    from finetune.classification_data import load_classification_data
+
+    recipe = RECIPES["sentiment"]
+    lora = load_classification_data(training_config(recipe, recipe.options, sentiment_files, tmp_path,
+                                                    progress=False))
+    val = _rows(sentiment_files["val"])
+    assert lora.val_texts == [r["text"] for r in val] and len(val) == 1156
+    other = load_classification_data(training_config(
+        recipe, {"train": "{train}", "exclude": "{val}", "head_only": True, "cv_folds": 5}, sentiment_files,
+        tmp_path, progress=False))
+    assert not set(other.train_texts) & set(lora.val_texts)
+    assert len(other.train_texts) >= len(lora.train_texts) - 50  # the same training texts otherwise
+
+
 def test_unfair_tos_holds_out_whole_documents(tmp_path, shared_data):
     files = prepare_unfair_tos(shared_data, tmp_path)
     train, held, everything = (_rows(files[k]) for k in ("train", "heldout-docs", "all"))
@@ -59,9 +77,10 @@ def test_every_recipe_is_a_valid_training_configuration(task, tmp_path):
         assert config.task == task and config.train.startswith(str(tmp_path))
         # what is shipped is compact: an adapter, or a head without a copy of the encoder
         assert config.lora or (config.head_only and not config.copy_encoder)
-        # legal texts come in documents: folds hold whole contracts / Terms of Service out, or the
-        # thresholds are tuned on clauses whose siblings were in training
-        assert not config.cv_folds or config.group_field in ("contract", "document")
+        # legal texts (the multi-label tasks) come in documents: folds hold whole contracts / Terms of Service
+        # out, or the thresholds are tuned on clauses whose siblings were in training; sentiment's sentences
+        # and tweets stand alone
+        assert not (config.cv_folds and config.multi_label) or config.group_field in ("contract", "document")
     for held in recipe.held_out:
         assert held.file in files
 
