@@ -61,9 +61,17 @@ ENCODER_DIR = "encoder"
 INT8_ON_CPU = True
 #: On a CPU with AMX-BF16 tiles a classifier's fine-tuned encoders (its LoRA or fully tuned model, a head
 #: run's adapted encoder) run in bfloat16 instead of int8 or float32 (a frozen encoder stays as asked, so
-#: its embeddings are the engine's): measured there, 1.5x int8's speed and 2.7x float32's, with
-#: float32's accuracy (docs/results.md, the sentiment ensemble). Elsewhere bfloat16 has no such units.
+#: its embeddings are the engine's): measured there, 1.5-1.8x int8's speed and 2.8x float32's, with
+#: float32's accuracy (docs/results.md, the seventh session of 2026-12-07). Other CPUs lack such units.
 BF16_ON_AMX = True
+WORDS_FILE = "words.json"
+#: How word features are computed (scikit-learn ``TfidfVectorizer`` arguments), shared by training
+#: and prediction. Sublinear TF and L2-normalised rows put them on the embeddings' scale.
+WORD_FEATURE_SETTINGS = {"ngram_range": [1, 2], "min_df": 2, "max_features": 50000, "sublinear_tf": True,
+                         "strip_accents": "unicode", "lowercase": True}
+#: Character 3-5-grams inside word boundaries: "terminat" matches terminate, termination, terminating.
+CHAR_FEATURE_SETTINGS = {"analyzer": "char_wb", "ngram_range": [3, 5], "min_df": 3, "max_features": 100000,
+                         "sublinear_tf": True, "lowercase": True}
 
 
 def cpu_precision(runtime: Runtime, int8: bool | None) -> tuple[Runtime, bool]:
@@ -78,14 +86,6 @@ def cpu_precision(runtime: Runtime, int8: bool | None) -> tuple[Runtime, bool]:
 
         return replace(runtime, dtype_key="bfloat16"), False
     return runtime, INT8_ON_CPU and cpu_float32
-WORDS_FILE = "words.json"
-#: How word features are computed (scikit-learn ``TfidfVectorizer`` arguments), shared by training
-#: and prediction. Sublinear TF and L2-normalised rows put them on the embeddings' scale.
-WORD_FEATURE_SETTINGS = {"ngram_range": [1, 2], "min_df": 2, "max_features": 50000, "sublinear_tf": True,
-                         "strip_accents": "unicode", "lowercase": True}
-#: Character 3-5-grams inside word boundaries: "terminat" matches terminate, termination, terminating.
-CHAR_FEATURE_SETTINGS = {"analyzer": "char_wb", "ngram_range": [3, 5], "min_df": 3, "max_features": 100000,
-                         "sublinear_tf": True, "lowercase": True}
 
 
 @dataclass(frozen=True)
