@@ -7,7 +7,9 @@ Policy (the benchmark ``finassist bench decode`` is where the CPU choice comes f
   attention.
 * CPU: fp32. bf16 decodes faster on CPUs with bf16 instructions, but its greedy output
   diverges from fp32 within a few dozen tokens (figures: docs/benchmarks/decode.md), and the
-  policy is "fastest with equal greedy output".
+  policy is "fastest with equal greedy output". Fine-tuned classifiers refine this for their
+  own tuned encoders (``assistant.classifiers.cpu_precision``): bf16 where the cores have AMX
+  tiles (``cpu_has_amx_bf16``: classification scores as fp32 does there), else int8 layers.
 
 ``device``/``dtype`` arguments (``Assistant(device=..., dtype=...)``, ``--device``,
 ``--dtype``) override the policy. ``dtype="int8"`` (CPU only) loads in fp32 and then
@@ -20,6 +22,7 @@ never chosen by default.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .lazy import torch
@@ -145,10 +148,12 @@ def resolve_runtime(device: str | torch.device | None = None, dtype: str | torch
     return Runtime(device_name=dev, dtype_key=chosen, attn_implementation="sdpa", quantization=quantization)
 
 
+@functools.cache  # the CPU does not change while the process runs; /proc/cpuinfo is read once
 def cpu_has_amx_bf16() -> bool:
     """Whether this CPU's cores have AMX tiles for bfloat16 (Intel Sapphire Rapids and later): there
     torch's bfloat16 matrix products run on the tiles, faster than int8 dynamic quantisation and as
-    accurate as float32 for the encoders measured (docs/results.md, the sentiment ensemble)."""
+    accurate as float32 for the encoders measured (docs/results.md, "Shipped classifiers", the seventh
+    session of 2026-12-07)."""
     from .machine import cpu_flags
 
     return "amx_bf16" in cpu_flags()
