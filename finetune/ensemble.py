@@ -46,16 +46,19 @@ def share_grid(members: int, step: float) -> list[tuple[float, ...]]:
     return [tuple(u / units for u in split) for split in splits(units, members)]
 
 
+def weighted_accuracy(probs: np.ndarray, gold: np.ndarray, weights: np.ndarray | None) -> float:
+    """The share of texts whose top label is their gold one, each weighted by ``weights`` (all 1 when None)."""
+    right = probs.argmax(axis=1) == gold
+    return float(np.average(right, weights=weights))
+
+
 def choose_shares(scores: list[np.ndarray], gold: np.ndarray, weights: np.ndarray | None,
                   step: float) -> tuple[tuple[float, ...], dict[tuple[float, ...], float]]:
     """The shares whose averaged probabilities are most accurate on the validation texts (weighted by
     ``weights`` when given), and the accuracy of every split tried. A tie goes to the most even split:
     equal shares are the prior a near-tie should fall back on."""
-    weights = np.ones(len(gold)) if weights is None else np.asarray(weights, dtype=float)
-    tried = {}
-    for shares in share_grid(len(scores), step):
-        mixed = sum(share * s for share, s in zip(shares, scores))
-        tried[shares] = float(np.sum(weights * (mixed.argmax(axis=1) == gold)) / np.sum(weights))
+    tried = {shares: weighted_accuracy(sum(share * s for share, s in zip(shares, scores)), gold, weights)
+             for shares in share_grid(len(scores), step)}
     best = max(tried, key=lambda shares: (round(tried[shares], 10), -(max(shares) - min(shares))))
     return best, tried
 
@@ -146,7 +149,7 @@ def build_ensemble(config: EnsembleConfig) -> Path:
     names = [name for name, _ in members]
     measure = "weighted accuracy" if weights is not None else "accuracy"
     # each member alone, by the measure the shares were chosen by (the ends of the shares' curve)
-    alone = {name: choose_shares([s, s], gold, weights, 0.5)[1][(0.5, 0.5)] for name, s in zip(names, scores)}
+    alone = {name: weighted_accuracy(s, gold, weights) for name, s in zip(names, scores)}
     mixed = sum(share * s for share, s in zip(shares, scores)).argmax(axis=1)
     from sklearn.metrics import f1_score
 
