@@ -207,6 +207,18 @@ def read_run(path: str | os.PathLike) -> RunInfo:
     )
 
 
+def member_problem(info: RunInfo, task: str, labels: list | None, multi_label: bool) -> str | None:
+    """Why ``info`` cannot be a member of an ensemble serving ``task`` with ``labels`` (a phrase to follow
+    the member's path), or None: the one rule the ensemble build (``finetune/ensemble.py``) and the loader
+    both apply."""
+    if info.kind not in CLASSIFIER_KINDS or info.kind == ENSEMBLE:
+        return f"is a {info.kind} run: an ensemble's members are classifier runs"
+    if (info.task, info.labels, info.multi_label) != (task, labels, multi_label):
+        return (f"serves {info.task!r} with labels {info.labels}{' (multi-label)' if info.multi_label else ''}: "
+                f"the ensemble's members must all serve {task!r} with the labels {labels}")
+    return None
+
+
 def _read_members(folder: Path, run_file: Path, data: dict) -> list[EnsembleMember]:
     """An ensemble's members, each a run in a subfolder serving the same task with the same labels,
     their shares summing to 1; anything else is a ``ModelLoadError`` naming the file."""
@@ -221,12 +233,9 @@ def _read_members(folder: Path, run_file: Path, data: dict) -> list[EnsembleMemb
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
             raise ModelLoadError(f"{run_file}: member {name!r} needs a share above 0 and at most 1, got {share!r}")
         info = read_run(folder / name)
-        if info.kind not in CLASSIFIER_KINDS or info.kind == ENSEMBLE:
-            raise ModelLoadError(f"{folder / name}: an ensemble member must be a classifier run, not {info.kind}")
-        if info.task != data["task"] or info.labels != data.get("labels") or \
-                info.multi_label != bool(data.get("multi_label", False)):
-            raise ModelLoadError(f"{folder / name} serves {info.task!r} with labels {info.labels}: the ensemble's "
-                                 f"members must all serve {data['task']!r} with its labels {data.get('labels')}")
+        problem = member_problem(info, str(data["task"]), data.get("labels"), bool(data.get("multi_label", False)))
+        if problem:
+            raise ModelLoadError(f"{folder / name} {problem}")
         members.append(EnsembleMember(name, info, float(share)))
     if len({m.name for m in members}) < len(members):
         raise ModelLoadError(f"{run_file}: two members share a subfolder")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from assistant.classifiers import ADAPTER_FILE
+from assistant.runs import ADAPTER_FILE
 
 from .classification_data import ClassificationData, label_targets
 from .config import ClassifyTrainConfig

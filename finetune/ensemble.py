@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.errors import InvalidParameterError
-from assistant.runs import ENSEMBLE, MODEL_FILES, RUN_FILE, RunInfo, is_run, read_run
+from assistant.runs import ENSEMBLE, MODEL_FILES, RUN_FILE, RunInfo, is_run, member_problem, read_run
 
 from .config import EnsembleConfig
 from .data import check_labels, labels_of, load_records, text_of, weight_of
@@ -67,14 +67,12 @@ def _check_members(specs: list[tuple[str, str]], out: Path) -> list[tuple[str, R
     members = [(name, read_run(path)) for name, path in specs]
     first = members[0][1]
     for name, info in members:
-        if not info.is_classifier or info.kind == ENSEMBLE:
-            raise InvalidParameterError(f"{info.path} is a {info.kind} run: an ensemble's members are classifier runs")
-        if info.multi_label:
+        if info.multi_label and info.is_classifier:
             raise InvalidParameterError(f"{info.path} is multi-label: an ensemble of multi-label runs would need its "
                                         "thresholds chosen for the averaged scores, which this command does not do")
-        if (info.task, info.labels) != (first.task, first.labels):
-            raise InvalidParameterError(f"{info.path} serves {info.task!r} with labels {info.labels}, {first.path} "
-                                        f"serves {first.task!r} with {first.labels}: members must agree")
+        problem = member_problem(info, first.task, first.labels, False)
+        if problem:
+            raise InvalidParameterError(f"{info.path} {problem}")
         if out.resolve() == info.path.resolve() or out.resolve() in info.path.resolve().parents:
             raise InvalidParameterError(f"--out {out} would overwrite the member {info.path}")
     return members

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from assistant.classifiers import ADAPTER_FILE, aggregate_windows
+from assistant.classifiers import aggregate_windows
 from assistant.errors import InvalidParameterError
 from assistant.models import weights_fingerprint
+from assistant.runs import ADAPTER_FILE
 
 from .classification_data import ClassificationData, label_targets, load_classification_data
 from .classifier_run import CHECKPOINTS, check_out_dir, finish_run, last_checkpoint
