@@ -92,6 +92,26 @@ def test_the_scorer_picks_the_sentences_that_state_the_reference_figures(summari
     assert found / wanted >= FLOOR_PICKED
 
 
+def test_a_call_gets_as_many_bullets_as_the_scorer_is_sure_of(summariser, aligned_val, monkeypatch):
+    """Beyond the best ``min_bullets``, only sentences with the key probability ``min_key_probability``
+    (prompts/summarize.toml): on 12 real calls the count varies (2 to 4; measured 2026-12-07: 4 calls
+    get 2, 2 get 3), the picks are the best of the fixed-count picks, and each summary has that many."""
+    pipeline = summariser.pipeline("summarize")
+    cfg = pipeline.config["extract"]
+    counts = []
+    for record, _ in aligned_val:
+        sure, _ = pipeline.pick(record["transcript"], cfg["max_bullets"], sure_only=True)
+        every, _ = pipeline.pick(record["transcript"], cfg["max_bullets"])
+        assert {s.index for s in sure} <= {s.index for s in every}
+        counts.append(len(sure))
+    assert set(counts) >= {cfg["min_bullets"], cfg["max_bullets"]}, counts
+    assert all(cfg["min_bullets"] <= n <= cfg["max_bullets"] for n in counts)
+    transcript = aligned_val[counts.index(cfg["min_bullets"])][0]["transcript"]
+    assert len(summariser.summarize(transcript).bullets) == cfg["min_bullets"]
+    monkeypatch.setitem(cfg, "min_key_probability", 0.0)  # every pick is sure: the fixed count again
+    assert len(pipeline.pick(transcript, cfg["max_bullets"], sure_only=True)[0]) == cfg["max_bullets"]
+
+
 def test_the_rewriter_keeps_the_figures_of_real_sentences(summariser, aligned_val):
     pipeline = summariser.pipeline("summarize")
     backend, tuned = summariser.engine.rewriter()

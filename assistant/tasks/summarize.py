@@ -159,14 +159,17 @@ class SummarizePipeline(Pipeline):
 
     # ------------------------------------------------------------ extract: pick
 
-    def pick(self, text: str, k: int, lead: bool = False) -> tuple[list[Sentence], int]:
+    def pick(self, text: str, k: int, lead: bool = False, sure_only: bool = False) -> tuple[list[Sentence], int]:
         """The ``k`` key sentences of ``text`` in document order, and the encoder tokens read.
 
         Scored by the shipped scorer when it fits the encoder, else by closeness to the document's
         mean embedding with sentences stating figures first. Near-duplicates of a better sentence
         (cosine above ``[extract] redundancy``) are skipped: calls state results more than once.
         ``lead``: the first sentence is always one of them (a headline's: news put the story in
-        their first sentence, calls name the company and the quarter there)."""
+        their first sentence, calls name the company and the quarter there). ``sure_only``: beyond the
+        best ``[extract] min_bullets``, only sentences the scorer gives a key probability of at least
+        ``min_key_probability``: a call with fewer key facts gets fewer bullets, as its reference
+        summary has fewer lines."""
         import torch
 
         cfg = self.config["extract"]
@@ -187,6 +190,9 @@ class SummarizePipeline(Pipeline):
             scores = scores.clone()
             scores[0] = float("inf")
         picked = select_diverse(scores, embeddings, k, cfg["redundancy"])
+        if sure_only and scorer is not None:  # best first, so what is kept is the best few
+            picked = [i for n, i in enumerate(picked)
+                      if n < cfg["min_bullets"] or float(scores[i]) >= cfg["min_key_probability"]]
         tokens = sum(len(encoder.loaded.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
         return [sentences[i] for i in sorted(picked)], tokens
 
@@ -194,14 +200,15 @@ class SummarizePipeline(Pipeline):
 
     def _forward_extract(self, prepared: SummaryRequest) -> _Extracted:
         cfg = self.config["extract"]
-        if prepared.style == "headline":
+        is_headline = prepared.style == "headline"
+        if is_headline:
             k = cfg["headline_sentences"]
         else:  # as many facts as the word budget has room for, up to max_bullets
             k = max(1, min(cfg["max_bullets"], prepared.max_words // cfg["words_per_bullet"]))
         self._report(prepared, 0, 2, "finding the key sentences")
-        picked, tokens = self.pick(prepared.text, k, lead=prepared.style == "headline")
+        picked, tokens = self.pick(prepared.text, k, lead=is_headline, sure_only=not is_headline)
         self._report(prepared, 1, 2, "writing the summary")
-        if prepared.style == "headline":
+        if is_headline:
             headline = self._headline(picked, prepared.max_words)
             self._report(prepared, 2, 2, "done")
             return _Extracted(prepared, [Bullet("", picked, "source")], tokens, headline)
