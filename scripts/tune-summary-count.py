@@ -28,7 +28,12 @@ THRESHOLDS = (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9)
 
 
 def rewrite_picks(records: list[dict], cache: Path) -> list[dict]:
-    """Each call's ``PICKS`` best sentences (best first), rewritten, with their key probabilities."""
+    """Each call's ``PICKS`` best sentences (best first), rewritten, with their key probabilities.
+
+    The summariser's steps one by one (pick, rewrite, figure check) rather than its whole call: the whole
+    call would fit the 9 bullets to its word budget in document order, and the replay needs every pick's
+    bullet as written (a trial of that, 2026-12-07: always 4 bullets scored ROUGE-1 0.420 on the tuning
+    half, 0.426 this way; over all 249 calls this way gives 0.414, the summariser's real summaries 0.413)."""
     from tqdm.auto import tqdm
 
     from assistant import Assistant
