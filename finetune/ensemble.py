@@ -67,7 +67,7 @@ def _check_members(specs: list[tuple[str, str]], out: Path) -> list[tuple[str, R
     members = [(name, read_run(path)) for name, path in specs]
     first = members[0][1]
     for name, info in members:
-        if info.multi_label and info.is_classifier:
+        if info.multi_label:
             raise InvalidParameterError(f"{info.path} is multi-label: an ensemble of multi-label runs would need its "
                                         "thresholds chosen for the averaged scores, which this command does not do")
         problem = member_problem(info, first.task, first.labels, False)

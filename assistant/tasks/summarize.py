@@ -159,17 +159,14 @@ class SummarizePipeline(Pipeline):
 
     # ------------------------------------------------------------ extract: pick
 
-    def pick(self, text: str, k: int, lead: bool = False, sure_only: bool = False) -> tuple[list[Sentence], int]:
-        """The ``k`` key sentences of ``text`` in document order, and the encoder tokens read.
+    def ranked(self, text: str, k: int, lead: bool = False) -> tuple[list[Sentence], list[float], int]:
+        """The ``k`` best sentences of ``text``, best first, their scores, and the encoder tokens read.
 
-        Scored by the shipped scorer when it fits the encoder, else by closeness to the document's
-        mean embedding with sentences stating figures first. Near-duplicates of a better sentence
-        (cosine above ``[extract] redundancy``) are skipped: calls state results more than once.
-        ``lead``: the first sentence is always one of them (a headline's: news put the story in
-        their first sentence, calls name the company and the quarter there). ``sure_only``: beyond the
-        best ``[extract] min_bullets``, only sentences the scorer gives a key probability of at least
-        ``min_key_probability``: a call with fewer key facts gets fewer bullets, as its reference
-        summary has fewer lines."""
+        Scored by the shipped scorer (its key probability) when it fits the encoder, else by closeness
+        to the document's mean embedding with sentences stating figures first. Near-duplicates of a
+        better sentence (cosine above ``[extract] redundancy``) are skipped: calls state results more
+        than once. ``lead``: the first sentence is always one of them (a headline's: news put the story
+        in their first sentence, calls name the company and the quarter there)."""
         import torch
 
         cfg = self.config["extract"]
@@ -190,11 +187,20 @@ class SummarizePipeline(Pipeline):
             scores = scores.clone()
             scores[0] = float("inf")
         picked = select_diverse(scores, embeddings, k, cfg["redundancy"])
-        if sure_only and scorer is not None:  # best first, so what is kept is the best few
-            picked = [i for n, i in enumerate(picked)
-                      if n < cfg["min_bullets"] or float(scores[i]) >= cfg["min_key_probability"]]
         tokens = sum(len(encoder.loaded.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
-        return [sentences[i] for i in sorted(picked)], tokens
+        return [sentences[i] for i in picked], [float(scores[i]) for i in picked], tokens
+
+    def pick(self, text: str, k: int, lead: bool = False, sure_only: bool = False) -> tuple[list[Sentence], int]:
+        """The ``k`` key sentences of ``text`` (``ranked``) in document order, and the encoder tokens read.
+        ``sure_only``: beyond the best ``[extract] min_bullets``, only sentences the scorer gives a key
+        probability of at least ``min_key_probability``: a call with fewer key facts gets fewer bullets,
+        as its reference summary has fewer lines."""
+        cfg = self.config["extract"]
+        best, scores, tokens = self.ranked(text, k, lead)
+        if sure_only and self.engine.summary_scorer is not None:  # best first, so what is kept is the best few
+            best = [s for n, (s, p) in enumerate(zip(best, scores))
+                    if n < cfg["min_bullets"] or p >= cfg["min_key_probability"]]
+        return sorted(best, key=lambda s: s.start), tokens
 
     # --------------------------------------------------------- extract: rewrite
 
@@ -212,13 +218,18 @@ class SummarizePipeline(Pipeline):
             headline = self._headline(picked, prepared.max_words)
             self._report(prepared, 2, 2, "done")
             return _Extracted(prepared, [Bullet("", picked, "source")], tokens, headline)
-        backend, _tuned = self.engine.rewriter()
-        inputs = [_cut_words(s.text, cfg["max_source_words"]) for s in picked]
-        generations = self._adapted_all(self.bullet_config, inputs, backend)
-        period = quarter_of(prepared.text)
-        bullets = [self.checked_bullet(g.text, [s], period) for g, s in zip(generations, picked)]
+        bullets = self.rewrite(picked, quarter_of(prepared.text))
         self._report(prepared, 2, 2, "done")
         return _Extracted(prepared, bullets, tokens)
+
+    def rewrite(self, picked: Sequence[Sentence], period: str | None = None) -> list[Bullet]:
+        """One bullet for each picked sentence, in their order: written by the rewriter (the shipped
+        adapter where it applies) from the sentence cut to ``max_source_words``, and checked against it
+        (``checked_bullet``; ``period``: the quarter the whole text is about)."""
+        backend, _tuned = self.engine.rewriter()
+        limit = self.config["extract"]["max_source_words"]
+        generations = self._adapted_all(self.bullet_config, [_cut_words(s.text, limit) for s in picked], backend)
+        return [self.checked_bullet(g.text, [s], period) for g, s in zip(generations, picked)]
 
     def headline_source(self, picked: Sequence[Sentence]) -> str:
         """What a headline is written from: the picked sentences, each cut to ``max_source_words``
