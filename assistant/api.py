@@ -17,7 +17,7 @@ from .engine import Engine
 from .settings import BatchSettings
 from .errors import UnknownTaskError
 from .inputs import ensure_text
-from .library import DocumentStore, Passage, SQLiteDocumentStore, library_path
+from .library import DocumentNotFoundError, DocumentStore, Passage, SQLiteDocumentStore, library_path
 from .models import GENERATOR
 from .pii import PiiPolicy, Redactor
 from .prompts import available_label_sets
@@ -242,13 +242,16 @@ class Assistant:
         return self.pipeline("classify").classify_tasks(self._redact_texts(text), tasks or self.classification_tasks(),
                                                     threshold=threshold, zero_shot=zero_shot)
 
-    def ask(self, question: str, history: Sequence | None = None, *, user: str | None = None, **sampling) -> Answer:
+    def ask(self, question: str, history: Sequence | None = None, *, user: str | None = None,
+            documents: Sequence[str | int] | None = None, **sampling) -> Answer:
         """One chat turn. ``history``: earlier ``{"role", "content"}`` messages. ``sampling``:
         ``max_new_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``. While the document library
         holds documents, the answer is written from the passages found for the question and carries
-        them as ``citations`` (or says the documents do not contain it). Recorded in the audit log."""
+        them as ``citations`` (or says the documents do not contain it). ``documents``: search only
+        these documents of the library (names or ids), for a question about one report where others
+        have rows of the same name. Recorded in the audit log."""
         redactor = self.redactor()
-        turn = self._ask_turn(question, history, redactor, sampling)
+        turn = self._ask_turn(question, history, redactor, sampling, documents)
         pipeline = self.pipeline("ask")
         answer = pipeline.postprocess(pipeline.forward(turn))
         if redactor is not None:
@@ -256,29 +259,35 @@ class Assistant:
         self.record_answer("ask", _as_text(question), answer.text, user=user, citations=[str(c) for c in turn.citations])
         return answer
 
-    def evidence(self, question: str) -> list[Passage] | None:
+    def evidence(self, question: str, documents: Sequence[str | int] | None = None) -> list[Passage] | None:
         """The passages of the document library found for ``question`` (as many as the ask task's
-        ``[grounding] passages``), best first; None when there is no library or it is empty."""
+        ``[grounding] passages``), best first; None when there is no library or it is empty.
+        ``documents``: only passages of these documents (an unknown one is a ``DocumentNotFoundError``)."""
         store = self.documents
         if store is None or store.count() == 0:
+            if documents is not None:
+                raise DocumentNotFoundError("no document library to search: add documents first (`finassist docs add`)")
             return None
-        return store.search(question, k=self.pipeline("ask").grounding["passages"])
+        k = self.pipeline("ask").grounding["passages"]
+        return store.search(question, k=k) if documents is None else store.search(question, k=k, documents=documents)
 
-    def _ask_turn(self, question, history: Sequence | None, redactor: Redactor | None, sampling: dict) -> AskTurn:
+    def _ask_turn(self, question, history: Sequence | None, redactor: Redactor | None, sampling: dict,
+                  documents: Sequence[str | int] | None = None) -> AskTurn:
         """The ask task's turn for a question: redacted for the model when the policy says so, grounded
         in the documents found for it (searched with the question as asked: the search is local)."""
         text = ensure_text(question, "question")
         return self.pipeline("ask").preprocess(
             redactor.redact(text) if redactor is not None else text, history=self._redact_history(redactor, history),
-            evidence=self.evidence(text), redact=redactor.redact if redactor is not None else None, **sampling)
+            evidence=self.evidence(text, documents), redact=redactor.redact if redactor is not None else None, **sampling)
 
-    def chat_turn(self, messages: Sequence[Mapping], **sampling) -> AskTurn:
+    def chat_turn(self, messages: Sequence[Mapping], documents: Sequence[str | int] | None = None,
+                  **sampling) -> AskTurn:
         """An OpenAI-style conversation as the ask task answers it (``AskPipeline.conversation``): the
         ask system prompt unless it brings its own, the ask defaults under ``sampling``, grounded in
-        the documents found for the last user message."""
+        the documents found for the last user message (``documents``: only in these)."""
         question = next((m["content"] for m in reversed(messages) if isinstance(m, Mapping) and m.get("role") == "user"
                          and isinstance(m.get("content"), str) and m["content"].strip()), None)
-        evidence = self.evidence(question) if question is not None else None
+        evidence = self.evidence(question, documents) if question is not None else None
         return self.pipeline("ask").conversation(messages, evidence=evidence, **sampling)
 
     def notice_for(self, turn: AskTurn, text: str) -> str:
@@ -286,11 +295,11 @@ class Assistant:
         return self.pipeline("ask").notice_for(turn, text)
 
     def ask_stream(self, question: str, history: Sequence | None = None, *, user: str | None = None,
-                   **sampling) -> AnswerStream:
+                   documents: Sequence[str | int] | None = None, **sampling) -> AnswerStream:
         """Like ``ask`` but yields the answer piece by piece as it is generated; the returned iterator's
         ``citations`` are the answer's."""
         redactor = self.redactor()
-        turn = self._ask_turn(question, history, redactor, sampling)
+        turn = self._ask_turn(question, history, redactor, sampling, documents)
         pieces = self.pipeline("ask").pieces(turn)
         return AnswerStream(self._restored_and_recorded(pieces, redactor, _as_text(question), user, turn), turn)
 
@@ -313,11 +322,11 @@ class Assistant:
                 self.record_answer("ask", question, answer, user=user, citations=[str(c) for c in turn.citations])
 
     def ask_stream_async(self, question: str, history: Sequence | None = None, *, user: str | None = None,
-                         **sampling) -> AsyncAnswerStream:
+                         documents: Sequence[str | int] | None = None, **sampling) -> AsyncAnswerStream:
         """``ask_stream`` as an async iterator: for event loops; closing it early cancels the generation.
         Its ``citations`` are the answer's."""
         redactor = self.redactor()
-        turn = self._ask_turn(question, history, redactor, sampling)
+        turn = self._ask_turn(question, history, redactor, sampling, documents)
         pieces = self.pipeline("ask").apieces(turn)
         return AsyncAnswerStream(self._restored_and_recorded_async(pieces, redactor, _as_text(question), user, turn),
                                  turn)

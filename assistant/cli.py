@@ -155,6 +155,8 @@ def cmd_ask(args: argparse.Namespace) -> None:
     assistant = _assistant(args)
     given = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p}
     sampling = {name: value for name, value in given.items() if value is not None}
+    if args.document:
+        sampling["documents"] = args.document
     question = read_input(args.question)
     if args.json:
         _print_json(assistant.ask(question, **sampling).to_dict())
@@ -421,6 +423,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=None, help="0 = greedy (the default)")
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--no-stream", action="store_true", help="print the answer when it is complete")
+    p.add_argument("--document", action="append", metavar="NAME",
+                   help="search only this document of the library (its name or id in `finassist docs list`; "
+                        "repeat for several): for a question about one report when others have rows of the same name")
     p.add_argument("--json", action="store_true")
 
     docs = sub.add_parser("docs", help="the document library that answers are grounded in (add, list, remove)",

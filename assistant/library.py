@@ -186,7 +186,7 @@ class DocumentStore(Protocol):
 
     def remove(self, name_or_id: str | int) -> DocumentInfo: ...
 
-    def search(self, query: str, k: int = 5) -> list[Passage]: ...
+    def search(self, query: str, k: int = 5, documents: Sequence[str | int] | None = None) -> list[Passage]: ...
 
     def count(self) -> int: ...
 
@@ -441,6 +441,7 @@ class SQLiteDocumentStore:
         # (HNSW, IVF) pays off only well beyond that, and is what a server-backed store would bring.
         self._matrix: np.ndarray | None = None
         self._matrix_ids: np.ndarray | None = None
+        self._matrix_owners: np.ndarray | None = None
         self._matrix_version: tuple[int, int] | None = None
         self._writes = 0
 
@@ -541,16 +542,23 @@ class SQLiteDocumentStore:
 
     # ------------------------------------------------------------------ search
 
-    def search(self, query: str, k: int = 5) -> list[Passage]:
+    def search(self, query: str, k: int = 5, documents: Sequence[str | int] | None = None) -> list[Passage]:
         """The ``k`` passages that best match ``query``: BM25 (FTS5) and embedding cosine rankings,
         ``CANDIDATES`` deep each, fused by weighted reciprocal rank fusion, a passage that shows no year
-        the query names moved down (``MISSING_YEAR_PLACES``); best first."""
+        the query names moved down (``MISSING_YEAR_PLACES``); best first. ``documents``: only passages of
+        these documents (names or ids, as ``get`` takes them; an unknown one is a ``DocumentNotFoundError``),
+        for a question about one report when the library holds many with the same rows."""
         query = ensure_text(query, "query")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidParameterError(f"k must be a positive integer, got {k!r}")
         with self._lock:
             self._check_encoder()
-        ids, matrix = self._dense_index()
+        scope = self._scope(documents)
+        ids, matrix, owners = self._dense_index()
+        passages = len(ids)  # the library's, for the rarity of words (``_coverage``), scoped or not
+        if scope is not None:
+            kept = np.isin(owners, list(scope))
+            ids, matrix = ids[kept], matrix[kept]
         if len(ids) == 0:
             return []
         vector = np.asarray(self._embed([query]), dtype=np.float32)[0]
@@ -561,10 +569,12 @@ class SQLiteDocumentStore:
         lexical: list[int] = []
         words = fts_query(query)
         if words:
+            within = "" if scope is None else (
+                f" AND rowid IN (SELECT id FROM chunks WHERE document IN ({','.join('?' * len(scope))}))")
             with self._lock:
                 lexical = [row[0] for row in self._db.execute(
-                    "SELECT rowid FROM chunk_words WHERE chunk_words MATCH ? ORDER BY bm25(chunk_words) LIMIT ?",
-                    (words, CANDIDATES))]
+                    f"SELECT rowid FROM chunk_words WHERE chunk_words MATCH ?{within} ORDER BY bm25(chunk_words) LIMIT ?",
+                    (words, *(scope or ()), CANDIDATES))]
         fused = reciprocal_rank_fusion([dense, lexical], weights=[1.0, LEXICAL_WEIGHT])
         ranked = sorted(fused, key=lambda i: (-fused[i], i))
         similarity_of = dict(zip(ids.tolist(), similarities.tolist()))
@@ -573,12 +583,22 @@ class SQLiteDocumentStore:
                 f"SELECT c.id, c.document, d.name, c.page, c.start, c.end, c.text FROM chunks c "
                 f"JOIN documents d ON d.id = c.document WHERE c.id IN ({','.join('?' * len(ranked))})", ranked)}
             top = _years_first(ranked, {i: rows[i][6] for i in ranked if i in rows}, query)[:k]
-            coverage = self._coverage(query_terms(query), top, passages=len(ids))
+            coverage = self._coverage(query_terms(query), top, passages=passages)
             units = {page: stated_unit("\n".join(text for (text,) in self._db.execute(
                 "SELECT text FROM chunks WHERE document = ? AND page = ? ORDER BY start", page)))
                 for page in {(rows[i][1], rows[i][3]) for i in top if i in rows}}
         return [Passage(*rows[i][1:], score=fused[i], similarity=float(similarity_of[i]), coverage=coverage[i],
                         unit=units[rows[i][1], rows[i][3]]) for i in top if i in rows]
+
+    def _scope(self, documents: Sequence[str | int] | None) -> list[int] | None:
+        """The ids of ``documents`` (None: the whole library). A string is one name, not a list of them."""
+        if documents is None:
+            return None
+        if isinstance(documents, (str, int)):
+            documents = [documents]
+        if not documents:
+            raise InvalidParameterError("documents must name at least one document of the library (or be left out)")
+        return list(dict.fromkeys(self.get(d).id for d in documents))
 
     def _coverage(self, terms: Sequence[str], passage_ids: Sequence[int], passages: int) -> dict[int, float]:
         """Each passage's share of ``terms``, a term weighted by its inverse document frequency over the
@@ -650,18 +670,19 @@ class SQLiteDocumentStore:
         elif meta["encoder"] != self.encoder or (dimension is not None and meta.get("dimension") != str(dimension)):
             raise self._encoder_error(meta["encoder"])
 
-    def _dense_index(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every passage's id and embedding, read again only after the file has changed (this
-        connection's writes, or another process's: SQLite's data_version)."""
+    def _dense_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every passage's id, embedding and document id, read again only after the file has changed
+        (this connection's writes, or another process's: SQLite's data_version)."""
         with self._lock:
             version = (self._db.execute("PRAGMA data_version").fetchone()[0], self._writes)
             if self._matrix is None or version != self._matrix_version:
-                rows = self._db.execute("SELECT id, embedding FROM chunks ORDER BY id").fetchall()
+                rows = self._db.execute("SELECT id, embedding, document FROM chunks ORDER BY id").fetchall()
                 self._matrix_ids = np.array([r[0] for r in rows], dtype=np.int64)
+                self._matrix_owners = np.array([r[2] for r in rows], dtype=np.int64)
                 self._matrix = (np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) if rows
                                 else np.zeros((0, 0), dtype=np.float32))
                 self._matrix_version = version
-            return self._matrix_ids, self._matrix
+            return self._matrix_ids, self._matrix, self._matrix_owners
 
 
 def files_in(paths: Sequence[str | Path]) -> list[tuple[Path, str]]:

@@ -29,6 +29,9 @@ SEED_MIN, SEED_MAX = SEED_RANGE
 MAX_STOP_CHARS = 256
 #: Longest free-form name field (model, user, task).
 MAX_NAME_CHARS = 256
+#: The documents of the library a question is asked of (``documents`` of /v1/ask and /v1/chat/completions).
+ScopeDocuments = Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]],
+                           Field(min_length=1, max_length=100)] | None
 
 # --------------------------------------------------------------------- common
 
@@ -120,6 +123,9 @@ class ChatCompletionRequest(_Request):
     user: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | None = None
     #: Not in the OpenAI API (vLLM and others accept it): penalise repeated tokens (1 = off).
     repetition_penalty: Annotated[float, Field(ge=REPETITION_PENALTY_RANGE[0], le=REPETITION_PENALTY_RANGE[1])] | None = None
+    #: Not in the OpenAI API (an openai client sends it in ``extra_body``): ground the answer in only these
+    #: documents of the library (names or ids), as ``Assistant.ask(documents=...)``.
+    documents: ScopeDocuments = None
 
     def to_sampling_params(self, max_new_tokens: int, defaults: SamplingParams) -> SamplingParams:
         """The engine's sampling settings for this request: its own fields, ``defaults`` for those it
@@ -256,6 +262,8 @@ class AskRequest(_Request):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     seed: Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)] | None = None
     user: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | None = None
+    #: Search only these documents of the library (names or ids; an unknown one is a 404).
+    documents: ScopeDocuments = None
 
     def sampling_overrides(self) -> dict:
         """The sampling arguments of ``Assistant.ask`` this request sets (the others keep ask's defaults)."""

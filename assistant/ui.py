@@ -133,14 +133,15 @@ def _scores_frame(result) -> pd.DataFrame:
 def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_UPLOAD_BYTES) -> gr.Blocks:
     """The page: Chat, Summarise, Classify and Documents tabs over ``assistant``."""
 
-    async def chat(message: str, history: list[dict]):
+    async def chat(message: str, history: list[dict], scope: list[str] | None = None):
         turns = [{"role": m["role"], "content": _answer_text(m["content"])} for m in history
                  if _answer_text(m["content"])]
         answer = ""
         try:
             # Async: a waiting chat holds no thread, and Stop (Gradio cancels this coroutine)
             # closes the stream, which frees the request's row in the batch at the next token.
-            stream = assistant.ask_stream_async(message, history=turns, user=UI_USER)
+            # ``scope``: the documents chosen under the chat (none: the whole library).
+            stream = assistant.ask_stream_async(message, history=turns, user=UI_USER, documents=scope or None)
             async with aclosing(stream):
                 async for piece in stream:
                     answer += piece
@@ -207,16 +208,27 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_UPLOAD_BYTES) ->
         with gr.Row(elem_id="finassist-header"):
             gr.Markdown(f"## Financial text assistant\n{_model_line(assistant)}")
         with gr.Tab("Chat", id="chat"):
+            # Which documents answers come from: a question about one report ("net income in 2019") is
+            # answered by every report with that row unless the user says which (docs/results.md).
+            scope = gr.Dropdown([], value=[], multiselect=True, label="Answer from these documents only "
+                                "(none chosen: the whole library)", elem_id="chat-scope",
+                                visible=assistant.documents is not None, render=False,
+                                # The choices are this page's; a name chosen here may have been removed
+                                # meanwhile (another tab, the CLI): the library says so, readably.
+                                allow_custom_value=True)
             gr.ChatInterface(
                 chat,
                 chatbot=gr.Chatbot(height=460, buttons=["copy"], placeholder="Ask about finance: ratios, "
                                    "filings, earnings. Answers are information, not investment advice."),
                 textbox=gr.Textbox(placeholder="Ask a question", submit_btn="Send", stop_btn="Stop",
                                    elem_id="chat-input"),
-                examples=CHAT_EXAMPLES,
+                examples=[[example] for example in CHAT_EXAMPLES],
                 run_examples_on_click=True,
                 save_history=False,
                 fill_height=False,
+                additional_inputs=[scope],
+                additional_inputs_accordion=gr.Accordion("Documents", open=False, render=False,
+                                                         visible=assistant.documents is not None),
             )
         with gr.Tab("Summarise", id="summarise"):
             with gr.Row():
@@ -254,22 +266,25 @@ def build_ui(assistant: Assistant, *, max_file_bytes: int = MAX_UPLOAD_BYTES) ->
             texts_file.upload(load_texts, texts_file, texts)
             go.click(classify, [texts, task, zero_shot], [chart, caption, table, download])
         with gr.Tab("Documents", id="documents"):
-            _documents_tab(demo, assistant.documents, max_file_bytes)
+            _documents_tab(demo, assistant.documents, max_file_bytes, scope)
     return demo
 
 
-def _documents_tab(demo: gr.Blocks, store: DocumentStore | None, max_file_bytes: int) -> None:
-    """The library that grounds chat answers: upload files to add, see what is there, remove."""
+def _documents_tab(demo: gr.Blocks, store: DocumentStore | None, max_file_bytes: int, scope: gr.Dropdown) -> None:
+    """The library that grounds chat answers: upload files to add, see what is there, remove. ``scope``:
+    the chat's choice of documents, whose choices follow the library."""
     if store is None:
         gr.Markdown("The document library is off (`FINASSIST_LIBRARY=off`), so answers are not grounded in "
                     "documents: start the app with `--library PATH` to use one.", elem_id="documents-off")
         return
 
     @_readable_errors
-    def list_documents():
+    def list_documents(scoped: list[str] | None = None):
         documents = store.list()
+        names = [d.name for d in documents]
         return (gr.Dataframe(_documents_frame(documents), label=_library_caption(documents)),
-                gr.Dropdown(choices=[d.name for d in documents], value=None))
+                gr.Dropdown(choices=names, value=None),
+                gr.Dropdown(choices=names, value=[n for n in scoped or [] if n in names]))
 
     @_readable_errors
     def add_documents(files, progress=gr.Progress()):
@@ -306,11 +321,11 @@ def _documents_tab(demo: gr.Blocks, store: DocumentStore | None, max_file_bytes:
     table = gr.Dataframe(_documents_frame([]), label="Library", interactive=False, wrap=True,
                          elem_id="documents-table")
     # First: the API name "list_documents" goes to the page load, not to a refresh below.
-    demo.load(list_documents, None, [table, choice])
+    demo.load(list_documents, scope, [table, choice, scope])
     # The list refreshes after an add or a remove, failed or not (a failed add may have added others).
-    add.click(add_documents, files, [status, files]).then(list_documents, None, [table, choice],
+    add.click(add_documents, files, [status, files]).then(list_documents, scope, [table, choice, scope],
                                                           api_visibility="private")
-    remove.click(remove_document, choice, status).then(list_documents, None, [table, choice],
+    remove.click(remove_document, choice, status).then(list_documents, scope, [table, choice, scope],
                                                        api_visibility="private")
 
 

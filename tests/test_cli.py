@@ -320,6 +320,12 @@ def test_docs_add_list_ask_with_sources_and_remove(run_cli, library_models, tmp_
     assert sources[0] == "[1] reports/10k-2023.pdf, page 2: Capital expenditure | 2023: $4.2 billion"
     declined = _ok(run_cli("ask", *library_models, "What is the CEO's favourite colour?", "--no-stream"))
     assert declined.strip() == load_prompt("ask")["grounding"]["not_found"]
+    # Asked of one document: only its passages are searched (the call says nothing of capital expenditure).
+    scoped = json.loads(_ok(run_cli("ask", *library_models, "What was capital expenditure in 2023?", "--json",
+                                    "--max-new-tokens", "6", "--document", "reports/call-q3.txt")))
+    assert {c["document"] for c in scoped["citations"]} <= {"reports/call-q3.txt"}
+    assert "no document 'q3.txt' in the library" in _user_error(
+        run_cli("ask", *library_models, "What was capital expenditure in 2023?", "--document", "q3.txt"))
 
     assert _ok(run_cli("docs", "remove", *library_models, "reports/10k-2023.pdf")).strip() == \
         "removed reports/10k-2023.pdf"

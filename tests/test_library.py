@@ -376,19 +376,49 @@ def test_a_passage_showing_no_year_the_question_names_moves_down():
     assert _years_first(ranked, texts, "What was revenue?") == ranked  # no year named: the fused order
 
 
-def test_the_table_of_the_years_asked_is_found_before_one_of_other_years(store, tatqa_dev, tmp_path, monkeypatch):
-    import assistant.library
+#: A question both goodwill reports of ``goodwill_reports`` answer.
+GOODWILL_QUESTION = "How much is the percentage change of total goodwill amount from 2017 to 2018?"
 
+
+@pytest.fixture
+def goodwill_reports(store, tatqa_dev, tmp_path) -> list[str]:
+    """Two real annual reports (TAT-QA dev) with a goodwill table each, added to ``store``: their names."""
     from finetune.evaluation.retrieval import tatqa_document
 
-    # Two real annual-report tables of goodwill; by their words the second ranks first, but it shows no 2018.
-    question = "How much is the percentage change of total goodwill amount from 2017 to 2018?"
+    names = []
     for prefix in ("8749fc7b", "a8559ad7"):
         record = next(r for r in tatqa_dev if r["context_uid"].startswith(prefix))
         (tmp_path / f"{prefix}.txt").write_text(tatqa_document(record), encoding="utf-8")
-        store.add(tmp_path / f"{prefix}.txt")
+        names.append(store.add(tmp_path / f"{prefix}.txt").document.name)
+    return names
+
+
+def test_the_table_of_the_years_asked_is_found_before_one_of_other_years(store, goodwill_reports, monkeypatch):
+    import assistant.library
+
+    # By their words the second report's table ranks first, but it shows no 2018.
+    question = GOODWILL_QUESTION
     found = store.search(question, k=3)
     assert found[0].document == "8749fc7b.txt" and "2017" in found[0].text and "2018" in found[0].text
     monkeypatch.setattr(assistant.library, "MISSING_YEAR_PLACES", 0)  # by the fused ranking alone
     first = store.search(question, k=3)[0]
     assert first.document == "a8559ad7.txt" and "2018" not in first.text
+
+
+def test_a_search_scoped_to_documents_finds_passages_of_those_alone(store, goodwill_reports):
+    question = GOODWILL_QUESTION
+    unscoped = store.search(question, k=10)  # both reports answer it
+    assert {p.document for p in unscoped} == {"8749fc7b.txt", "a8559ad7.txt"}
+    second = store.get("a8559ad7.txt")
+    for scope in (["a8559ad7.txt"], [second.id], [str(second.id)]):  # by name or id
+        found = store.search(question, k=10, documents=scope)
+        assert found and {p.document for p in found} == {"a8559ad7.txt"}
+        # a word's rarity is the library's, scoped or not: a passage covers the question as much either way
+        coverage = {p.text: p.coverage for p in unscoped}
+        assert all(coverage[p.text] == p.coverage for p in found if p.text in coverage)
+    both = store.search(question, k=10, documents=["8749fc7b.txt", "a8559ad7.txt"])
+    assert [p.text for p in both] == [p.text for p in unscoped]
+    with pytest.raises(DocumentNotFoundError, match="no document 'annual-2019.pdf' in the library"):
+        store.search(question, documents=["a8559ad7.txt", "annual-2019.pdf"])
+    with pytest.raises(InvalidParameterError, match="at least one document"):
+        store.search(question, documents=[])

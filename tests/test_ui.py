@@ -185,10 +185,16 @@ def test_concurrent_chats_share_batches(live, engine, tiny_gpt2_dir):
 # -------------------------------------------------------------------- documents
 
 
-def _listed(ui) -> tuple[dict, dict]:
-    """The Documents tab's table and document chooser, as the page load fills them."""
-    table, choice = ui.predict(api_name="/list_documents")
+def _listed(ui, scoped: list[str] | None = None) -> tuple[dict, dict]:
+    """The Documents tab's table and document chooser, as the page load fills them (the chat's choice of
+    documents follows the library: ``_scope``)."""
+    table, choice, _ = ui.predict(scoped or [], api_name="/list_documents")
     return table, choice
+
+
+def _scope(ui, scoped: list[str]) -> dict:
+    """The chat's choice of documents after the library is listed, when ``scoped`` were chosen."""
+    return ui.predict(scoped, api_name="/list_documents")[2]
 
 
 def _names(ui) -> list[str]:
@@ -267,3 +273,24 @@ def test_grounded_chat_answer_shows_numbered_citations(retrieval_engine, tatqa_f
     for *_, passage in cited:
         assert all(line in shown for line in passage.split("<br>"))  # the document's own text, escaped
     assert _answer_text(answer) == text.rstrip()  # sent back as history without its sources
+
+
+def test_the_chat_answers_from_the_documents_chosen_under_it(ui, live, library, tatqa_file, tmp_path):
+    path, record = tatqa_file
+    chat = gradio_client.Client(f"{live.url}/", verbose=False)  # a chat of its own: no earlier turns
+    other = tmp_path / "sales-2019-other-company.txt"
+    other.write_text(f"{record['question']} Total sales in 2019 were $12 million at another company.", encoding="utf-8")
+    ui.predict([gradio_client.handle_file(str(path)), gradio_client.handle_file(str(other))], api_name="/add_documents")
+    # The choices follow the library; a chosen document removed meanwhile is no longer chosen.
+    scope = _scope(ui, [path.name, "gone.txt"])
+    assert sorted(name for name, _ in scope["choices"]) == sorted([path.name, other.name])
+    assert scope["value"] == [path.name]
+    try:
+        for chosen in (path.name, other.name):
+            answer = chat.submit(record["question"], [chosen], api_name="/chat").result(timeout=120)
+            cited = set(re.findall(r"<summary>\[\d+\] (.*?), page \d+</summary>", answer))
+            assert cited == {chosen}, answer
+        with pytest.raises(gradio_client.exceptions.AppError, match="no document 'gone.txt' in the library"):
+            chat.submit(record["question"], ["gone.txt"], api_name="/chat").result(timeout=120)
+    finally:
+        chat.close()

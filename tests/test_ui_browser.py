@@ -372,3 +372,25 @@ def test_chat_answer_cites_the_document_and_opens_to_its_passage(page, library, 
     document = " ".join(path.read_text(encoding="utf-8").split())
     assert " ".join(passage.inner_text().split()) in document
     page.screenshot(path=str(ARTIFACTS / "chat-citations.png"), full_page=True)
+
+
+def test_chat_answers_from_the_document_chosen_under_it(page, library, tatqa_file, tmp_path):
+    path, record = tatqa_file
+    # The same report filed twice under another name: either could answer; the one chosen does.
+    copy = tmp_path / "sales-report-copy.txt"
+    copy.write_text(path.read_text(encoding="utf-8") + "\n\nFiled again for the audit committee.", encoding="utf-8")
+    _add_document(page, path)
+    _add_document(page, copy)
+    _open_tab(page, "Chat")
+    page.locator(".label-wrap", has_text="Documents").first.click()  # the accordion under the chat
+    chooser = page.locator("#chat-scope input")
+    chooser.click()
+    page.get_by_role("option", name=copy.name).click()
+    page.locator("#chat-scope .token", has_text=copy.name).wait_for(timeout=10_000)
+    page.fill("#chat-input textarea", record["question"])
+    page.keyboard.press("Enter")
+    _wait_idle(page, '[data-testid="bot"]', ANSWER_S)
+    cited = page.locator('[data-testid="bot"]').last.locator("details.chat-citation summary")
+    cited.first.wait_for(timeout=10_000)
+    assert {" ".join(t.split()[1:]).rsplit(", page", 1)[0] for t in cited.all_inner_texts()} == {copy.name}
+    page.screenshot(path=str(ARTIFACTS / "chat-documents-chosen.png"), full_page=True)

@@ -132,7 +132,7 @@ def _cites_own(answer, own: str, named: bool = False) -> bool:
 
 
 def evaluate_ask(data: str, part: str = "report", limit: int | None = None, absent: bool = True,
-                 baseline: bool = False, without_tables: bool = False, adapter: str | None = None,
+                 baseline: bool = False, without_tables: bool = False, scoped: bool = False, adapter: str | None = None,
                  generator: str | None = None, backend: str = "auto", examples: int = 20,
                  out: str | None = None) -> AskReport:
     """Exact match and F1 of grounded answers on TAT-QA questions (see the module's docstring).
@@ -144,6 +144,9 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
     baseline: also answer the questions freely from the passages (no answerer adapter), in the same run
     without_tables: also answer them through the answerer with no question read from a table
         (prompts/answer.toml ``read_tables`` off), in the same run
+    scoped: also answer each question asked of its own document only (``Assistant.ask(documents=[...])``,
+        as an analyst who names the report does), in the same run: what the search across the whole
+        library costs
     adapter: the answerer's LoRA adapter: a run directory (default: the one shipped with the package)
     generator: the generator (default the assistant's)
     backend: how the generator decodes: auto (default), onnx, dynamic, ...
@@ -179,15 +182,18 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
         for record in tqdm(chosen, desc="searching", unit="question"):
             found = store.search(record["question"], k=shown + ABSENT_MARGIN)
             own = context_document(record)
-            found_for[record["id"]] = (found[:shown], [p for p in found if p.document != own][:shown])
+            found_for[record["id"]] = (found[:shown], [p for p in found if p.document != own][:shown],
+                                       store.search(record["question"], k=shown, documents=[own]) if scoped else None)
         read = pipeline.answerer["passages"]
         own_found = sum(any(p.document == context_document(r) for p in found_for[r["id"]][0][:read])
                         for r in chosen) / max(len(chosen), 1)
-        modes = ([("answerer", True, True)] + ([("answerer, no table read", True, False)] if without_tables else [])
-                 + ([("free-form (baseline)", False, False)] if baseline else []))
+        modes = ([("answerer", True, True, False)]
+                 + ([("answerer, asked of its own document", True, True, True)] if scoped else [])
+                 + ([("answerer, no table read", True, False, False)] if without_tables else [])
+                 + ([("free-form (baseline)", False, False, False)] if baseline else []))
         scores, kept = [], []
         configured = pipeline.answerer
-        for name, answerer, tables in modes:
+        for name, answerer, tables, of_own in modes:
             # The reader is switched in the task's own settings, so each mode answers as Assistant.ask would.
             pipeline.answerer = {**configured, "read_tables": tables and configured["read_tables"]}
             em: list[float] = []
@@ -202,9 +208,9 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
             snapped: list[bool] = []
             started = time.perf_counter()
             for record in tqdm(chosen, desc=name, unit="question"):
-                present, missing = found_for[record["id"]]
+                present, missing, own_only = found_for[record["id"]]
                 own = context_document(record)
-                answer = _answer(pipeline, record["question"], present, answerer)
+                answer = _answer(pipeline, record["question"], own_only if of_own else present, answerer)
                 parts, scale = predicted(answer)
                 e, f = em_f1(record, parts, scale)
                 em.append(e)
@@ -219,9 +225,9 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
                 if not answer.declined and any(c.document == own for c in answer.citations):
                     cited.append(_cites_own(answer, own))
                     named.append(_cites_own(answer, own, named=True))
-                if absent:
+                if absent and not of_own:  # asked of its own document, the document is never absent
                     declined_absent.append(_answer(pipeline, record["question"], missing, answerer).declined)
-                if len(kept) < examples and answerer and tables:
+                if len(kept) < examples and answerer and tables and not of_own:
                     kept.append({"id": record["id"], "question": record["question"], "gold": record["answer"],
                                  "gold_scale": record.get("scale") or "", "answer": answer.text,
                                  "short": answer.short.to_dict() if answer.short else None, "em": e, "f1": f})
@@ -233,8 +239,8 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
                              "f1": statistics.fmean(y for _, y in v)} for t, v in sorted(by_type.items())},
                 cited_own_document=sum(cited) / len(cited) if cited else None,
                 named_own_document=sum(named) / len(named) if named else None, declined=sum(declined) / n,
-                declined_absent=sum(declined_absent) / n if absent else None,
-                seconds_per_answer=round(seconds / (n * (2 if absent else 1)), 3),
+                declined_absent=sum(declined_absent) / n if declined_absent else None,
+                seconds_per_answer=round(seconds / (n * (2 if declined_absent else 1)), 3),
                 read_from_table=len(from_table) / n,
                 read_from_table_em=statistics.fmean(from_table) if from_table else None,
                 snapped=sum(snapped) / n, as_written_em=sum(x for x, _ in written) / n,

@@ -77,7 +77,7 @@ def test_files_never_uploaded_are_not_added_to_the_library(ui, ui_live, tmp_path
         for payload in ({"path": path, "meta": {"_type": "gradio.FileData"}}, {"path": path}, path):
             answer = _call(ui_live.url, "add_documents", [[payload]])
             assert SECRET not in answer and "event: error" in answer, answer[:300]
-    table, _ = ui.predict(api_name="/list_documents")
+    table, _, _ = ui.predict([], api_name="/list_documents")
     assert not {"notes.md", "hostname"} & {row[1] for row in table["value"]["data"]}
     assert_healthy(ui_live.url)
 
@@ -127,6 +127,17 @@ def test_lone_surrogate_in_the_page_is_a_readable_error(ui_live):
     assert "surrogate" in answer and "Traceback" not in answer
     answer = _call(ui_live.url, "classify", ["a \udfff b", "sentiment", False])
     assert "surrogate" in answer and "Traceback" not in answer
+
+
+def test_a_chat_scoped_to_documents_not_in_the_library_is_a_readable_error(ui_live):
+    # The chat's choice of documents takes any value (a document may be removed meanwhile): names that are
+    # paths, SQL or not text at all reach no file and no query, and say what is wrong.
+    for scope in (["../../etc/hostname"], ["x' OR '1'='1"], ["/etc/passwd", "notes.md"]):
+        answer = _call(ui_live.url, "chat", ["What was revenue in 2019?", [], scope])
+        assert "event: error" in answer and "no document" in answer and "Traceback" not in answer, answer[:300]
+    answer = _call(ui_live.url, "chat", ["What was revenue in 2019?", [], [{"path": "/etc/hostname"}]])
+    assert "event: error" in answer and "Traceback" not in answer, answer[:300]
+    assert_healthy(ui_live.url)
 
 
 # ------------------------------------------------------------------ bodies

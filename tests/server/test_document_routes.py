@@ -111,6 +111,30 @@ def test_chat_completions_carry_citations_in_the_extension_field(client, live, a
     assert answer.model_extra["citations"][0]["document"] == "10k-2023.pdf"
 
 
+def test_a_question_can_be_asked_of_some_documents_only(client, added):
+    other = upload(client, "call-q3.txt", b"Capital expenditure in 2023 was 1.1 billion dollars at the plant.")
+    assert other.status_code == 201, other.text
+    try:
+        for scope, name in ((["call-q3.txt"], "call-q3.txt"), (["10k-2023.pdf"], "10k-2023.pdf"),
+                            ([str(added["document"]["id"])], "10k-2023.pdf")):
+            answer = client.post("/v1/ask", json={"question": CAPEX_QUESTION, "max_tokens": 6, "documents": scope})
+            assert answer.status_code == 200, answer.text
+            assert {c["document"] for c in answer.json()["citations"]} == {name}
+            chat = client.post("/v1/chat/completions", json={
+                "messages": [{"role": "user", "content": CAPEX_QUESTION}], "max_tokens": 6, "documents": scope})
+            assert {c["document"] for c in chat.json()["citations"]} == {name}
+        missing = {"question": CAPEX_QUESTION, "documents": ["10k-2022.pdf"]}
+        assert_error(client.post("/v1/ask", json=missing), 404, "document_not_found")
+        assert_error(client.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": CAPEX_QUESTION}], "documents": ["10k-2022.pdf"]}),
+            404, "document_not_found")
+        assert_error(client.post("/v1/ask", json={"question": CAPEX_QUESTION, "documents": []}), 400, "invalid_request")
+        assert_error(client.post("/v1/ask", json={"question": CAPEX_QUESTION, "documents": "10k-2023.pdf"}), 400,
+                     "invalid_request")
+    finally:
+        assert client.delete(f"/v1/documents/{other.json()['document']['id']}").status_code == 200
+
+
 @pytest.mark.parametrize(("payload", "status", "code"), [
     ({"name": "x.pdf", "content_base64": "not base64!"}, 400, "invalid_base64"),
     ({"name": "..", "content_base64": "aGVsbG8="}, 400, "invalid_name"),

@@ -40,7 +40,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
     # its sampling defaults where the request sets none, the notice where due, and the passages of the
     # document library found for the question (a search: blocking, so in the thread pool).
     asked = [m.as_engine_message() for m in body.messages]
-    turn = await service.blocking(service.assistant.chat_turn, asked)
+    turn = await service.blocking(service.assistant.chat_turn, asked, documents=body.documents)
     messages = turn.messages
     question = next(m["content"] for m in reversed(asked) if m["role"] == "user" and m["content"].strip())
     redactor = service.assistant.redactor()  # --redact-inputs: the model sees placeholders, the client its values

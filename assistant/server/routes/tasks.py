@@ -32,7 +32,8 @@ async def ask(body: AskRequest, service: Annotated[Service, Depends(service_of)]
         raise APIError(400, f"max_tokens is {requested}; this server allows at most {service.max_tokens_limit}",
                        code="max_tokens_too_large", param="max_tokens")
     answer = await service.blocking(service.assistant.ask, body.question, history=body.history_messages(),
-                                    user=service.who(body.user), **body.sampling_overrides())
+                                    user=service.who(body.user), documents=body.documents,
+                                    **body.sampling_overrides())
     return AskResponse(model=service.model_name(GENERATOR), **answer.to_dict())
 
 @router.post("/v1/summarize", response_model=SummarizeResponse, tags=["tasks"])

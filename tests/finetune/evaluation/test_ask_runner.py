@@ -21,10 +21,15 @@ def test_the_reader_and_the_answerer_alone_are_scored_in_one_run(tatqa_dev, tmp_
     records = [r for r in report if r["context_uid"] in contexts]
     data = tmp_path / "dev.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    result = evaluate_ask(str(data), limit=8, absent=False, without_tables=True, out=str(tmp_path / "out"))
-    with_tables, alone = result.scores
-    assert (with_tables.name, alone.name) == ("answerer", "answerer, no table read")
-    assert with_tables.questions == alone.questions == 8 and result.documents == 2
+    result = evaluate_ask(str(data), limit=8, absent=False, without_tables=True, scoped=True,
+                          out=str(tmp_path / "out"))
+    with_tables, of_own, alone = result.scores
+    assert (with_tables.name, of_own.name, alone.name) == (
+        "answerer", "answerer, asked of its own document", "answerer, no table read")
+    assert with_tables.questions == of_own.questions == alone.questions == 8 and result.documents == 2
+    # Asked of its own document, an answer cites nothing else, and no question of it was answered worse
+    # for that here (the other document's tables have other rows).
+    assert of_own.cited_own_document == 1.0 and of_own.em >= with_tables.em and of_own.declined_absent is None
     assert with_tables.read_from_table > 0 and alone.read_from_table == 0 and alone.read_from_table_em is None
     assert 0 < with_tables.read_from_table_em <= 1
     # Scored as written too: only the answers snapped to the passages' words can score differently.
