@@ -7,10 +7,10 @@ to B", "the proportion of A over B", "the sum of A and B", "the X of A and B" (b
 between A and B" (a difference is how far apart two figures are; a change has a sign). A row is named by
 its label, by its label under its section's title ("Product" under "Revenue:"), or by its label without
 what brackets add ("Net income (loss)"); an unlabelled line under the rows is their total; a table whose
-rows are years ("2021 | $138 | $6") is read turned on its side.
+rows are years ("2021 | $138 | $6") is read turned on its side; "F19" and "FY 2018" are the years 2019 and 2018.
 
-Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 441 of its
-828 questions are read, 385 of them exactly right, given the question's own table: docs/results.md). The
+Many questions asked of a financial table have one of these forms (TAT-QA dev, the tune half: 446 of its
+828 questions are read, 389 of them exactly right, given the question's own table: docs/results.md). The
 135M answerer, reading the table as ``cell | cell`` rows, often copies a figure of the wrong row or
 column; here the row is the one whose label the question names, word for word (each of two rows in its
 own part of the question), and the columns are the ones headed by the years it names, so the figures
@@ -107,6 +107,16 @@ _WHICH_YEARS = re.compile(r"\b(which|what) (of the )?(fiscal )?years?\b", re.IGN
 #: "2 0 1 8": a year some PDF text layers space out; "(1)": a footnote's mark after a heading.
 _SPACED_YEAR = re.compile(r"\b([12]) ([09]) (\d) (\d)\b")
 _FOOTNOTE = re.compile(r"\(\w\)")
+#: "F19", "FY19", "FY 2019", "FY'19": a fiscal year as reports abbreviate it (Australian and British reports
+#: head their columns "F19 | F18"), read as the year it ends in.
+_FISCAL_YEAR = re.compile(r"\bF(?:Y ?'?)?((?:19|20)?\d\d)\b")
+
+
+def _fiscal_years(text: str) -> str:
+    """``text`` with each abbreviated fiscal year written as its year ("F19" -> "2019", "FY 2018" -> "2018")."""
+    return _FISCAL_YEAR.sub(lambda m: m.group(1) if len(m.group(1)) == 4 else f"20{m.group(1)}", text)
+
+
 #: "2017 to 2019", "2019 - 2017", "2017 through fiscal 2019": a range of years.
 _YEAR_RANGE = re.compile(r"\b((?:19|20)\d\d) ?(?:to|through|-|\u2013) ?(?:fiscal )?(?:years? )?((?:19|20)\d\d)\b",
                          re.IGNORECASE)
@@ -147,7 +157,7 @@ def _words(text: str) -> list[str]:
 def _year_heading(cell: str) -> str | None:
     """The year a header cell names ("2019", "2019 (1)", "2 0 1 8", "Fiscal 2019"); None for a cell naming
     none or two ("2019 vs. 2018": a comparison) or holding a figure beside it."""
-    cell = _SPACED_YEAR.sub(lambda year: "".join(year.groups()), cell)
+    cell = _fiscal_years(_SPACED_YEAR.sub(lambda year: "".join(year.groups()), cell))
     if re.search(r"\d/\d", cell):  # a date ("30/7/2021") heads no year's column
         return None
     years = _YEAR.findall(cell)
@@ -525,6 +535,7 @@ def read(question: str, passages: Sequence[tuple[str, str]]) -> Reading | None:
     the question's words, the first of those; None when none holds a row it names or the question is of
     another form. (A search ranks a passage by all its words; the row read is what the answer stands on:
     "Basic net income per common share" read from the third passage goes before "Net income" from the first.)"""
+    question = _fiscal_years(question)
     readings = [found for number, (text, unit) in enumerate(passages, 1)
                 if (found := _read_one(question, text, stated_unit(text) or unit, number)) is not None]
     return max(readings, key=lambda found: found[1])[0] if readings else None
