@@ -79,7 +79,9 @@ class RunInfo:
     #: Runs that store no copy of their base model: the fingerprint of the base weights they were
     #: trained on (``assistant.models.weights_fingerprint``); None for self-contained runs.
     base_fingerprint: str | None = None
-    #: The licences of the data the run was trained on (a model inherits its data's terms).
+    #: The data the run file names: each a dict with its source, role, records and licence where known.
+    data: list[dict] = field(default_factory=list)
+    #: The licences of that data (a model inherits its data's terms).
     licences: list[str] = field(default_factory=list)
     #: A fine-tuned model's probabilities mixed with a TF-IDF text head's: the head's share of each
     #: score (``finetune.text_mix``, ``text_head.safetensors``); 0: no text head.
@@ -188,6 +190,7 @@ def read_run(path: str | os.PathLike) -> RunInfo:
     if isinstance(text_mix, bool) or not isinstance(text_mix, (int, float)) or not 0 <= text_mix <= 1:
         raise ModelLoadError(f"{run_file}: text_mix must be a number from 0 to 1, got {text_mix!r}")
     members = _read_members(p, run_file, data) if data["kind"] == ENSEMBLE else []
+    sources = [dict(d) for d in data.get("data") or [] if isinstance(d, dict)]
     return RunInfo(
         kind=data["kind"],
         task=str(data["task"]),
@@ -201,7 +204,8 @@ def read_run(path: str | os.PathLike) -> RunInfo:
         config=dict(data.get("config") or {}),
         created=data.get("created"),
         base_fingerprint=data.get("base_fingerprint") or None,
-        licences=sorted({str(d["licence"]) for d in data.get("data") or [] if isinstance(d, dict) and d.get("licence")}),
+        data=sources,
+        licences=sorted({str(d["licence"]) for d in sources if d.get("licence")}),
         text_mix=float(text_mix),
         members=members,
     )

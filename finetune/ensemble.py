@@ -174,7 +174,7 @@ def build_ensemble(config: EnsembleConfig) -> Path:
     data = [{"source": config.val, "role": f"validation: the shares chosen on it ({len(texts)} records)",
              "records": len(texts)}]
     for name, info in members:
-        data += [{**d, "role": f"member {name}: {d.get('role', 'train')}"} for d in _data_entries(info)]
+        data += [{**d, "role": f"member {name}: {d.get('role', 'train')}"} for d in info.data]
     write_run(staging, kind=ENSEMBLE, task=members[0][1].task, base_model=" + ".join(bases), config=config, data=data,
               metrics=metrics, command=config_command("finassist finetune ensemble", config), labels=labels,
               seconds=time.perf_counter() - started,
@@ -186,11 +186,3 @@ def build_ensemble(config: EnsembleConfig) -> Path:
     log.info("ensemble of %s in %s: shares %s, validation accuracy %.4f", ", ".join(names), out, shares,
              metrics["accuracy"])
     return out
-
-
-def _data_entries(info: RunInfo) -> list[dict]:
-    """The data a member's run file names (its sources, roles and licences)."""
-    import json
-
-    run = json.loads((info.path / RUN_FILE).read_text(encoding="utf-8"))
-    return [dict(d) for d in run.get("data") or [] if isinstance(d, dict)]

@@ -66,6 +66,12 @@ def test_an_ensemble_is_a_run_scoring_the_share_weighted_average(sentiment_ensem
     listed = discover_runs(sentiment_ensemble.parent)
     assert [r.path for r in listed] == [sentiment_ensemble]  # its members are part of it, not runs of their own
     assert [m["name"] for m in info.describe()["members"]] == ["lora", "head"]
+    # the data it was made from: the validation file, then each member's own data under its name
+    assert info.data[0]["source"] == str(classify_data["fpb_heldout"]) and info.data[0]["records"] == 30
+    members_data = [(f"member {name}: {d.get('role', 'train')}", d["source"])
+                    for name, path in (("lora", sentiment_lora_run), ("head", sentiment_head_run))
+                    for d in read_run(path).data]
+    assert members_data and [(d["role"], d["source"]) for d in info.data[1:]] == members_data
 
 
 @pytest.mark.slow
