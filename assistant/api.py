@@ -264,9 +264,10 @@ class Assistant:
         ``[grounding] passages``), best first; None when there is no library or it is empty.
         ``documents``: only passages of these documents (an unknown one is a ``DocumentNotFoundError``)."""
         store = self.documents
-        if store is None or store.count() == 0:
-            if documents is not None:
-                raise DocumentNotFoundError("no document library to search: add documents first (`finassist docs add`)")
+        if store is None and documents is not None:
+            raise DocumentNotFoundError("the document library is off, so no document can be searched "
+                                        "(`--library PATH` or FINASSIST_LIBRARY turns it on)")
+        if store is None or (documents is None and store.count() == 0):
             return None
         k = self.pipeline("ask").grounding["passages"]
         return store.search(question, k=k) if documents is None else store.search(question, k=k, documents=documents)

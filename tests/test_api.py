@@ -10,6 +10,7 @@ import torch
 
 from assistant import Assistant
 from assistant.errors import DeviceError, InvalidParameterError, ModelNotFoundError, UnknownTaskError
+from assistant.library import DocumentNotFoundError
 from assistant.models import ENCODER, GENERATOR
 from assistant.prompts import available_label_sets
 from assistant.tasks import PIPELINES
@@ -230,6 +231,13 @@ def test_a_stream_carries_its_citations_and_an_empty_library_leaves_answers_ungr
     answer = empty.ask("What was capital expenditure in 2023?", max_new_tokens=4)
     assert answer.citations == [] and not answer.declined
     assert Assistant(engine=retrieval_engine, documents=False).documents is None
+    # Named documents are never answered from the whole library, nor freely where there is none.
+    with pytest.raises(DocumentNotFoundError, match="no document '10k-2023.pdf' in the library"):
+        empty.ask("What was capital expenditure in 2023?", documents=["10k-2023.pdf"])
+    with pytest.raises(DocumentNotFoundError, match="the document library is off"):
+        Assistant(engine=retrieval_engine, documents=False, audit=False).ask("What was capex?", documents=["10k.pdf"])
+    stream = grounded.ask_stream("How did gross margin change?", documents=["call-q3.txt"], max_new_tokens=4)
+    assert {c.document for c in stream.citations} == {"call-q3.txt"} and "".join(stream)
 
 
 def test_an_async_stream_carries_its_citations(grounded):
