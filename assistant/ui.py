@@ -308,7 +308,8 @@ def _documents_tab(demo: gr.Blocks, store: DocumentStore | None, max_file_bytes:
         return f"Removed {html.escape(store.remove(name).name)}."
 
     gr.Markdown("Chat answers are written from these documents, with numbered citations, while the library "
-                f"holds any. Accepted: {', '.join(LIBRARY_TYPES)}.")
+                "holds any; choose documents under the chat to ask about those only. "
+                f"Accepted: {', '.join(LIBRARY_TYPES)}.")
     with gr.Row():
         with gr.Column(scale=3):
             files = gr.File(label="Files to add", file_count="multiple", file_types=list(LIBRARY_TYPES),

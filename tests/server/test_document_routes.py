@@ -111,7 +111,7 @@ def test_chat_completions_carry_citations_in_the_extension_field(client, live, a
     assert answer.model_extra["citations"][0]["document"] == "10k-2023.pdf"
 
 
-def test_a_question_can_be_asked_of_some_documents_only(client, added):
+def test_a_question_can_be_asked_of_some_documents_only(client, live, added):
     other = upload(client, "call-q3.txt", b"Capital expenditure in 2023 was 1.1 billion dollars at the plant.")
     assert other.status_code == 201, other.text
     try:
@@ -123,6 +123,11 @@ def test_a_question_can_be_asked_of_some_documents_only(client, added):
             chat = client.post("/v1/chat/completions", json={
                 "messages": [{"role": "user", "content": CAPEX_QUESTION}], "max_tokens": 6, "documents": scope})
             assert {c["document"] for c in chat.json()["citations"]} == {name}
+        openai = pytest.importorskip("openai")  # the openai client sends it as an extra field of the body
+        answer = openai.OpenAI(base_url=f"{live.url}/v1", api_key="x", max_retries=0).chat.completions.create(
+            model="default", messages=[{"role": "user", "content": CAPEX_QUESTION}], max_tokens=6,
+            extra_body={"documents": ["call-q3.txt"]})
+        assert {c["document"] for c in answer.model_extra["citations"]} == {"call-q3.txt"}
         missing = {"question": CAPEX_QUESTION, "documents": ["10k-2022.pdf"]}
         assert_error(client.post("/v1/ask", json=missing), 404, "document_not_found")
         assert_error(client.post("/v1/chat/completions", json={
