@@ -312,6 +312,9 @@ class AskResponse(_Response):
     #: Whether the answer was read from a table row the question names (``assistant.table_reader``)
     #: rather than written by the answerer.
     read_from_table: bool = False
+    #: Other documents whose tables answer the question as well, with other figures: ask about one of them
+    #: (``documents``) to choose.
+    also_answered_by: list[str] = []
 
 
 # ------------------------------------------------------------------ documents

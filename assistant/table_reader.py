@@ -535,7 +535,14 @@ def read(question: str, passages: Sequence[tuple[str, str]]) -> Reading | None:
     the question's words, the first of those; None when none holds a row it names or the question is of
     another form. (A search ranks a passage by all its words; the row read is what the answer stands on:
     "Basic net income per common share" read from the third passage goes before "Net income" from the first.)"""
+    readings = read_all(question, passages)
+    return readings[0][0] if readings else None
+
+
+def read_all(question: str, passages: Sequence[tuple[str, str]]) -> list[tuple[Reading, int]]:
+    """Each passage's reading with its claim (how many of the question's words the rows read name), best
+    first: the most claim, and of equal claims the earlier passage (``read`` takes the first)."""
     question = _fiscal_years(question)
     readings = [found for number, (text, unit) in enumerate(passages, 1)
                 if (found := _read_one(question, text, stated_unit(text) or unit, number)) is not None]
-    return max(readings, key=lambda found: found[1])[0] if readings else None
+    return sorted(readings, key=lambda found: -found[1])

@@ -195,6 +195,32 @@ def test_a_cell_of_a_typeset_pdf_table_is_read_with_its_unit_and_cited_by_page(g
     assert change.computation.expression == "(44.1 - 56.7) / 56.7 * 100" and change.text.startswith("-22.22% [1]")
 
 
+def test_an_answer_other_documents_give_otherwise_says_so_until_one_is_asked_of(grounded, tmp_path, monkeypatch,
+                                                                                tatqa_dev):
+    from finetune.evaluation.retrieval import tatqa_document
+
+    # Two real annual reports, each with an "Underlying EBITDA" row for 2019: the question names neither.
+    names = []
+    for prefix in ("77d8e381", "9989ca79"):
+        record = next(r for r in tatqa_dev if r["context_uid"].startswith(prefix))
+        (tmp_path / f"report-{prefix}.txt").write_text(tatqa_document(record), encoding="utf-8")
+        names.append(grounded.documents.add(tmp_path / f"report-{prefix}.txt").document.name)
+    monkeypatch.setattr(grounded.engine, "answerer_adapter", tmp_path)  # a read answer never loads it
+    question = "What was the underlying EBITDA in FY19?"
+    answer = grounded.ask(question)
+    [read_from] = {answer.citations[n - 1].document for n in answer.sources}
+    [other] = set(names) - {read_from}
+    assert answer.read_from_table and answer.also_answered_by == [other]
+    assert answer.text.endswith(f"Other documents also answer this, with other figures: {other}. "
+                                "Ask about one document to choose.")
+    assert answer.to_dict()["also_answered_by"] == [other]
+    for name in names:  # asked of one report, the answer is its own, with nothing to add
+        scoped = grounded.ask(question, documents=[name])
+        assert scoped.read_from_table and scoped.also_answered_by == [] and "Other documents" not in scoped.text
+        assert {scoped.citations[n - 1].document for n in scoped.sources} == {name}
+    assert grounded.ask(question, documents=[names[0]]).text.startswith("85,123 thousand")  # its own table's cell
+
+
 def test_a_question_the_documents_do_not_answer_is_declined(grounded):
     from assistant.prompts import load_prompt
 

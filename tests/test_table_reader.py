@@ -11,7 +11,7 @@ import pytest
 from assistant.calculator import compute
 from assistant.documents import table_text
 from assistant.figures import stated_unit
-from assistant.table_reader import read
+from assistant.table_reader import read, read_all
 from finetune.evaluation.retrieval import part_of, tatqa_document
 from finetune.evaluation.tatqa_metric import em_f1
 
@@ -124,6 +124,16 @@ def test_which_years_a_table_shows_are_its_year_columns(sales):
 ])
 def test_other_questions_are_left_to_the_answerer(sales, question):
     assert read(question, passage(sales)) is None
+
+
+def test_every_passage_that_reads_is_listed_best_first_with_its_claim(sales):
+    text, unit = passage(sales)[0]
+    other = text.replace("$1,496.5", "$2,000.0")  # another report's table with the same rows
+    readings = read_all("What is the amount of total sales in 2019?", [("Revenue grew.", ""), (text, unit),
+                                                                       (other, unit)])
+    assert [(r.parts, r.source) for r, _ in readings] == [(("$1,496.5",), 2), (("$2,000.0",), 3)]
+    assert readings[0][1] == readings[1][1] > 0  # as good a reading: the question does not say which
+    assert read("What is the amount of total sales in 2019?", [(text, unit), (other, unit)]).parts == ("$1,496.5",)
 
 
 def test_the_first_passage_holding_the_named_row_is_read(sales):

@@ -22,7 +22,7 @@ from ..errors import InvalidParameterError
 from ..inputs import ensure_text
 from ..library import Passage
 from ..prompts import load_prompt
-from ..table_reader import read as read_table
+from ..table_reader import Reading, read_all as read_tables
 from .base import Pipeline
 
 ROLES = ("system", "user", "assistant")
@@ -110,6 +110,9 @@ class Answer:
     sources: list[int] = field(default_factory=list)
     #: Read from a table row the question names (``assistant.table_reader``), not written by the answerer.
     read_from_table: bool = False
+    #: Other documents whose tables answer the question as well, with other figures (a question that names
+    #: no report, "net income in 2019", in a library of several): asking of one document settles it.
+    also_answered_by: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         g = self.generation
@@ -123,6 +126,7 @@ class Answer:
             "computation": self.computation.to_dict() if self.computation else None,
             "sources": list(self.sources),
             "read_from_table": self.read_from_table,
+            "also_answered_by": list(self.also_answered_by),
         }
 
     def __str__(self) -> str:
@@ -147,6 +151,8 @@ class AskTurn:
     #: The answer read from a table (``assistant.table_reader``) in the answerer's form: the answerer
     #: is not asked.
     reading: str | None = None
+    #: Other documents whose tables the question reads as well, with other figures (``Answer.also_answered_by``).
+    also_in: tuple[str, ...] = ()
 
 
 #: Figures a calculation may use that no passage states: the whole numbers an average divides by (2
@@ -157,6 +163,16 @@ _CONSTANTS = frozenset({*range(1, 13), 100, 1000})
 def _is_constant(figure: str) -> bool:
     digits = figure.strip().replace(",", "")
     return digits.isdigit() and int(digits) in _CONSTANTS
+
+
+def _figure_of(reading: Reading) -> tuple:
+    """What a table reading answers: its copied cells, or its calculation's value to 2 decimals."""
+    if reading.kind == "answer":
+        return reading.parts
+    try:
+        return (round(compute(reading.expression or "").value, 2),)
+    except InvalidExpressionError:
+        return (reading.expression,)
 
 
 def normalise_history(history: object) -> list[Message]:
@@ -377,19 +393,26 @@ class AskPipeline(Pipeline):
             messages = [{"role": "system", "content": self.answerer["system"]},
                         {"role": "user", "content": self.framed(question, passages, redact)}]
             params = replace(turn.params, **self.answerer["generation"])
-            reading = None
+            reading, also_in = None, ()
             if self.answerer["read_tables"]:
                 # The reader reads every passage found, not only the answerer's first few (a table row
                 # the question names is worth reading even fifth), but only those that hold the
                 # question's subject as the gate asks (``min_coverage``): another company's table with
                 # a row of that name is not read (TAT-QA dev, tune half: docs/results.md).
                 readable = [(n, p) for n, p in enumerate(evidence, 1) if p.coverage >= self.grounding["min_coverage"]]
-                found = read_table(question, [(redact(p.text) if redact else p.text, p.unit) for _, p in readable])
-                if found is not None:
-                    source = readable[found.source - 1][0]
+                readings = read_tables(question, [(redact(p.text) if redact else p.text, p.unit) for _, p in readable])
+                if readings:
+                    (found, claim), others = readings[0], readings[1:]
+                    source, document = readable[found.source - 1][0], readable[found.source - 1][1].document
                     reading = replace(found, source=source).as_answerer_text()
                     passages = list(evidence)[:max(len(passages), source)]
-            return replace(turn, messages=messages, params=params, answerer=True, reading=reading,
+                    # As good a reading of another document, of another figure: the question does not say
+                    # which report it is about (most wrong readings on TAT-QA dev are of this kind).
+                    also_in = tuple(dict.fromkeys(
+                        readable[other.source - 1][1].document for other, other_claim in others
+                        if other_claim == claim and readable[other.source - 1][1].document != document
+                        and _figure_of(other) != _figure_of(found)))
+            return replace(turn, messages=messages, params=params, answerer=True, reading=reading, also_in=also_in,
                            citations=[Citation.of(n, p) for n, p in enumerate(passages, 1)])
         passages = list(evidence)
         while True:
@@ -469,6 +492,10 @@ class AskPipeline(Pipeline):
         if prepared.answerer:
             answer = self.written(prepared, generation)
             answer.read_from_table = prepared.reading is not None
+            if prepared.also_in and not answer.declined:
+                answer.also_answered_by = list(prepared.also_in)
+                answer.text += "\n\n" + self.answerer["written"]["also_in"].format(
+                    documents=", ".join(prepared.also_in))
             notice = self.notice_for(prepared, answer.text)
             answer.text, answer.advice_notice = answer.text + notice, bool(notice)
             return answer
