@@ -262,7 +262,8 @@ class Assistant:
     def evidence(self, question: str, documents: Sequence[str | int] | None = None) -> list[Passage] | None:
         """The passages of the document library found for ``question`` (as many as the ask task's
         ``[grounding] passages``), best first; None when there is no library or it is empty.
-        ``documents``: only passages of these documents (an unknown one is a ``DocumentNotFoundError``)."""
+        ``documents``: only passages of these documents (an unknown one, or any where the library is off,
+        is a ``DocumentNotFoundError``: a question about a named report is never answered from others)."""
         store = self.documents
         if store is None and documents is not None:
             raise DocumentNotFoundError("the document library is off, so no document can be searched "
@@ -270,6 +271,7 @@ class Assistant:
         if store is None or (documents is None and store.count() == 0):
             return None
         k = self.pipeline("ask").grounding["passages"]
+        # Unscoped, a store written for the two-argument search of earlier versions still serves.
         return store.search(question, k=k) if documents is None else store.search(question, k=k, documents=documents)
 
     def _ask_turn(self, question, history: Sequence | None, redactor: Redactor | None, sampling: dict,

@@ -155,18 +155,17 @@ def cmd_ask(args: argparse.Namespace) -> None:
     assistant = _assistant(args)
     given = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p}
     sampling = {name: value for name, value in given.items() if value is not None}
-    if args.document:
-        sampling["documents"] = args.document
+    documents = args.document or None  # --document, repeatable: the whole library when not given
     question = read_input(args.question)
     if args.json:
-        _print_json(assistant.ask(question, **sampling).to_dict())
+        _print_json(assistant.ask(question, documents=documents, **sampling).to_dict())
         return
     if args.no_stream:
-        answer = assistant.ask(question, **sampling)
+        answer = assistant.ask(question, documents=documents, **sampling)
         print(answer)
         _print_citations(answer.citations)
         return
-    stream = assistant.ask_stream(question, **sampling)
+    stream = assistant.ask_stream(question, documents=documents, **sampling)
     for piece in stream:
         print(piece, end="", flush=True)
     print()

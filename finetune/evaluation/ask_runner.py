@@ -63,6 +63,11 @@ class AskScores:
     snapped: float = 0.0
     as_written_em: float | None = None
     as_written_f1: float | None = None
+    #: Share of the questions whose answer says that other documents answer them otherwise
+    #: (``Answer.also_answered_by``), and the exact match of those answers and of the other table readings.
+    other_documents_answer: float = 0.0
+    other_documents_answer_em: float | None = None
+    read_alone_em: float | None = None
 
 
 @dataclass
@@ -81,14 +86,18 @@ class AskReport:
 
     def to_markdown(self) -> str:
         head = ["answers", "questions", "EM", "F1", "(as written)", "snapped", "cites own document", "(as named)",
-                "declined (answerable)", "declined (document absent)", "read from a table", "(their EM)", "s / answer"]
+                "declined (answerable)", "declined (document absent)", "read from a table", "(their EM)",
+                "says others answer otherwise", "(their EM)", "(EM of the other readings)", "s / answer"]
         rows = [[s.name, s.questions, 100 * s.em, 100 * s.f1,
                  None if s.as_written_em is None else f"{100 * s.as_written_em:.1f} / {100 * s.as_written_f1:.1f}",
                  100 * s.snapped,
                  None if s.cited_own_document is None else 100 * s.cited_own_document,
                  None if s.named_own_document is None else 100 * s.named_own_document, 100 * s.declined,
                  None if s.declined_absent is None else 100 * s.declined_absent, 100 * s.read_from_table,
-                 None if s.read_from_table_em is None else 100 * s.read_from_table_em, s.seconds_per_answer]
+                 None if s.read_from_table_em is None else 100 * s.read_from_table_em,
+                 100 * s.other_documents_answer,
+                 None if s.other_documents_answer_em is None else 100 * s.other_documents_answer_em,
+                 None if s.read_alone_em is None else 100 * s.read_alone_em, s.seconds_per_answer]
                 for s in self.scores]
         types = sorted({t for s in self.scores for t in s.by_type})
         by_type = [[s.name, t, s.by_type[t]["questions"], 100 * s.by_type[t]["em"], 100 * s.by_type[t]["f1"]]
@@ -204,6 +213,8 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
             declined: list[bool] = []
             declined_absent: list[bool] = []
             from_table: list[float] = []
+            others_answer: list[float] = []  # EM of the answers saying other documents answer otherwise
+            read_alone: list[float] = []  # EM of the other table readings
             written: list[tuple[float, float]] = []
             snapped: list[bool] = []
             started = time.perf_counter()
@@ -222,6 +233,7 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
                 declined.append(answer.declined)
                 if answer.read_from_table:
                     from_table.append(e)
+                    (others_answer if answer.also_answered_by else read_alone).append(e)
                 if not answer.declined and any(c.document == own for c in answer.citations):
                     cited.append(_cites_own(answer, own))
                     named.append(_cites_own(answer, own, named=True))
@@ -243,6 +255,9 @@ def evaluate_ask(data: str, part: str = "report", limit: int | None = None, abse
                 seconds_per_answer=round(seconds / (n * (2 if declined_absent else 1)), 3),
                 read_from_table=len(from_table) / n,
                 read_from_table_em=statistics.fmean(from_table) if from_table else None,
+                other_documents_answer=len(others_answer) / n,
+                other_documents_answer_em=statistics.fmean(others_answer) if others_answer else None,
+                read_alone_em=statistics.fmean(read_alone) if read_alone else None,
                 snapped=sum(snapped) / n, as_written_em=sum(x for x, _ in written) / n,
                 as_written_f1=sum(y for _, y in written) / n))
         pipeline.answerer = configured

@@ -30,6 +30,10 @@ def test_the_reader_and_the_answerer_alone_are_scored_in_one_run(tatqa_dev, tmp_
     # Asked of its own document, an answer cites nothing else, and no question of it was answered worse
     # for that here (the other document's tables have other rows).
     assert of_own.cited_own_document == 1.0 and of_own.em >= with_tables.em and of_own.declined_absent is None
+    assert of_own.other_documents_answer == 0  # asked of one document, no other answers otherwise
+    for scores in result.scores:  # every table reading either says other documents answer otherwise or not
+        assert (scores.other_documents_answer_em is None) == (scores.other_documents_answer == 0)
+        assert (scores.read_alone_em is None) == (scores.read_from_table == scores.other_documents_answer)
     assert with_tables.read_from_table > 0 and alone.read_from_table == 0 and alone.read_from_table_em is None
     assert 0 < with_tables.read_from_table_em <= 1
     # Scored as written too: only the answers snapped to the passages' words can score differently.
@@ -38,5 +42,6 @@ def test_the_reader_and_the_answerer_alone_are_scored_in_one_run(tatqa_dev, tmp_
     written = json.loads((tmp_path / "out" / "ask.json").read_text())
     assert written["scores"][0]["read_from_table"] == with_tables.read_from_table
     assert "read from a table" in (tmp_path / "out" / "ask.md").read_text()
+    assert "says others answer otherwise" in (tmp_path / "out" / "ask.md").read_text()
     assert "(as written)" in (tmp_path / "out" / "ask.md").read_text()
     assert (tmp_path / "out" / "ask.png").stat().st_size > 0
