@@ -460,12 +460,7 @@ class SQLiteDocumentStore:
 
     def get(self, name_or_id: str | int) -> DocumentInfo:
         """The document of this name, else of this id (an int, or a string of its digits)."""
-        documents = self.list()
-        for matches in (lambda d: d.name == name_or_id, lambda d: str(d.id) == str(name_or_id)):
-            found = next((d for d in documents if matches(d)), None)
-            if found is not None:
-                return found
-        raise DocumentNotFoundError(f"no document {name_or_id!r} in the library (see `finassist docs list`)")
+        return _named(name_or_id, self.list())
 
     # ------------------------------------------------------------------ writing
 
@@ -598,7 +593,8 @@ class SQLiteDocumentStore:
             documents = [documents]
         if not documents:
             raise InvalidParameterError("documents must name at least one document of the library (or be left out)")
-        return list(dict.fromkeys(self.get(d).id for d in documents))
+        listed = self.list()  # once for all the names, as ``get`` reads them
+        return list(dict.fromkeys(_named(d, listed).id for d in documents))
 
     def _coverage(self, terms: Sequence[str], passage_ids: Sequence[int], passages: int) -> dict[int, float]:
         """Each passage's share of ``terms``, a term weighted by its inverse document frequency over the
@@ -683,6 +679,15 @@ class SQLiteDocumentStore:
                                 else np.zeros((0, 0), dtype=np.float32))
                 self._matrix_version = version
             return self._matrix_ids, self._matrix, self._matrix_owners
+
+
+def _named(name_or_id: str | int, documents: Sequence[DocumentInfo]) -> DocumentInfo:
+    """Of ``documents``, the one of this name, else of this id (an int, or a string of its digits)."""
+    for matches in (lambda d: d.name == name_or_id, lambda d: str(d.id) == str(name_or_id)):
+        found = next((d for d in documents if matches(d)), None)
+        if found is not None:
+            return found
+    raise DocumentNotFoundError(f"no document {name_or_id!r} in the library (see `finassist docs list`)")
 
 
 def files_in(paths: Sequence[str | Path]) -> list[tuple[Path, str]]:

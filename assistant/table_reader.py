@@ -28,6 +28,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .calculator import InvalidExpressionError, compute
 from .figures import YEAR as _YEAR
 from .figures import stated_unit
 #: Words that say how a question asks, not what about: left out when matching a row's label.
@@ -136,6 +137,16 @@ class Reading:
     expression: str | None
     scale: str
     source: int
+
+    def answer(self) -> tuple[str, ...]:
+        """What the reading answers: its cells as copied, or its calculation's value to 2 decimals (an
+        expression the calculator refuses, such as a division by zero, stands as written)."""
+        if self.kind == "answer":
+            return self.parts
+        try:
+            return (str(round(compute(self.expression or "").value, 2)),)
+        except InvalidExpressionError:
+            return (self.expression or "",)
 
     def as_answerer_text(self) -> str:
         """The reading as the answerer would write it (what ``ShortAnswer.parse`` reads)."""

@@ -26,7 +26,6 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from assistant import Assistant
-from assistant.calculator import compute
 from assistant.documents import table_text
 from assistant.figures import stated_unit
 from assistant.table_reader import read
@@ -37,7 +36,7 @@ from finetune.evaluation.tatqa_metric import em_f1
 
 
 def predicted(reading) -> list[str]:
-    return list(reading.parts) if reading.kind == "answer" else [str(round(compute(reading.expression).value, 2))]
+    return list(reading.answer())
 
 
 def form(reading) -> str:

@@ -22,7 +22,7 @@ from ..errors import InvalidParameterError
 from ..inputs import ensure_text
 from ..library import Passage
 from ..prompts import load_prompt
-from ..table_reader import Reading, read_all as read_tables
+from ..table_reader import read_all as read_tables
 from .base import Pipeline
 
 ROLES = ("system", "user", "assistant")
@@ -163,16 +163,6 @@ _CONSTANTS = frozenset({*range(1, 13), 100, 1000})
 def _is_constant(figure: str) -> bool:
     digits = figure.strip().replace(",", "")
     return digits.isdigit() and int(digits) in _CONSTANTS
-
-
-def _figure_of(reading: Reading) -> tuple:
-    """What a table reading answers: its copied cells, or its calculation's value to 2 decimals."""
-    if reading.kind == "answer":
-        return reading.parts
-    try:
-        return (round(compute(reading.expression or "").value, 2),)
-    except InvalidExpressionError:
-        return (reading.expression,)
 
 
 def normalise_history(history: object) -> list[Message]:
@@ -409,9 +399,9 @@ class AskPipeline(Pipeline):
                     # As good a reading of another document, of another figure: the question does not say
                     # which report it is about (most wrong readings on TAT-QA dev are of this kind).
                     also_in = tuple(dict.fromkeys(
-                        readable[other.source - 1][1].document for other, other_claim in others
-                        if other_claim == claim and readable[other.source - 1][1].document != document
-                        and _figure_of(other) != _figure_of(found)))
+                        other_document for other, other_claim in others
+                        if other_claim == claim and other.answer() != found.answer()
+                        and (other_document := readable[other.source - 1][1].document) != document))
             return replace(turn, messages=messages, params=params, answerer=True, reading=reading, also_in=also_in,
                            citations=[Citation.of(n, p) for n, p in enumerate(passages, 1)])
         passages = list(evidence)
