@@ -136,15 +136,16 @@ def word_vectorizer_state(vectorizer, settings: dict | None = None) -> dict:
 
 def chosen_labels(scores, cut, min_labels: int = 0):
     """The multi-label decision, shared by the engine and evaluation: a boolean mask (n, labels)
-    of every label whose score reaches its threshold in ``cut``, topped up with the best-scoring
-    others for a text with fewer than ``min_labels``."""
+    of each text's ``min_labels`` best-scoring labels and every other label whose score reaches
+    its threshold in ``cut``. For data where every text has a label (contract clauses), the best
+    label is always one of them; the thresholds decide only the labels beside it."""
     import numpy as np
 
     scores = np.asarray(scores, dtype=float)
     hits = scores >= np.asarray(cut, dtype=float)[None, :]
-    for i in np.flatnonzero(hits.sum(axis=1) < min_labels):
-        missing = min_labels - int(hits[i].sum())
-        hits[i, [j for j in np.argsort(-scores[i], kind="stable") if not hits[i, j]][:missing]] = True
+    if min_labels > 0 and scores.size:
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :min_labels]
+        hits[np.arange(len(scores))[:, None], best] = True
     return hits
 
 

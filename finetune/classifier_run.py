@@ -61,7 +61,7 @@ def validation_report(config: ClassifyTrainConfig, data: ClassificationData, pro
     if not config.multi_label:
         preds = [data.labels[i] for i in probs.argmax(axis=1)]
         return evaluator([g[0] for g in data.val_labels], preds, **extra), None, {}
-    thresholds = tune_thresholds(data.val_labels, probs, data.labels)
+    thresholds = tune_thresholds(data.val_labels, probs, data.labels, min_labels=data.min_labels)
     report = evaluator(data.val_labels, apply_thresholds(probs, data.labels, thresholds, data.min_labels),
                        thresholds=thresholds, thresholds_tuned_on="this validation split",
                        min_labels=data.min_labels, **extra)

@@ -164,10 +164,15 @@ def _model_card(run: dict, license: str | None) -> str:
         kind = "multi-label: every label over its threshold" if run["multi_label"] else "single-label: the top label"
         floor = run.get("min_labels") or 0
         if run["multi_label"] and floor:
-            kind += f", and at least the best {floor}" if floor > 1 else ", and the best label when none is"
+            kind = ("multi-label: the best label" if floor == 1 else f"multi-label: the best {floor} labels") + \
+                ", and every other label over its threshold"
         lines += [f"## Labels ({kind})", ""]
+        thresholds = run.get("thresholds") or {}
+        shared = len(set(thresholds.values())) == 1 and len(run["labels"]) > 1
+        if shared:
+            lines += [f"One threshold for every label: {next(iter(thresholds.values())):.2f}.", ""]
         for label in run["labels"]:
-            t = (run.get("thresholds") or {}).get(label)
+            t = None if shared else thresholds.get(label)
             lines.append(f"- {label}" + (f" (threshold {t:.2f})" if t is not None else ""))
         lines.append("")
     lines += ["## Data", "", "| source | role | records | licence |", "|---|---|---:|---|"]
@@ -239,7 +244,7 @@ def write_run(
     missing licence is looked up by the source's path (``licence_of``). ``config`` is a dict or a
     dataclass (stored as a dict). ``license``: the model's own licence for the card's metadata
     (default ``unknown``: the data's terms decide). ``min_labels``: multi-label, the fewest labels
-    a prediction has (the best-scoring ones when too few pass their thresholds).
+    a prediction has (its best-scoring ones are always among them).
     ``base_fingerprint``: for runs that store no copy of their base model (LoRA adapters, compact
     heads), the fingerprint of the base weights they were trained on (``assistant.models.weights_fingerprint``).
     ``text_mix``: the share of each score a TF-IDF text head gives (``finetune.text_mix``; 0: none).

@@ -116,7 +116,7 @@ class HeadFitter:
 
         evaluator = ClassificationEvaluator(self.labels, multi_label=self.multi, task=self.config.task)
         if self.multi:
-            thresholds = tune_thresholds(gold, probs, self.labels)
+            thresholds = tune_thresholds(gold, probs, self.labels, min_labels=self.data.min_labels)
             return evaluator(gold, apply_thresholds(probs, self.labels, thresholds, self.data.min_labels)).macro_f1
         return evaluator([g[0] for g in gold], [self.labels[i] for i in probs.argmax(1)]).accuracy
 

@@ -64,9 +64,9 @@ def test_min_labels_round_trip_and_card(tmp_path):
     assert read_run(_write(tmp_path / "none").parent).min_labels == 0
     _write(tmp_path / "u", min_labels=1)
     assert read_run(tmp_path / "u").min_labels == 1
-    assert "and the best label when none is" in (tmp_path / "u" / "README.md").read_text()
+    assert "the best label, and every other label over its threshold" in (tmp_path / "u" / "README.md").read_text()
     _write(tmp_path / "two", min_labels=2)
-    assert "at least the best 2" in (tmp_path / "two" / "README.md").read_text()
+    assert "the best 2 labels, and every other label over its threshold" in (tmp_path / "two" / "README.md").read_text()
     data = json.loads((tmp_path / "u" / RUN_FILE).read_text())
     for bad in (-1, 1.5, "1", True):
         (tmp_path / "u" / RUN_FILE).write_text(json.dumps({**data, "min_labels": bad}))

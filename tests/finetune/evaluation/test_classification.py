@@ -143,15 +143,30 @@ def test_tune_thresholds_recovers_the_separating_threshold():
     assert apply_thresholds(TH_SCORES, TH_LABELS, 0.5)[4] == ["a", "b"]
 
 
-def test_min_labels_tops_up_with_the_best_scoring_labels():
+def test_min_labels_always_gives_the_best_scoring_labels():
     th = {"a": 0.95, "b": 0.5, "c": 0.5}
     assert apply_thresholds(TH_SCORES, TH_LABELS, th) == [["b"], [], ["b", "c"], [], ["b"]]
-    # Row 1 has nothing over its threshold: its best label "a" (0.70) is given; row 3 gets "b" (0.2 beats 0.1, 0.0).
-    assert apply_thresholds(TH_SCORES, TH_LABELS, th, min_labels=1) == [["b"], ["a"], ["b", "c"], ["b"], ["b"]]
-    # Two at least: labels already over their thresholds stay, the best of the others fill up.
+    # Each text's best label is always given, even below its threshold (row 2: "a", 0.90 < 0.95; ties go to
+    # the first label); the thresholds add the others (row 2: "b" and "c"). Row 3 gets "b" (0.2 beats 0.1, 0.0).
+    assert apply_thresholds(TH_SCORES, TH_LABELS, th, min_labels=1) == [["b"], ["a"], ["a", "b", "c"], ["b"], ["b"]]
+    # The best two at least, and any other over its threshold.
     assert apply_thresholds(TH_SCORES, TH_LABELS, th, min_labels=2) == [
-        ["a", "b"], ["a", "b"], ["b", "c"], ["a", "b"], ["a", "b"]]
+        ["a", "b"], ["a", "b"], ["a", "b", "c"], ["a", "b"], ["a", "b"]]
     assert apply_thresholds(TH_SCORES, TH_LABELS, th, min_labels=5)[0] == TH_LABELS
+
+
+def test_tune_thresholds_with_a_floor_shares_one_threshold_for_the_labels_beside_the_best():
+    """Every text's best label is right; its true second labels score 0.7, the wrong ones 0.4 and 0.3: a
+    shared threshold in (0.4, 0.7] gives the whole decision a perfect micro-F1 (grid 0.45 to 0.70, middle
+    0.60), though label "c" alone, never a second label, would tune its own threshold elsewhere."""
+    labels = ["a", "b", "c"]
+    gold = [["a", "b"], ["b"], ["a", "c"], ["c"], ["a"]]
+    scores = np.array([[0.9, 0.7, 0.4], [0.3, 0.8, 0.4], [0.7, 0.1, 0.95], [0.2, 0.4, 0.6], [0.55, 0.1, 0.3]])
+    th = tune_thresholds(gold, scores, labels, min_labels=1)
+    assert th == {"a": pytest.approx(0.60), "b": pytest.approx(0.60), "c": pytest.approx(0.60)}
+    assert apply_thresholds(scores, labels, th, min_labels=1) == gold
+    # label by label, "c" (positives 0.95, 0.6) would need a cut at or below 0.6, "a" one at or below 0.55
+    assert tune_thresholds(gold, scores, labels)["a"] <= 0.55
 
 
 def test_threshold_bad_inputs():
