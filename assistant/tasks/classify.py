@@ -154,7 +154,7 @@ class ClassifyPipeline(Pipeline):
         clf = prepared.classifier
         names = clf.labels
         cut = [prepared.threshold if prepared.threshold is not None else clf.thresholds[n] for n in names]
-        # Runs trained on data where every text has a label top up with the best-scoring ones.
+        # Runs trained on data where every text has a label always give their best-scoring ones.
         hits = chosen_labels(probs.numpy(), cut, clf.min_labels) if clf.multi_label else None
         results = []
         for k, row in enumerate(probs):
