@@ -103,9 +103,9 @@ class ClassifyTrainConfig:
         None, "head-only or --text-mix: the most character n-gram columns kept (default: the text features' own "
               "setting)")
     min_labels: int | None = option(
-        None, "multi-label: every text gets its this many best-scoring labels and any others over their "
-              "thresholds, then tuned as one threshold for all labels (default: the fewest labels any training text has, so 1 when every "
-              "training text has a label, as contract clauses do, and 0 when some have none)")
+        None, "multi-label: every text gets this many of its best-scoring labels, and any other over one "
+              "threshold tuned for all labels (default: the fewest labels any training text has, so 1 when "
+              "every training text has a label, as contract clauses do, and 0 when some have none)")
     labels: str | None = option(
         None, "comma-separated label set (default: the labels seen in the training data); "
               "multi-label texts with no label are negatives")

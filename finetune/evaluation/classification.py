@@ -293,8 +293,7 @@ def tune_thresholds(y_true: list[list[str]], scores, labels: Sequence[str], grid
     if min_labels > 0:
         micro = np.array([f1_score(yt, chosen_labels(scores, np.full(len(labels), t), min_labels).astype(int),
                                    average="micro", zero_division=0) for t in grid])
-        best = np.flatnonzero(np.isclose(micro, micro.max()))
-        return dict.fromkeys(labels, float(grid[best[len(best) // 2]]))
+        return dict.fromkeys(labels, _middle_of_best(grid, micro))
     # f1[g, j]: F1 of label j when thresholded at grid[g].
     f1 = np.stack([f1_score(yt, (scores >= t).astype(int), average=None, zero_division=0) for t in grid])
     out = {}
@@ -302,9 +301,14 @@ def tune_thresholds(y_true: list[list[str]], scores, labels: Sequence[str], grid
         if not yt[:, j].any():
             out[label] = float(default)
             continue
-        best = np.flatnonzero(np.isclose(f1[:, j], f1[:, j].max()))
-        out[label] = float(grid[best[len(best) // 2]])
+        out[label] = _middle_of_best(grid, f1[:, j])
     return out
+
+
+def _middle_of_best(grid: np.ndarray, f1: np.ndarray) -> float:
+    """The grid point in the middle of those with the best F1 (a tied plateau resolves to its middle)."""
+    best = np.flatnonzero(np.isclose(f1, f1.max()))
+    return float(grid[best[len(best) // 2]])
 
 
 def apply_thresholds(scores, labels: Sequence[str], thresholds: Mapping[str, float] | float,
